@@ -1,0 +1,84 @@
+//! Process settings: flags, with environment variables behind them.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Args, Clone, Debug)]
+pub struct Settings {
+    /// Spool, mailboxes, logs, certificates and the private PostgreSQL cluster live here.
+    #[arg(long, env = "HUBGATE_DATA_DIR", default_value = "/var/lib/hubgate")]
+    pub data_dir: PathBuf,
+    /// This node's FQDN (default: the host name).
+    #[arg(long, env = "HUBGATE_SERVER_NAME")]
+    pub server_name: Option<String>,
+    /// PostgreSQL URL; when unset, a private cluster runs under the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ServeSettings {
+    #[command(flatten)]
+    pub common: Settings,
+    /// Where the console listens.
+    #[arg(long, env = "HUBGATE_CONSOLE_BIND", default_value = "127.0.0.1:8080")]
+    pub console_bind: String,
+    /// Bindings given to the default receive connectors on first start:
+    /// `IP:port` entries for `Default <SERVER>`, `Client=IP:port` for `Client <SERVER>`, comma-separated.
+    #[arg(long, env = "HUBGATE_DEFAULT_BINDINGS")]
+    pub default_bindings: Option<String>,
+    /// The administrator's password on first start (otherwise one is generated and printed once).
+    #[arg(long, env = "HUBGATE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+}
+
+impl Settings {
+    pub fn fqdn(&self) -> String {
+        self.server_name
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(host_name)
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    }
+}
+
+/// Splits HUBGATE_DEFAULT_BINDINGS into (Default, Client) binding lists.
+pub fn split_default_bindings(s: &str) -> (Vec<String>, Vec<String>) {
+    let mut default = Vec::new();
+    let mut client = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        match item.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("client") => {
+                client.push(v.trim().to_string())
+            }
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("default") => {
+                default.push(v.trim().to_string())
+            }
+            _ => default.push(item.to_string()),
+        }
+    }
+    (default, client)
+}
+
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_bindings_split() {
+        let (d, c) = split_default_bindings("127.0.0.1:2525, Client=127.0.0.1:2587");
+        assert_eq!(d, vec!["127.0.0.1:2525"]);
+        assert_eq!(c, vec!["127.0.0.1:2587"]);
+    }
+}

@@ -1,0 +1,3 @@
+//! Logs kept in the formats Exchange administrators already read and parse.
+
+pub mod protocol;

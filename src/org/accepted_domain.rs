@@ -1,0 +1,178 @@
+//! AcceptedDomain: the SMTP namespaces this organisation takes mail for.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::OrgError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainType {
+    Authoritative,
+    InternalRelay,
+    ExternalRelay,
+}
+
+impl DomainType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DomainType::Authoritative => "Authoritative",
+            DomainType::InternalRelay => "InternalRelay",
+            DomainType::ExternalRelay => "ExternalRelay",
+        }
+    }
+    pub fn parse(s: &str) -> Option<DomainType> {
+        [
+            DomainType::Authoritative,
+            DomainType::InternalRelay,
+            DomainType::ExternalRelay,
+        ]
+        .into_iter()
+        .find(|t| t.name().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AcceptedDomain {
+    pub id: Uuid,
+    pub name: String,
+    pub domain_name: String,
+    pub domain_type: String,
+    pub is_default: bool,
+    pub address_book_enabled: bool,
+    pub message_expiration_timeout: Option<i64>,
+    pub delay_notification_timeout: Option<i64>,
+}
+
+/// Is `s` an SMTP domain (optionally `*.`-prefixed) as New-AcceptedDomain takes it?
+pub fn valid_domain_name(s: &str) -> bool {
+    let body = s.strip_prefix("*.").unwrap_or(s);
+    !body.is_empty()
+        && s.len() <= 256
+        && body.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+        })
+}
+
+impl AcceptedDomain {
+    pub fn new(name: &str, domain_name: &str, domain_type: DomainType) -> AcceptedDomain {
+        AcceptedDomain {
+            id: Uuid::new_v4(),
+            name: name.to_string(),
+            domain_name: domain_name.to_ascii_lowercase(),
+            domain_type: domain_type.name().to_string(),
+            is_default: false,
+            address_book_enabled: domain_type == DomainType::Authoritative,
+            message_expiration_timeout: None,
+            delay_notification_timeout: None,
+        }
+    }
+
+    pub fn kind(&self) -> DomainType {
+        DomainType::parse(&self.domain_type).unwrap_or(DomainType::Authoritative)
+    }
+
+    /// Does this accepted domain cover `domain` (exactly, or as a subdomain of a `*.` entry)?
+    pub fn matches(&self, domain: &str) -> bool {
+        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        match self.domain_name.strip_prefix("*.") {
+            Some(base) => d == base || d.ends_with(&format!(".{base}")),
+            None => d == self.domain_name,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), OrgError> {
+        if !valid_domain_name(&self.domain_name) {
+            return Err(OrgError::Invalid(format!(
+                "'{}' is not a valid SMTP domain. Use a domain such as contoso.com, or *.contoso.com for the domain and all its subdomains.",
+                self.domain_name
+            )));
+        }
+        if DomainType::parse(&self.domain_type).is_none() {
+            return Err(OrgError::Invalid(format!(
+                "'{}' is not a valid DomainType. Valid values: Authoritative, InternalRelay, ExternalRelay.",
+                self.domain_type
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn insert(&self, pool: &PgPool) -> Result<(), OrgError> {
+        self.validate()?;
+        let mut tx = pool.begin().await?;
+        // The first accepted domain becomes the default, as in Exchange.
+        let any: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM accepted_domain LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let is_default = self.is_default || any.is_none();
+        if is_default {
+            sqlx::query("UPDATE accepted_domain SET is_default = false WHERE is_default")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO accepted_domain (id, name, domain_name, domain_type, is_default, address_book_enabled,
+                                          message_expiration_timeout, delay_notification_timeout)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(self.id)
+        .bind(&self.name)
+        .bind(&self.domain_name)
+        .bind(&self.domain_type)
+        .bind(is_default)
+        .bind(self.address_book_enabled)
+        .bind(self.message_expiration_timeout)
+        .bind(self.delay_notification_timeout)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| OrgError::from_unique(e, "AcceptedDomain", &self.name))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn load_all(pool: &PgPool) -> Result<Vec<AcceptedDomain>, OrgError> {
+        Ok(
+            sqlx::query_as::<_, AcceptedDomain>("SELECT * FROM accepted_domain ORDER BY name")
+                .fetch_all(pool)
+                .await?,
+        )
+    }
+}
+
+/// The accepted domain that covers `domain`; the most specific entry wins (exact over `*.`, longer over shorter).
+pub fn find<'a>(domains: &'a [AcceptedDomain], domain: &str) -> Option<&'a AcceptedDomain> {
+    domains
+        .iter()
+        .filter(|d| d.matches(domain))
+        .max_by_key(|d| {
+            (
+                !d.domain_name.starts_with("*."),
+                d.domain_name.trim_start_matches("*.").len(),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_and_exact_matching() {
+        let ds = vec![
+            AcceptedDomain::new("a", "*.contoso.com", DomainType::ExternalRelay),
+            AcceptedDomain::new("b", "sales.contoso.com", DomainType::Authoritative),
+        ];
+        assert_eq!(find(&ds, "CONTOSO.com").unwrap().name, "a");
+        assert_eq!(find(&ds, "x.y.contoso.com").unwrap().name, "a");
+        assert_eq!(find(&ds, "sales.contoso.com").unwrap().name, "b");
+        assert!(find(&ds, "notcontoso.com").is_none());
+        assert!(valid_domain_name("*.contoso.com"));
+        assert!(!valid_domain_name("a.*.contoso.com"));
+        assert!(!valid_domain_name("contoso..com"));
+    }
+}

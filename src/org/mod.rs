@@ -1,0 +1,97 @@
+//! The organisation: Exchange's configuration objects, their validation, load and save.
+//!
+//! The console and the shell are two faces of these operations; validation lives here once.
+
+pub mod accepted_domain;
+pub mod account;
+pub mod bootstrap;
+pub mod network;
+pub mod receive_connector;
+pub mod recipient;
+pub mod rights;
+pub mod send_connector;
+pub mod transport_config;
+pub mod transport_server;
+
+use sqlx::PgPool;
+
+pub use accepted_domain::{AcceptedDomain, DomainType};
+pub use account::Account;
+pub use receive_connector::{AuthMechanism, ReceiveConnector};
+pub use recipient::Recipient;
+pub use rights::{ExtendedRight, Permission, PermissionGroup, Rights};
+pub use send_connector::SendConnector;
+pub use transport_config::TransportConfig;
+pub use transport_server::TransportServer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrgError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("The {kind} \"{name}\" already exists.")]
+    Duplicate { kind: &'static str, name: String },
+    #[error("The TransportServer \"{0}\" does not exist.")]
+    NoServer(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl OrgError {
+    /// Turns a unique-constraint violation into the duplicate-object error an admin understands.
+    pub fn from_unique(e: sqlx::Error, kind: &'static str, name: &str) -> OrgError {
+        match &e {
+            sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+                OrgError::Duplicate {
+                    kind,
+                    name: name.to_string(),
+                }
+            }
+            sqlx::Error::Database(d) if d.code().as_deref() == Some("23514") => {
+                OrgError::Invalid(format!(
+                    "a value of {kind} \"{name}\" is out of range ({})",
+                    d.message()
+                ))
+            }
+            _ => OrgError::Db(e),
+        }
+    }
+}
+
+/// A consistent snapshot of everything the transport needs, reloaded on every change.
+#[derive(Clone, Debug)]
+pub struct Org {
+    pub server: TransportServer,
+    pub config: TransportConfig,
+    pub accepted_domains: Vec<AcceptedDomain>,
+    pub receive_connectors: Vec<ReceiveConnector>,
+    pub send_connectors: Vec<SendConnector>,
+    pub permissions: Vec<Permission>,
+}
+
+impl Org {
+    pub async fn load(pool: &PgPool, server: &str) -> Result<Org, OrgError> {
+        let server_row = TransportServer::load(pool, server)
+            .await?
+            .ok_or_else(|| OrgError::NoServer(server.to_string()))?;
+        Ok(Org {
+            config: TransportConfig::load(pool).await?,
+            accepted_domains: AcceptedDomain::load_all(pool).await?,
+            receive_connectors: ReceiveConnector::load_for_server(pool, &server_row.name).await?,
+            send_connectors: SendConnector::load_all(pool).await?,
+            permissions: sqlx::query_as::<_, Permission>(
+                "SELECT connector_id, principal, extended_right, deny, permission_group FROM connector_permission ORDER BY id",
+            )
+            .fetch_all(pool)
+            .await?,
+            server: server_row,
+        })
+    }
+
+    pub fn acl(&self, connector_id: uuid::Uuid) -> Vec<Permission> {
+        self.permissions
+            .iter()
+            .filter(|p| p.connector_id == connector_id)
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,260 @@
+//! SendConnector: how mail leaves (address spaces with cost, DNS MX or smart hosts, TLS, auth).
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::OrgError;
+use super::rights::send_connector_default_entries;
+
+/// One `-AddressSpaces` entry: `[<Type>:]<space>[;<cost>]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressSpace {
+    pub address_type: String,
+    pub domain: String,
+    pub cost: u8,
+}
+
+impl AddressSpace {
+    pub fn parse(s: &str) -> Result<AddressSpace, OrgError> {
+        let bad =
+            |why: &str| OrgError::Invalid(format!("'{s}' is not a valid address space: {why}"));
+        let (typed, cost) = match s.trim().rsplit_once(';') {
+            Some((a, c)) => {
+                let cost: u8 = c
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("the cost must be a number from 1 to 100"))?;
+                if !(1..=100).contains(&cost) {
+                    return Err(bad("the cost must be a number from 1 to 100"));
+                }
+                (a.trim(), cost)
+            }
+            None => (s.trim(), 1),
+        };
+        let (address_type, domain) = match typed.split_once(':') {
+            Some((t, d)) => (t.trim().to_string(), d.trim().to_string()),
+            None => ("SMTP".to_string(), typed.to_string()),
+        };
+        if address_type.eq_ignore_ascii_case("SMTP") {
+            let body = domain.strip_prefix("*.").unwrap_or(&domain);
+            if domain != "*"
+                && (body.contains('*') || !super::accepted_domain::valid_domain_name(body))
+            {
+                return Err(bad("use a domain, *.domain or *"));
+            }
+        }
+        Ok(AddressSpace {
+            address_type: if address_type.eq_ignore_ascii_case("SMTP") {
+                "SMTP".into()
+            } else {
+                address_type
+            },
+            domain: domain.to_ascii_lowercase(),
+            cost,
+        })
+    }
+}
+
+impl std::fmt::Display for AddressSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{};{}", self.address_type, self.domain, self.cost)
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SendConnector {
+    pub id: Uuid,
+    pub name: String,
+    pub enabled: bool,
+    pub usage: String,
+    pub address_spaces: Vec<String>,
+    pub is_scoped_connector: bool,
+    pub dns_routing_enabled: bool,
+    pub smart_hosts: Vec<String>,
+    pub smart_host_auth_mechanism: String,
+    pub auth_username: Option<String>,
+    pub auth_password: Option<String>,
+    pub port: i32,
+    pub require_tls: bool,
+    pub ignore_starttls: bool,
+    pub tls_auth_level: Option<String>,
+    pub tls_domain: Option<String>,
+    pub max_message_size: Option<i64>,
+    pub connection_inactivity_timeout: i64,
+    pub force_helo: bool,
+    pub fqdn: Option<String>,
+    pub use_external_dns_servers_enabled: bool,
+    pub source_transport_servers: Vec<String>,
+    pub protocol_logging_level: String,
+    pub error_policies: String,
+    pub domain_secure_enabled: bool,
+    pub smtp_max_messages_per_connection: i32,
+    pub comment: Option<String>,
+    pub message_expiration_timeout: Option<i64>,
+    pub delay_notification_timeout: Option<i64>,
+}
+
+impl SendConnector {
+    pub fn new(name: &str, address_spaces: &[&str], source_server: &str) -> SendConnector {
+        SendConnector {
+            id: Uuid::new_v4(),
+            name: name.to_string(),
+            enabled: true,
+            usage: "Custom".into(),
+            address_spaces: address_spaces.iter().map(|s| s.to_string()).collect(),
+            is_scoped_connector: false,
+            dns_routing_enabled: true,
+            smart_hosts: vec![],
+            smart_host_auth_mechanism: "None".into(),
+            auth_username: None,
+            auth_password: None,
+            port: 25,
+            require_tls: false,
+            ignore_starttls: false,
+            tls_auth_level: None,
+            tls_domain: None,
+            max_message_size: Some(10 * 1024 * 1024),
+            connection_inactivity_timeout: 600,
+            force_helo: false,
+            fqdn: None,
+            use_external_dns_servers_enabled: false,
+            source_transport_servers: vec![source_server.to_string()],
+            protocol_logging_level: "None".into(),
+            error_policies: "Default".into(),
+            domain_secure_enabled: false,
+            smtp_max_messages_per_connection: 20,
+            comment: None,
+            message_expiration_timeout: None,
+            delay_notification_timeout: None,
+        }
+    }
+
+    pub fn parsed_address_spaces(&self) -> Vec<AddressSpace> {
+        self.address_spaces
+            .iter()
+            .filter_map(|s| AddressSpace::parse(s).ok())
+            .collect()
+    }
+
+    pub fn validate(&self) -> Result<(), OrgError> {
+        if self.address_spaces.is_empty() {
+            return Err(OrgError::Invalid("AddressSpaces must not be empty.".into()));
+        }
+        for s in &self.address_spaces {
+            AddressSpace::parse(s)?;
+        }
+        if self.dns_routing_enabled && !self.smart_hosts.is_empty() {
+            return Err(OrgError::Invalid(
+                "DNSRoutingEnabled must be $false when SmartHosts are given.".into(),
+            ));
+        }
+        if !self.dns_routing_enabled && self.smart_hosts.is_empty() {
+            return Err(OrgError::Invalid(
+                "SmartHosts must be given when DNSRoutingEnabled is $false.".into(),
+            ));
+        }
+        let basic = matches!(
+            self.smart_host_auth_mechanism.as_str(),
+            "BasicAuth" | "BasicAuthRequireTLS"
+        );
+        if basic && self.auth_username.is_none() {
+            return Err(OrgError::Invalid(format!(
+                "SmartHostAuthMechanism {} requires AuthenticationCredential.",
+                self.smart_host_auth_mechanism
+            )));
+        }
+        if self.require_tls && self.ignore_starttls {
+            return Err(OrgError::Invalid(
+                "RequireTLS cannot be $true when IgnoreSTARTTLS is $true.".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Inserts the connector with the default send-connector ACL (reference §2.3).
+    pub async fn insert(&self, pool: &PgPool) -> Result<(), OrgError> {
+        self.validate()?;
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO send_connector (id, name, enabled, usage, address_spaces, is_scoped_connector, dns_routing_enabled,
+               smart_hosts, smart_host_auth_mechanism, auth_username, auth_password, port, require_tls, ignore_starttls,
+               tls_auth_level, tls_domain, max_message_size, connection_inactivity_timeout, force_helo, fqdn,
+               use_external_dns_servers_enabled, source_transport_servers, protocol_logging_level, error_policies,
+               domain_secure_enabled, smtp_max_messages_per_connection, comment, message_expiration_timeout,
+               delay_notification_timeout)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29)",
+        )
+        .bind(self.id)
+        .bind(&self.name)
+        .bind(self.enabled)
+        .bind(&self.usage)
+        .bind(&self.address_spaces)
+        .bind(self.is_scoped_connector)
+        .bind(self.dns_routing_enabled)
+        .bind(&self.smart_hosts)
+        .bind(&self.smart_host_auth_mechanism)
+        .bind(&self.auth_username)
+        .bind(&self.auth_password)
+        .bind(self.port)
+        .bind(self.require_tls)
+        .bind(self.ignore_starttls)
+        .bind(&self.tls_auth_level)
+        .bind(&self.tls_domain)
+        .bind(self.max_message_size)
+        .bind(self.connection_inactivity_timeout)
+        .bind(self.force_helo)
+        .bind(&self.fqdn)
+        .bind(self.use_external_dns_servers_enabled)
+        .bind(&self.source_transport_servers)
+        .bind(&self.protocol_logging_level)
+        .bind(&self.error_policies)
+        .bind(self.domain_secure_enabled)
+        .bind(self.smtp_max_messages_per_connection)
+        .bind(&self.comment)
+        .bind(self.message_expiration_timeout)
+        .bind(self.delay_notification_timeout)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| OrgError::from_unique(e, "SendConnector", &self.name))?;
+        for (principal, right) in send_connector_default_entries() {
+            sqlx::query(
+                "INSERT INTO connector_permission (connector_id, principal, extended_right, deny, permission_group)
+                 VALUES ($1, $2, $3, false, 'Default')",
+            )
+            .bind(self.id)
+            .bind(principal)
+            .bind(right.ad_name())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn load_all(pool: &PgPool) -> Result<Vec<SendConnector>, OrgError> {
+        Ok(
+            sqlx::query_as::<_, SendConnector>("SELECT * FROM send_connector ORDER BY name")
+                .fetch_all(pool)
+                .await?,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_space_forms_are_equivalent() {
+        let a = AddressSpace::parse("SMTP:contoso.com;1").unwrap();
+        let b = AddressSpace::parse("contoso.com;1").unwrap();
+        let c = AddressSpace::parse("contoso.com").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(b, c);
+        assert_eq!(AddressSpace::parse("*").unwrap().domain, "*");
+        assert_eq!(AddressSpace::parse("*.contoso.com;5").unwrap().cost, 5);
+        assert!(AddressSpace::parse("*contoso.com").is_err());
+        assert!(AddressSpace::parse("contoso.com;0").is_err());
+        assert!(AddressSpace::parse("contoso.com;101").is_err());
+    }
+}

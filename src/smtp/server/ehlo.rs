@@ -1,0 +1,80 @@
+//! HELO/EHLO: the greeting and the extension list in Exchange's order (reference §3.5).
+
+use super::session::{Next, Session};
+use crate::org::AuthMechanism;
+use crate::smtp::proto::Reply;
+
+impl Session {
+    pub fn ehlo(&mut self, host: String, esmtp: bool) -> Next {
+        self.tx = None;
+        self.helo = Some(host);
+        self.esmtp = esmtp;
+        let greeting = format!("{} Hello [{}]", self.connector.fqdn, self.remote.ip());
+        if !esmtp {
+            self.reply(Reply::new(250, "", greeting));
+            return Next::Continue;
+        }
+        let lines = self.ehlo_lines(greeting);
+        self.reply(Reply::multi(250, lines));
+        Next::Continue
+    }
+
+    fn ehlo_lines(&self, greeting: String) -> Vec<String> {
+        let c = &self.connector;
+        let mut lines = vec![greeting];
+        match c.size_enabled.as_str() {
+            "Enabled" => lines.push(format!("SIZE {}", c.max_message_size)),
+            "EnabledWithoutValue" => lines.push("SIZE".into()),
+            _ => {}
+        }
+        if c.pipelining_enabled {
+            lines.push("PIPELINING".into());
+        }
+        if c.dsn_enabled {
+            lines.push("DSN".into());
+        }
+        if c.enhanced_status_codes_enabled {
+            lines.push("ENHANCEDSTATUSCODES".into());
+        }
+        if self.starttls_offered() {
+            lines.push("STARTTLS".into());
+        }
+        if self.auth_offered() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
+        if c.eight_bit_mime_enabled {
+            lines.push("8BITMIME".into());
+        }
+        if c.binary_mime_enabled && c.chunking_enabled {
+            lines.push("BINARYMIME".into());
+        }
+        if c.chunking_enabled {
+            lines.push("CHUNKING".into());
+        }
+        if c.smtp_utf8_enabled {
+            lines.push("SMTPUTF8".into());
+        }
+        if c.orar_enabled {
+            lines.push("XORAR".into());
+        }
+        lines
+    }
+
+    /// Basic authentication is offered when the connector has BasicAuth (after STARTTLS if it has
+    /// BasicAuthRequireTLS); ExchangeServer authentication, between gateways, always needs TLS.
+    pub fn auth_offered(&self) -> bool {
+        self.basic_auth_offered() || self.exchange_auth_offered()
+    }
+
+    pub fn basic_auth_offered(&self) -> bool {
+        self.identity.account.is_none()
+            && self.connector.has_auth(AuthMechanism::BasicAuth)
+            && (self.is_tls() || !self.connector.has_auth(AuthMechanism::BasicAuthRequireTls))
+    }
+
+    pub fn exchange_auth_offered(&self) -> bool {
+        self.identity.account.is_none()
+            && self.connector.has_auth(AuthMechanism::ExchangeServer)
+            && self.is_tls()
+    }
+}

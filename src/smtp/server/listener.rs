@@ -1,0 +1,144 @@
+//! One listening socket per binding; connections are matched to a receive connector on arrival.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+
+use super::Gateway;
+use super::session::Session;
+use super::stream::Stream;
+use crate::org::network::Binding;
+use crate::org::{Org, receive_connector};
+
+/// The sockets to listen on for the enabled connectors. Linux will not bind a specific address
+/// on a port whose wildcard is already bound, so a wildcard binding stands for every address of
+/// its family on that port, and the connection's local address picks the connector.
+pub fn plan(org: &Org) -> HashSet<SocketAddr> {
+    let bindings: Vec<Binding> = org
+        .receive_connectors
+        .iter()
+        .filter(|c| c.enabled)
+        .flat_map(|c| c.parsed_bindings())
+        .collect();
+    bindings
+        .iter()
+        .filter(|b| {
+            b.is_wildcard()
+                || !bindings.iter().any(|w| {
+                    w.is_wildcard() && w.0.port() == b.0.port() && w.0.is_ipv4() == b.0.is_ipv4()
+                })
+        })
+        .map(|b| b.0)
+        .collect()
+}
+
+#[derive(Default)]
+pub struct Listeners {
+    active: HashMap<SocketAddr, JoinHandle<()>>,
+    /// Sessions in progress, for a graceful drain at shutdown.
+    pub sessions: Arc<AtomicUsize>,
+}
+
+impl Listeners {
+    /// Opens sockets for new bindings and closes those no connector uses any more.
+    pub fn reconcile(&mut self, gw: &Arc<Gateway>, org: &Org) {
+        let wanted = plan(org);
+        self.active.retain(|addr, handle| {
+            let keep = wanted.contains(addr);
+            if !keep {
+                tracing::info!("closing listener {addr}");
+                handle.abort();
+            }
+            keep
+        });
+        for addr in wanted {
+            if self.active.contains_key(&addr) {
+                continue;
+            }
+            match bind(addr) {
+                Ok(listener) => {
+                    tracing::info!("SMTP listening on {addr}");
+                    let gw = gw.clone();
+                    let sessions = self.sessions.clone();
+                    self.active
+                        .insert(addr, tokio::spawn(accept_loop(listener, gw, sessions)));
+                }
+                Err(e) => tracing::error!("cannot listen on {addr}: {e}"),
+            }
+        }
+    }
+
+    pub fn bound(&self) -> Vec<SocketAddr> {
+        self.active.keys().copied().collect()
+    }
+
+    pub fn close_all(&mut self) {
+        for (_, h) in self.active.drain() {
+            h.abort();
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    gw: Arc<Gateway>,
+    sessions: Arc<AtomicUsize>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, remote)) => {
+                let gw = gw.clone();
+                let sessions = sessions.clone();
+                tokio::spawn(async move {
+                    sessions.fetch_add(1, Ordering::SeqCst);
+                    handle(tcp, remote, gw).await;
+                    sessions.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+            Err(e) => {
+                // Out of descriptors and similar: back off instead of spinning.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(tcp: TcpStream, remote: SocketAddr, gw: Arc<Gateway>) {
+    let _ = tcp.set_nodelay(true);
+    let Ok(local) = tcp.local_addr() else { return };
+    let org = gw.org();
+    let Some(connector) = receive_connector::select(&org.receive_connectors, local, remote) else {
+        // No connector takes this client: Exchange drops such connections without a word.
+        tracing::debug!("no receive connector for {remote} on {local}");
+        return;
+    };
+    let connector = connector.clone();
+    let mut stream = Stream::Plain(tcp);
+    let _slot = match gw.limits.acquire(&connector, remote.ip()) {
+        Ok(slot) => slot,
+        Err(reply) => {
+            let _ = stream.write_all(reply.to_wire().as_bytes()).await;
+            stream.shutdown().await;
+            return;
+        }
+    };
+    Session::new(gw, org, connector, stream, local, remote)
+        .run()
+        .await;
+}

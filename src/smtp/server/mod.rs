@@ -1,0 +1,37 @@
+//! The receive side: one listener per binding, connector selection, the session state machine.
+
+pub mod auth;
+pub mod data;
+pub mod ehlo;
+pub mod envelope;
+pub mod identity;
+pub mod limits;
+pub mod listener;
+pub mod session;
+pub mod stream;
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::logs::protocol::ProtocolLog;
+use crate::org::Org;
+use crate::transport::queue::Spool;
+
+/// Everything a session needs, shared by all of them.
+pub struct Gateway {
+    pub pool: PgPool,
+    /// The current organisation snapshot; replaced whenever the configuration changes.
+    pub org: watch::Receiver<Arc<Org>>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub spool: Spool,
+    pub receive_log: ProtocolLog,
+    pub limits: limits::ConnectionLimits,
+}
+
+impl Gateway {
+    pub fn org(&self) -> Arc<Org> {
+        self.org.borrow().clone()
+    }
+}

@@ -1,0 +1,5 @@
+//! What happens to a message after the SMTP session: categorize, then make it durable.
+
+pub mod categorizer;
+pub mod headers;
+pub mod queue;

@@ -1,0 +1,372 @@
+//! The end-to-end harness: a real PostgreSQL, the real `hubgate` binary, real clients.
+//!
+//! One PostgreSQL cluster serves every test run (started with hubgate's own managed-cluster code,
+//! or taken from HUBGATE_TEST_DATABASE_URL); each test gets a fresh database in it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hubgate::db::managed::ManagedCluster;
+use hubgate::org::bootstrap::{self, FirstStart};
+use sqlx::PgPool;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::OnceCell;
+
+pub const FQDN: &str = "hub1.contoso.test";
+pub const SERVER: &str = "HUB1";
+pub const DOMAIN: &str = "contoso.test";
+pub const ADMIN_PASSWORD: &str = "Adm1n-Pa55word";
+
+static CLUSTER: OnceCell<Option<ManagedCluster>> = OnceCell::const_new();
+
+/// A URL for a fresh, empty database.
+pub async fn fresh_database() -> String {
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    if let Ok(base) = std::env::var("HUBGATE_TEST_DATABASE_URL") {
+        let admin = PgPool::connect(&base)
+            .await
+            .expect("connect to HUBGATE_TEST_DATABASE_URL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create test database");
+        admin.close().await;
+        let (prefix, rest) = base.rsplit_once('/').expect("database URL with a path");
+        let query = rest
+            .split_once('?')
+            .map(|(_, q)| format!("?{q}"))
+            .unwrap_or_default();
+        return format!("{prefix}/{name}{query}");
+    }
+    let cluster = CLUSTER
+        .get_or_init(|| async {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pgsql");
+            Some(
+                ManagedCluster::start(&dir)
+                    .await
+                    .expect("start the test PostgreSQL cluster"),
+            )
+        })
+        .await
+        .as_ref()
+        .expect("cluster");
+    cluster
+        .ensure_database(&name)
+        .await
+        .expect("create test database");
+    cluster.url(&name)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A configured but not yet running gateway: its database exists and can be adjusted first.
+pub struct Setup {
+    pub db_url: String,
+    pub pool: PgPool,
+    pub data_dir: tempfile::TempDir,
+    pub smtp_port: u16,
+    pub client_port: u16,
+    pub console_port: u16,
+}
+
+impl Setup {
+    /// Creates the organisation as a first start would, with tarpitting off so rejections are
+    /// quick (a dedicated test covers the tarpit).
+    pub async fn new() -> Setup {
+        let db_url = fresh_database().await;
+        let pool = PgPool::connect(&db_url).await.expect("connect");
+        hubgate::db::MIGRATOR.run(&pool).await.expect("migrate");
+        let smtp_port = free_port();
+        let client_port = free_port();
+        bootstrap::ensure_server(
+            &pool,
+            &FirstStart {
+                server_name: SERVER,
+                fqdn: FQDN,
+                default_bindings: Some(vec![format!("0.0.0.0:{smtp_port}")]),
+                client_bindings: Some(vec![format!("127.0.0.1:{client_port}")]),
+                admin_password: Some(ADMIN_PASSWORD),
+            },
+        )
+        .await
+        .expect("bootstrap");
+        sqlx::query("UPDATE receive_connector SET tarpit_interval = 0")
+            .execute(&pool)
+            .await
+            .unwrap();
+        Setup {
+            db_url,
+            pool,
+            data_dir: tempfile::tempdir().unwrap(),
+            smtp_port,
+            client_port,
+            console_port: free_port(),
+        }
+    }
+
+    pub async fn sql(&self, q: &str) {
+        sqlx::query(q)
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+
+    pub async fn start(self) -> Gateway {
+        let mut g = Gateway {
+            setup: self,
+            child: None,
+        };
+        g.spawn().await;
+        g
+    }
+}
+
+pub struct Gateway {
+    pub setup: Setup,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    pub fn smtp(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.setup.smtp_port))
+    }
+    pub fn client_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.setup.client_port))
+    }
+    pub fn pool(&self) -> &PgPool {
+        &self.setup.pool
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.setup.data_dir.path().to_path_buf()
+    }
+
+    /// Starts the binary and waits for its ready line.
+    pub async fn spawn(&mut self) {
+        let s = &self.setup;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hubgate"))
+            .arg("serve")
+            .env("HUBGATE_DATA_DIR", s.data_dir.path())
+            .env("HUBGATE_SERVER_NAME", FQDN)
+            .env("DATABASE_URL", &s.db_url)
+            .env(
+                "HUBGATE_CONSOLE_BIND",
+                format!("127.0.0.1:{}", s.console_port),
+            )
+            .env("HUBGATE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn hubgate");
+        let stdout = child.stdout.take().unwrap();
+        let ready = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                match lines.next() {
+                    Some(Ok(l)) if l.starts_with("hubgate ready") => {
+                        // Keep draining so the child never blocks on a full pipe.
+                        std::thread::spawn(move || for _ in lines {});
+                        return true;
+                    }
+                    Some(Ok(_)) => continue,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .await
+        .unwrap();
+        assert!(ready, "hubgate did not become ready");
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Peak resident memory of the gateway process so far, in KiB (VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid().unwrap())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a power cut of the process.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("hubgate did not stop within 30 s of SIGTERM");
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    /// Waits until a change made in the database is visible to the running gateway, by polling
+    /// a condition over SMTP (bounded).
+    pub async fn eventually<F, Fut>(&self, what: &str, mut f: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        for _ in 0..100 {
+            if f().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out waiting for: {what}");
+    }
+
+    pub async fn message_count(&self) -> i64 {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM message")
+            .fetch_one(self.pool())
+            .await
+            .unwrap();
+        n
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A raw SMTP client for byte-exact conversations.
+pub struct Raw {
+    pub reader: tokio::io::BufReader<tokio::io::ReadHalf<tokio::net::TcpStream>>,
+    pub writer: tokio::io::WriteHalf<tokio::net::TcpStream>,
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Raw {
+        Raw::connect_from(addr, None).await
+    }
+
+    /// Connects from a chosen local address (127.0.0.x) to exercise connector selection.
+    pub async fn connect_from(addr: SocketAddr, local: Option<&str>) -> Raw {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(l) = local {
+            socket.bind(format!("{l}:0").parse().unwrap()).unwrap();
+        }
+        let stream = tokio::time::timeout(Duration::from_secs(10), socket.connect(addr))
+            .await
+            .expect("connect timeout")
+            .expect("connect");
+        let (r, w) = tokio::io::split(stream);
+        Raw {
+            reader: tokio::io::BufReader::new(r),
+            writer: w,
+        }
+    }
+
+    /// Reads one whole (possibly multi-line) reply.
+    pub async fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(30), self.reader.read_line(&mut line))
+                .await
+                .expect("reply timeout")
+                .expect("read");
+            if n == 0 {
+                return if all.is_empty() {
+                    "<closed>".into()
+                } else {
+                    all
+                };
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.expect("write");
+    }
+
+    /// Sends one command line and returns the reply.
+    pub async fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+
+    /// Is the connection closed by the server (EOF) within a few seconds?
+    pub async fn closed(&mut self) -> bool {
+        let mut line = String::new();
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+/// Runs swaks with the given arguments; returns (success, combined output).
+pub fn swaks(args: &[&str]) -> (bool, String) {
+    let out = Command::new("swaks")
+        .args(args)
+        .args(["--timeout", "30"])
+        .output()
+        .expect("swaks is installed (apt-get install swaks)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Runs a Python 3 script (smtplib) with arguments; returns (success, combined output).
+pub fn python(script: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
