@@ -10,19 +10,23 @@ use uuid::Uuid;
 use crate::org::ReceiveConnector;
 use crate::smtp::proto::Reply;
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Counts {
     total: u32,
     per_source: HashMap<IpAddr, u32>,
 }
 
-#[derive(Clone, Default)]
+/// Message times in the last minute, per connector and rate source.
+type RateWindows = HashMap<(Uuid, String), VecDeque<Instant>>;
+
+#[derive(Clone, Default, Debug)]
 pub struct ConnectionLimits {
     counts: Arc<Mutex<HashMap<Uuid, Counts>>>,
-    messages: Arc<Mutex<HashMap<(Uuid, String), VecDeque<Instant>>>>,
+    messages: Arc<Mutex<RateWindows>>,
 }
 
 /// Held for the life of a connection; releases its slot when dropped.
+#[derive(Debug)]
 pub struct ConnectionSlot {
     limits: ConnectionLimits,
     connector: Uuid,
