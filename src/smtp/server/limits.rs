@@ -153,7 +153,9 @@ mod tests {
                 .contains("concurrent server connections")
         );
         drop(s1);
-        assert!(limits.acquire(&rc, b).is_ok());
+        // One slot is free again; the percentage rule caps each source at that remaining slot.
+        let c: IpAddr = "127.0.0.4".parse().unwrap();
+        assert!(limits.acquire(&rc, c).is_ok());
     }
 
     #[test]
