@@ -120,7 +120,9 @@ async fn banner_ehlo_and_fixed_replies() {
 
 #[tokio::test]
 async fn sequence_errors_and_syntax_replies() {
-    let gw = Setup::new().await.start().await;
+    let setup = Setup::new().await;
+    setup.sql("UPDATE receive_connector SET max_protocol_errors = 20").await;
+    let gw = setup.start().await;
     let mut c = Raw::connect(gw.smtp()).await;
     c.reply().await;
     assert_eq!(
@@ -143,6 +145,24 @@ async fn sequence_errors_and_syntax_replies() {
     assert_eq!(
         c.cmd("MAIL FROM:<a@example.org> FOO=BAR").await,
         "501 5.5.4 Unrecognized parameter\r\n"
+    );
+    assert_eq!(c.cmd("EHLO bad..name").await, "501 5.5.4 Invalid domain name\r\n");
+    assert_eq!(
+        c.cmd("AUTH CRAM-MD5").await,
+        "530 5.7.0 Must issue a STARTTLS command first\r\n"
+    );
+    c.cmd("EHLO client.example").await;
+    assert_eq!(
+        c.cmd("MAIL FROM:<jörg@example.org>").await,
+        "553 5.6.7 Non-ASCII addresses require the SMTPUTF8 parameter\r\n"
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<jörg@example.org> SMTPUTF8").await,
+        "250 2.1.0 Sender OK\r\n"
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<administrator@contoso.test>").await,
+        "250 2.1.5 Recipient OK\r\n"
     );
 }
 

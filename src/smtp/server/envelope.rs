@@ -22,6 +22,13 @@ impl Session {
                 "Must issue a STARTTLS command first",
             ));
         }
+        if !from.is_ascii() && !(params.smtputf8 && self.connector.smtp_utf8_enabled) {
+            return self.protocol_error(Reply::new(
+                553,
+                "5.6.7",
+                "Non-ASCII addresses require the SMTPUTF8 parameter",
+            ));
+        }
         let rights = self.identity.rights;
         if !rights.has(ExtendedRight::Submit) {
             let r = if self.identity.is_authenticated() {
@@ -115,6 +122,13 @@ impl Session {
         let Some(tx) = &self.tx else {
             return self.protocol_error(Reply::new(503, "5.5.2", "Need mail command"));
         };
+        if !to.is_ascii() && !tx.params.smtputf8 {
+            return self.protocol_error(Reply::new(
+                553,
+                "5.6.7",
+                "Non-ASCII addresses require the SMTPUTF8 parameter",
+            ));
+        }
         let rights = self.identity.rights;
         if !rights.has(ExtendedRight::BypassMessageSizeLimit)
             && tx.recipients.len() >= self.connector.max_recipients_per_message as usize
