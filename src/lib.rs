@@ -9,6 +9,7 @@ pub mod console;
 pub mod db;
 pub mod logs;
 pub mod org;
+pub mod shell;
 pub mod smtp;
 pub mod tls;
 pub mod transport;

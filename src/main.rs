@@ -19,6 +19,20 @@ struct Cli {
 enum Command {
     /// Run the gateway: SMTP receive connectors and the console.
     Serve(hubgate::config::ServeSettings),
+    /// The management shell: Exchange Management Shell cmdlets over the organisation.
+    Shell(ShellArgs),
+}
+
+#[derive(clap::Args)]
+struct ShellArgs {
+    #[command(flatten)]
+    common: hubgate::config::Settings,
+    /// Run one line and exit.
+    #[arg(short = 'c', long = "command", conflicts_with = "file")]
+    command: Option<String>,
+    /// Run a script and exit; the first failing line stops it.
+    #[arg(short = 'f', long = "file")]
+    file: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -42,6 +56,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(s) => runtime.block_on(hubgate::app::serve(s)),
+        Command::Shell(a) => return shell(&runtime, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -50,4 +65,97 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> ExitCode {
+    use hubgate::shell::Shell;
+    let db = match runtime.block_on(hubgate::db::Database::open(&args.common)) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("hubgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut sh = Shell::new(db.pool.clone(), &args.common.fqdn());
+    let ok = if let Some(line) = &args.command {
+        match runtime.block_on(sh.run_line(line)) {
+            Ok(out) => {
+                print!("{out}");
+                true
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                false
+            }
+        }
+    } else if let Some(path) = &args.file {
+        match std::fs::read_to_string(path) {
+            Err(e) => {
+                eprintln!("hubgate: cannot read {}: {e}", path.display());
+                false
+            }
+            Ok(script) => {
+                let mut stdout = std::io::stdout();
+                match runtime.block_on(sh.run_script(&script, &mut stdout)) {
+                    Ok(()) => true,
+                    Err((line, e)) => {
+                        eprintln!("{}:{line}: {e}", path.display());
+                        false
+                    }
+                }
+            }
+        }
+    } else {
+        interactive(runtime, &mut sh)
+    };
+    runtime.block_on(db.close());
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The prompt loop; errors are printed and the session goes on, as in PowerShell.
+fn interactive(runtime: &tokio::runtime::Runtime, sh: &mut hubgate::shell::Shell) -> bool {
+    use rustyline::error::ReadlineError;
+    let mut ed = match hubgate::shell::interactive::editor() {
+        Ok(ed) => ed,
+        Err(e) => {
+            eprintln!("hubgate: cannot start the line editor: {e}");
+            return false;
+        }
+    };
+    let history =
+        std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".hubgate_history"));
+    if let Some(h) = &history {
+        let _ = ed.load_history(h);
+    }
+    let prompt = format!("[PS] {}> ", sh.server);
+    loop {
+        match ed.readline(&prompt) {
+            Ok(line) => {
+                if line.trim().eq_ignore_ascii_case("exit") {
+                    break;
+                }
+                if !line.trim().is_empty() {
+                    let _ = ed.add_history_entry(line.as_str());
+                }
+                match runtime.block_on(sh.run_line(&line)) {
+                    Ok(out) => print!("{out}"),
+                    Err(e) => eprintln!("{e}"),
+                }
+            }
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                eprintln!("hubgate: {e}");
+                return false;
+            }
+        }
+    }
+    if let Some(h) = &history {
+        let _ = ed.save_history(h);
+    }
+    true
 }

@@ -99,7 +99,92 @@ impl AcceptedDomain {
                 self.domain_type
             )));
         }
+        if let Some(v) = self.message_expiration_timeout {
+            super::check_span("MessageExpirationTimeout", v, 5, 7776000)?;
+        }
+        if let Some(v) = self.delay_notification_timeout {
+            super::check_span("DelayNotificationTimeout", v, 1, 2592000)?;
+        }
+        if self.name.trim().is_empty() || self.name.len() > 64 {
+            return Err(OrgError::Invalid("Name must be 1 to 64 characters.".into()));
+        }
         Ok(())
+    }
+
+    /// Inserts inside the caller's transaction; the first domain becomes the default.
+    pub async fn insert_in(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
+        self.validate()?;
+        let any: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM accepted_domain LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+        let mut d = self.clone();
+        d.is_default = self.is_default || any.is_none();
+        d.save(conn, false).await
+    }
+
+    /// Saves every field. Making a domain the default takes the flag from the previous one.
+    pub async fn update(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
+        self.validate()?;
+        self.save(conn, true).await
+    }
+
+    async fn save(&self, conn: &mut sqlx::PgConnection, existing: bool) -> Result<(), OrgError> {
+        if self.is_default {
+            sqlx::query(
+                "UPDATE accepted_domain SET is_default = false WHERE is_default AND id <> $1",
+            )
+            .bind(self.id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if existing {
+            sqlx::query("DELETE FROM accepted_domain WHERE id = $1")
+                .bind(self.id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO accepted_domain (id, name, domain_name, domain_type, is_default, address_book_enabled,
+                                          message_expiration_timeout, delay_notification_timeout)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(self.id)
+        .bind(&self.name)
+        .bind(&self.domain_name)
+        .bind(&self.domain_type)
+        .bind(self.is_default)
+        .bind(self.address_book_enabled)
+        .bind(self.message_expiration_timeout)
+        .bind(self.delay_notification_timeout)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| OrgError::from_unique(e, "AcceptedDomain", &self.name))?;
+        Ok(())
+    }
+
+    /// Exchange refuses to remove the default accepted domain.
+    pub async fn delete(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
+        if self.is_default {
+            return Err(OrgError::Invalid(format!(
+                "The accepted domain \"{}\" is the default domain and cannot be removed. Make another accepted domain the default first.",
+                self.name
+            )));
+        }
+        sqlx::query("DELETE FROM accepted_domain WHERE id = $1")
+            .bind(self.id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn load_all_in(
+        conn: &mut sqlx::PgConnection,
+    ) -> Result<Vec<AcceptedDomain>, OrgError> {
+        Ok(
+            sqlx::query_as::<_, AcceptedDomain>("SELECT * FROM accepted_domain ORDER BY name")
+                .fetch_all(&mut *conn)
+                .await?,
+        )
     }
 
     pub async fn insert(&self, pool: &PgPool) -> Result<(), OrgError> {

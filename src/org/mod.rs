@@ -57,6 +57,47 @@ impl OrgError {
     }
 }
 
+/// Checks that `value` of parameter `param` lies in `min..=max`, with Exchange's wording.
+pub fn check_range(param: &str, value: i64, min: i64, max: i64) -> Result<(), OrgError> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(OrgError::Invalid(format!(
+        "The value {value} of {param} is out of range. It must be between {min} and {max}."
+    )))
+}
+
+/// Like `check_range`, for TimeSpans held in seconds, printed as `d.hh:mm:ss`.
+pub fn check_span(param: &str, secs: i64, min: i64, max: i64) -> Result<(), OrgError> {
+    if (min..=max).contains(&secs) {
+        return Ok(());
+    }
+    Err(OrgError::Invalid(format!(
+        "The value {} of {param} is out of range. It must be between {} and {}.",
+        timespan(secs),
+        timespan(min),
+        timespan(max)
+    )))
+}
+
+/// Exchange's TimeSpan text: `d.hh:mm:ss`, days only when non-zero.
+pub fn timespan(secs: i64) -> String {
+    let (d, r) = (secs / 86400, secs % 86400);
+    let hms = format!("{:02}:{:02}:{:02}", r / 3600, (r % 3600) / 60, r % 60);
+    if d > 0 { format!("{d}.{hms}") } else { hms }
+}
+
+/// Checks that `value` of `param` is one of `allowed` (exact spelling, as stored).
+pub fn check_one_of(param: &str, value: &str, allowed: &[&str]) -> Result<(), OrgError> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(OrgError::Invalid(format!(
+        "'{value}' is not a valid {param}. Valid values: {}.",
+        allowed.join(", ")
+    )))
+}
+
 /// A consistent snapshot of everything the transport needs, reloaded on every change.
 #[derive(Clone, Debug)]
 pub struct Org {

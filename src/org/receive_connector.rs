@@ -245,6 +245,65 @@ impl ReceiveConnector {
         {
             return invalid("A custom Banner must start with \"220 \".".into());
         }
+        use super::{check_one_of, check_range, check_span};
+        check_range("MaxMessageSize", self.max_message_size, 65536, 2147483647)?;
+        check_range("MaxHeaderSize", self.max_header_size, 1, 2147483647)?;
+        check_range(
+            "MaxRecipientsPerMessage",
+            self.max_recipients_per_message.into(),
+            1,
+            512000,
+        )?;
+        if let Some(v) = self.max_inbound_connection {
+            check_range("MaxInboundConnection", v.into(), 1, 2147483647)?;
+        }
+        if let Some(v) = self.max_inbound_connection_per_source {
+            check_range("MaxInboundConnectionPerSource", v.into(), 1, 10000)?;
+        }
+        check_range(
+            "MaxInboundConnectionPercentagePerSource",
+            self.max_inbound_connection_percentage_per_source.into(),
+            1,
+            100,
+        )?;
+        check_span("ConnectionTimeout", self.connection_timeout, 1, 86400)?;
+        check_span(
+            "ConnectionInactivityTimeout",
+            self.connection_inactivity_timeout,
+            1,
+            86400,
+        )?;
+        check_range("MaxHopCount", self.max_hop_count.into(), 1, 500)?;
+        check_range("MaxLocalHopCount", self.max_local_hop_count.into(), 0, 50)?;
+        check_range("MaxLogonFailures", self.max_logon_failures.into(), 0, 10)?;
+        if let Some(v) = self.max_protocol_errors {
+            check_range("MaxProtocolErrors", v.into(), 0, 2147483647)?;
+        }
+        if let Some(v) = self.message_rate_limit {
+            check_range("MessageRateLimit", v.into(), 1, 2147483647)?;
+        }
+        check_one_of(
+            "MessageRateSource",
+            &self.message_rate_source,
+            &["None", "IPAddress", "User", "All"],
+        )?;
+        check_span("TarpitInterval", self.tarpit_interval, 0, 600)?;
+        check_span(
+            "MaxAcknowledgementDelay",
+            self.max_acknowledgement_delay,
+            0,
+            600,
+        )?;
+        check_one_of(
+            "ProtocolLoggingLevel",
+            &self.protocol_logging_level,
+            &["None", "Verbose"],
+        )?;
+        check_one_of(
+            "SizeEnabled",
+            &self.size_enabled,
+            &["Enabled", "Disabled", "EnabledWithoutValue"],
+        )?;
         if self.connection_timeout <= self.connection_inactivity_timeout {
             return invalid(
                 "ConnectionTimeout must be greater than ConnectionInactivityTimeout.".into(),
@@ -255,8 +314,58 @@ impl ReceiveConnector {
 
     /// Inserts the connector and the ACL entries of its permission groups in one transaction.
     pub async fn insert(&self, pool: &PgPool) -> Result<(), OrgError> {
-        self.validate()?;
         let mut tx = pool.begin().await?;
+        self.insert_in(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts inside the caller's transaction, so one shell line is applied whole or not at all.
+    pub async fn insert_in(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
+        self.validate()?;
+        self.insert_row(conn).await?;
+        write_group_permissions(conn, self.id, &self.permission_groups).await
+    }
+
+    /// Saves every field; PermissionGroups rewrites the group entries of the ACL, entries added
+    /// with Add-ADPermission stay.
+    pub async fn update(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
+        self.validate()?;
+        // Replacing the row keeps a single column list for insert and update; the ACL is keyed
+        // by the connector id, which stays.
+        sqlx::query("DELETE FROM receive_connector WHERE id = $1")
+            .bind(self.id)
+            .execute(&mut *conn)
+            .await?;
+        self.insert_row(conn).await?;
+        write_group_permissions(conn, self.id, &self.permission_groups).await
+    }
+
+    /// Removes the connector and its whole ACL.
+    pub async fn delete(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
+        sqlx::query("DELETE FROM connector_permission WHERE connector_id = $1")
+            .bind(self.id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM receive_connector WHERE id = $1")
+            .bind(self.id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Every server's connectors, ordered as Get-ReceiveConnector lists them.
+    pub async fn load_all(
+        conn: &mut sqlx::PgConnection,
+    ) -> Result<Vec<ReceiveConnector>, OrgError> {
+        Ok(sqlx::query_as::<_, ReceiveConnector>(
+            "SELECT * FROM receive_connector ORDER BY server, name",
+        )
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    async fn insert_row(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
         sqlx::query(
             "INSERT INTO receive_connector (id, server, name, enabled, bindings, remote_ip_ranges, fqdn, banner, comment,
                auth_mechanism, permission_groups, max_message_size, max_header_size, max_recipients_per_message,
@@ -310,11 +419,9 @@ impl ReceiveConnector {
         .bind(self.binary_mime_enabled)
         .bind(self.chunking_enabled)
         .bind(self.smtp_utf8_enabled)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(|e| OrgError::from_unique(e, "ReceiveConnector", &self.identity()))?;
-        write_group_permissions(&mut tx, self.id, &self.permission_groups).await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -360,6 +360,108 @@ pub fn session_rights(acl: &[Permission], principals: &[&str]) -> Rights {
     Rights(allow.0 & !deny.0)
 }
 
+/// Turns `-User` as typed into the stored principal: the well-known names in any case, and
+/// `ANONYMOUS LOGON` / `Authenticated Users` without their `NT AUTHORITY\` prefix, as AD resolves them.
+pub fn resolve_principal(user: &str) -> String {
+    use principal::*;
+    let u = user.trim();
+    let known = [
+        ANONYMOUS,
+        AUTHENTICATED_USERS,
+        HUB_TRANSPORT_SERVERS,
+        EDGE_TRANSPORT_SERVERS,
+        EXTERNALLY_SECURED_SERVERS,
+        PARTNER_SERVERS,
+        LEGACY_EXCHANGE_SERVERS,
+    ];
+    for k in known {
+        let short = k.rsplit_once('\\').map(|(_, t)| t).unwrap_or(k);
+        if k.eq_ignore_ascii_case(u) || short.eq_ignore_ascii_case(u) {
+            return k.to_string();
+        }
+    }
+    u.to_string()
+}
+
+/// The whole ACL of one connector, in the order entries were added.
+pub async fn load_acl(
+    conn: &mut sqlx::PgConnection,
+    connector_id: uuid::Uuid,
+) -> Result<Vec<Permission>, super::OrgError> {
+    Ok(sqlx::query_as::<_, Permission>(
+        "SELECT connector_id, principal, extended_right, deny, permission_group FROM connector_permission
+         WHERE connector_id = $1 ORDER BY id",
+    )
+    .bind(connector_id)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Add-ADPermission: adds an explicit entry (one not owned by a permission group). Adding an
+/// entry that exists already changes nothing, as in AD.
+pub async fn add_permission(
+    conn: &mut sqlx::PgConnection,
+    connector_id: uuid::Uuid,
+    user: &str,
+    right: ExtendedRight,
+    deny: bool,
+) -> Result<(), super::OrgError> {
+    let exists: Option<(i64,)> = sqlx::query_as(
+        "SELECT id FROM connector_permission WHERE connector_id = $1 AND lower(principal) = lower($2)
+           AND lower(extended_right) = lower($3) AND deny = $4 AND permission_group IS NULL",
+    )
+    .bind(connector_id)
+    .bind(user)
+    .bind(right.ad_name())
+    .bind(deny)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if exists.is_none() {
+        sqlx::query(
+            "INSERT INTO connector_permission (connector_id, principal, extended_right, deny) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(connector_id)
+        .bind(user)
+        .bind(right.ad_name())
+        .bind(deny)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Remove-ADPermission: removes matching entries, whether a group or Add-ADPermission put them
+/// there. Returns how many went.
+pub async fn remove_permission(
+    conn: &mut sqlx::PgConnection,
+    connector_id: uuid::Uuid,
+    user: &str,
+    right: ExtendedRight,
+    deny: bool,
+) -> Result<u64, super::OrgError> {
+    let acl = load_acl(conn, connector_id).await?;
+    let mut n = 0;
+    for e in acl.iter().filter(|e| {
+        principal::same(&e.principal, user)
+            && e.extended_right.eq_ignore_ascii_case(right.ad_name())
+            && e.deny == deny
+    }) {
+        n += sqlx::query(
+            "DELETE FROM connector_permission WHERE connector_id = $1 AND principal = $2 AND extended_right = $3
+               AND deny = $4 AND permission_group IS NOT DISTINCT FROM $5",
+        )
+        .bind(connector_id)
+        .bind(&e.principal)
+        .bind(&e.extended_right)
+        .bind(e.deny)
+        .bind(&e.permission_group)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,6 +163,69 @@ impl SendConnector {
                 self.smart_host_auth_mechanism
             )));
         }
+        use super::{check_one_of, check_range, check_span};
+        if self.name.trim().is_empty() || self.name.len() > 64 {
+            return Err(OrgError::Invalid("Name must be 1 to 64 characters.".into()));
+        }
+        check_one_of(
+            "Usage",
+            &self.usage,
+            &["Custom", "Internal", "Internet", "Partner"],
+        )?;
+        check_one_of(
+            "SmartHostAuthMechanism",
+            &self.smart_host_auth_mechanism,
+            &[
+                "None",
+                "BasicAuth",
+                "BasicAuthRequireTLS",
+                "ExchangeServer",
+                "ExternalAuthoritative",
+            ],
+        )?;
+        check_range("Port", self.port.into(), 0, 65535)?;
+        if let Some(m) = self.max_message_size {
+            check_range("MaxMessageSize", m, 0, 2147483647)?;
+        }
+        check_span(
+            "ConnectionInactivityTimeOut",
+            self.connection_inactivity_timeout,
+            1,
+            86400,
+        )?;
+        check_one_of(
+            "ProtocolLoggingLevel",
+            &self.protocol_logging_level,
+            &["None", "Verbose"],
+        )?;
+        check_one_of(
+            "ErrorPolicies",
+            &self.error_policies,
+            &["Default", "DowngradeAuthFailures", "DowngradeDnsFailures"],
+        )?;
+        if let Some(v) = self.message_expiration_timeout {
+            check_span("MessageExpirationTimeout", v, 5, 7776000)?;
+        }
+        if let Some(v) = self.delay_notification_timeout {
+            check_span("DelayNotificationTimeout", v, 1, 2592000)?;
+        }
+        check_range(
+            "SmtpMaxMessagesPerConnection",
+            self.smtp_max_messages_per_connection.into(),
+            1,
+            2147483647,
+        )?;
+        if let Some(l) = &self.tls_auth_level {
+            check_one_of(
+                "TlsAuthLevel",
+                l,
+                &[
+                    "EncryptionOnly",
+                    "CertificateValidation",
+                    "DomainValidation",
+                ],
+            )?;
+        }
         if self.require_tls && self.ignore_starttls {
             return Err(OrgError::Invalid(
                 "RequireTLS cannot be $true when IgnoreSTARTTLS is $true.".into(),
@@ -173,8 +236,65 @@ impl SendConnector {
 
     /// Inserts the connector with the default send-connector ACL (reference §2.3).
     pub async fn insert(&self, pool: &PgPool) -> Result<(), OrgError> {
-        self.validate()?;
         let mut tx = pool.begin().await?;
+        self.insert_in(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts inside the caller's transaction, with the default ACL.
+    pub async fn insert_in(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
+        self.validate()?;
+        self.insert_row(conn).await?;
+        for (principal, right) in send_connector_default_entries() {
+            sqlx::query(
+                "INSERT INTO connector_permission (connector_id, principal, extended_right, deny, permission_group)
+                 VALUES ($1, $2, $3, false, 'Default')",
+            )
+            .bind(self.id)
+            .bind(principal)
+            .bind(right.ad_name())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Saves every field; the ACL is keyed by the id and stays as it is.
+    pub async fn update(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
+        self.validate()?;
+        // Replacing the row keeps a single column list for insert and update.
+        sqlx::query("DELETE FROM send_connector WHERE id = $1")
+            .bind(self.id)
+            .execute(&mut *conn)
+            .await?;
+        self.insert_row(conn).await
+    }
+
+    /// Removes the connector and its whole ACL.
+    pub async fn delete(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
+        sqlx::query("DELETE FROM connector_permission WHERE connector_id = $1")
+            .bind(self.id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM send_connector WHERE id = $1")
+            .bind(self.id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn load_all_in(
+        conn: &mut sqlx::PgConnection,
+    ) -> Result<Vec<SendConnector>, OrgError> {
+        Ok(
+            sqlx::query_as::<_, SendConnector>("SELECT * FROM send_connector ORDER BY name")
+                .fetch_all(&mut *conn)
+                .await?,
+        )
+    }
+
+    async fn insert_row(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
         sqlx::query(
             "INSERT INTO send_connector (id, name, enabled, usage, address_spaces, is_scoped_connector, dns_routing_enabled,
                smart_hosts, smart_host_auth_mechanism, auth_username, auth_password, port, require_tls, ignore_starttls,
@@ -213,21 +333,9 @@ impl SendConnector {
         .bind(&self.comment)
         .bind(self.message_expiration_timeout)
         .bind(self.delay_notification_timeout)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(|e| OrgError::from_unique(e, "SendConnector", &self.name))?;
-        for (principal, right) in send_connector_default_entries() {
-            sqlx::query(
-                "INSERT INTO connector_permission (connector_id, principal, extended_right, deny, permission_group)
-                 VALUES ($1, $2, $3, false, 'Default')",
-            )
-            .bind(self.id)
-            .bind(principal)
-            .bind(right.ad_name())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 

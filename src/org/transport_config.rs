@@ -29,4 +29,83 @@ impl TransportConfig {
         .fetch_one(pool)
         .await?)
     }
+
+    pub async fn load_in(conn: &mut sqlx::PgConnection) -> Result<TransportConfig, OrgError> {
+        Ok(sqlx::query_as::<_, TransportConfig>(
+            "SELECT shadow_redundancy_enabled, shadow_heartbeat_timeout_interval, shadow_heartbeat_retry_count,
+                    shadow_message_auto_discard_interval, max_receive_size, max_send_size, max_recipient_envelope_limit,
+                    generate_copy_of_dsn_for, tls_receive_domain_secure_list, tls_send_domain_secure_list
+             FROM transport_config",
+        )
+        .fetch_one(&mut *conn)
+        .await?)
+    }
+
+    pub fn validate(&self) -> Result<(), OrgError> {
+        use super::{check_range, check_span};
+        check_span(
+            "ShadowHeartbeatTimeoutInterval",
+            self.shadow_heartbeat_timeout_interval,
+            1,
+            86400,
+        )?;
+        check_range(
+            "ShadowHeartbeatRetryCount",
+            self.shadow_heartbeat_retry_count.into(),
+            1,
+            15,
+        )?;
+        check_span(
+            "ShadowMessageAutoDiscardInterval",
+            self.shadow_message_auto_discard_interval,
+            5,
+            7776000,
+        )?;
+        for (n, v) in [
+            ("MaxReceiveSize", self.max_receive_size),
+            ("MaxSendSize", self.max_send_size),
+        ] {
+            if let Some(v) = v {
+                check_range(n, v, 0, 2147483647)?;
+            }
+        }
+        if let Some(v) = self.max_recipient_envelope_limit {
+            check_range("MaxRecipientEnvelopeLimit", v.into(), 0, 2147483647)?;
+        }
+        for d in self
+            .tls_receive_domain_secure_list
+            .iter()
+            .chain(&self.tls_send_domain_secure_list)
+        {
+            if !super::accepted_domain::valid_domain_name(d) {
+                return Err(OrgError::Invalid(format!(
+                    "'{d}' is not a valid SMTP domain."
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn update(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
+        self.validate()?;
+        sqlx::query(
+            "UPDATE transport_config SET shadow_redundancy_enabled = $1, shadow_heartbeat_timeout_interval = $2,
+               shadow_heartbeat_retry_count = $3, shadow_message_auto_discard_interval = $4, max_receive_size = $5,
+               max_send_size = $6, max_recipient_envelope_limit = $7, generate_copy_of_dsn_for = $8,
+               tls_receive_domain_secure_list = $9, tls_send_domain_secure_list = $10",
+        )
+        .bind(self.shadow_redundancy_enabled)
+        .bind(self.shadow_heartbeat_timeout_interval)
+        .bind(self.shadow_heartbeat_retry_count)
+        .bind(self.shadow_message_auto_discard_interval)
+        .bind(self.max_receive_size)
+        .bind(self.max_send_size)
+        .bind(self.max_recipient_envelope_limit)
+        .bind(&self.generate_copy_of_dsn_for)
+        .bind(&self.tls_receive_domain_secure_list)
+        .bind(&self.tls_send_domain_secure_list)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
 }

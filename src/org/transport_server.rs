@@ -56,4 +56,138 @@ impl TransportServer {
             .await?;
         Ok(())
     }
+
+    pub async fn load_all(conn: &mut sqlx::PgConnection) -> Result<Vec<TransportServer>, OrgError> {
+        Ok(
+            sqlx::query_as::<_, TransportServer>("SELECT * FROM transport_server ORDER BY name")
+                .fetch_all(&mut *conn)
+                .await?,
+        )
+    }
+
+    /// The Limits tab's ranges (reference §6.1).
+    pub fn validate(&self) -> Result<(), OrgError> {
+        use super::{check_one_of, check_range, check_span};
+        check_span(
+            "MessageExpirationTimeout",
+            self.message_expiration_timeout,
+            5,
+            7776000,
+        )?;
+        check_span(
+            "DelayNotificationTimeout",
+            self.delay_notification_timeout,
+            1,
+            2592000,
+        )?;
+        check_span(
+            "MessageRetryInterval",
+            self.message_retry_interval,
+            1,
+            86400,
+        )?;
+        check_range(
+            "TransientFailureRetryCount",
+            self.transient_failure_retry_count.into(),
+            0,
+            15,
+        )?;
+        check_span(
+            "TransientFailureRetryInterval",
+            self.transient_failure_retry_interval,
+            1,
+            43200,
+        )?;
+        check_span(
+            "OutboundConnectionFailureRetryInterval",
+            self.outbound_connection_failure_retry_interval,
+            1,
+            1728000,
+        )?;
+        if let Some(v) = self.max_outbound_connections {
+            check_range("MaxOutboundConnections", v.into(), 1, 2147483647)?;
+        }
+        if let Some(v) = self.max_per_domain_outbound_connections {
+            check_range("MaxPerDomainOutboundConnections", v.into(), 1, 2147483647)?;
+            if let Some(total) = self.max_outbound_connections
+                && v > total
+            {
+                return Err(OrgError::Invalid(format!(
+                    "MaxPerDomainOutboundConnections ({v}) cannot be greater than MaxOutboundConnections ({total})."
+                )));
+            }
+        }
+        check_range(
+            "MaxConcurrentMailboxDeliveries",
+            self.max_concurrent_mailbox_deliveries.into(),
+            1,
+            256,
+        )?;
+        check_range(
+            "MaxConcurrentMailboxSubmissions",
+            self.max_concurrent_mailbox_submissions.into(),
+            1,
+            256,
+        )?;
+        check_range(
+            "MaxConnectionRatePerMinute",
+            self.max_connection_rate_per_minute.into(),
+            1,
+            2147483647,
+        )?;
+        check_span("QueueMaxIdleTime", self.queue_max_idle_time, 5, 3600)?;
+        check_range("PoisonThreshold", self.poison_threshold.into(), 1, 10)?;
+        check_one_of(
+            "IntraOrgConnectorProtocolLoggingLevel",
+            &self.intra_org_connector_protocol_logging_level,
+            &["None", "Verbose"],
+        )?;
+        for ip in &self.external_dns_servers {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(OrgError::Invalid(format!(
+                    "'{ip}' is not a valid IP address."
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn update(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
+        self.validate()?;
+        sqlx::query(
+            "UPDATE transport_server SET message_expiration_timeout = $2, delay_notification_timeout = $3,
+               message_retry_interval = $4, transient_failure_retry_count = $5, transient_failure_retry_interval = $6,
+               outbound_connection_failure_retry_interval = $7, max_outbound_connections = $8,
+               max_per_domain_outbound_connections = $9, max_concurrent_mailbox_deliveries = $10,
+               max_concurrent_mailbox_submissions = $11, max_connection_rate_per_minute = $12, queue_max_idle_time = $13,
+               poison_message_detection_enabled = $14, poison_threshold = $15, external_delay_dsn_enabled = $16,
+               internal_delay_dsn_enabled = $17, external_dns_servers = $18, message_tracking_log_enabled = $19,
+               message_tracking_log_subject_logging_enabled = $20, intra_org_connector_protocol_logging_level = $21
+             WHERE name = $1",
+        )
+        .bind(&self.name)
+        .bind(self.message_expiration_timeout)
+        .bind(self.delay_notification_timeout)
+        .bind(self.message_retry_interval)
+        .bind(self.transient_failure_retry_count)
+        .bind(self.transient_failure_retry_interval)
+        .bind(self.outbound_connection_failure_retry_interval)
+        .bind(self.max_outbound_connections)
+        .bind(self.max_per_domain_outbound_connections)
+        .bind(self.max_concurrent_mailbox_deliveries)
+        .bind(self.max_concurrent_mailbox_submissions)
+        .bind(self.max_connection_rate_per_minute)
+        .bind(self.queue_max_idle_time)
+        .bind(self.poison_message_detection_enabled)
+        .bind(self.poison_threshold)
+        .bind(self.external_delay_dsn_enabled)
+        .bind(self.internal_delay_dsn_enabled)
+        .bind(&self.external_dns_servers)
+        .bind(self.message_tracking_log_enabled)
+        .bind(self.message_tracking_log_subject_logging_enabled)
+        .bind(&self.intra_org_connector_protocol_logging_level)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
 }

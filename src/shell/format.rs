@@ -1,0 +1,427 @@
+//! Output as Exchange prints it: default table views, Format-List with Exchange's property names.
+
+use super::parse::{format_bytes, format_timespan};
+use super::{Obj, Val};
+
+fn multi(v: &[String]) -> String {
+    format!("{{{}}}", v.join(", "))
+}
+fn b(v: bool) -> String {
+    if v { "True" } else { "False" }.into()
+}
+fn opt(v: &Option<String>) -> String {
+    v.clone().unwrap_or_default()
+}
+fn unl(v: Option<i32>) -> String {
+    v.map(|n| n.to_string())
+        .unwrap_or_else(|| "Unlimited".into())
+}
+fn span_opt(v: Option<i64>) -> String {
+    v.map(format_timespan).unwrap_or_default()
+}
+
+/// The identity Exchange shows for an object.
+pub fn identity(o: &Obj) -> String {
+    match o {
+        Obj::AcceptedDomain(d) => d.name.clone(),
+        Obj::SendConnector(c) => c.name.clone(),
+        Obj::ReceiveConnector(c) => c.identity(),
+        Obj::TransportServer(s) => s.name.clone(),
+        Obj::TransportConfig(_) => "Transport Settings".into(),
+        Obj::AdPermission(id, _) => id.clone(),
+        Obj::Recipient(r, _) => r.name.clone(),
+        Obj::Credential { user, .. } => user.clone(),
+    }
+}
+
+/// Every property, with Exchange's names, in Format-List order.
+pub fn properties(o: &Obj) -> Vec<(&'static str, String)> {
+    match o {
+        Obj::AcceptedDomain(d) => vec![
+            ("Identity", d.name.clone()),
+            ("Name", d.name.clone()),
+            ("DomainName", d.domain_name.clone()),
+            ("DomainType", d.domain_type.clone()),
+            ("Default", b(d.is_default)),
+            ("AddressBookEnabled", b(d.address_book_enabled)),
+            (
+                "MessageExpirationTimeout",
+                span_opt(d.message_expiration_timeout),
+            ),
+            (
+                "DelayNotificationTimeout",
+                span_opt(d.delay_notification_timeout),
+            ),
+        ],
+        Obj::SendConnector(c) => vec![
+            ("Identity", c.name.clone()),
+            ("Name", c.name.clone()),
+            ("AddressSpaces", multi(&c.address_spaces)),
+            ("Enabled", b(c.enabled)),
+            ("Usage", c.usage.clone()),
+            ("IsScopedConnector", b(c.is_scoped_connector)),
+            ("DNSRoutingEnabled", b(c.dns_routing_enabled)),
+            ("SmartHosts", multi(&c.smart_hosts)),
+            (
+                "SmartHostAuthMechanism",
+                c.smart_host_auth_mechanism.clone(),
+            ),
+            ("AuthenticationCredential", opt(&c.auth_username)),
+            ("Port", c.port.to_string()),
+            ("RequireTLS", b(c.require_tls)),
+            ("IgnoreSTARTTLS", b(c.ignore_starttls)),
+            ("TlsAuthLevel", opt(&c.tls_auth_level)),
+            ("TlsDomain", opt(&c.tls_domain)),
+            ("MaxMessageSize", format_bytes(c.max_message_size)),
+            (
+                "ConnectionInactivityTimeOut",
+                format_timespan(c.connection_inactivity_timeout),
+            ),
+            ("ForceHELO", b(c.force_helo)),
+            ("Fqdn", opt(&c.fqdn)),
+            (
+                "UseExternalDNSServersEnabled",
+                b(c.use_external_dns_servers_enabled),
+            ),
+            ("SourceTransportServers", multi(&c.source_transport_servers)),
+            ("ProtocolLoggingLevel", c.protocol_logging_level.clone()),
+            ("ErrorPolicies", c.error_policies.clone()),
+            ("DomainSecureEnabled", b(c.domain_secure_enabled)),
+            (
+                "SmtpMaxMessagesPerConnection",
+                c.smtp_max_messages_per_connection.to_string(),
+            ),
+            ("Comment", opt(&c.comment)),
+            (
+                "MessageExpirationTimeout",
+                span_opt(c.message_expiration_timeout),
+            ),
+            (
+                "DelayNotificationTimeout",
+                span_opt(c.delay_notification_timeout),
+            ),
+        ],
+        Obj::ReceiveConnector(c) => vec![
+            ("Identity", c.identity()),
+            ("Name", c.name.clone()),
+            ("Server", c.server.clone()),
+            ("Bindings", multi(&c.bindings)),
+            ("RemoteIPRanges", multi(&c.remote_ip_ranges)),
+            ("Enabled", b(c.enabled)),
+            ("Fqdn", c.fqdn.clone()),
+            ("Banner", opt(&c.banner)),
+            ("Comment", opt(&c.comment)),
+            ("AuthMechanism", c.auth_mechanism.join(", ")),
+            (
+                "PermissionGroups",
+                if c.permission_groups.is_empty() {
+                    "None".into()
+                } else {
+                    c.permission_groups.join(", ")
+                },
+            ),
+            ("MaxMessageSize", format_bytes(Some(c.max_message_size))),
+            ("MaxHeaderSize", format_bytes(Some(c.max_header_size))),
+            (
+                "MaxRecipientsPerMessage",
+                c.max_recipients_per_message.to_string(),
+            ),
+            ("MaxInboundConnection", unl(c.max_inbound_connection)),
+            (
+                "MaxInboundConnectionPerSource",
+                unl(c.max_inbound_connection_per_source),
+            ),
+            (
+                "MaxInboundConnectionPercentagePerSource",
+                c.max_inbound_connection_percentage_per_source.to_string(),
+            ),
+            ("ConnectionTimeout", format_timespan(c.connection_timeout)),
+            (
+                "ConnectionInactivityTimeout",
+                format_timespan(c.connection_inactivity_timeout),
+            ),
+            ("MaxHopCount", c.max_hop_count.to_string()),
+            ("MaxLocalHopCount", c.max_local_hop_count.to_string()),
+            ("MaxLogonFailures", c.max_logon_failures.to_string()),
+            ("MaxProtocolErrors", unl(c.max_protocol_errors)),
+            ("MessageRateLimit", unl(c.message_rate_limit)),
+            ("MessageRateSource", c.message_rate_source.clone()),
+            ("TarpitInterval", format_timespan(c.tarpit_interval)),
+            (
+                "MaxAcknowledgementDelay",
+                format_timespan(c.max_acknowledgement_delay),
+            ),
+            ("ProtocolLoggingLevel", c.protocol_logging_level.clone()),
+            ("RequireTLS", b(c.require_tls)),
+            ("RequireEHLODomain", b(c.require_ehlo_domain)),
+            ("OrarEnabled", b(c.orar_enabled)),
+            ("EnableAuthGSSAPI", b(c.enable_auth_gssapi)),
+            ("SizeEnabled", c.size_enabled.clone()),
+            ("DomainSecureEnabled", b(c.domain_secure_enabled)),
+            ("PipeliningEnabled", b(c.pipelining_enabled)),
+            ("DeliveryStatusNotificationEnabled", b(c.dsn_enabled)),
+            (
+                "EnhancedStatusCodesEnabled",
+                b(c.enhanced_status_codes_enabled),
+            ),
+            ("EightBitMimeEnabled", b(c.eight_bit_mime_enabled)),
+            ("BinaryMimeEnabled", b(c.binary_mime_enabled)),
+            ("ChunkingEnabled", b(c.chunking_enabled)),
+            ("SmtpUtf8Enabled", b(c.smtp_utf8_enabled)),
+        ],
+        Obj::TransportServer(s) => vec![
+            ("Identity", s.name.clone()),
+            ("Name", s.name.clone()),
+            ("Fqdn", s.fqdn.clone()),
+            (
+                "MessageExpirationTimeout",
+                format_timespan(s.message_expiration_timeout),
+            ),
+            (
+                "DelayNotificationTimeout",
+                format_timespan(s.delay_notification_timeout),
+            ),
+            (
+                "MessageRetryInterval",
+                format_timespan(s.message_retry_interval),
+            ),
+            (
+                "TransientFailureRetryCount",
+                s.transient_failure_retry_count.to_string(),
+            ),
+            (
+                "TransientFailureRetryInterval",
+                format_timespan(s.transient_failure_retry_interval),
+            ),
+            (
+                "OutboundConnectionFailureRetryInterval",
+                format_timespan(s.outbound_connection_failure_retry_interval),
+            ),
+            ("MaxOutboundConnections", unl(s.max_outbound_connections)),
+            (
+                "MaxPerDomainOutboundConnections",
+                unl(s.max_per_domain_outbound_connections),
+            ),
+            (
+                "MaxConcurrentMailboxDeliveries",
+                s.max_concurrent_mailbox_deliveries.to_string(),
+            ),
+            (
+                "MaxConcurrentMailboxSubmissions",
+                s.max_concurrent_mailbox_submissions.to_string(),
+            ),
+            (
+                "MaxConnectionRatePerMinute",
+                s.max_connection_rate_per_minute.to_string(),
+            ),
+            ("QueueMaxIdleTime", format_timespan(s.queue_max_idle_time)),
+            (
+                "PoisonMessageDetectionEnabled",
+                b(s.poison_message_detection_enabled),
+            ),
+            ("PoisonThreshold", s.poison_threshold.to_string()),
+            ("ExternalDelayDsnEnabled", b(s.external_delay_dsn_enabled)),
+            ("InternalDelayDsnEnabled", b(s.internal_delay_dsn_enabled)),
+            ("ExternalDNSServers", multi(&s.external_dns_servers)),
+            (
+                "MessageTrackingLogEnabled",
+                b(s.message_tracking_log_enabled),
+            ),
+            (
+                "MessageTrackingLogSubjectLoggingEnabled",
+                b(s.message_tracking_log_subject_logging_enabled),
+            ),
+            (
+                "IntraOrgConnectorProtocolLoggingLevel",
+                s.intra_org_connector_protocol_logging_level.clone(),
+            ),
+        ],
+        Obj::TransportConfig(c) => vec![
+            ("ShadowRedundancyEnabled", b(c.shadow_redundancy_enabled)),
+            (
+                "ShadowHeartbeatTimeoutInterval",
+                format_timespan(c.shadow_heartbeat_timeout_interval),
+            ),
+            (
+                "ShadowHeartbeatRetryCount",
+                c.shadow_heartbeat_retry_count.to_string(),
+            ),
+            (
+                "ShadowMessageAutoDiscardInterval",
+                format_timespan(c.shadow_message_auto_discard_interval),
+            ),
+            ("MaxReceiveSize", format_bytes(c.max_receive_size)),
+            ("MaxSendSize", format_bytes(c.max_send_size)),
+            (
+                "MaxRecipientEnvelopeLimit",
+                unl(c.max_recipient_envelope_limit),
+            ),
+            ("GenerateCopyOfDSNFor", multi(&c.generate_copy_of_dsn_for)),
+            (
+                "TLSReceiveDomainSecureList",
+                multi(&c.tls_receive_domain_secure_list),
+            ),
+            (
+                "TLSSendDomainSecureList",
+                multi(&c.tls_send_domain_secure_list),
+            ),
+        ],
+        Obj::AdPermission(id, p) => vec![
+            ("Identity", id.clone()),
+            ("User", p.principal.clone()),
+            ("ExtendedRights", p.extended_right.clone()),
+            ("Deny", b(p.deny)),
+            ("Inherited", "False".into()),
+            (
+                "PermissionGroup",
+                p.permission_group.clone().unwrap_or_default(),
+            ),
+        ],
+        Obj::Recipient(r, extra) => {
+            let mut addrs = vec![format!("SMTP:{}", r.primary_smtp_address)];
+            addrs.extend(extra.iter().map(|a| format!("smtp:{a}")));
+            vec![
+                ("Identity", r.name.clone()),
+                ("Name", r.name.clone()),
+                ("RecipientType", r.recipient_type.clone()),
+                ("PrimarySmtpAddress", r.primary_smtp_address.clone()),
+                ("EmailAddresses", multi(&addrs)),
+                ("ExternalEmailAddress", opt(&r.external_email_address)),
+            ]
+        }
+        Obj::Credential { user, .. } => vec![
+            ("UserName", user.clone()),
+            ("Password", "System.Security.SecureString".into()),
+        ],
+    }
+}
+
+/// The columns Exchange's default table view shows; None means the default view is a list.
+fn default_columns(o: &Obj) -> Option<&'static [&'static str]> {
+    Some(match o {
+        Obj::AcceptedDomain(_) => &["Name", "DomainName", "DomainType", "Default"],
+        Obj::SendConnector(_) => &["Identity", "AddressSpaces", "Enabled"],
+        Obj::ReceiveConnector(_) => &["Identity", "Bindings", "Enabled"],
+        Obj::TransportServer(_) => &["Name", "Fqdn", "MessageExpirationTimeout"],
+        Obj::AdPermission(..) => &["Identity", "User", "ExtendedRights", "Deny", "Inherited"],
+        Obj::Recipient(..) => &["Name", "RecipientType", "PrimarySmtpAddress"],
+        Obj::Credential { .. } => &["UserName", "Password"],
+        Obj::TransportConfig(_) => return None,
+    })
+}
+
+pub fn default_view(objs: &[Obj]) -> String {
+    match objs.first() {
+        None => String::new(),
+        Some(o) => match default_columns(o) {
+            Some(_) => table(objs, &[]),
+            None => list(objs, &[]),
+        },
+    }
+}
+
+fn wanted(name: &str, props: &[String]) -> bool {
+    props.is_empty()
+        || props.iter().any(|p| {
+            p == "*" || p.eq_ignore_ascii_case(name) || {
+                let pat = p.to_ascii_lowercase();
+                pat.ends_with('*')
+                    && name
+                        .to_ascii_lowercase()
+                        .starts_with(pat.trim_end_matches('*'))
+            }
+        })
+}
+
+/// Format-List: one `Name : value` block per object.
+pub fn list(objs: &[Obj], props: &[String]) -> String {
+    let mut out = String::new();
+    for o in objs {
+        let rows: Vec<(&str, String)> = properties(o)
+            .into_iter()
+            .filter(|(n, _)| wanted(n, props))
+            .collect();
+        let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+        out.push('\n');
+        for (n, v) in rows {
+            out.push_str(&format!("{n:<width$} : {v}\n"));
+        }
+    }
+    if !objs.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// Format-Table: the chosen columns, or the default view's.
+pub fn table(objs: &[Obj], props: &[String]) -> String {
+    let Some(first) = objs.first() else {
+        return String::new();
+    };
+    let all = properties(first);
+    let cols: Vec<&str> = if props.is_empty() {
+        default_columns(first)
+            .map(|c| c.to_vec())
+            .unwrap_or_else(|| all.iter().map(|(n, _)| *n).collect())
+    } else {
+        all.iter()
+            .map(|(n, _)| *n)
+            .filter(|n| wanted(n, props))
+            .collect()
+    };
+    let rows: Vec<Vec<String>> = objs
+        .iter()
+        .map(|o| {
+            let ps = properties(o);
+            cols.iter()
+                .map(|c| {
+                    ps.iter()
+                        .find(|(n, _)| n == c)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .collect();
+    let widths: Vec<usize> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(c.len())
+        })
+        .collect();
+    let line = |cells: Vec<String>| -> String {
+        let mut s = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        s
+    };
+    let mut out = String::from("\n");
+    out.push_str(&line(cols.iter().map(|c| c.to_string()).collect()));
+    out.push_str(&line(cols.iter().map(|c| "-".repeat(c.len())).collect()));
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out.push('\n');
+    out
+}
+
+/// A bare value typed at the prompt, printed as PowerShell echoes it.
+pub fn value_text(v: &Val) -> String {
+    match v {
+        Val::Str(s) => format!("{s}\n"),
+        Val::Bool(x) => format!("{}\n", b(*x)),
+        Val::Null => String::new(),
+        Val::List(items) => items.iter().map(value_text).collect(),
+        Val::Obj(o) => default_view(std::slice::from_ref(o)),
+    }
+}
