@@ -121,7 +121,9 @@ async fn banner_ehlo_and_fixed_replies() {
 #[tokio::test]
 async fn sequence_errors_and_syntax_replies() {
     let setup = Setup::new().await;
-    setup.sql("UPDATE receive_connector SET max_protocol_errors = 20").await;
+    setup
+        .sql("UPDATE receive_connector SET max_protocol_errors = 20")
+        .await;
     let gw = setup.start().await;
     let mut c = Raw::connect(gw.smtp()).await;
     c.reply().await;
@@ -146,7 +148,10 @@ async fn sequence_errors_and_syntax_replies() {
         c.cmd("MAIL FROM:<a@example.org> FOO=BAR").await,
         "501 5.5.4 Unrecognized parameter\r\n"
     );
-    assert_eq!(c.cmd("EHLO bad..name").await, "501 5.5.4 Invalid domain name\r\n");
+    assert_eq!(
+        c.cmd("EHLO bad..name").await,
+        "501 5.5.4 Invalid domain name\r\n"
+    );
     assert_eq!(
         c.cmd("AUTH CRAM-MD5").await,
         "530 5.7.0 Must issue a STARTTLS command first\r\n"
