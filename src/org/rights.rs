@@ -397,8 +397,8 @@ pub async fn load_acl(
     .await?)
 }
 
-/// Add-ADPermission: adds an explicit entry (one not owned by a permission group). Adding an
-/// entry that exists already changes nothing, as in AD.
+/// Add-ADPermission: adds an explicit entry. Adding an entry the ACL already holds, from a
+/// group or by hand, changes nothing, as in AD.
 pub async fn add_permission(
     conn: &mut sqlx::PgConnection,
     connector_id: uuid::Uuid,
@@ -408,7 +408,7 @@ pub async fn add_permission(
 ) -> Result<(), super::OrgError> {
     let exists: Option<(i64,)> = sqlx::query_as(
         "SELECT id FROM connector_permission WHERE connector_id = $1 AND lower(principal) = lower($2)
-           AND lower(extended_right) = lower($3) AND deny = $4 AND permission_group IS NULL",
+           AND lower(extended_right) = lower($3) AND deny = $4",
     )
     .bind(connector_id)
     .bind(user)
