@@ -22,7 +22,8 @@ impl Session {
                 "Must issue a STARTTLS command first",
             ));
         }
-        if !from.is_ascii() && !(params.smtputf8 && self.connector.smtp_utf8_enabled) {
+        let utf8_ok = params.smtputf8 && self.connector.smtp_utf8_enabled;
+        if !from.is_ascii() && !utf8_ok {
             return self.protocol_error(Reply::new(
                 553,
                 "5.6.7",
