@@ -3,3 +3,4 @@
 pub mod categorizer;
 pub mod headers;
 pub mod queue;
+pub mod routing;

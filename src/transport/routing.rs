@@ -1,0 +1,921 @@
+//! Routing: a relayed recipient's domain -> the send connector and next hop (reference §4.2).
+//!
+//! Pure functions over the organisation's send connectors; no I/O, no DNS. The queue manager
+//! calls `RoutingTable::route` per recipient domain and files the recipient under the returned
+//! next hop, or in the Unreachable queue.
+//!
+//! Selection (reference §4.2, seed 002):
+//! 1. keep connectors that are enabled, usable by this server (SourceTransportServers lists it by
+//!    name or FQDN, or is empty), have an SMTP address space matching the domain, and whose
+//!    MaxMessageSize (None = unlimited) is at least the message size;
+//! 2. the most specific address space wins (`sales.contoso.com` > `*.contoso.com` > `*`);
+//! 3. then the lowest address-space cost;
+//! 4. then the alphanumerically lowest connector name.
+//!
+//! hubgate has one AD site, so IsScopedConnector narrows nothing beyond SourceTransportServers,
+//! and the site-link part of Exchange's aggregate cost is always zero.
+//!
+//! Reads only configuration; the recipient domain comes from an envelope and is only compared.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::org::accepted_domain;
+use crate::org::send_connector::AddressSpace;
+use crate::org::{AcceptedDomain, SendConnector, TransportServer};
+use crate::smtp::proto::Reply;
+
+/// Where a route leaves this server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    /// DNSRoutingEnabled: MX lookup of the recipient domain.
+    Dns { domain: String },
+    /// Tried in order with failover.
+    SmartHosts { hosts: Vec<String>, port: u16 },
+}
+
+/// Exchange's DeliveryType as the queue viewer shows it (reference §6.2; Exchange 2010 names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeliveryType {
+    DnsConnectorDelivery,
+    /// Local mailbox delivery; Exchange 2010 called its store delivery queue MapiDelivery.
+    MapiDelivery,
+    SmartHostConnectorDelivery,
+    Unreachable,
+}
+
+impl DeliveryType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryType::DnsConnectorDelivery => "DnsConnectorDelivery",
+            DeliveryType::MapiDelivery => "MapiDelivery",
+            DeliveryType::SmartHostConnectorDelivery => "SmartHostConnectorDelivery",
+            DeliveryType::Unreachable => "Unreachable",
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What identifies one delivery queue: Exchange keys its queues by (type, next-hop domain, connector).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NextHopKey {
+    pub delivery_type: DeliveryType,
+    pub next_hop_domain: String,
+    pub connector_id: Option<Uuid>,
+}
+
+impl NextHopKey {
+    /// The queue of recipients no connector can take (NextHopDomain as Exchange shows it).
+    pub fn unreachable() -> NextHopKey {
+        NextHopKey {
+            delivery_type: DeliveryType::Unreachable,
+            next_hop_domain: "Unreachable Domain".into(),
+            connector_id: None,
+        }
+    }
+}
+
+/// The chosen send connector and where it sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub connector_id: Uuid,
+    pub connector_name: String,
+    pub next_hop: NextHop,
+    /// The address space that won, as `SMTP:<space>;<cost>`, for the tracking log and console.
+    pub address_space: String,
+}
+
+impl Route {
+    pub fn delivery_type(&self) -> DeliveryType {
+        match self.next_hop {
+            NextHop::Dns { .. } => DeliveryType::DnsConnectorDelivery,
+            NextHop::SmartHosts { .. } => DeliveryType::SmartHostConnectorDelivery,
+        }
+    }
+
+    /// DNS routes queue per recipient domain; smart-host routes share one queue per connector,
+    /// shown under the smart-host list (**INFERRED** comma-joined when there are several).
+    pub fn next_hop_domain(&self) -> String {
+        match &self.next_hop {
+            NextHop::Dns { domain } => domain.clone(),
+            NextHop::SmartHosts { hosts, .. } => hosts.join(","),
+        }
+    }
+
+    pub fn next_hop_key(&self) -> NextHopKey {
+        NextHopKey {
+            delivery_type: self.delivery_type(),
+            next_hop_domain: self.next_hop_domain(),
+            connector_id: Some(self.connector_id),
+        }
+    }
+}
+
+/// The outcome of routing one recipient domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Route(Route),
+    /// No connector matches: the recipient waits in the Unreachable queue until expiry or a
+    /// resubmit after a connector is added.
+    Unroutable,
+    /// Connectors match the domain but every one is too small for the message: NDR now.
+    TooLarge {
+        largest_limit: u64,
+    },
+}
+
+impl Decision {
+    /// The NDR diagnostic for a recipient that cannot be routed (reference §4.2, §7).
+    pub fn no_next_hop_reply() -> Reply {
+        Reply::new(550, "5.4.4", "ROUTING.NoNextHop; unable to route")
+    }
+
+    pub fn size_limit_reply() -> Reply {
+        Reply::new(
+            550,
+            "5.3.4",
+            "ROUTING.SizeLimit; message size exceeds fixed maximum size for route",
+        )
+    }
+}
+
+/// How specific an address-space match is. Ordered so that larger is more specific: a longer
+/// domain beats a shorter one, and at equal length an exact space beats `*.` of the same domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Specificity {
+    matched_len: usize,
+    exact: bool,
+}
+
+/// One SMTP address space, lowered once so that routing does no parsing per recipient.
+#[derive(Clone, Debug)]
+struct Space {
+    pattern: Pattern,
+    cost: u8,
+    display: String,
+}
+
+#[derive(Clone, Debug)]
+enum Pattern {
+    Any,
+    DomainAndSubdomains(String),
+    Exact(String),
+}
+
+impl Space {
+    fn from_address_space(space: &AddressSpace) -> Option<Space> {
+        // Non-SMTP spaces (X400 and the like) can never carry an SMTP recipient.
+        if !space.address_type.eq_ignore_ascii_case("SMTP") {
+            return None;
+        }
+        let domain = normalize_domain(&space.domain);
+        let pattern = if domain == "*" {
+            Pattern::Any
+        } else if let Some(base) = domain.strip_prefix("*.") {
+            Pattern::DomainAndSubdomains(base.to_string())
+        } else {
+            Pattern::Exact(domain)
+        };
+        Some(Space {
+            pattern,
+            cost: space.cost,
+            display: space.to_string(),
+        })
+    }
+
+    fn matches(&self, domain: &str) -> Option<Specificity> {
+        match &self.pattern {
+            Pattern::Any => Some(Specificity {
+                matched_len: 0,
+                exact: false,
+            }),
+            Pattern::Exact(d) => (d == domain).then_some(Specificity {
+                matched_len: d.len(),
+                exact: true,
+            }),
+            Pattern::DomainAndSubdomains(base) => {
+                let sub = domain
+                    .strip_suffix(base.as_str())
+                    .is_some_and(|head| head.is_empty() || head.ends_with('.'));
+                sub.then_some(Specificity {
+                    matched_len: base.len(),
+                    exact: false,
+                })
+            }
+        }
+    }
+}
+
+/// A connector this server may use, with its address spaces parsed.
+#[derive(Clone, Debug)]
+struct Candidate {
+    id: Uuid,
+    name: String,
+    spaces: Vec<Space>,
+    max_message_size: Option<u64>,
+    next_hop: Hop,
+}
+
+#[derive(Clone, Debug)]
+enum Hop {
+    Dns,
+    SmartHosts { hosts: Vec<String>, port: u16 },
+}
+
+/// The routing view of the organisation for one server; rebuild it when configuration changes.
+#[derive(Clone, Debug, Default)]
+pub struct RoutingTable {
+    candidates: Vec<Candidate>,
+}
+
+impl RoutingTable {
+    /// Keeps the enabled connectors that `server_name` / `server_fqdn` may use.
+    pub fn build(connectors: &[SendConnector], server_name: &str, server_fqdn: &str) -> Self {
+        let candidates = connectors
+            .iter()
+            .filter(|c| c.enabled && usable_by(c, server_name, server_fqdn))
+            .map(|c| Candidate {
+                id: c.id,
+                name: c.name.clone(),
+                spaces: c
+                    .parsed_address_spaces()
+                    .iter()
+                    .filter_map(Space::from_address_space)
+                    .collect(),
+                max_message_size: c.max_message_size.map(|m| u64::try_from(m).unwrap_or(0)),
+                next_hop: if c.dns_routing_enabled {
+                    Hop::Dns
+                } else {
+                    Hop::SmartHosts {
+                        hosts: c.smart_hosts.clone(),
+                        port: u16::try_from(c.port).unwrap_or(25),
+                    }
+                },
+            })
+            .collect();
+        RoutingTable { candidates }
+    }
+
+    /// Picks the connector for a recipient in `domain` carrying a message of `size` bytes.
+    pub fn route(&self, domain: &str, size: u64) -> Decision {
+        let domain = normalize_domain(domain);
+        let mut best: Option<(&Candidate, &Space, Specificity)> = None;
+        let mut largest_refused: Option<u64> = None;
+        for cand in &self.candidates {
+            let Some((space, spec)) = best_space(&cand.spaces, &domain) else {
+                continue;
+            };
+            if let Some(limit) = cand.max_message_size.filter(|&limit| size > limit) {
+                largest_refused = largest_refused.max(Some(limit));
+                continue;
+            }
+            if best.is_none_or(|b| better(cand, space, spec, b)) {
+                best = Some((cand, space, spec));
+            }
+        }
+        match (best, largest_refused) {
+            (Some((cand, space, _)), _) => Decision::Route(Route {
+                connector_id: cand.id,
+                connector_name: cand.name.clone(),
+                next_hop: match &cand.next_hop {
+                    Hop::Dns => NextHop::Dns { domain },
+                    Hop::SmartHosts { hosts, port } => NextHop::SmartHosts {
+                        hosts: hosts.clone(),
+                        port: *port,
+                    },
+                },
+                address_space: space.display.clone(),
+            }),
+            (None, Some(largest_limit)) => Decision::TooLarge { largest_limit },
+            (None, None) => Decision::Unroutable,
+        }
+    }
+}
+
+/// One-shot form of `RoutingTable::build(..).route(..)`, for callers that route once.
+pub fn select_route(
+    connectors: &[SendConnector],
+    server_name: &str,
+    server_fqdn: &str,
+    domain: &str,
+    size: u64,
+) -> Decision {
+    RoutingTable::build(connectors, server_name, server_fqdn).route(domain, size)
+}
+
+fn usable_by(c: &SendConnector, server_name: &str, server_fqdn: &str) -> bool {
+    c.source_transport_servers.is_empty()
+        || c.source_transport_servers.iter().any(|s| {
+            let s = s.trim();
+            s.eq_ignore_ascii_case(server_name) || s.eq_ignore_ascii_case(server_fqdn)
+        })
+}
+
+/// A connector's own best space for the domain: most specific, then cheapest.
+fn best_space<'a>(spaces: &'a [Space], domain: &str) -> Option<(&'a Space, Specificity)> {
+    spaces
+        .iter()
+        .filter_map(|s| s.matches(domain).map(|spec| (s, spec)))
+        .min_by(|(a, sa), (b, sb)| sb.cmp(sa).then(a.cost.cmp(&b.cost)))
+}
+
+fn better(
+    cand: &Candidate,
+    space: &Space,
+    spec: Specificity,
+    (best, best_space, best_spec): (&Candidate, &Space, Specificity),
+) -> bool {
+    spec.cmp(&best_spec)
+        .reverse()
+        .then(space.cost.cmp(&best_space.cost))
+        .then_with(|| name_order(&cand.name, &best.name))
+        .is_lt()
+}
+
+/// Names differing only in case still need a fixed order, so that every node picks the same one.
+fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.to_lowercase()
+        .cmp(&b.to_lowercase())
+        .then_with(|| a.cmp(b))
+}
+
+fn normalize_domain(domain: &str) -> String {
+    domain.trim().trim_end_matches('.').to_lowercase()
+}
+
+/// The Limits-tab timers that apply to one recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EffectiveTimeouts {
+    pub message_expiration_timeout: Duration,
+    pub delay_notification_timeout: Duration,
+}
+
+/// Resolves MessageExpirationTimeout and DelayNotificationTimeout for a recipient.
+///
+/// Exchange has only the server's Limits tab. hubgate adds per-domain and per-connector overrides
+/// (issue 4, from the backup-MX article in seed 004), resolved for each timer on its own:
+/// 1. the accepted domain that covers the recipient's domain (most specific entry), if it sets one;
+/// 2. else the send connector the recipient was routed through, if any and if it sets one;
+/// 3. else the TransportServer's value.
+///
+/// The accepted domain comes first because it names whose mail it is (one customer's domain on a
+/// backup MX), while a connector may carry many customers' mail.
+pub fn effective_timeouts(
+    server: &TransportServer,
+    accepted_domains: &[AcceptedDomain],
+    connector: Option<&SendConnector>,
+    recipient_domain: &str,
+) -> EffectiveTimeouts {
+    let domain = accepted_domain::find(accepted_domains, &normalize_domain(recipient_domain));
+    let pick = |from_domain: Option<i64>, from_connector: Option<i64>, server: i64| {
+        seconds(from_domain.or(from_connector).unwrap_or(server))
+    };
+    EffectiveTimeouts {
+        message_expiration_timeout: pick(
+            domain.and_then(|d| d.message_expiration_timeout),
+            connector.and_then(|c| c.message_expiration_timeout),
+            server.message_expiration_timeout,
+        ),
+        delay_notification_timeout: pick(
+            domain.and_then(|d| d.delay_notification_timeout),
+            connector.and_then(|c| c.delay_notification_timeout),
+            server.delay_notification_timeout,
+        ),
+    }
+}
+
+/// Durations are whole seconds in the schema, checked positive there.
+fn seconds(s: i64) -> Duration {
+    Duration::from_secs(u64::try_from(s).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::org::DomainType;
+
+    const SERVER: &str = "HUB01";
+    const FQDN: &str = "hub01.contoso.com";
+    const MB: u64 = 1024 * 1024;
+
+    fn conn(name: &str, spaces: &[&str]) -> SendConnector {
+        SendConnector::new(name, spaces, SERVER)
+    }
+
+    fn smart(name: &str, spaces: &[&str], hosts: &[&str]) -> SendConnector {
+        let mut c = conn(name, spaces);
+        c.dns_routing_enabled = false;
+        c.smart_hosts = hosts.iter().map(|h| h.to_string()).collect();
+        c
+    }
+
+    fn with<F: FnOnce(&mut SendConnector)>(mut c: SendConnector, f: F) -> SendConnector {
+        f(&mut c);
+        c
+    }
+
+    fn routed(d: &Decision) -> &str {
+        match d {
+            Decision::Route(r) => &r.connector_name,
+            Decision::Unroutable => "<unroutable>",
+            Decision::TooLarge { .. } => "<too large>",
+        }
+    }
+
+    /// (case, connectors, recipient domain, size, expected connector or outcome)
+    #[test]
+    fn selection_rules() {
+        let cases: Vec<(&str, Vec<SendConnector>, &str, u64, &str)> = vec![
+            (
+                "seed 002: the * connector is processed last",
+                vec![conn("Internet", &["*"]), conn("Partner", &["fabrikam.com"])],
+                "fabrikam.com",
+                1000,
+                "Partner",
+            ),
+            (
+                "* catches what nothing else matches",
+                vec![conn("Internet", &["*"]), conn("Partner", &["fabrikam.com"])],
+                "example.org",
+                1000,
+                "Internet",
+            ),
+            (
+                "seed 004: cost 1 beats cost 2 at equal specificity",
+                vec![
+                    conn("Expensive", &["SMTP:cryer.co.uk;2"]),
+                    conn("Backup", &["cryer.co.uk;1"]),
+                ],
+                "cryer.co.uk",
+                1000,
+                "Backup",
+            ),
+            (
+                "seed 004: the domain connector beats the * connector whatever the cost",
+                vec![
+                    conn("Internet", &["*;1"]),
+                    conn("Send connector for cryer.co.uk", &["cryer.co.uk;100"]),
+                ],
+                "cryer.co.uk",
+                1000,
+                "Send connector for cryer.co.uk",
+            ),
+            (
+                "equal cost: alphanumerically lowest name",
+                vec![
+                    conn("Zeta", &["contoso.com"]),
+                    conn("alpha", &["contoso.com"]),
+                ],
+                "contoso.com",
+                1000,
+                "alpha",
+            ),
+            (
+                "seed 002: a disabled connector is skipped",
+                vec![
+                    with(conn("Partner", &["fabrikam.com"]), |c| c.enabled = false),
+                    conn("Internet", &["*;10"]),
+                ],
+                "fabrikam.com",
+                1000,
+                "Internet",
+            ),
+            (
+                "exact beats *.domain beats *",
+                vec![
+                    conn("Any", &["*"]),
+                    conn("Wild", &["*.contoso.com"]),
+                    conn("Exact", &["marketing.contoso.com"]),
+                ],
+                "marketing.contoso.com",
+                1000,
+                "Exact",
+            ),
+            (
+                "exact and *. of the same domain: exact wins even at higher cost",
+                vec![
+                    conn("Wild", &["*.contoso.com;1"]),
+                    conn("Exact", &["contoso.com;50"]),
+                ],
+                "contoso.com",
+                1000,
+                "Exact",
+            ),
+            (
+                "*.domain covers the domain itself",
+                vec![conn("Wild", &["*.contoso.com"])],
+                "contoso.com",
+                1000,
+                "Wild",
+            ),
+            (
+                "*.domain covers deep subdomains",
+                vec![conn("Wild", &["*.contoso.com"]), conn("Any", &["*"])],
+                "a.b.contoso.com",
+                1000,
+                "Wild",
+            ),
+            (
+                "*.domain does not cover a domain that only ends in the same letters",
+                vec![conn("Wild", &["*.contoso.com"]), conn("Any", &["*"])],
+                "notcontoso.com",
+                1000,
+                "Any",
+            ),
+            (
+                "an exact space does not cover subdomains",
+                vec![conn("Exact", &["contoso.com"])],
+                "sales.contoso.com",
+                1000,
+                "<unroutable>",
+            ),
+            (
+                "the longer wildcard is more specific",
+                vec![
+                    conn("Short", &["*.contoso.com"]),
+                    conn("Long", &["*.sales.contoso.com;9"]),
+                ],
+                "eu.sales.contoso.com",
+                1000,
+                "Long",
+            ),
+            (
+                "domain matching ignores case and a trailing dot",
+                vec![conn("Partner", &["Fabrikam.COM"]), conn("Any", &["*"])],
+                "FABRIKAM.com.",
+                1000,
+                "Partner",
+            ),
+            (
+                "non-SMTP address spaces never match",
+                vec![conn("X400", &["X400:c=US;a= ;p=Contoso;1"])],
+                "contoso.com",
+                1000,
+                "<unroutable>",
+            ),
+            (
+                "a connector's best space counts (more specific of its own spaces)",
+                vec![
+                    conn("Multi", &["*;1", "fabrikam.com;5"]),
+                    conn("Other", &["fabrikam.com;3"]),
+                ],
+                "fabrikam.com",
+                1000,
+                "Other",
+            ),
+            (
+                "no connector: unroutable",
+                vec![conn("Partner", &["fabrikam.com"])],
+                "example.org",
+                1000,
+                "<unroutable>",
+            ),
+            (
+                "no connectors at all: unroutable",
+                vec![],
+                "example.org",
+                1000,
+                "<unroutable>",
+            ),
+            (
+                "source server: another server's connector is not usable here",
+                vec![
+                    with(conn("Remote", &["fabrikam.com"]), |c| {
+                        c.source_transport_servers = vec!["HUB02".into()]
+                    }),
+                    conn("Internet", &["*"]),
+                ],
+                "fabrikam.com",
+                1000,
+                "Internet",
+            ),
+            (
+                "source server: listed by FQDN, any case",
+                vec![with(conn("Partner", &["fabrikam.com"]), |c| {
+                    c.source_transport_servers = vec!["HUB02".into(), "Hub01.Contoso.COM".into()]
+                })],
+                "fabrikam.com",
+                1000,
+                "Partner",
+            ),
+            (
+                "source server: listed by name, any case",
+                vec![with(conn("Partner", &["fabrikam.com"]), |c| {
+                    c.source_transport_servers = vec!["hub01".into()]
+                })],
+                "fabrikam.com",
+                1000,
+                "Partner",
+            ),
+            (
+                "source server: an empty list means any server",
+                vec![with(conn("Partner", &["fabrikam.com"]), |c| {
+                    c.source_transport_servers = vec![]
+                })],
+                "fabrikam.com",
+                1000,
+                "Partner",
+            ),
+            (
+                "seed 002: a scoped connector of another server is not usable here",
+                vec![
+                    with(conn("Scoped", &["fabrikam.com"]), |c| {
+                        c.is_scoped_connector = true;
+                        c.source_transport_servers = vec!["HUB02".into()];
+                    }),
+                    conn("Internet", &["*"]),
+                ],
+                "fabrikam.com",
+                1000,
+                "Internet",
+            ),
+            (
+                "seed 002: a scoped connector of this server is usable",
+                vec![
+                    with(conn("Scoped", &["fabrikam.com"]), |c| {
+                        c.is_scoped_connector = true
+                    }),
+                    conn("Internet", &["*"]),
+                ],
+                "fabrikam.com",
+                1000,
+                "Scoped",
+            ),
+            (
+                "size: a too-small specific connector falls back to a bigger one",
+                vec![
+                    with(conn("Small", &["fabrikam.com"]), |c| {
+                        c.max_message_size = Some(MB as i64)
+                    }),
+                    with(conn("Internet", &["*"]), |c| c.max_message_size = None),
+                ],
+                "fabrikam.com",
+                2 * MB,
+                "Internet",
+            ),
+            (
+                "size: exactly MaxMessageSize fits",
+                vec![with(conn("Small", &["fabrikam.com"]), |c| {
+                    c.max_message_size = Some(MB as i64)
+                })],
+                "fabrikam.com",
+                MB,
+                "Small",
+            ),
+            (
+                "size: None is unlimited",
+                vec![with(conn("Big", &["*"]), |c| c.max_message_size = None)],
+                "fabrikam.com",
+                u64::MAX,
+                "Big",
+            ),
+            (
+                "size: only size excluded the matches",
+                vec![
+                    with(conn("Small", &["fabrikam.com"]), |c| {
+                        c.max_message_size = Some(MB as i64)
+                    }),
+                    conn("Other", &["example.org"]),
+                ],
+                "fabrikam.com",
+                MB + 1,
+                "<too large>",
+            ),
+            (
+                "size: a disabled big connector does not turn TooLarge into a route",
+                vec![
+                    with(conn("Small", &["*"]), |c| c.max_message_size = Some(10)),
+                    with(conn("Big", &["*"]), |c| {
+                        c.max_message_size = None;
+                        c.enabled = false;
+                    }),
+                ],
+                "fabrikam.com",
+                11,
+                "<too large>",
+            ),
+        ];
+        for (case, connectors, domain, size, want) in cases {
+            let got = select_route(&connectors, SERVER, FQDN, domain, size);
+            assert_eq!(routed(&got), want, "{case}: got {got:?}");
+        }
+    }
+
+    #[test]
+    fn too_large_reports_the_largest_refusing_limit() {
+        let cs = vec![
+            with(conn("A", &["*"]), |c| c.max_message_size = Some(100)),
+            with(conn("B", &["*"]), |c| c.max_message_size = Some(300)),
+        ];
+        assert_eq!(
+            select_route(&cs, SERVER, FQDN, "x.org", 1000),
+            Decision::TooLarge { largest_limit: 300 }
+        );
+    }
+
+    #[test]
+    fn dns_route_queues_per_domain() {
+        let cs = vec![conn("Internet", &["*"])];
+        let Decision::Route(r) = select_route(&cs, SERVER, FQDN, "Fabrikam.com", 1) else {
+            panic!("not routed");
+        };
+        assert_eq!(
+            r.next_hop,
+            NextHop::Dns {
+                domain: "fabrikam.com".into()
+            }
+        );
+        assert_eq!(r.delivery_type().name(), "DnsConnectorDelivery");
+        assert_eq!(r.next_hop_domain(), "fabrikam.com");
+        assert_eq!(r.address_space, "SMTP:*;1");
+        assert_eq!(r.connector_id, cs[0].id);
+        assert_eq!(
+            r.next_hop_key(),
+            NextHopKey {
+                delivery_type: DeliveryType::DnsConnectorDelivery,
+                next_hop_domain: "fabrikam.com".into(),
+                connector_id: Some(cs[0].id),
+            }
+        );
+    }
+
+    #[test]
+    fn smart_host_route_queues_per_connector() {
+        let cs = vec![with(
+            smart("Outbound", &["*"], &["relay1.isp.net", "[192.0.2.7]"]),
+            |c| c.port = 587,
+        )];
+        let table = RoutingTable::build(&cs, SERVER, FQDN);
+        let (Decision::Route(a), Decision::Route(b)) =
+            (table.route("a.org", 1), table.route("b.org", 1))
+        else {
+            panic!("not routed");
+        };
+        assert_eq!(
+            a.next_hop,
+            NextHop::SmartHosts {
+                hosts: vec!["relay1.isp.net".into(), "[192.0.2.7]".into()],
+                port: 587
+            }
+        );
+        assert_eq!(a.delivery_type(), DeliveryType::SmartHostConnectorDelivery);
+        assert_eq!(a.next_hop_domain(), "relay1.isp.net,[192.0.2.7]");
+        assert_eq!(a.next_hop_key(), b.next_hop_key());
+    }
+
+    #[test]
+    fn ndr_texts_are_exchanges() {
+        assert_eq!(
+            Decision::no_next_hop_reply().one_line(),
+            "550 5.4.4 ROUTING.NoNextHop; unable to route"
+        );
+        assert_eq!(
+            Decision::size_limit_reply().one_line(),
+            "550 5.3.4 ROUTING.SizeLimit; message size exceeds fixed maximum size for route"
+        );
+        assert_eq!(
+            NextHopKey::unreachable().next_hop_domain,
+            "Unreachable Domain"
+        );
+    }
+
+    fn server() -> TransportServer {
+        TransportServer {
+            name: SERVER.into(),
+            fqdn: FQDN.into(),
+            database_id: Uuid::nil(),
+            message_expiration_timeout: 2 * 86400,
+            delay_notification_timeout: 4 * 3600,
+            message_retry_interval: 60,
+            transient_failure_retry_count: 6,
+            transient_failure_retry_interval: 300,
+            outbound_connection_failure_retry_interval: 600,
+            max_outbound_connections: Some(1000),
+            max_per_domain_outbound_connections: Some(20),
+            max_concurrent_mailbox_deliveries: 20,
+            max_concurrent_mailbox_submissions: 20,
+            max_connection_rate_per_minute: 1200,
+            queue_max_idle_time: 180,
+            poison_message_detection_enabled: true,
+            poison_threshold: 2,
+            external_delay_dsn_enabled: true,
+            internal_delay_dsn_enabled: true,
+            external_dns_servers: vec![],
+            message_tracking_log_enabled: true,
+            message_tracking_log_subject_logging_enabled: true,
+            intra_org_connector_protocol_logging_level: "None".into(),
+        }
+    }
+
+    fn domain(name: &str, exp: Option<i64>, delay: Option<i64>) -> AcceptedDomain {
+        let mut d = AcceptedDomain::new(name, name, DomainType::ExternalRelay);
+        d.message_expiration_timeout = exp;
+        d.delay_notification_timeout = delay;
+        d
+    }
+
+    #[test]
+    fn timeout_precedence() {
+        const H: u64 = 3600;
+        let days5 = Some(5 * 86400);
+        let h64 = Some(64 * 3600);
+        let backup = with(conn("Backup", &["cryer.co.uk"]), |c| {
+            c.message_expiration_timeout = Some(3 * 86400);
+            c.delay_notification_timeout = Some(8 * 3600);
+        });
+        let plain = conn("Internet", &["*"]);
+        // (case, accepted domains, connector, recipient domain, want expiration h, want delay h)
+        type Case<'a> = (
+            &'a str,
+            Vec<AcceptedDomain>,
+            Option<&'a SendConnector>,
+            &'a str,
+            u64,
+            u64,
+        );
+        let cases: Vec<Case> = vec![
+            ("server default", vec![], None, "x.org", 48, 4),
+            (
+                "server default through a plain connector",
+                vec![],
+                Some(&plain),
+                "x.org",
+                48,
+                4,
+            ),
+            (
+                "connector override",
+                vec![],
+                Some(&backup),
+                "cryer.co.uk",
+                72,
+                8,
+            ),
+            (
+                "accepted domain beats connector",
+                vec![domain("cryer.co.uk", days5, h64)],
+                Some(&backup),
+                "cryer.co.uk",
+                120,
+                64,
+            ),
+            (
+                "each timer resolves on its own",
+                vec![domain("cryer.co.uk", days5, None)],
+                Some(&backup),
+                "cryer.co.uk",
+                120,
+                8,
+            ),
+            (
+                "accepted domain without connector (local or unreachable)",
+                vec![domain("cryer.co.uk", None, h64)],
+                None,
+                "CRYER.co.uk",
+                48,
+                64,
+            ),
+            (
+                "another domain keeps the default",
+                vec![domain("cryer.co.uk", days5, h64)],
+                Some(&plain),
+                "fabrikam.com",
+                48,
+                4,
+            ),
+            (
+                "*.domain override covers subdomains",
+                vec![domain("*.cryer.co.uk", days5, None)],
+                None,
+                "mail.cryer.co.uk",
+                120,
+                4,
+            ),
+            (
+                "the most specific accepted domain decides",
+                vec![
+                    domain("*.cryer.co.uk", days5, None),
+                    domain("mail.cryer.co.uk", None, None),
+                ],
+                None,
+                "mail.cryer.co.uk",
+                48,
+                4,
+            ),
+        ];
+        for (case, domains, connector, rcpt_domain, exp_h, delay_h) in cases {
+            let got = effective_timeouts(&server(), &domains, connector, rcpt_domain);
+            let want = EffectiveTimeouts {
+                message_expiration_timeout: Duration::from_secs(exp_h * H),
+                delay_notification_timeout: Duration::from_secs(delay_h * H),
+            };
+            assert_eq!(got, want, "{case}");
+        }
+    }
+}
