@@ -1,6 +1,7 @@
 //! What happens to a message after the SMTP session: categorize, then make it durable.
 
 pub mod categorizer;
+pub mod delivery;
 pub mod headers;
 pub mod queue;
 pub mod routing;
