@@ -2,6 +2,7 @@
 
 pub mod categorizer;
 pub mod delivery;
+pub mod dsn;
 pub mod headers;
 pub mod queue;
 pub mod routing;
