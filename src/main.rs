@@ -108,7 +108,9 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> ExitCode {
     } else {
         interactive(runtime, &mut sh)
     };
-    runtime.block_on(db.close());
+    // The private cluster belongs to the gateway: a running `serve` is using it, and a later one
+    // reuses it, so the shell only closes its own connections.
+    runtime.block_on(db.pool.close());
     if ok {
         ExitCode::SUCCESS
     } else {

@@ -3,6 +3,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -59,6 +60,42 @@ async fn serve_without_database_url_runs_and_stops_a_private_cluster() {
         "administrator@contoso.test",
     ]);
     assert!(ok, "{out}");
+    // The shell shares the gateway's private cluster and must leave it running for the gateway
+    // (a regression: it used to stop the cluster on exit).
+    let shell = Command::new(env!("CARGO_BIN_EXE_hubgate"))
+        .args([
+            "shell",
+            "-c",
+            "New-AcceptedDomain -Name Fabrikam -DomainName fabrikam.test -DomainType ExternalRelay",
+        ])
+        .env_remove("DATABASE_URL")
+        .env("HUBGATE_DATA_DIR", &base)
+        .env("HUBGATE_SERVER_NAME", FQDN)
+        .env("HUBGATE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        shell.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shell.stderr)
+    );
+    let mut relayed = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let mut c = Raw::connect(SocketAddr::from(([127, 0, 0, 1], port))).await;
+        c.reply().await;
+        c.cmd("EHLO client.example").await;
+        c.cmd("MAIL FROM:<a@example.org>").await;
+        if c.cmd("RCPT TO:<someone@fabrikam.test>").await == "250 2.1.5 Recipient OK\r\n" {
+            relayed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        relayed,
+        "the running gateway did not pick up the shell's accepted domain"
+    );
     let pid_file = base.join("pgsql/data/postmaster.pid");
     assert!(
         pid_file.exists(),
