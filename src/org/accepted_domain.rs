@@ -187,35 +187,10 @@ impl AcceptedDomain {
         )
     }
 
+    /// `insert_in` in a transaction of its own.
     pub async fn insert(&self, pool: &PgPool) -> Result<(), OrgError> {
-        self.validate()?;
         let mut tx = pool.begin().await?;
-        // The first accepted domain becomes the default, as in Exchange.
-        let any: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM accepted_domain LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let is_default = self.is_default || any.is_none();
-        if is_default {
-            sqlx::query("UPDATE accepted_domain SET is_default = false WHERE is_default")
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(
-            "INSERT INTO accepted_domain (id, name, domain_name, domain_type, is_default, address_book_enabled,
-                                          message_expiration_timeout, delay_notification_timeout)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(self.id)
-        .bind(&self.name)
-        .bind(&self.domain_name)
-        .bind(&self.domain_type)
-        .bind(is_default)
-        .bind(self.address_book_enabled)
-        .bind(self.message_expiration_timeout)
-        .bind(self.delay_notification_timeout)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| OrgError::from_unique(e, "AcceptedDomain", &self.name))?;
+        self.insert_in(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }

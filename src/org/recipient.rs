@@ -25,31 +25,10 @@ impl Recipient {
         }
     }
 
-    /// Inserts the recipient with its primary and extra proxy addresses.
+    /// `insert_in` in a transaction of its own.
     pub async fn insert(&self, pool: &PgPool, extra_addresses: &[String]) -> Result<(), OrgError> {
         let mut tx = pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO recipient (id, name, recipient_type, primary_smtp_address, external_email_address)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(self.id)
-        .bind(&self.name)
-        .bind(&self.recipient_type)
-        .bind(&self.primary_smtp_address)
-        .bind(&self.external_email_address)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| OrgError::from_unique(e, "Recipient", &self.name))?;
-        let mut all = vec![self.primary_smtp_address.clone()];
-        all.extend(extra_addresses.iter().cloned());
-        for a in all {
-            sqlx::query("INSERT INTO recipient_address (address, recipient_id) VALUES ($1, $2)")
-                .bind(a.to_lowercase())
-                .bind(self.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| OrgError::from_unique(e, "EmailAddress", &a))?;
-        }
+        self.insert_in(&mut tx, extra_addresses).await?;
         tx.commit().await?;
         Ok(())
     }
