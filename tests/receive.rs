@@ -368,7 +368,7 @@ async fn connection_limits_per_source_and_per_connector() {
         .sql("UPDATE receive_connector SET max_inbound_connection = 2, max_inbound_connection_per_source = 5")
         .await;
     let addr = gw.smtp();
-    gw.eventually("the new MaxInboundConnection", || async move {
+    eventually("the new MaxInboundConnection", || async move {
         let mut third = Raw::connect_from(addr, Some("127.0.0.3")).await;
         third.reply().await
             == "421 4.3.2 The maximum number of concurrent server connections has exceeded a limit, closing transmission channel\r\n"

@@ -463,20 +463,6 @@ async fn seed_lines_run_as_printed_and_behave_over_smtp() {
     .await;
 }
 
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..100 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
 /// Creates an object on one organisation, renders it, runs the rendering on a fresh one and
 /// compares what `get` prints in full on both.
 async fn round_trip(create: &[&str], get: &str) {

@@ -343,13 +343,7 @@ impl ReceiveConnector {
 
     /// Removes the connector and its whole ACL.
     pub async fn delete(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
-        sqlx::query("DELETE FROM connector_permission WHERE connector_id = $1")
-            .bind(self.id)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("DELETE FROM receive_connector WHERE id = $1")
-            .bind(self.id)
-            .execute(&mut *conn)
+        super::rights::delete_connector(conn, super::rights::ConnectorTable::Receive, self.id)
             .await?;
         Ok(())
     }

@@ -341,6 +341,32 @@ pub struct Permission {
     pub permission_group: Option<String>,
 }
 
+/// Which connector table a connector row lives in.
+#[derive(Clone, Copy, Debug)]
+pub enum ConnectorTable {
+    Receive,
+    Send,
+}
+
+/// Removes a connector together with its whole ACL (connector_permission has no foreign key,
+/// because it serves both connector tables).
+pub async fn delete_connector(
+    conn: &mut sqlx::PgConnection,
+    table: ConnectorTable,
+    id: uuid::Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM connector_permission WHERE connector_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let sql = match table {
+        ConnectorTable::Receive => "DELETE FROM receive_connector WHERE id = $1",
+        ConnectorTable::Send => "DELETE FROM send_connector WHERE id = $1",
+    };
+    sqlx::query(sql).bind(id).execute(&mut *conn).await?;
+    Ok(())
+}
+
 /// The rights an ACL grants to a session holding `principals`.
 pub fn session_rights(acl: &[Permission], principals: &[&str]) -> Rights {
     let mut allow = Rights::default();

@@ -273,14 +273,7 @@ impl SendConnector {
 
     /// Removes the connector and its whole ACL.
     pub async fn delete(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
-        sqlx::query("DELETE FROM connector_permission WHERE connector_id = $1")
-            .bind(self.id)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("DELETE FROM send_connector WHERE id = $1")
-            .bind(self.id)
-            .execute(&mut *conn)
-            .await?;
+        super::rights::delete_connector(conn, super::rights::ConnectorTable::Send, self.id).await?;
         Ok(())
     }
 

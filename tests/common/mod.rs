@@ -238,22 +238,6 @@ impl Gateway {
         self.spawn().await;
     }
 
-    /// Waits until a change made in the database is visible to the running gateway, by polling
-    /// a condition over SMTP (bounded).
-    pub async fn eventually<F, Fut>(&self, what: &str, mut f: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        for _ in 0..100 {
-            if f().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("timed out waiting for: {what}");
-    }
-
     pub async fn message_count(&self) -> i64 {
         let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM message")
             .fetch_one(self.pool())
@@ -369,4 +353,20 @@ pub fn python(script: &str, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// Waits until a change made in the database is visible to the running gateway, by polling a
+/// condition (bounded: 100 tries, 10 s).
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
 }
