@@ -9,12 +9,13 @@ use tokio::sync::watch;
 use crate::config::{ServeSettings, split_default_bindings};
 use crate::db::Database;
 use crate::logs::protocol::{LogKind, ProtocolLog};
+use crate::logs::tracking::TrackingLog;
 use crate::org::Org;
 use crate::org::bootstrap::{self, FirstStart};
 use crate::smtp::server::Gateway;
 use crate::smtp::server::limits::ConnectionLimits;
 use crate::smtp::server::listener::Listeners;
-use crate::transport::queue::Spool;
+use crate::transport::queue::{QueueManager, Spool, manager};
 
 pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     crate::tls::install_crypto_provider();
@@ -64,6 +65,28 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
 
     let org = Org::load(&pool, &server_name).await?;
     let (org_tx, org_rx) = watch::channel(Arc::new(org));
+    let tracking = {
+        let s = &org_rx.borrow().server;
+        TrackingLog::new(
+            &common.data_dir,
+            s.message_tracking_log_enabled,
+            s.message_tracking_log_subject_logging_enabled,
+        )
+    };
+    let queue = QueueManager::start(
+        pool.clone(),
+        spool.clone(),
+        org_rx.clone(),
+        manager::Settings {
+            server_name: server_name.clone(),
+            fqdn: fqdn.clone(),
+            data_dir: common.data_dir.clone(),
+        },
+        tracking.clone(),
+        Some(db.url.clone()),
+    )
+    .await
+    .context("loading the queues")?;
     let gw = Arc::new(Gateway {
         pool: pool.clone(),
         org: org_rx.clone(),
@@ -71,6 +94,8 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         spool,
         receive_log: ProtocolLog::new(&common.data_dir, LogKind::Receive),
         limits: ConnectionLimits::default(),
+        queue,
+        tracking,
     });
 
     let mut listeners = Listeners::default();

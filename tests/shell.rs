@@ -55,8 +55,8 @@ async fn errors_are_precise_and_a_failing_line_changes_nothing() {
     let mut sh = shell(&setup);
     let cases = [
         (
-            "Get-Queue",
-            "The term 'Get-Queue' is not recognized as the name of a cmdlet",
+            "Get-MailboxDatabase",
+            "The term 'Get-MailboxDatabase' is not recognized as the name of a cmdlet",
         ),
         (
             "Get-SendConnector -Bogus 1",

@@ -1,3 +1,4 @@
 //! Logs kept in the formats Exchange administrators already read and parse.
 
 pub mod protocol;
+pub mod tracking;

@@ -45,17 +45,18 @@ impl LogKind {
         }
     }
 
-    fn file_prefix(self) -> &'static str {
+    fn format(self) -> LogFormat {
         match self {
-            LogKind::Receive => "RECV",
-            LogKind::Send => "SEND",
-        }
-    }
-
-    fn log_type(self) -> &'static str {
-        match self {
-            LogKind::Receive => "SMTP Receive Protocol Log",
-            LogKind::Send => "SMTP Send Protocol Log",
+            LogKind::Receive => LogFormat {
+                file_prefix: "RECV",
+                log_type: "SMTP Receive Protocol Log",
+                fields: FIELDS,
+            },
+            LogKind::Send => LogFormat {
+                file_prefix: "SEND",
+                log_type: "SMTP Send Protocol Log",
+                fields: FIELDS,
+            },
         }
     }
 }
@@ -66,12 +67,23 @@ pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 /// One log directory (receive or send), shared by all sessions of that direction.
 #[derive(Clone)]
 pub struct ProtocolLog {
-    inner: Option<Arc<Inner>>,
+    inner: Option<Arc<RotatingLog>>,
 }
 
-struct Inner {
+/// What sets one Exchange log family's files apart from another's; the rest of the format
+/// (header lines, date-named files, CSV) is common to all of them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogFormat {
+    pub(crate) file_prefix: &'static str,
+    pub(crate) log_type: &'static str,
+    pub(crate) fields: &'static str,
+}
+
+/// An append-only directory of `<prefix>yyyymmdd-n.LOG` files that starts a new file each UTC
+/// day and whenever the current one passes the size limit.
+pub(crate) struct RotatingLog {
     dir: PathBuf,
-    kind: LogKind,
+    format: LogFormat,
     max_file_size: u64,
     clock: Clock,
     state: Mutex<State>,
@@ -115,13 +127,12 @@ impl ProtocolLog {
             .join("ProtocolLog")
             .join(kind.directory());
         ProtocolLog {
-            inner: Some(Arc::new(Inner {
+            inner: Some(Arc::new(RotatingLog::new(
                 dir,
-                kind,
+                kind.format(),
                 max_file_size,
                 clock,
-                state: Mutex::new(State::default()),
-            })),
+            ))),
         }
     }
 
@@ -154,8 +165,25 @@ impl ProtocolLog {
     }
 }
 
-impl Inner {
-    fn write_line(&self, rest_of_line: &str) {
+impl RotatingLog {
+    /// Nothing is created until the first line.
+    pub(crate) fn new(
+        dir: PathBuf,
+        format: LogFormat,
+        max_file_size: u64,
+        clock: Clock,
+    ) -> RotatingLog {
+        RotatingLog {
+            dir,
+            format,
+            max_file_size,
+            clock,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Appends `<date-time>,<rest_of_line>` CRLF; `rest_of_line` must already be CSV-quoted.
+    pub(crate) fn write_line(&self, rest_of_line: &str) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         // Read under the lock so that lines appear in time order and never straddle a rollover.
         let now = (self.clock)().to_offset(time::UtcOffset::UTC);
@@ -170,7 +198,7 @@ impl Inner {
                     tracing::warn!(
                         dir = %self.dir.display(),
                         "cannot write the {}; events are dropped until it works again: {e}",
-                        self.kind.log_type()
+                        self.format.log_type
                     );
                 }
             }
@@ -206,11 +234,13 @@ impl Inner {
         let day = now.date();
         let mut index = self.last_index(day)?.unwrap_or(1).max(min_index);
         loop {
-            let path = self.dir.join(file_name(self.kind, day, index));
+            let path = self
+                .dir
+                .join(file_name(self.format.file_prefix, day, index));
             let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
             let size = file.metadata()?.len();
             if size == 0 {
-                let header = header(self.kind, now);
+                let header = header(&self.format, now);
                 file.write_all(header.as_bytes())?;
                 return Ok(OpenFile {
                     file,
@@ -232,7 +262,7 @@ impl Inner {
     }
 
     fn last_index(&self, day: Date) -> io::Result<Option<u32>> {
-        let prefix = file_name_prefix(self.kind, day);
+        let prefix = file_name_prefix(self.format.file_prefix, day);
         let mut last = None;
         for entry in fs::read_dir(&self.dir)? {
             let name = entry?.file_name();
@@ -329,34 +359,34 @@ pub fn new_session_id() -> u64 {
     }
 }
 
-fn header(kind: LogKind, now: OffsetDateTime) -> String {
+fn header(format: &LogFormat, now: OffsetDateTime) -> String {
     format!(
         "#Software: Microsoft Exchange Server\r\n\
          #Version: 14.0.0.0\r\n\
          #Log-type: {}\r\n\
          #Date: {}\r\n\
-         #Fields: {FIELDS}\r\n",
-        kind.log_type(),
-        timestamp(now)
+         #Fields: {}\r\n",
+        format.log_type,
+        timestamp(now),
+        format.fields
     )
 }
 
-fn file_name_prefix(kind: LogKind, day: Date) -> String {
+fn file_name_prefix(file_prefix: &str, day: Date) -> String {
     format!(
-        "{}{:04}{:02}{:02}-",
-        kind.file_prefix(),
+        "{file_prefix}{:04}{:02}{:02}-",
         day.year(),
         u8::from(day.month()),
         day.day()
     )
 }
 
-fn file_name(kind: LogKind, day: Date, index: u32) -> String {
-    format!("{}{index}.LOG", file_name_prefix(kind, day))
+fn file_name(file_prefix: &str, day: Date, index: u32) -> String {
+    format!("{}{index}.LOG", file_name_prefix(file_prefix, day))
 }
 
 /// `yyyy-MM-ddTHH:mm:ss.fffZ`; `now` must already be in UTC.
-fn timestamp(now: OffsetDateTime) -> String {
+pub(crate) fn timestamp(now: OffsetDateTime) -> String {
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         now.year(),
@@ -382,7 +412,7 @@ fn endpoint(addr: SocketAddr) -> String {
 }
 
 /// RFC 4180 quoting.
-fn csv_field(value: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn csv_field(value: &str) -> std::borrow::Cow<'_, str> {
     if value.contains([',', '"', '\r', '\n']) {
         format!("\"{}\"", value.replace('"', "\"\"")).into()
     } else {

@@ -4,7 +4,7 @@ use sqlx::PgConnection;
 
 use super::bind::{self, Arg, Bound, Param, Ty, at, m, p};
 use super::parse::Command;
-use super::{Obj, Shell, ShellError, format, render};
+use super::{Obj, Shell, ShellError, format, queue, render};
 use crate::org::rights::{self, ExtendedRight, principal};
 use crate::org::{
     AcceptedDomain, DomainType, OrgError, ReceiveConnector, Recipient, SendConnector,
@@ -360,6 +360,15 @@ pub fn lookup(name: &str) -> Option<(&'static str, &'static [Param])> {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .copied()
+        .or_else(|| queue::find(name).map(|c| (c.name, c.params)))
+}
+
+/// Every cmdlet name with its parameters, for Tab completion.
+pub fn all() -> impl Iterator<Item = (&'static str, &'static [Param])> {
+    CMDLETS
+        .iter()
+        .copied()
+        .chain(queue::CMDLETS.iter().map(|c| (c.name, c.params)))
 }
 
 pub struct Outcome {
@@ -1479,7 +1488,10 @@ async fn run(
             }
             Ok(vec![])
         }
-        other => Err(ShellError::UnknownCmdlet(other.to_string())),
+        other => match queue::find(other) {
+            Some(c) => queue::run(sh, tx, c, b, text).await,
+            None => Err(ShellError::UnknownCmdlet(other.to_string())),
+        },
     }
 }
 
@@ -1494,12 +1506,13 @@ mod tests {
         assert!(!glob("Cross", "Cross-Forest"));
         assert_eq!(lookup("fl").unwrap().0, "Format-List");
         assert_eq!(lookup("new-sendconnector").unwrap().0, "New-SendConnector");
-        assert!(lookup("Get-Queue").is_none());
+        assert_eq!(lookup("get-queue").unwrap().0, "Get-Queue");
+        assert!(lookup("Get-MailboxDatabase").is_none());
     }
 
     #[test]
     fn every_parameter_table_is_unambiguous() {
-        for (name, params) in CMDLETS {
+        for (name, params) in all() {
             let mut seen = std::collections::HashSet::new();
             for p in params.iter().chain(bind::COMMON) {
                 assert!(

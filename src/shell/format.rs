@@ -1,7 +1,10 @@
 //! Output as Exchange prints it: default table views, Format-List with Exchange's property names.
 
+use time::OffsetDateTime;
+
 use super::parse::{format_bytes, format_timespan};
 use super::{Obj, Val};
+use crate::transport::queue::ops::{MessageInfo, QueueInfo, RecipientInfo};
 
 fn multi(v: &[String]) -> String {
     format!("{{{}}}", v.join(", "))
@@ -20,6 +23,110 @@ fn span_opt(v: Option<i64>) -> String {
     v.map(format_timespan).unwrap_or_default()
 }
 
+/// A DateTime as Exchange's shell prints it under en-US (`1/25/2019 12:03:58 AM`), in UTC:
+/// the gateway's logs are in UTC too, so the two read side by side.
+pub fn datetime(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let (h, ampm) = match t.hour() {
+        0 => (12, "AM"),
+        h @ 1..=11 => (h, "AM"),
+        12 => (12, "PM"),
+        h => (h - 12, "PM"),
+    };
+    format!(
+        "{}/{}/{} {}:{:02}:{:02} {}",
+        u8::from(t.month()),
+        t.day(),
+        t.year(),
+        h,
+        t.minute(),
+        t.second(),
+        ampm
+    )
+}
+fn datetime_opt(t: Option<OffsetDateTime>) -> String {
+    t.map(datetime).unwrap_or_default()
+}
+
+fn queue_properties(q: &QueueInfo) -> Vec<(&'static str, String)> {
+    vec![
+        ("Identity", q.identity.to_string()),
+        ("DeliveryType", q.delivery_type.clone()),
+        ("Status", q.status.clone()),
+        ("MessageCount", q.message_count.to_string()),
+        ("NextHopDomain", q.next_hop_domain.clone()),
+        (
+            "NextHopConnector",
+            q.next_hop_connector.unwrap_or_default().to_string(),
+        ),
+        ("LastError", opt(&q.last_error)),
+        ("LastRetryTime", datetime_opt(q.last_retry_time)),
+        ("NextRetryTime", datetime_opt(q.next_retry_time)),
+    ]
+}
+
+/// One line per recipient, its delivery attempts indented under it.
+fn recipients(rs: &[RecipientInfo]) -> String {
+    let mut lines = Vec::new();
+    for r in rs {
+        let mut l = r.address.clone();
+        if let Some(route) = &r.route_address {
+            l.push_str(&format!(" (sent to {route})"));
+        }
+        l.push_str(&format!("; Status: {}", r.status));
+        if let Some(ndr) = r.remove_with_ndr {
+            l.push_str(if ndr {
+                "; PendingRemove: with NDR"
+            } else {
+                "; PendingRemove: without NDR"
+            });
+        }
+        l.push_str(&format!("; RetryCount: {}", r.retry_count));
+        if let Some(e) = &r.last_error {
+            l.push_str(&format!("; LastError: {e}"));
+        }
+        if let Some(t) = r.next_retry_time {
+            l.push_str(&format!("; NextRetryTime: {}", datetime(t)));
+        }
+        lines.push(l);
+        for a in &r.attempts {
+            let mut l = format!("  {}", datetime(a.time));
+            if let Some(h) = &a.next_hop {
+                l.push_str(&format!("; NextHop: {h}"));
+            }
+            if let Some(ip) = &a.remote_ip {
+                l.push_str(&format!("; IP: {ip}"));
+            }
+            if let Some(tls) = &a.tls_version {
+                l.push_str(&format!("; TLS: {tls}"));
+            }
+            l.push_str(&format!("; Reply: {}", a.reply));
+            lines.push(l);
+        }
+    }
+    lines.join("\n")
+}
+
+fn message_properties(m: &MessageInfo) -> Vec<(&'static str, String)> {
+    vec![
+        ("Identity", m.identity.to_string()),
+        ("Subject", opt(&m.subject)),
+        ("InternetMessageId", opt(&m.internet_message_id)),
+        ("FromAddress", m.from_address.clone()),
+        ("Status", m.status.to_string()),
+        ("Size", format_bytes(Some(m.size))),
+        ("MessageSourceName", m.message_source_name.clone()),
+        ("SourceIP", m.source_ip.clone()),
+        ("SCL", m.scl.map(|n| n.to_string()).unwrap_or_default()),
+        ("DateReceived", datetime(m.date_received)),
+        ("ExpirationTime", datetime(m.expiration_time)),
+        ("LastError", opt(&m.last_error)),
+        ("RetryCount", m.retry_count.to_string()),
+        ("Queue", m.queue.to_string()),
+        ("Recipients", recipients(&m.recipients)),
+    ]
+}
+
 /// The identity Exchange shows for an object.
 pub fn identity(o: &Obj) -> String {
     match o {
@@ -31,6 +138,10 @@ pub fn identity(o: &Obj) -> String {
         Obj::AdPermission(id, _) => id.clone(),
         Obj::Recipient(r, _) => r.name.clone(),
         Obj::Credential { user, .. } => user.clone(),
+        Obj::Queue(q) => q.identity.to_string(),
+        Obj::Message(m) => m.identity.to_string(),
+        Obj::ExportedMessage { identity, .. } => identity.clone(),
+        Obj::TrackingEntry(e) => e.internal_message_id.to_string(),
     }
 }
 
@@ -293,6 +404,36 @@ pub fn properties(o: &Obj) -> Vec<(&'static str, String)> {
             ("UserName", user.clone()),
             ("Password", "System.Security.SecureString".into()),
         ],
+        Obj::Queue(q) => queue_properties(q),
+        Obj::Message(m) => message_properties(m),
+        Obj::ExportedMessage { identity, bytes } => vec![
+            ("Identity", identity.clone()),
+            ("Size", format_bytes(Some(bytes.len() as i64))),
+        ],
+        Obj::TrackingEntry(e) => vec![
+            ("Timestamp", datetime(e.timestamp)),
+            ("ClientIp", opt(&e.client_ip)),
+            ("ClientHostname", opt(&e.client_hostname)),
+            ("ServerIp", opt(&e.server_ip)),
+            ("ServerHostname", opt(&e.server_hostname)),
+            ("SourceContext", opt(&e.source_context)),
+            ("ConnectorId", opt(&e.connector_id)),
+            ("Source", e.source.clone()),
+            ("EventId", e.event_id.clone()),
+            ("InternalMessageId", e.internal_message_id.to_string()),
+            ("MessageId", opt(&e.message_id)),
+            ("Recipients", multi(&e.recipients)),
+            ("RecipientStatus", multi(&e.recipient_status)),
+            ("TotalBytes", e.total_bytes.to_string()),
+            ("RecipientCount", e.recipient_count.to_string()),
+            ("RelatedRecipientAddress", opt(&e.related_recipient_address)),
+            ("Reference", opt(&e.reference)),
+            ("MessageSubject", opt(&e.message_subject)),
+            ("Sender", e.sender.clone()),
+            ("ReturnPath", e.return_path.clone()),
+            ("MessageInfo", opt(&e.message_info)),
+            ("Directionality", opt(&e.directionality)),
+        ],
     }
 }
 
@@ -306,6 +447,22 @@ fn default_columns(o: &Obj) -> Option<&'static [&'static str]> {
         Obj::AdPermission(..) => &["Identity", "User", "ExtendedRights", "Deny", "Inherited"],
         Obj::Recipient(..) => &["Name", "RecipientType", "PrimarySmtpAddress"],
         Obj::Credential { .. } => &["UserName", "Password"],
+        Obj::Queue(_) => &[
+            "Identity",
+            "DeliveryType",
+            "Status",
+            "MessageCount",
+            "NextHopDomain",
+        ],
+        Obj::Message(_) => &["Identity", "FromAddress", "Status", "Queue", "Subject"],
+        Obj::ExportedMessage { .. } => &["Identity", "Size"],
+        Obj::TrackingEntry(_) => &[
+            "EventId",
+            "Source",
+            "Sender",
+            "Recipients",
+            "MessageSubject",
+        ],
         Obj::TransportConfig(_) => return None,
     })
 }
@@ -344,7 +501,12 @@ pub fn list(objs: &[Obj], props: &[String]) -> String {
         let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
         out.push('\n');
         for (n, v) in rows {
-            out.push_str(&format!("{n:<width$} : {v}\n"));
+            // A multi-line value (a message's recipients) continues under its first line.
+            let mut lines = v.split('\n');
+            out.push_str(&format!("{n:<width$} : {}\n", lines.next().unwrap_or("")));
+            for l in lines {
+                out.push_str(&format!("{:width$}   {l}\n", ""));
+            }
         }
     }
     if !objs.is_empty() {
@@ -377,7 +539,9 @@ pub fn table(objs: &[Obj], props: &[String]) -> String {
                 .map(|c| {
                     ps.iter()
                         .find(|(n, _)| n == c)
-                        .map(|(_, v)| v.clone())
+                        .map(|(_, v)| {
+                            v.split('\n').map(str::trim).collect::<Vec<_>>().join("; ")
+                        })
                         .unwrap_or_default()
                 })
                 .collect()
@@ -423,5 +587,24 @@ pub fn value_text(v: &Val) -> String {
         Val::Null => String::new(),
         Val::List(items) => items.iter().map(value_text).collect(),
         Val::Obj(o) => default_view(std::slice::from_ref(o)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn datetimes_print_as_en_us() {
+        let cases = [
+            (datetime!(2019-01-25 00:03:58 UTC), "1/25/2019 12:03:58 AM"),
+            (datetime!(2019-12-05 12:00:00 UTC), "12/5/2019 12:00:00 PM"),
+            (datetime!(2019-12-05 23:59:09 UTC), "12/5/2019 11:59:09 PM"),
+            (datetime!(2019-12-06 01:00:00 +02:00), "12/5/2019 11:00:00 PM"),
+        ];
+        for (t, want) in cases {
+            assert_eq!(datetime(t), want);
+        }
     }
 }

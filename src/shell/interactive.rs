@@ -9,7 +9,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
 use super::bind::COMMON;
-use super::cmdlets::{CMDLETS, lookup};
+use super::cmdlets::{all, lookup};
 
 /// Completes the word under the cursor: a cmdlet name at the start of a pipeline stage,
 /// otherwise a parameter of that stage's cmdlet.
@@ -29,8 +29,7 @@ pub fn complete(line: &str, pos: usize) -> (usize, Vec<String>) {
         .collect();
     if before.is_empty() {
         let lower = word.to_ascii_lowercase();
-        let names = CMDLETS
-            .iter()
+        let names = all()
             .map(|(n, _)| n.to_string())
             .filter(|n| n.to_ascii_lowercase().starts_with(&lower))
             .collect();

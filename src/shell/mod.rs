@@ -9,14 +9,17 @@ pub mod cmdlets;
 pub mod format;
 pub mod interactive;
 pub mod parse;
+pub mod queue;
 pub mod render;
 
 use std::collections::HashMap;
 use std::io::BufRead;
+use std::path::PathBuf;
 
 use sqlx::PgPool;
 
 use crate::org::{self, OrgError};
+use crate::transport::queue::ops::{self, QueueError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShellError {
@@ -66,6 +69,8 @@ pub enum ShellError {
     #[error("{0}")]
     Org(#[from] OrgError),
     #[error("{0}")]
+    Queue(#[from] QueueError),
+    #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
@@ -87,6 +92,14 @@ pub enum Obj {
         user: String,
         password: String,
     },
+    Queue(ops::QueueInfo),
+    Message(ops::MessageInfo),
+    /// Export-Message's output: the message as it will be sent, for AssembleMessage.
+    ExportedMessage {
+        identity: String,
+        bytes: Vec<u8>,
+    },
+    TrackingEntry(crate::logs::tracking::TrackingEntry),
 }
 
 /// A value at run time: what a variable holds and what a parameter receives.
@@ -109,6 +122,8 @@ pub struct Shell {
     /// The local server's short name (`HUB1`), the default for `-Server` and name-only identities.
     pub server: String,
     pub fqdn: String,
+    /// The gateway's data directory (spool, logs), for Export-Message and the tracking log.
+    pub data_dir: Option<PathBuf>,
     vars: HashMap<String, Val>,
     credentials: Option<CredentialSource>,
 }
@@ -119,9 +134,15 @@ impl Shell {
             pool,
             server: org::bootstrap::server_name_from_fqdn(fqdn),
             fqdn: fqdn.to_string(),
+            data_dir: None,
             vars: HashMap::new(),
             credentials: None,
         }
+    }
+
+    pub fn with_data_dir(mut self, dir: PathBuf) -> Shell {
+        self.data_dir = Some(dir);
+        self
     }
 
     /// Get-Credential reads user and password lines from here instead of prompting.

@@ -87,6 +87,11 @@ pub fn new_cmdlet(o: &Obj) -> String {
                 q(password)
             )
         }
+        // Queues and messages are state, not configuration: nothing creates them from a line.
+        Obj::Queue(_)
+        | Obj::Message(_)
+        | Obj::ExportedMessage { .. }
+        | Obj::TrackingEntry(_) => String::new(),
     }
 }
 

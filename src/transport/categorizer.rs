@@ -59,9 +59,85 @@ pub async fn categorize(
             Some(r) if r.recipient_type == "Mailbox" => Verdict::Accept(Disposition::Mailbox),
             // Contacts and mail users forward to their external address.
             Some(_) => Verdict::Accept(Disposition::Relay),
-            None => Verdict::Reject(Reply::new(550, "5.1.1", "User unknown")),
+            // Recipient validation at RCPT is AddressBookEnabled's job (reference §5); without it
+            // the message is accepted and the categorizer NDRs the recipient after DATA.
+            None if accepted.address_book_enabled => {
+                Verdict::Reject(Reply::new(550, "5.1.1", "User unknown"))
+            }
+            None => Verdict::Accept(Disposition::Relay),
         },
     })
+}
+
+/// What the categorizer decided for a recipient after acceptance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// A mailbox on this server.
+    Local,
+    /// Out through routing, to this address (the recipient's own, or a contact's external one).
+    Route(String),
+    /// NDR now.
+    Fail(Reply),
+}
+
+/// How many contact-to-contact forwards are followed before calling it a loop.
+const MAX_FORWARDS: usize = 8;
+
+/// Categorizes an accepted recipient (reference §5): Authoritative needs it in the directory,
+/// InternalRelay delivers the known ones locally and routes the rest, ExternalRelay and foreign
+/// domains route without a lookup; mail contacts and mail users forward to their external address.
+pub async fn resolve(
+    pool: &PgPool,
+    domains: &[AcceptedDomain],
+    address: &str,
+) -> Result<Resolution, OrgError> {
+    let mut current = address.to_string();
+    for _ in 0..MAX_FORWARDS {
+        let Some(domain) = domain_of(&current, domains) else {
+            return Ok(Resolution::Fail(not_found()));
+        };
+        let full = if current.contains('@') {
+            current.clone()
+        } else {
+            format!("{current}@{domain}")
+        };
+        let kind = accepted_domain::find(domains, domain).map(|d| d.kind());
+        let internal = matches!(
+            kind,
+            Some(DomainType::Authoritative | DomainType::InternalRelay)
+        );
+        if !internal {
+            return Ok(Resolution::Route(full));
+        }
+        match Recipient::find_by_address(pool, &full).await? {
+            Some(r) if r.recipient_type == "Mailbox" => return Ok(Resolution::Local),
+            Some(r) => match r.external_email_address.as_deref().map(strip_smtp_prefix) {
+                Some(ext) if !ext.is_empty() => current = ext.to_string(),
+                _ => return Ok(Resolution::Fail(not_found())),
+            },
+            None if kind == Some(DomainType::InternalRelay) => {
+                return Ok(Resolution::Route(full));
+            }
+            None => return Ok(Resolution::Fail(not_found())),
+        }
+    }
+    Ok(Resolution::Fail(Reply::new(
+        550,
+        "5.4.6",
+        "RESOLVER.FWD.Loop; there is a forwarding loop configured in the directory",
+    )))
+}
+
+fn not_found() -> Reply {
+    Reply::new(550, "5.1.1", "RESOLVER.ADR.RecipNotFound; not found")
+}
+
+fn strip_smtp_prefix(a: &str) -> &str {
+    let a = a.trim();
+    match a.get(..5) {
+        Some(p) if p.eq_ignore_ascii_case("smtp:") => &a[5..],
+        _ => a,
+    }
 }
 
 /// Is the sender's domain one of ours (Authoritative or InternalRelay)? Decides which sender right applies.

@@ -3,10 +3,11 @@
 use uuid::Uuid;
 
 use super::session::{Next, Session};
+use crate::logs::tracking::TrackingEvent;
 use crate::org::rights::ExtendedRight;
 use crate::smtp::proto::{Body, DataOutcome, DataReader, Reply, header_section_len};
 use crate::transport::headers::{self, Firewall};
-use crate::transport::queue::{self, Envelope};
+use crate::transport::queue::{self, Envelope, Submitted};
 
 impl Session {
     pub fn data_command(&mut self) -> Next {
@@ -221,6 +222,7 @@ impl Session {
             &format!("{id};{}", envelope.recipients.len()),
             "receiving message",
         );
+        let size = (full_header.len() + payload.len()) as u64;
         match queue::accept(
             &self.gw.pool,
             &self.gw.spool,
@@ -230,16 +232,52 @@ impl Session {
         )
         .await
         {
-            Ok(internal_id) => self.reply(Reply::new(
-                250,
-                "2.6.0",
-                format!("{message_id} [InternalId={internal_id}] Queued mail for delivery"),
-            )),
+            Ok(internal_id) => {
+                self.track_receive(&envelope, internal_id, size);
+                self.gw
+                    .queue
+                    .submit(Submitted::accepted(&envelope, internal_id, size));
+                self.reply(Reply::new(
+                    250,
+                    "2.6.0",
+                    format!("{message_id} [InternalId={internal_id}] Queued mail for delivery"),
+                ))
+            }
             Err(e) => {
                 tracing::error!("queueing message {id}: {e}");
                 self.reply(Reply::new(452, "4.3.1", "Insufficient system resources"));
             }
         }
+    }
+
+    fn track_receive(&self, env: &Envelope, internal_id: i64, size: u64) {
+        let recipients: Vec<&str> = env.recipients.iter().map(|r| r.address.as_str()).collect();
+        self.gw.tracking.record(&TrackingEvent {
+            event_id: "RECEIVE",
+            source: "SMTP",
+            client_ip: Some(self.remote.ip()),
+            client_hostname: self.helo.as_deref(),
+            server_ip: Some(self.local.ip()),
+            server_hostname: Some(&self.connector.fqdn),
+            source_context: None,
+            connector_id: Some(&env.receive_connector),
+            internal_message_id: internal_id,
+            message_id: env.internet_message_id.as_deref(),
+            recipients: &recipients,
+            recipient_status: &[],
+            total_bytes: size,
+            related_recipient_address: None,
+            reference: None,
+            subject: env.subject.as_deref(),
+            sender: &env.from,
+            return_path: &env.from,
+            message_info: None,
+            directionality: Some(if self.identity.is_authenticated() {
+                "Originating"
+            } else {
+                "Incoming"
+            }),
+        });
     }
 
     fn received_header(&self, id: Uuid) -> String {

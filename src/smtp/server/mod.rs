@@ -17,7 +17,8 @@ use tokio::sync::watch;
 
 use crate::logs::protocol::ProtocolLog;
 use crate::org::Org;
-use crate::transport::queue::Spool;
+use crate::logs::tracking::TrackingLog;
+use crate::transport::queue::{QueueManager, Spool};
 
 /// Everything a session needs, shared by all of them.
 pub struct Gateway {
@@ -28,6 +29,8 @@ pub struct Gateway {
     pub spool: Spool,
     pub receive_log: ProtocolLog,
     pub limits: limits::ConnectionLimits,
+    pub queue: QueueManager,
+    pub tracking: TrackingLog,
 }
 
 impl Gateway {

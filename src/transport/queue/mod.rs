@@ -1,7 +1,11 @@
 //! The queue is the only writer of messages: bodies in the spool, metadata in PostgreSQL.
 
+pub mod manager;
+pub mod ops;
 pub mod spool;
 pub mod store;
+pub mod writer;
 
 pub use spool::Spool;
-pub use store::{AcceptError, Envelope, EnvelopeRecipient, accept};
+pub use manager::{QueueManager, Submitted};
+pub use store::{AcceptError, Disposition, Envelope, EnvelopeRecipient, accept};

@@ -1,0 +1,467 @@
+//! The queue cmdlets (reference §6.2) over `transport::queue::ops`, and Get-MessageTrackingLog
+//! over `logs::tracking` (§8.2); one declarative entry each: the name, what it does, and its
+//! parameter table.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+
+use super::bind::{Arg, Bound, Param, Ty, at, m, p};
+use super::{Obj, Shell, ShellError};
+use crate::logs::tracking::{self, TrackingQuery};
+use crate::transport::queue::ops::{self, MessageFilter};
+
+/// What a queue cmdlet does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    GetQueue,
+    SuspendQueue,
+    ResumeQueue,
+    RetryQueue,
+    GetMessage,
+    SuspendMessage,
+    ResumeMessage,
+    RemoveMessage,
+    ExportMessage,
+    AssembleMessage,
+    GetMessageTrackingLog,
+}
+
+pub struct Cmdlet {
+    pub name: &'static str,
+    pub op: Op,
+    pub params: &'static [Param],
+}
+
+const ID: Param = at(p("Identity", Ty::Identity), 0);
+const ID_M: Param = at(m("Identity", Ty::Identity), 0);
+const SERVER: Param = p("Server", Ty::Str);
+// Exchange's OPATH filters have no equivalent here; saying so beats ignoring them.
+const FILTER: Param = p("Filter", Ty::Unsupported);
+
+pub const CMDLETS: &[Cmdlet] = &[
+    Cmdlet {
+        name: "Get-Queue",
+        op: Op::GetQueue,
+        params: &[
+            ID,
+            SERVER,
+            FILTER,
+            p("Include", Ty::Unsupported),
+            p("Exclude", Ty::Unsupported),
+            p("SortOrder", Ty::Unsupported),
+            p("ResultSize", Ty::Unsupported),
+        ],
+    },
+    Cmdlet {
+        name: "Suspend-Queue",
+        op: Op::SuspendQueue,
+        params: &[ID_M, SERVER, FILTER],
+    },
+    Cmdlet {
+        name: "Resume-Queue",
+        op: Op::ResumeQueue,
+        params: &[ID_M, SERVER, FILTER],
+    },
+    Cmdlet {
+        name: "Retry-Queue",
+        op: Op::RetryQueue,
+        params: &[ID_M, p("Resubmit", Ty::Bool), SERVER, FILTER],
+    },
+    Cmdlet {
+        name: "Get-Message",
+        op: Op::GetMessage,
+        params: &[
+            ID,
+            // A queue object binds here by name in Exchange; hubgate's pipeline binds to
+            // -Identity, and Get-Message reads a queue object there as -Queue.
+            p("Queue", Ty::Identity),
+            SERVER,
+            p("IncludeRecipientInfo", Ty::Switch),
+            FILTER,
+            p("SortOrder", Ty::Unsupported),
+            p("ResultSize", Ty::Unsupported),
+        ],
+    },
+    Cmdlet {
+        name: "Suspend-Message",
+        op: Op::SuspendMessage,
+        params: &[ID_M, SERVER, FILTER],
+    },
+    Cmdlet {
+        name: "Resume-Message",
+        op: Op::ResumeMessage,
+        params: &[ID_M, SERVER, FILTER],
+    },
+    Cmdlet {
+        name: "Remove-Message",
+        op: Op::RemoveMessage,
+        params: &[ID_M, p("WithNDR", Ty::Bool), SERVER, FILTER],
+    },
+    Cmdlet {
+        name: "Export-Message",
+        op: Op::ExportMessage,
+        // -Path is hubgate's shortcut for Exchange's `Export-Message | AssembleMessage -Path`.
+        params: &[ID_M, p("Path", Ty::Str), SERVER],
+    },
+    Cmdlet {
+        name: "AssembleMessage",
+        op: Op::AssembleMessage,
+        params: &[m("Identity", Ty::Identity), at(m("Path", Ty::Str), 0)],
+    },
+    Cmdlet {
+        name: "Get-MessageTrackingLog",
+        op: Op::GetMessageTrackingLog,
+        params: &[
+            p("Sender", Ty::Str),
+            p("Recipients", Ty::List),
+            p("EventId", Ty::Str),
+            p("MessageId", Ty::Str),
+            p("InternalMessageId", Ty::Str),
+            p("Start", Ty::Str),
+            p("End", Ty::Str),
+            p("ResultSize", Ty::Int),
+            SERVER,
+            p("MessageSubject", Ty::Unsupported),
+            p("Reference", Ty::Unsupported),
+        ],
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Cmdlet> {
+    CMDLETS.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+}
+
+fn server_of(sh: &Shell, b: &Bound) -> String {
+    b.str("Server").unwrap_or_else(|| sh.server.clone())
+}
+
+fn wrong_input(cmdlet: &str) -> ShellError {
+    ShellError::BadPipelineInput(cmdlet.to_string())
+}
+
+/// A queue identity from text or a Get-Queue object.
+fn queue_id(a: &Arg, cmdlet: &str) -> Result<String, ShellError> {
+    match a {
+        Arg::Str(s) => Ok(s.clone()),
+        Arg::Obj(Obj::Queue(q)) => Ok(q.identity.to_string()),
+        _ => Err(wrong_input(cmdlet)),
+    }
+}
+
+/// A message identity from text or a Get-Message object.
+fn message_id(a: &Arg, cmdlet: &str) -> Result<String, ShellError> {
+    match a {
+        Arg::Str(s) => Ok(s.clone()),
+        Arg::Obj(Obj::Message(m)) => Ok(m.identity.to_string()),
+        _ => Err(wrong_input(cmdlet)),
+    }
+}
+
+fn whatif(b: &Bound, text: &mut String, action: String) -> bool {
+    if b.switch("WhatIf") {
+        text.push_str(&format!("What if: {action}.\n"));
+        return true;
+    }
+    false
+}
+
+fn data_dir(sh: &Shell) -> Result<&std::path::Path, ShellError> {
+    sh.data_dir.as_deref().ok_or_else(|| {
+        ShellError::Parse(
+            "The shell doesn't know the gateway's data directory (HUBGATE_DATA_DIR), so it can't read the spool.".into(),
+        )
+    })
+}
+
+pub async fn run(
+    sh: &mut Shell,
+    tx: &mut PgConnection,
+    c: &Cmdlet,
+    b: &Bound,
+    text: &mut String,
+) -> Result<Vec<Obj>, ShellError> {
+    let name = c.name;
+    let server = server_of(sh, b);
+    let identity = b.get("Identity");
+    match c.op {
+        Op::GetQueue => Ok(match identity {
+            None => ops::list_queues(&mut *tx, &server).await?,
+            Some(a) => vec![ops::get_queue(&mut *tx, &server, &queue_id(a, name)?).await?],
+        }
+        .into_iter()
+        .map(Obj::Queue)
+        .collect()),
+        Op::SuspendQueue | Op::ResumeQueue | Op::RetryQueue => {
+            let id = queue_id(identity.ok_or_else(|| wrong_input(name))?, name)?;
+            let resubmit = matches!(b.get("Resubmit"), Some(Arg::Bool(true)));
+            let action = match c.op {
+                Op::SuspendQueue => "Suspending",
+                Op::ResumeQueue => "Resuming",
+                _ if resubmit => "Resubmitting the messages of",
+                _ => "Retrying",
+            };
+            whatif(b, text, format!("{action} queue \"{id}\""));
+            match c.op {
+                Op::SuspendQueue => ops::suspend_queue(&mut *tx, &server, &id).await?,
+                Op::ResumeQueue => ops::resume_queue(&mut *tx, &server, &id).await?,
+                _ => ops::retry_queue(&mut *tx, &server, &id, resubmit).await?,
+            };
+            Ok(vec![])
+        }
+        Op::GetMessage => {
+            let queue = match (identity, b.get("Queue")) {
+                (Some(_), Some(_)) => {
+                    return Err(ShellError::Parse(
+                        "Parameter set cannot be resolved using the specified named parameters: give -Identity or -Queue, not both.".into(),
+                    ));
+                }
+                (Some(Arg::Obj(Obj::Queue(q))), None) => Some(q.identity.to_string()),
+                (None, Some(a)) => Some(queue_id(a, name)?),
+                _ => None,
+            };
+            let message = match (&queue, identity) {
+                (None, Some(a)) => Some(message_id(a, name)?),
+                _ => None,
+            };
+            let filter = match (&queue, &message) {
+                (Some(q), _) => MessageFilter::Queue(q),
+                (None, Some(m)) => MessageFilter::Message(m),
+                (None, None) => MessageFilter::All,
+            };
+            Ok(ops::list_messages(&mut *tx, &server, filter)
+                .await?
+                .into_iter()
+                .map(Obj::Message)
+                .collect())
+        }
+        Op::SuspendMessage | Op::ResumeMessage | Op::RemoveMessage => {
+            let id = message_id(identity.ok_or_else(|| wrong_input(name))?, name)?;
+            // Exchange's default: the sender hears of the removal.
+            let with_ndr = !matches!(b.get("WithNDR"), Some(Arg::Bool(false)));
+            let action = match c.op {
+                Op::SuspendMessage => "Suspending".to_string(),
+                Op::ResumeMessage => "Resuming".to_string(),
+                _ if with_ndr => "Removing (with NDR)".to_string(),
+                _ => "Removing (without NDR)".to_string(),
+            };
+            whatif(b, text, format!("{action} message \"{id}\""));
+            match c.op {
+                Op::SuspendMessage => ops::suspend_message(&mut *tx, &server, &id).await?,
+                Op::ResumeMessage => ops::resume_message(&mut *tx, &server, &id).await?,
+                _ => ops::remove_message(&mut *tx, &server, &id, with_ndr).await?,
+            };
+            Ok(vec![])
+        }
+        Op::ExportMessage => {
+            let id = message_id(identity.ok_or_else(|| wrong_input(name))?, name)?;
+            let dir = data_dir(sh)?.to_path_buf();
+            match b.str("Path") {
+                Some(path) => {
+                    if whatif(b, text, format!("Exporting message \"{id}\" to \"{path}\"")) {
+                        // Still refuse what the real run would refuse.
+                        ops::read_message(&mut *tx, &server, &dir, &id).await?;
+                    } else {
+                        ops::export_message(&mut *tx, &server, &dir, &id, path.as_ref()).await?;
+                    }
+                    Ok(vec![])
+                }
+                None => {
+                    let (identity, bytes) = ops::read_message(&mut *tx, &server, &dir, &id).await?;
+                    Ok(vec![Obj::ExportedMessage {
+                        identity: identity.to_string(),
+                        bytes,
+                    }])
+                }
+            }
+        }
+        Op::GetMessageTrackingLog => {
+            // Each node keeps its own log files; this shell reads the local node's only.
+            if let Some(other) = b.str("Server") {
+                let short = crate::org::bootstrap::server_name_from_fqdn(&other);
+                if !short.eq_ignore_ascii_case(&sh.server) {
+                    return Err(ShellError::Parse(format!(
+                        "The message tracking log of \"{other}\" is on that server; run Get-MessageTrackingLog there."
+                    )));
+                }
+            }
+            let q = tracking_query(b)?;
+            let dir = data_dir(sh)?.to_path_buf();
+            let found = tokio::task::spawn_blocking(move || tracking::search(&dir, &q))
+                .await
+                .map_err(std::io::Error::other)??;
+            Ok(found.into_iter().map(Obj::TrackingEntry).collect())
+        }
+        Op::AssembleMessage => {
+            let Some(Arg::Obj(Obj::ExportedMessage { identity, bytes })) = identity else {
+                return Err(wrong_input(name));
+            };
+            let path = b.str("Path").unwrap_or_default();
+            if !whatif(b, text, format!("Writing message \"{identity}\" to \"{path}\"")) {
+                tokio::fs::write(&path, bytes).await?;
+            }
+            Ok(vec![])
+        }
+    }
+}
+
+fn bad_value(param: &str, value: &str, ty: &'static str, hint: &str) -> ShellError {
+    ShellError::BadValue {
+        param: param.to_string(),
+        value: value.to_string(),
+        ty,
+        hint: hint.to_string(),
+    }
+}
+
+fn tracking_query(b: &Bound) -> Result<TrackingQuery, ShellError> {
+    let date = |name: &str| -> Result<Option<OffsetDateTime>, ShellError> {
+        b.str(name)
+            .map(|v| {
+                parse_datetime(&v).ok_or_else(|| {
+                    bad_value(
+                        name,
+                        &v,
+                        "System.DateTime",
+                        "Specify a date such as \"1/25/2019 10:00 AM\", 2019-01-25 or 2019-01-25T10:00:00Z (UTC unless an offset is given).",
+                    )
+                })
+            })
+            .transpose()
+    };
+    let internal_message_id = b
+        .str("InternalMessageId")
+        .map(|v| {
+            v.trim().parse::<i64>().map_err(|_| {
+                bad_value(
+                    "InternalMessageId",
+                    &v,
+                    "System.String",
+                    "An InternalMessageId is a whole number.",
+                )
+            })
+        })
+        .transpose()?;
+    let result_size = match b.get("ResultSize") {
+        Some(Arg::Int(Some(n))) if *n >= 0 => Some(usize::try_from(*n).unwrap_or(usize::MAX)),
+        Some(Arg::Int(Some(n))) => {
+            return Err(bad_value(
+                "ResultSize",
+                &n.to_string(),
+                "Microsoft.Exchange.Data.Unlimited[System.UInt32]",
+                "Specify a positive number or Unlimited.",
+            ));
+        }
+        Some(Arg::Int(None)) => Some(usize::MAX),
+        _ => None,
+    };
+    Ok(TrackingQuery {
+        sender: b.str("Sender"),
+        recipients: match b.get("Recipients") {
+            Some(Arg::List(l)) => l.clone(),
+            _ => vec![],
+        },
+        event_id: b.str("EventId"),
+        message_id: b.str("MessageId"),
+        internal_message_id,
+        start: date("Start")?,
+        end: date("End")?,
+        result_size,
+    })
+}
+
+/// The DateTime forms administrators type: en-US as Exchange's shell takes them
+/// (`1/25/2019`, `1/25/2019 10:00`, `1/25/2019 10:00:00 PM`) and ISO 8601 (`2019-01-25`,
+/// `2019-01-25 10:00`, `2019-01-25T10:00:00Z`, with an offset). Without an offset: UTC, the
+/// zone the shell prints and the logs are written in.
+pub fn parse_datetime(s: &str) -> Option<OffsetDateTime> {
+    use time::{Date, Month, PrimitiveDateTime, Time, UtcOffset};
+    let s = s.trim();
+    if let Ok(t) = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Some(t);
+    }
+    let (date, rest) = match s.split_once([' ', 'T']) {
+        Some((d, r)) => (d, r.trim()),
+        None => (s, ""),
+    };
+    let (y, mo, d) = if let Some((m, rest)) = date.split_once('/') {
+        let (d, y) = rest.split_once('/')?;
+        (y, m, d)
+    } else {
+        let mut it = date.splitn(3, '-');
+        (it.next()?, it.next()?, it.next()?)
+    };
+    let year: i32 = y.parse().ok()?;
+    if !(1000..=9999).contains(&year) {
+        return None;
+    }
+    let date = Date::from_calendar_date(
+        year,
+        Month::try_from(mo.parse::<u8>().ok()?).ok()?,
+        d.parse().ok()?,
+    )
+    .ok()?;
+    let rest = rest.trim_end_matches(['Z', 'z']).trim();
+    let (clock, ampm) = match rest.rsplit_once(' ') {
+        Some((c, ap)) if ap.eq_ignore_ascii_case("AM") || ap.eq_ignore_ascii_case("PM") => {
+            (c.trim(), Some(ap.eq_ignore_ascii_case("PM")))
+        }
+        _ => (rest, None),
+    };
+    let time = if clock.is_empty() {
+        Time::MIDNIGHT
+    } else {
+        let parts: Vec<&str> = clock.split(':').collect();
+        if !(2..=3).contains(&parts.len()) {
+            return None;
+        }
+        let mut h: u8 = parts[0].parse().ok()?;
+        let m: u8 = parts[1].parse().ok()?;
+        let sec: u8 = match parts.get(2) {
+            Some(x) => x.parse().ok()?,
+            None => 0,
+        };
+        match ampm {
+            Some(_) if !(1..=12).contains(&h) => return None,
+            Some(true) if h < 12 => h += 12,
+            Some(false) if h == 12 => h = 0,
+            _ => {}
+        }
+        Time::from_hms(h, m, sec).ok()?
+    };
+    Some(PrimitiveDateTime::new(date, time).assume_offset(UtcOffset::UTC))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn datetimes() {
+        let cases = [
+            ("1/25/2019", datetime!(2019-01-25 00:00 UTC)),
+            ("1/25/2019 10:05", datetime!(2019-01-25 10:05 UTC)),
+            ("01/25/2019 10:05:07 PM", datetime!(2019-01-25 22:05:07 UTC)),
+            ("1/25/2019 12:00:00 AM", datetime!(2019-01-25 00:00 UTC)),
+            ("1/25/2019 12:30 pm", datetime!(2019-01-25 12:30 UTC)),
+            ("2019-01-25", datetime!(2019-01-25 00:00 UTC)),
+            ("2019-01-25 10:05", datetime!(2019-01-25 10:05 UTC)),
+            ("2019-01-25T10:05:07Z", datetime!(2019-01-25 10:05:07 UTC)),
+            ("2019-01-25T10:05:07+02:00", datetime!(2019-01-25 08:05:07 UTC)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_datetime(text), Some(want), "{text}");
+        }
+        for bad in ["", "yesterday", "13/1/2019", "1/25/19", "2019-02-30", "1/25/2019 13:00 PM", "1/25/2019 10"] {
+            assert_eq!(parse_datetime(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_op_has_one_cmdlet() {
+        for c in CMDLETS {
+            assert_eq!(CMDLETS.iter().filter(|x| x.op == c.op).count(), 1, "{}", c.name);
+            assert!(find(&c.name.to_ascii_lowercase()).is_some());
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! A remote delivery queue's connection: find the next hop (MX or smart hosts), connect with
+//! failover, then send the queue's messages over that one connection until the queue is empty
+//! or the connector's SmtpMaxMessagesPerConnection is reached.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::RootCertStore;
+
+use crate::org::SendConnector;
+use crate::smtp::client::{
+    Client, ClientConfig, ClientError, Credentials, DnsError, OutboundEnvelope, OutboundRecipient,
+    Resolver, Target, TlsPolicy, load_trust, parse_dns_server,
+};
+use crate::smtp::proto::Reply;
+use crate::transport::queue::manager::{Attempt, Job, Outcome, QueueManager};
+use crate::transport::routing::{NextHop, Route};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every remote delivery shares: the trust store and the resolvers.
+pub struct Context {
+    trust: Arc<RootCertStore>,
+    /// Keyed by the ExternalDNSServers list; the empty key is the system resolver.
+    resolvers: Mutex<HashMap<Vec<String>, Arc<Resolver>>>,
+}
+
+impl Context {
+    pub fn new(data_dir: &Path) -> Context {
+        Context {
+            trust: load_trust(data_dir),
+            resolvers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The system resolver, or the TransportServer's ExternalDNSServers when the connector
+    /// says UseExternalDNSServersEnabled (and some are set).
+    fn resolver(&self, external: Option<&[String]>) -> Result<Arc<Resolver>, ClientError> {
+        let key: Vec<String> = external.map(|s| s.to_vec()).unwrap_or_default();
+        let mut cache = self.resolvers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = cache.get(&key) {
+            return Ok(r.clone());
+        }
+        let r = if key.is_empty() {
+            Resolver::system()?
+        } else {
+            let servers: Vec<SocketAddr> = key.iter().filter_map(|s| parse_dns_server(s)).collect();
+            Resolver::with_servers(&servers)?
+        };
+        let r = Arc::new(r);
+        cache.insert(key, r.clone());
+        Ok(r)
+    }
+}
+
+/// Runs one connection for queue `queue_id`.
+pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
+    let org = qm.org();
+    let Some(connector) = org
+        .send_connectors
+        .iter()
+        .find(|c| c.id == route.connector_id)
+        .cloned()
+    else {
+        // The connector was deleted or disabled since routing: an administrator resubmits.
+        let reply = Reply::new(
+            451,
+            "4.4.0",
+            "The send connector of this queue no longer exists",
+        );
+        qm.connection_failed(queue_id, &reply, &Attempt::default(), Vec::new());
+        return;
+    };
+    let external = (connector.use_external_dns_servers_enabled
+        && !org.server.external_dns_servers.is_empty())
+    .then_some(org.server.external_dns_servers.as_slice());
+    let targets = match resolve(qm, &route, external).await {
+        Ok(t) => t,
+        Err(e) => {
+            let downgrade = connector.error_policies == "DowngradeDnsFailures";
+            if e.is_permanent() && !downgrade {
+                fail_queue(qm, queue_id, &e.reply()).await;
+            } else {
+                qm.connection_failed(queue_id, &e.reply(), &Attempt::default(), Vec::new());
+            }
+            return;
+        }
+    };
+    let port = match &route.next_hop {
+        NextHop::SmartHosts { port, .. } => *port,
+        NextHop::Dns { .. } => u16::try_from(connector.port).unwrap_or(25),
+    };
+    let mut last: Option<(ClientError, Attempt)> = None;
+    let mut client = None;
+    'hosts: for t in &targets {
+        let cfg = client_config(qm, &connector, &t.host);
+        for ip in &t.addrs {
+            let addr = SocketAddr::new(*ip, port);
+            match Client::connect(addr, &t.host, &cfg).await {
+                Ok(c) => {
+                    client = Some(c);
+                    break 'hosts;
+                }
+                Err(e) => {
+                    tracing::info!("{} ({addr}): {e}", t.host);
+                    let attempt = Attempt {
+                        host: Some(t.host.clone()),
+                        ip: Some(*ip),
+                        tls_version: None,
+                    };
+                    last = Some((e, attempt));
+                }
+            }
+        }
+    }
+    let Some(mut client) = client else {
+        let (reply, attempt) = match last {
+            Some((e, a)) => (e.reply(), a),
+            None => (
+                Reply::new(451, "4.4.0", "No address to connect to for this next hop"),
+                Attempt::default(),
+            ),
+        };
+        qm.connection_failed(queue_id, &reply, &attempt, Vec::new());
+        return;
+    };
+    qm.connected(queue_id);
+    let attempt = Attempt {
+        host: Some(client.host().to_string()),
+        ip: Some(client.remote().ip()),
+        tls_version: client.tls_version().map(str::to_string),
+    };
+    let max = connector.smtp_max_messages_per_connection.max(1) as usize;
+    for _ in 0..max {
+        let Some(job) = qm.take_job(queue_id) else {
+            break;
+        };
+        let (results, usable) = send_one(qm, &mut client, &job).await;
+        qm.finish(&job, results, &attempt).await;
+        if !usable || !client.is_usable() {
+            break;
+        }
+    }
+    client.quit().await;
+}
+
+/// Sends one job; returns the outcomes and whether the connection can carry another message.
+async fn send_one(
+    qm: &QueueManager,
+    client: &mut Client,
+    job: &Job,
+) -> (Vec<(i32, Outcome)>, bool) {
+    let body = match tokio::fs::read(qm.spool().path(job.message)).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("reading {}: {e}", job.message);
+            let reply = Reply::new(451, "4.3.0", "The queued message could not be read");
+            return (deferred_all(job, &reply), true);
+        }
+    };
+    let recipients: Vec<OutboundRecipient> = job
+        .recipients
+        .iter()
+        .map(|r| OutboundRecipient {
+            address: r.address.clone(),
+            notify: r.notify.clone(),
+            orcpt: r.orcpt.clone(),
+        })
+        .collect();
+    let env = OutboundEnvelope {
+        from: &job.from,
+        recipients: &recipients,
+        size: body.len() as u64,
+        body_8bit: job.body_8bit,
+        smtp_utf8: job.smtp_utf8,
+        env_id: job.env_id.as_deref(),
+        ret: job.ret.as_deref(),
+    };
+    match client.send(&env, &body).await {
+        Ok(replies) => {
+            let results = job
+                .recipients
+                .iter()
+                .zip(replies)
+                .map(|(r, reply)| (r.ordinal, classify(reply)))
+                .collect();
+            (results, true)
+        }
+        Err(e) => {
+            tracing::info!("sending {} to {}: {e}", job.message, client.host());
+            (deferred_all(job, &e.reply()), false)
+        }
+    }
+}
+
+fn classify(reply: Reply) -> Outcome {
+    match reply.code {
+        200..=299 => Outcome::Delivered { reply },
+        500..=599 => Outcome::Failed { reply },
+        _ => Outcome::Deferred { reply },
+    }
+}
+
+fn deferred_all(job: &Job, reply: &Reply) -> Vec<(i32, Outcome)> {
+    job.recipients
+        .iter()
+        .map(|r| {
+            (
+                r.ordinal,
+                Outcome::Deferred {
+                    reply: reply.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// A permanent DNS answer (no such domain) fails every message waiting in the queue.
+async fn fail_queue(qm: &QueueManager, queue_id: i64, reply: &Reply) {
+    let bound = 100_000;
+    for _ in 0..bound {
+        let Some(job) = qm.take_job(queue_id) else {
+            break;
+        };
+        let results = job
+            .recipients
+            .iter()
+            .map(|r| {
+                (
+                    r.ordinal,
+                    Outcome::Failed {
+                        reply: reply.clone(),
+                    },
+                )
+            })
+            .collect();
+        qm.finish(&job, results, &Attempt::default()).await;
+    }
+}
+
+async fn resolve(
+    qm: &QueueManager,
+    route: &Route,
+    external: Option<&[String]>,
+) -> Result<Vec<Target>, DnsError> {
+    let resolver = qm
+        .delivery_context()
+        .resolver(external)
+        .map_err(|e| DnsError::Transient {
+            domain: String::new(),
+            detail: e.to_string(),
+        })?;
+    match &route.next_hop {
+        NextHop::Dns { domain } => resolver.mx_targets(domain).await,
+        NextHop::SmartHosts { hosts, .. } => {
+            // Smart hosts in the order given; one that does not resolve is skipped.
+            let mut out = Vec::new();
+            let mut last = None;
+            for h in hosts {
+                match resolver.host_addrs(h).await {
+                    Ok(addrs) => out.push(Target {
+                        host: h.trim_matches(['[', ']']).to_string(),
+                        addrs,
+                    }),
+                    Err(e) => last = Some(e),
+                }
+            }
+            match (out.is_empty(), last) {
+                (true, Some(e)) => Err(e),
+                _ => Ok(out),
+            }
+        }
+    }
+}
+
+/// The connector's settings as the client needs them for `host`.
+fn client_config(qm: &QueueManager, c: &SendConnector, host: &str) -> ClientConfig {
+    let basic = matches!(
+        c.smart_host_auth_mechanism.as_str(),
+        "BasicAuth" | "BasicAuthRequireTLS"
+    );
+    let validated = c.smart_host_auth_mechanism == "BasicAuthRequireTLS"
+        || matches!(
+            c.tls_auth_level.as_deref(),
+            Some("CertificateValidation" | "DomainValidation")
+        );
+    let tls = if c.ignore_starttls {
+        TlsPolicy::Never
+    } else if validated {
+        TlsPolicy::RequiredValidated {
+            name: match (c.tls_auth_level.as_deref(), &c.tls_domain) {
+                (Some("DomainValidation"), Some(d)) => d.clone(),
+                _ => host.to_string(),
+            },
+        }
+    } else if c.require_tls {
+        TlsPolicy::Required
+    } else {
+        TlsPolicy::Opportunistic
+    };
+    let auth = match (basic, &c.auth_username, &c.auth_password) {
+        (true, Some(u), Some(p)) => Some(Credentials {
+            username: u.clone(),
+            password: p.clone(),
+        }),
+        _ => None,
+    };
+    ClientConfig {
+        helo_name: c.fqdn.clone().unwrap_or_else(|| qm.fqdn().to_string()),
+        force_helo: c.force_helo,
+        tls,
+        auth,
+        timeout: Duration::from_secs(c.connection_inactivity_timeout.max(1) as u64),
+        connect_timeout: CONNECT_TIMEOUT,
+        trust: qm.delivery_context().trust.clone(),
+    }
+}

@@ -1,0 +1,316 @@
+//! The queue manager's only path to PostgreSQL after acceptance: outcomes written in batches.
+//!
+//! Delivery tasks never wait for the database. They send what happened here; one task drains
+//! the channel and writes everything it holds in one transaction (one statement per kind of
+//! row), then unlinks the bodies of the messages it deleted. A failed batch is retried a few
+//! times and then dropped: the rows it would have changed still say "Ready"/"Retry", so the
+//! worst case after a crash is a second delivery, never a lost message.
+//!
+//! Administrative changes (NOTIFY hubgate_queue) are read through the same task, after every
+//! write queued before them, so the manager never mistakes its own unwritten routing for an
+//! administrator's resubmit.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::Spool;
+
+/// Most writes gathered into one transaction.
+const MAX_BATCH: usize = 2048;
+const ATTEMPTS: u32 = 5;
+
+/// A recipient's queue assignment after categorizing and routing.
+#[derive(Debug)]
+pub struct RoutedRow {
+    pub message: Uuid,
+    pub ordinal: i32,
+    pub queue_id: Option<i64>,
+    pub route_address: Option<String>,
+}
+
+/// A recipient's state after an attempt or a timer.
+#[derive(Debug)]
+pub struct RecipientRow {
+    pub message: Uuid,
+    pub ordinal: i32,
+    pub status: &'static str,
+    pub retry_count: i32,
+    pub last_error: Option<String>,
+    pub last_retry: Option<OffsetDateTime>,
+    pub next_retry: Option<OffsetDateTime>,
+    pub delay_notified: bool,
+}
+
+/// One delivery attempt, kept for the queue viewer's history.
+#[derive(Debug)]
+pub struct AttemptRow {
+    pub message: Uuid,
+    pub ordinal: i32,
+    pub at: OffsetDateTime,
+    pub next_hop: Option<String>,
+    pub remote_ip: Option<String>,
+    pub reply: String,
+    pub tls_version: Option<String>,
+}
+
+/// A delivery queue's shown state.
+#[derive(Debug)]
+pub struct QueueRow {
+    pub id: i64,
+    pub status: &'static str,
+    pub last_error: Option<String>,
+    pub last_retry: Option<OffsetDateTime>,
+    pub next_retry: Option<OffsetDateTime>,
+}
+
+/// What an administrator changed, read back for the manager.
+#[derive(Debug, Default)]
+pub struct AdminState {
+    /// (queue id, suspended)
+    pub queues: Vec<(i64, bool)>,
+    pub recipients: Vec<AdminRecipient>,
+}
+
+#[derive(Debug)]
+pub struct AdminRecipient {
+    pub message: Uuid,
+    pub message_suspended: bool,
+    pub ordinal: i32,
+    pub queue_id: Option<i64>,
+    pub remove_with_ndr: Option<bool>,
+    pub next_retry: Option<OffsetDateTime>,
+}
+
+#[derive(Debug)]
+pub enum Write {
+    Routed(RoutedRow),
+    Recipient(RecipientRow),
+    Attempt(AttemptRow),
+    Queue(QueueRow),
+    /// Every recipient is final: the message and its body go.
+    Delete(Uuid),
+    ReadAdmin(oneshot::Sender<AdminState>),
+}
+
+#[derive(Default)]
+struct Batch {
+    routed: Vec<RoutedRow>,
+    recipients: Vec<RecipientRow>,
+    attempts: Vec<AttemptRow>,
+    queues: Vec<QueueRow>,
+    deletes: Vec<Uuid>,
+    admin: Vec<oneshot::Sender<AdminState>>,
+}
+
+impl Batch {
+    fn add(&mut self, w: Write) {
+        match w {
+            Write::Routed(r) => self.routed.push(r),
+            Write::Recipient(r) => self.recipients.push(r),
+            Write::Attempt(a) => self.attempts.push(a),
+            Write::Queue(q) => self.queues.push(q),
+            Write::Delete(id) => self.deletes.push(id),
+            Write::ReadAdmin(tx) => self.admin.push(tx),
+        }
+    }
+
+    fn has_writes(&self) -> bool {
+        !(self.routed.is_empty()
+            && self.recipients.is_empty()
+            && self.attempts.is_empty()
+            && self.queues.is_empty()
+            && self.deletes.is_empty())
+    }
+}
+
+/// Runs until every sender is gone.
+pub async fn run(
+    pool: PgPool,
+    spool: Spool,
+    server: String,
+    mut rx: mpsc::UnboundedReceiver<Write>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = Batch::default();
+        batch.add(first);
+        let mut n = 1;
+        while n < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(w) => {
+                    // A read must see the writes queued before it, not the ones after.
+                    let is_read = matches!(w, Write::ReadAdmin(_));
+                    batch.add(w);
+                    n += 1;
+                    if is_read {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if batch.has_writes() {
+            write_with_retries(&pool, &spool, &batch).await;
+        }
+        for tx in batch.admin.drain(..) {
+            match read_admin(&pool, &server).await {
+                Ok(state) => {
+                    let _ = tx.send(state);
+                }
+                Err(e) => tracing::warn!("reading queue changes: {e}"),
+            }
+        }
+    }
+}
+
+async fn write_with_retries(pool: &PgPool, spool: &Spool, batch: &Batch) {
+    for attempt in 1..=ATTEMPTS {
+        match write(pool, batch).await {
+            Ok(()) => {
+                let spool = spool.clone();
+                let ids = batch.deletes.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for id in ids {
+                        if let Err(e) = spool.remove(id) {
+                            tracing::warn!("removing the body of {id}: {e}");
+                        }
+                    }
+                })
+                .await;
+                return;
+            }
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::warn!("writing queue state (attempt {attempt}): {e}");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            Err(e) => tracing::error!("queue state not written, it will be redone: {e}"),
+        }
+    }
+}
+
+async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if !b.routed.is_empty() {
+        sqlx::query(
+            "UPDATE message_recipient r SET queue_id = u.q, route_address = u.ra
+             FROM UNNEST($1::uuid[], $2::int4[], $3::int8[], $4::text[]) AS u(m, o, q, ra)
+             WHERE r.message_id = u.m AND r.ordinal = u.o",
+        )
+        .bind(b.routed.iter().map(|r| r.message).collect::<Vec<_>>())
+        .bind(b.routed.iter().map(|r| r.ordinal).collect::<Vec<_>>())
+        .bind(b.routed.iter().map(|r| r.queue_id).collect::<Vec<_>>())
+        .bind(
+            b.routed
+                .iter()
+                .map(|r| r.route_address.clone())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !b.recipients.is_empty() {
+        let r = &b.recipients;
+        sqlx::query(
+            "UPDATE message_recipient r SET status = u.s, retry_count = u.rc, last_error = u.le,
+                    last_retry_time = u.lr, next_retry_time = u.nr, delay_notified = u.dn,
+                    remove_with_ndr = CASE WHEN u.s IN ('Delivered', 'Failed') THEN NULL ELSE r.remove_with_ndr END
+             FROM UNNEST($1::uuid[], $2::int4[], $3::text[], $4::int4[], $5::text[],
+                         $6::timestamptz[], $7::timestamptz[], $8::bool[]) AS u(m, o, s, rc, le, lr, nr, dn)
+             WHERE r.message_id = u.m AND r.ordinal = u.o",
+        )
+        .bind(r.iter().map(|x| x.message).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.ordinal).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.status).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.retry_count).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.last_error.clone()).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.last_retry).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.next_retry).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.delay_notified).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !b.attempts.is_empty() {
+        let a = &b.attempts;
+        // A message deleted by an earlier batch takes its history with it.
+        sqlx::query(
+            "INSERT INTO delivery_attempt (message_id, ordinal, attempted_at, next_hop, remote_ip, reply, tls_version)
+             SELECT u.* FROM UNNEST($1::uuid[], $2::int4[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[])
+                  AS u(m, o, at, nh, ip, re, tls)
+             WHERE EXISTS (SELECT 1 FROM message WHERE id = u.m)",
+        )
+        .bind(a.iter().map(|x| x.message).collect::<Vec<_>>())
+        .bind(a.iter().map(|x| x.ordinal).collect::<Vec<_>>())
+        .bind(a.iter().map(|x| x.at).collect::<Vec<_>>())
+        .bind(a.iter().map(|x| x.next_hop.clone()).collect::<Vec<_>>())
+        .bind(a.iter().map(|x| x.remote_ip.clone()).collect::<Vec<_>>())
+        .bind(a.iter().map(|x| x.reply.clone()).collect::<Vec<_>>())
+        .bind(a.iter().map(|x| x.tls_version.clone()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    for q in &b.queues {
+        sqlx::query(
+            "UPDATE delivery_queue SET status = $2, last_error = $3, last_retry_time = $4, next_retry_time = $5
+             WHERE id = $1",
+        )
+        .bind(q.id)
+        .bind(q.status)
+        .bind(&q.last_error)
+        .bind(q.last_retry)
+        .bind(q.next_retry)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !b.deletes.is_empty() {
+        sqlx::query("DELETE FROM message WHERE id = ANY($1)")
+            .bind(&b.deletes)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+async fn read_admin(pool: &PgPool, server: &str) -> Result<AdminState, sqlx::Error> {
+    let queues: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT id, suspended FROM delivery_queue WHERE server = $1")
+            .bind(server)
+            .fetch_all(pool)
+            .await?;
+    type Row = (
+        Uuid,
+        bool,
+        i32,
+        Option<i64>,
+        Option<bool>,
+        Option<OffsetDateTime>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT r.message_id, m.suspended, r.ordinal, r.queue_id, r.remove_with_ndr, r.next_retry_time
+         FROM message_recipient r JOIN message m ON m.id = r.message_id
+         WHERE m.server = $1 AND r.status IN ('Ready', 'Retry')",
+    )
+    .bind(server)
+    .fetch_all(pool)
+    .await?;
+    Ok(AdminState {
+        queues,
+        recipients: rows
+            .into_iter()
+            .map(
+                |(message, message_suspended, ordinal, queue_id, remove_with_ndr, next_retry)| {
+                    AdminRecipient {
+                        message,
+                        message_suspended,
+                        ordinal,
+                        queue_id,
+                        remove_with_ndr,
+                        next_retry,
+                    }
+                },
+            )
+            .collect(),
+    })
+}

@@ -1,0 +1,90 @@
+"""A real SMTP next hop for the tests: aiosmtpd, saving every message it accepts.
+
+Usage: sink.py HOST PORT OUTDIR [--tls CERT KEY] [--require-tls] [--auth USER:PASS]
+                                 [--refuse ADDR]... [--tempfail ADDR]...
+Each accepted message becomes OUTDIR/<n>.json with mail_from, rcpt_tos, the ESMTP options
+and the data. Prints READY once listening. Runs until killed.
+"""
+import argparse
+import json
+import os
+import ssl
+import sys
+import time
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+args = argparse.ArgumentParser()
+args.add_argument("host")
+args.add_argument("port", type=int)
+args.add_argument("out")
+args.add_argument("--tls", nargs=2)
+args.add_argument("--require-tls", action="store_true")
+args.add_argument("--auth")
+args.add_argument("--refuse", action="append", default=[])
+args.add_argument("--tempfail", action="append", default=[])
+opts = args.parse_args()
+os.makedirs(opts.out, exist_ok=True)
+
+
+class Sink:
+    count = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in opts.refuse:
+            return "550 5.1.1 No such user here"
+        if address.lower() in opts.tempfail:
+            return "451 4.3.0 Try again later"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.append(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        Sink.count += 1
+        record = {
+            "mail_from": envelope.mail_from,
+            "mail_options": envelope.mail_options,
+            "rcpt_tos": envelope.rcpt_tos,
+            "rcpt_options": envelope.rcpt_options,
+            "tls": session.ssl is not None,
+            "auth": session.auth_data.login.decode() if session.auth_data else None,
+            "data": envelope.content.decode("utf-8", "replace"),
+        }
+        tmp = os.path.join(opts.out, f".{Sink.count}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(record, f)
+        os.rename(tmp, os.path.join(opts.out, f"{Sink.count:06d}.json"))
+        return "250 2.0.0 Saved"
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    user, password = opts.auth.split(":", 1)
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login.decode() == user
+        and auth_data.password.decode() == password
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+kwargs = {}
+if opts.tls:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(opts.tls[0], opts.tls[1])
+    kwargs["tls_context"] = ctx
+    kwargs["require_starttls"] = opts.require_tls
+if opts.auth:
+    kwargs["authenticator"] = authenticator
+    kwargs["auth_require_tls"] = bool(opts.tls)
+controller = Controller(
+    Sink(), hostname=opts.host, port=opts.port, server_hostname="sink.test",
+    decode_data=False, **kwargs
+)
+controller.start()
+print("READY", flush=True)
+try:
+    while True:
+        time.sleep(3600)
+finally:
+    controller.stop()

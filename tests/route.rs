@@ -1,0 +1,415 @@
+//! Route: the queue manager and the SMTP client against real next hops (aiosmtpd on 127.0.0.x),
+//! configured through the management shell as an administrator would.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::peers::{Sink, SinkOptions};
+use common::*;
+use hubgate::shell::Shell;
+
+/// The sender every test uses: a mailbox here, so NDRs and delay DSNs land in a Maildir.
+const SENDER: &str = "sender@contoso.test";
+
+async fn configure(setup: &Setup, lines: &[&str]) {
+    let mut shell = Shell::new(setup.pool.clone(), FQDN);
+    for l in lines {
+        shell
+            .run_line(l)
+            .await
+            .unwrap_or_else(|e| panic!("{l}: {e}"));
+    }
+}
+
+/// A fresh gateway whose anonymous senders may relay (as on a partner-facing gateway), with a
+/// mailbox for the test sender.
+async fn setup() -> Setup {
+    let s = Setup::new().await;
+    configure(
+        &s,
+        &[
+            "Get-ReceiveConnector 'Default HUB1' | Add-ADPermission -User 'NT AUTHORITY\\ANONYMOUS LOGON' -ExtendedRights ms-Exch-SMTP-Accept-Any-Recipient",
+            "New-Mailbox -Name Sender -PrimarySmtpAddress sender@contoso.test",
+        ],
+    )
+    .await;
+    s
+}
+
+fn addr(ip: &str, port: u16) -> SocketAddr {
+    format!("{ip}:{port}").parse().unwrap()
+}
+
+/// Sends one message with swaks; panics unless it was accepted.
+fn send(gw: &Gateway, to: &[&str], subject: &str) {
+    let server = gw.smtp().to_string();
+    let to = to.join(",");
+    let (ok, out) = swaks(&[
+        "--server",
+        &server,
+        "--from",
+        SENDER,
+        "--to",
+        &to,
+        "--header",
+        &format!("Subject: {subject}"),
+        "--body",
+        "hello from the route tests",
+    ]);
+    assert!(ok, "swaks failed: {out}");
+}
+
+/// Waits up to `secs` seconds for `f` (polled every 100 ms).
+async fn within<F, Fut>(secs: u64, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..secs * 10 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {secs} s waiting for: {what}");
+}
+
+/// Every message in a local mailbox's Maildir (new/), as text.
+fn mailbox(data_dir: &Path, address: &str) -> Vec<String> {
+    let dir: PathBuf = data_dir.join("mailboxes").join(address).join("new");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+        .collect()
+}
+
+async fn queue_error(gw: &Gateway, next_hop: &str) -> Option<(String, Option<String>)> {
+    sqlx::query_as::<_, (String, Option<String>)>(
+        "SELECT status, last_error FROM delivery_queue WHERE next_hop_domain = $1",
+    )
+    .bind(next_hop)
+    .fetch_optional(gw.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn connector_selection_specific_then_cost_then_star_and_disabled_skipped() {
+    let port = free_port();
+    let a = Sink::start(addr("127.0.0.21", port));
+    let b = Sink::start(addr("127.0.0.22", port));
+    let c = Sink::start(addr("127.0.0.23", port));
+    let s = setup().await;
+    let conn = |name: &str, space: &str, host: &str| {
+        format!(
+            "New-SendConnector -Name '{name}' -AddressSpaces '{space}' -DNSRoutingEnabled $false -SmartHosts '{host}' -Port {port}"
+        )
+    };
+    let lines = [
+        conn("Specific", "sales.contoso.example", "127.0.0.21"),
+        conn("Wild", "*.contoso.example", "127.0.0.22"),
+        conn("Star", "*", "127.0.0.23"),
+        conn("Dear", "fabrikam.example;5", "127.0.0.21"),
+        conn("Cheap", "fabrikam.example;2", "127.0.0.22"),
+        conn("Off", "northwind.example", "127.0.0.21"),
+        "Set-SendConnector Off -Enabled $false".to_string(),
+    ];
+    configure(&s, &lines.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let gw = s.start().await;
+    send(
+        &gw,
+        &[
+            "u1@sales.contoso.example",
+            "u2@hr.contoso.example",
+            "u3@fabrikam.example",
+            "u4@northwind.example",
+            "u5@elsewhere.example",
+        ],
+        "selection",
+    );
+    within(20, "all five recipients delivered", || async {
+        a.recipients().len() + b.recipients().len() + c.recipients().len() == 5
+    })
+    .await;
+    assert_eq!(a.recipients(), vec!["u1@sales.contoso.example"]);
+    let mut at_b = b.recipients();
+    at_b.sort();
+    assert_eq!(at_b, vec!["u2@hr.contoso.example", "u3@fabrikam.example"]);
+    let mut at_c = c.recipients();
+    at_c.sort();
+    assert_eq!(at_c, vec!["u4@northwind.example", "u5@elsewhere.example"]);
+    // The message went through unchanged apart from our Received header.
+    let got = &b.received()[0];
+    assert_eq!(got.mail_from, SENDER);
+    assert!(got.data.contains("Subject: selection"), "{}", got.data);
+    assert!(got.data.starts_with("Received: from"), "{}", got.data);
+    within(10, "delivered messages leave the queue", || async {
+        gw.message_count().await == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn smart_host_failover_to_the_second_host() {
+    let port = free_port();
+    // Nothing listens on 127.0.0.31: the first smart host is down.
+    let second = Sink::start(addr("127.0.0.32", port));
+    let s = setup().await;
+    configure(
+        &s,
+        &[&format!(
+            "New-SendConnector -Name Pair -AddressSpaces 'pair.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.31','127.0.0.32' -Port {port}"
+        )],
+    )
+    .await;
+    let gw = s.start().await;
+    send(&gw, &["x@pair.example"], "failover");
+    within(20, "delivery through the second smart host", || async {
+        second.recipients() == vec!["x@pair.example".to_string()]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn require_tls_refuses_a_host_without_starttls() {
+    let port = free_port();
+    let plain = Sink::start(addr("127.0.0.33", port));
+    let s = setup().await;
+    configure(
+        &s,
+        &[&format!(
+            "New-SendConnector -Name Strict -AddressSpaces 'strict.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.33' -Port {port} -RequireTLS $true"
+        )],
+    )
+    .await;
+    let gw = s.start().await;
+    send(&gw, &["x@strict.example"], "must be encrypted");
+    within(20, "the queue in Retry with 451 5.7.3", || async {
+        matches!(queue_error(&gw, "127.0.0.33").await,
+            Some((status, Some(e))) if status == "Retry" && e.contains("451 5.7.3 STARTTLS is required to send mail"))
+    })
+    .await;
+    assert!(plain.received().is_empty(), "sent in clear text");
+    let (last,): (Option<String>,) = sqlx::query_as("SELECT last_error FROM message_recipient")
+        .fetch_one(gw.pool())
+        .await
+        .unwrap();
+    assert!(last.unwrap().contains("5.7.3"));
+}
+
+#[tokio::test]
+async fn shared_namespace_internal_relay_then_authoritative() {
+    let port = free_port();
+    let other = Sink::start(addr("127.0.0.34", port));
+    let s = setup().await;
+    configure(
+        &s,
+        &[
+            "New-AcceptedDomain -Name Shared -DomainName shared.example -DomainType InternalRelay",
+            "New-Mailbox -Name Alice -PrimarySmtpAddress alice@shared.example",
+            &format!(
+                "New-SendConnector -Name 'Other system' -AddressSpaces 'shared.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.34' -Port {port}"
+            ),
+        ],
+    )
+    .await;
+    let mut gw = s.start().await;
+    send(
+        &gw,
+        &["alice@shared.example", "bob@shared.example"],
+        "shared",
+    );
+    let dir = gw.data_dir();
+    within(20, "alice local, bob forwarded", || async {
+        mailbox(&dir, "alice@shared.example").len() == 1
+            && other.recipients() == vec!["bob@shared.example".to_string()]
+    })
+    .await;
+    assert!(mailbox(&dir, "alice@shared.example")[0].contains("Subject: shared"));
+
+    // The same namespace as Authoritative: bob is unknown here, so he gets an NDR (recipient
+    // validation at RCPT is off, as on a Hub without Edge recipient filtering).
+    configure(
+        &gw.setup,
+        &["Set-AcceptedDomain Shared -DomainType Authoritative -AddressBookEnabled $false"],
+    )
+    .await;
+    gw.restart().await;
+    send(&gw, &["bob@shared.example"], "authoritative now");
+    within(20, "the 5.1.1 NDR back to the sender", || async {
+        mailbox(&dir, SENDER)
+            .iter()
+            .any(|m| m.contains("550 5.1.1 RESOLVER.ADR.RecipNotFound; not found"))
+    })
+    .await;
+    assert_eq!(other.recipients().len(), 1, "nothing more forwarded");
+}
+
+#[tokio::test]
+async fn backup_mx_holds_mail_sends_delay_dsn_then_delivers() {
+    let port = free_port();
+    let primary_addr = addr("127.0.0.35", port);
+    let s = setup().await;
+    configure(
+        &s,
+        &[
+            "New-AcceptedDomain -Name Customer -DomainName customer.example -DomainType ExternalRelay",
+            &format!(
+                "New-SendConnector -Name 'Customer primary' -AddressSpaces 'customer.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.35' -Port {port}"
+            ),
+            "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:00:01 -OutboundConnectionFailureRetryInterval 00:00:01 -MessageRetryInterval 00:00:01 -DelayNotificationTimeout 00:00:03",
+        ],
+    )
+    .await;
+    let gw = s.start().await;
+    send(&gw, &["boss@customer.example"], "while you were down");
+    within(
+        20,
+        "the queue in Retry with the connection error",
+        || async {
+            matches!(queue_error(&gw, "127.0.0.35").await, Some((st, Some(_))) if st == "Retry")
+        },
+    )
+    .await;
+    let dir = gw.data_dir();
+    within(20, "the delay DSN", || async {
+        mailbox(&dir, SENDER)
+            .iter()
+            .any(|m| m.contains("Delivery delayed") || m.contains("Delivery is delayed"))
+    })
+    .await;
+    let (history,): (i64,) = sqlx::query_as("SELECT count(*) FROM delivery_attempt")
+        .fetch_one(gw.pool())
+        .await
+        .unwrap();
+    assert!(history >= 1, "attempts are kept");
+    let primary = Sink::start(primary_addr);
+    within(30, "delivered once the primary is back", || async {
+        primary.recipients() == vec!["boss@customer.example".to_string()]
+    })
+    .await;
+    within(10, "the queue emptied", || async {
+        gw.message_count().await == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backup_mx_expiry_ndrs_but_an_override_keeps_one_domain() {
+    let port = free_port();
+    let s = setup().await;
+    configure(
+        &s,
+        &[
+            "New-AcceptedDomain -Name Drop -DomainName drop.example -DomainType ExternalRelay",
+            "New-AcceptedDomain -Name Keep -DomainName keep.example -DomainType ExternalRelay -MessageExpirationTimeout 5.00:00:00",
+            &format!(
+                "New-SendConnector -Name Primaries -AddressSpaces 'drop.example','keep.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.36' -Port {port}"
+            ),
+            "Set-TransportServer HUB1 -MessageExpirationTimeout 00:00:05 -TransientFailureRetryInterval 00:00:01 -OutboundConnectionFailureRetryInterval 00:00:01",
+        ],
+    )
+    .await;
+    let gw = s.start().await;
+    send(&gw, &["a@drop.example"], "drops");
+    send(&gw, &["b@keep.example"], "keeps");
+    let dir = gw.data_dir();
+    within(30, "the expiry NDR for drop.example", || async {
+        mailbox(&dir, SENDER).iter().any(|m| {
+            m.contains("550 4.4.7 QUEUE.Expired; message expired") && m.contains("a@drop.example")
+        })
+    })
+    .await;
+    let waiting: Vec<(String,)> =
+        sqlx::query_as("SELECT address FROM message_recipient WHERE status IN ('Ready', 'Retry')")
+            .fetch_all(gw.pool())
+            .await
+            .unwrap();
+    assert_eq!(waiting, vec![("b@keep.example".to_string(),)]);
+    assert!(
+        !mailbox(&dir, SENDER)
+            .iter()
+            .any(|m| m.contains("b@keep.example") && m.contains("QUEUE.Expired")),
+        "keep.example's mail expired despite its override"
+    );
+}
+
+#[tokio::test]
+async fn killed_mid_delivery_every_message_arrives_after_restart() {
+    let port = free_port();
+    let sink_addr = addr("127.0.0.37", port);
+    let s = setup().await;
+    configure(
+        &s,
+        &[
+            &format!(
+                "New-SendConnector -Name Sink -AddressSpaces 'sink.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.37' -Port {port} -SmtpMaxMessagesPerConnection 5"
+            ),
+            "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:00:01 -OutboundConnectionFailureRetryInterval 00:00:01",
+        ],
+    )
+    .await;
+    let mut gw = s.start().await;
+    // The next hop is down while 60 messages queue up.
+    const N: usize = 60;
+    let server = gw.smtp();
+    let script = r#"
+import smtplib, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with smtplib.SMTP(host, port, timeout=30) as s:
+    for i in range(n):
+        s.sendmail("sender@contoso.test", ["r@sink.example"],
+                   f"Subject: m{i}\r\nMessage-ID: <m{i}@test>\r\n\r\nbody {i}\r\n")
+print("sent")
+"#;
+    let (ok, out) = python(
+        script,
+        &[
+            &server.ip().to_string(),
+            &server.port().to_string(),
+            &N.to_string(),
+        ],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(gw.message_count().await, N as i64);
+    let sink = Sink::start(sink_addr);
+    within(30, "deliveries under way", || async {
+        !sink.received().is_empty()
+    })
+    .await;
+    gw.kill();
+    let before = sink.received().len();
+    gw.spawn().await;
+    within(60, "every message delivered after the restart", || async {
+        let mut subjects: Vec<String> = sink
+            .received()
+            .iter()
+            .filter_map(|r| {
+                r.data
+                    .lines()
+                    .find(|l| l.starts_with("Subject: "))
+                    .map(str::to_string)
+            })
+            .collect();
+        subjects.sort();
+        subjects.dedup();
+        subjects.len() == N
+    })
+    .await;
+    within(10, "the queue emptied", || async {
+        gw.message_count().await == 0
+    })
+    .await;
+    eprintln!(
+        "{before} of {N} delivered before the kill; {} deliveries in all",
+        sink.received().len()
+    );
+}
