@@ -413,3 +413,164 @@ print("sent")
         sink.received().len()
     );
 }
+
+#[tokio::test]
+async fn mx_preference_fallback_implicit_mx_and_nonexistent_domain() {
+    use common::dns::{Dns, Zone};
+    let port = free_port();
+    let mut mx1 = Sink::start(addr("127.0.0.41", port));
+    let mx2 = Sink::start(addr("127.0.0.42", port));
+    let implicit = Sink::start(addr("127.0.0.43", port));
+    let dns = Dns::start(
+        "zone.example",
+        Zone {
+            mx: vec![
+                ("hasmx.zone.example", 20, "mx2.zone.example"),
+                ("hasmx.zone.example", 10, "mx1.zone.example"),
+            ],
+            a: vec![
+                ("mx1.zone.example", "127.0.0.41".parse().unwrap()),
+                ("mx2.zone.example", "127.0.0.42".parse().unwrap()),
+                ("aonly.zone.example", "127.0.0.43".parse().unwrap()),
+            ],
+        },
+    )
+    .await;
+    let s = setup().await;
+    configure(
+        &s,
+        &[
+            &format!(
+                "New-SendConnector -Name Internet -Usage Internet -AddressSpaces '*' -DNSRoutingEnabled $true -UseExternalDNSServersEnabled $true -Port {port}"
+            ),
+            &format!("Set-TransportServer HUB1 -ExternalDNSServers '{}' -TransientFailureRetryInterval 00:00:01 -OutboundConnectionFailureRetryInterval 00:00:01", dns.addr),
+        ],
+    )
+    .await;
+    let gw = s.start().await;
+    send(&gw, &["first@hasmx.zone.example"], "preference");
+    within(20, "the preferred MX (10) took it", || async {
+        mx1.recipients() == vec!["first@hasmx.zone.example".to_string()]
+    })
+    .await;
+    assert!(mx2.received().is_empty());
+
+    mx1.stop();
+    send(&gw, &["second@hasmx.zone.example"], "fallback");
+    within(20, "the second MX (20) took it", || async {
+        mx2.recipients() == vec!["second@hasmx.zone.example".to_string()]
+    })
+    .await;
+
+    send(&gw, &["third@aonly.zone.example"], "implicit");
+    within(20, "the A record took it (implicit MX)", || async {
+        implicit.recipients() == vec!["third@aonly.zone.example".to_string()]
+    })
+    .await;
+
+    send(&gw, &["fourth@gone.zone.example"], "nowhere");
+    let dir = gw.data_dir();
+    within(20, "the NDR for a nonexistent domain", || async {
+        mailbox(&dir, SENDER).iter().any(|m| {
+            m.contains("554 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain")
+                && m.contains("fourth@gone.zone.example")
+        })
+    })
+    .await;
+}
+
+/// A private CA, its certificate as PEM, and a leaf for `name` signed by it (cert, key) as PEM.
+fn ca_and_leaf(names: &[&str]) -> (String, Vec<(String, String)>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaves = names
+        .iter()
+        .map(|n| {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec![n.to_string()])
+                .unwrap()
+                .signed_by(&key, &issuer)
+                .unwrap();
+            (cert.pem(), key.serialize_pem())
+        })
+        .collect();
+    (ca_cert.pem(), leaves)
+}
+
+#[tokio::test]
+async fn basic_auth_require_tls_checks_the_smart_host_certificate() {
+    use common::dns::{Dns, Zone};
+    let port = free_port();
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, leaves) = ca_and_leaf(&["good.hosts.example", "someone-else.hosts.example"]);
+    let mut paths = Vec::new();
+    for (i, (cert, key)) in leaves.iter().enumerate() {
+        let c = certs.path().join(format!("{i}.crt"));
+        let k = certs.path().join(format!("{i}.key"));
+        std::fs::write(&c, cert).unwrap();
+        std::fs::write(&k, key).unwrap();
+        paths.push((c, k));
+    }
+    let opts = |i: usize| SinkOptions {
+        tls: Some(paths[i].clone()),
+        require_tls: true,
+        auth: Some("relay:s3cret".into()),
+        ..Default::default()
+    };
+    let good = Sink::with(addr("127.0.0.51", port), opts(0));
+    let bad = Sink::with(addr("127.0.0.52", port), opts(1));
+    let dns = Dns::start(
+        "hosts.example",
+        Zone {
+            mx: vec![],
+            a: vec![
+                ("good.hosts.example", "127.0.0.51".parse().unwrap()),
+                ("bad.hosts.example", "127.0.0.52".parse().unwrap()),
+            ],
+        },
+    )
+    .await;
+    let s = setup().await;
+    // The administrator adds the partner's private CA to hubgate's trusted certificates.
+    let trusted = s.data_dir.path().join("certs").join("trusted");
+    std::fs::create_dir_all(&trusted).unwrap();
+    std::fs::write(trusted.join("partner-ca.pem"), &ca).unwrap();
+    let conn = |name: &str, space: &str, host: &str| {
+        format!(
+            "New-SendConnector -Name {name} -AddressSpaces '{space}' -DNSRoutingEnabled $false -SmartHosts '{host}' -Port {port} -SmartHostAuthMechanism BasicAuthRequireTLS -AuthenticationCredential $cred -UseExternalDNSServersEnabled $true"
+        )
+    };
+    let mut shell = Shell::new(s.pool.clone(), FQDN);
+    shell
+        .run_line(&format!(
+            "$cred = Get-Credential -UserName relay -Password s3cret; {}; {}; Set-TransportServer HUB1 -ExternalDNSServers '{}' -TransientFailureRetryInterval 00:00:01",
+            conn("Good", "good-partner.example", "good.hosts.example"),
+            conn("Bad", "bad-partner.example", "bad.hosts.example"),
+            dns.addr
+        ))
+        .await
+        .unwrap();
+    let gw = s.start().await;
+    send(
+        &gw,
+        &["x@good-partner.example", "y@bad-partner.example"],
+        "tls",
+    );
+    within(20, "delivered over validated TLS with AUTH", || async {
+        good.recipients() == vec!["x@good-partner.example".to_string()]
+    })
+    .await;
+    let got = &good.received()[0];
+    assert!(got.tls, "not over TLS");
+    assert_eq!(got.auth.as_deref(), Some("relay"));
+    within(20, "the mismatching certificate refused", || async {
+        matches!(queue_error(&gw, "bad.hosts.example").await,
+            Some((st, Some(e))) if st == "Retry" && e.to_lowercase().contains("certificate"))
+    })
+    .await;
+    assert!(bad.received().is_empty());
+}

@@ -142,10 +142,11 @@ impl TransportServer {
             &self.intra_org_connector_protocol_logging_level,
             &["None", "Verbose"],
         )?;
+        // hubgate also takes `ip:port` (`[v6]:port`), for resolvers off port 53.
         for ip in &self.external_dns_servers {
-            if ip.parse::<std::net::IpAddr>().is_err() {
+            if crate::smtp::client::parse_dns_server(ip).is_none() {
                 return Err(OrgError::Invalid(format!(
-                    "'{ip}' is not a valid IP address."
+                    "'{ip}' is not a valid IP address (or IP address and port)."
                 )));
             }
         }

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod peers;
 
 use std::io::{BufRead, BufReader};

@@ -48,7 +48,7 @@ class Sink:
             "rcpt_tos": envelope.rcpt_tos,
             "rcpt_options": envelope.rcpt_options,
             "tls": session.ssl is not None,
-            "auth": session.auth_data.login.decode() if session.auth_data else None,
+            "auth": session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None,
             "data": envelope.content.decode("utf-8", "replace"),
         }
         tmp = os.path.join(opts.out, f".{Sink.count}.tmp")
@@ -65,7 +65,7 @@ def authenticator(server, session, envelope, mechanism, auth_data):
         and auth_data.login.decode() == user
         and auth_data.password.decode() == password
     )
-    return AuthResult(success=ok, handled=False)
+    return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
 kwargs = {}
@@ -77,6 +77,7 @@ if opts.tls:
 if opts.auth:
     kwargs["authenticator"] = authenticator
     kwargs["auth_require_tls"] = bool(opts.tls)
+    kwargs["auth_required"] = True
 controller = Controller(
     Sink(), hostname=opts.host, port=opts.port, server_hostname="sink.test",
     decode_data=False, **kwargs

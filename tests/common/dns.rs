@@ -1,0 +1,79 @@
+//! A real DNS server for MX tests: hickory-server in-process on 127.0.0.1, UDP and TCP.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::Server;
+use hickory_server::net::runtime::TokioRuntimeProvider;
+use hickory_server::proto::rr::rdata::{A, MX, SOA};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+
+/// One zone `origin` with MX and A records; the server stops when dropped.
+pub struct Dns {
+    pub addr: SocketAddr,
+    server: Option<Server<Catalog>>,
+}
+
+/// What the zone holds: (name, preference, exchange) and (name, address).
+#[derive(Default)]
+pub struct Zone {
+    pub mx: Vec<(&'static str, u16, &'static str)>,
+    pub a: Vec<(&'static str, Ipv4Addr)>,
+}
+
+fn name(s: &str) -> Name {
+    Name::from_str(&format!("{}.", s.trim_end_matches('.'))).unwrap()
+}
+
+impl Dns {
+    pub async fn start(origin: &str, zone: Zone) -> Dns {
+        let origin = name(origin);
+        let mut handler = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
+            origin.clone(),
+            ZoneType::Primary,
+            AxfrPolicy::Deny,
+        );
+        let soa = SOA::new(
+            name(&format!("ns.{origin}")),
+            name(&format!("admin.{origin}")),
+            1,
+            3600,
+            600,
+            86400,
+            60,
+        );
+        handler.upsert_mut(Record::from_rdata(origin.clone(), 60, RData::SOA(soa)), 1);
+        for (n, pref, exchange) in zone.mx {
+            handler.upsert_mut(
+                Record::from_rdata(name(n), 60, RData::MX(MX::new(pref, name(exchange)))),
+                1,
+            );
+        }
+        for (n, ip) in zone.a {
+            handler.upsert_mut(Record::from_rdata(name(n), 60, RData::A(A(ip))), 1);
+        }
+        let mut catalog = Catalog::new();
+        catalog.upsert(LowerName::new(&origin), vec![Arc::new(handler)]);
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let mut server = Server::new(catalog);
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(5), 4096);
+        Dns {
+            addr,
+            server: Some(server),
+        }
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        // Dropping the server aborts its tasks.
+        self.server.take();
+    }
+}
