@@ -76,8 +76,8 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut sh =
-        Shell::new(db.pool.clone(), &args.common.fqdn()).with_data_dir(args.common.data_dir.clone());
+    let mut sh = Shell::new(db.pool.clone(), &args.common.fqdn())
+        .with_data_dir(args.common.data_dir.clone());
     let ok = if let Some(line) = &args.command {
         match runtime.block_on(sh.run_line(line)) {
             Ok(out) => {

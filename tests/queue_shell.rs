@@ -18,7 +18,11 @@ use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
 /// Runs one shell line as a process, bounded by a deadline: (ok, stdout, stderr).
-fn run_shell_blocking(db_url: &str, data_dir: &std::path::Path, line: &str) -> (bool, String, String) {
+fn run_shell_blocking(
+    db_url: &str,
+    data_dir: &std::path::Path,
+    line: &str,
+) -> (bool, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hubgate"))
         .args(["shell", "-c", line])
         .env("DATABASE_URL", db_url)
@@ -51,11 +55,7 @@ fn run_shell_blocking(db_url: &str, data_dir: &std::path::Path, line: &str) -> (
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    (
-        status.success(),
-        out.join().unwrap(),
-        err.join().unwrap(),
-    )
+    (status.success(), out.join().unwrap(), err.join().unwrap())
 }
 
 async fn shell(setup: &Setup, line: &str) -> (bool, String, String) {
@@ -97,7 +97,9 @@ fn continued(out: &str, name: &str) -> Vec<String> {
         l.split_once(" : ")
             .is_none_or(|(n, _)| n.trim_end() != name)
     });
-    let first = lines.next().unwrap_or_else(|| panic!("no {name} in:\n{out}"));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("no {name} in:\n{out}"));
     let indent = first.find(" : ").unwrap() + 3;
     lines
         .take_while(|l| l.len() > indent && l[..indent].trim().is_empty())
@@ -140,7 +142,10 @@ async fn notified(l: &mut PgListener) -> String {
 /// No notification arrives within a short while.
 async fn quiet(l: &mut PgListener) {
     if let Ok(n) = tokio::time::timeout(Duration::from_millis(500), l.recv()).await {
-        panic!("unexpected NOTIFY: {:?}", n.map(|n| n.payload().to_string()));
+        panic!(
+            "unexpected NOTIFY: {:?}",
+            n.map(|n| n.payload().to_string())
+        );
     }
 }
 
@@ -268,7 +273,13 @@ async fn world(setup: &Setup) -> World {
     )
     .await;
     let b = accept(setup, "bert@example.org", &["dave@nowhere.test"], "Lost").await;
-    let c = accept(setup, "mallory@example.org", &["erin@fabrikam.test"], "Crasher").await;
+    let c = accept(
+        setup,
+        "mallory@example.org",
+        &["erin@fabrikam.test"],
+        "Crasher",
+    )
+    .await;
     let d = accept(
         setup,
         "dora@example.org",
@@ -328,15 +339,32 @@ async fn get_queue_shows_every_queue_with_counts_and_details() {
     let w = world(&setup).await;
 
     let out = ok(&setup, "Get-Queue").await;
-    let header: Vec<&str> = out.lines().find(|l| !l.is_empty()).unwrap().split_whitespace().collect();
+    let header: Vec<&str> = out
+        .lines()
+        .find(|l| !l.is_empty())
+        .unwrap()
+        .split_whitespace()
+        .collect();
     assert_eq!(
         header,
-        ["Identity", "DeliveryType", "Status", "MessageCount", "NextHopDomain"]
+        [
+            "Identity",
+            "DeliveryType",
+            "Status",
+            "MessageCount",
+            "NextHopDomain"
+        ]
     );
     let dns = format!("HUB1\\{}", w.dns);
     assert_eq!(
         row(&out, &dns),
-        [dns.as_str(), "DnsConnectorDelivery", "Retry", "2", "fabrikam.test"]
+        [
+            dns.as_str(),
+            "DnsConnectorDelivery",
+            "Retry",
+            "2",
+            "fabrikam.test"
+        ]
     );
     assert_eq!(
         row(&out, "HUB1\\Submission"),
@@ -344,11 +372,25 @@ async fn get_queue_shows_every_queue_with_counts_and_details() {
     );
     assert_eq!(
         row(&out, "HUB1\\Unreachable"),
-        ["HUB1\\Unreachable", "Unreachable", "Ready", "1", "Unreachable", "Domain"]
+        [
+            "HUB1\\Unreachable",
+            "Unreachable",
+            "Ready",
+            "1",
+            "Unreachable",
+            "Domain"
+        ]
     );
     assert_eq!(
         row(&out, "HUB1\\Poison"),
-        ["HUB1\\Poison", "Undefined", "Ready", "1", "Poison", "Message"]
+        [
+            "HUB1\\Poison",
+            "Undefined",
+            "Ready",
+            "1",
+            "Poison",
+            "Message"
+        ]
     );
     // Exchange's order: numbered queues, then Submission, Unreachable, Poison.
     let order: Vec<String> = rows_starting(&out, "HUB1\\")
@@ -357,12 +399,21 @@ async fn get_queue_shows_every_queue_with_counts_and_details() {
         .collect();
     assert_eq!(
         order,
-        [dns.clone(), "HUB1\\Submission".into(), "HUB1\\Unreachable".into(), "HUB1\\Poison".into()]
+        [
+            dns.clone(),
+            "HUB1\\Submission".into(),
+            "HUB1\\Unreachable".into(),
+            "HUB1\\Poison".into()
+        ]
     );
     assert!(!out.contains(&format!("HUB1\\{} ", w.unreachable)), "{out}");
 
     // Format-List: every property, by identity in its several spellings.
-    for id in [dns.clone(), w.dns.to_string(), format!("hub1.contoso.test\\{}", w.dns)] {
+    for id in [
+        dns.clone(),
+        w.dns.to_string(),
+        format!("hub1.contoso.test\\{}", w.dns),
+    ] {
         let out = ok(&setup, &format!("Get-Queue {id} | Format-List")).await;
         assert_eq!(field(&out, "Identity"), dns);
         assert_eq!(field(&out, "DeliveryType"), "DnsConnectorDelivery");
@@ -379,7 +430,11 @@ async fn get_queue_shows_every_queue_with_counts_and_details() {
         field(&out, "NextHopConnector"),
         "00000000-0000-0000-0000-000000000000"
     );
-    let out = ok(&setup, "Get-Queue -Server hub1.contoso.test | ft Identity,MessageCount").await;
+    let out = ok(
+        &setup,
+        "Get-Queue -Server hub1.contoso.test | ft Identity,MessageCount",
+    )
+    .await;
     assert_eq!(row(&out, "HUB1\\Poison"), ["HUB1\\Poison", "1"]);
 
     let e = fails(&setup, "Get-Queue HUB1\\999").await;
@@ -387,8 +442,11 @@ async fn get_queue_shows_every_queue_with_counts_and_details() {
     let e = fails(&setup, "Get-Queue HUB1\\Shadow").await;
     assert!(e.contains("isn't a valid queue identity"), "{e}");
     let e = fails(&setup, "Get-Queue -Server HUB9").await;
-    assert!(e.contains("The TransportServer \"HUB9\" does not exist."), "{e}");
-    let e = fails(&setup, "Get-Queue -Filter {MessageCount -gt 0}").await;
+    assert!(
+        e.contains("The TransportServer \"HUB9\" does not exist."),
+        "{e}"
+    );
+    let e = fails(&setup, "Get-Queue -Filter 'MessageCount -gt 0'").await;
     assert!(e.contains("'Filter' of Get-Queue"), "{e}");
 }
 
@@ -396,29 +454,50 @@ async fn get_queue_shows_every_queue_with_counts_and_details() {
 async fn empty_server_still_shows_submission_unreachable_and_poison() {
     let setup = Setup::new().await;
     let out = ok(&setup, "Get-Queue").await;
-    assert_eq!(
-        rows_starting(&out, "HUB1\\").len(),
-        3,
-        "{out}"
-    );
+    assert_eq!(rows_starting(&out, "HUB1\\").len(), 3, "{out}");
     assert_eq!(
         row(&out, "HUB1\\Unreachable"),
-        ["HUB1\\Unreachable", "Unreachable", "Ready", "0", "Unreachable", "Domain"]
+        [
+            "HUB1\\Unreachable",
+            "Unreachable",
+            "Ready",
+            "0",
+            "Unreachable",
+            "Domain"
+        ]
     );
     assert_eq!(ok(&setup, "Get-Message").await.trim(), "");
-    assert_eq!(ok(&setup, "Get-Message -Queue HUB1\\Unreachable").await.trim(), "");
+    assert_eq!(
+        ok(&setup, "Get-Message -Queue HUB1\\Unreachable")
+            .await
+            .trim(),
+        ""
+    );
 }
 
 #[tokio::test]
 async fn get_message_lists_one_entry_per_queue_with_recipients_and_history() {
     let setup = Setup::new().await;
     let w = world(&setup).await;
-    let (a, b, c, d) = (w.a.internal_id, w.b.internal_id, w.c.internal_id, w.d.internal_id);
+    let (a, b, c, d) = (
+        w.a.internal_id,
+        w.b.internal_id,
+        w.c.internal_id,
+        w.d.internal_id,
+    );
     let dns = format!("HUB1\\{}", w.dns);
 
     let out = ok(&setup, "Get-Message").await;
-    let header: Vec<&str> = out.lines().find(|l| !l.is_empty()).unwrap().split_whitespace().collect();
-    assert_eq!(header, ["Identity", "FromAddress", "Status", "Queue", "Subject"]);
+    let header: Vec<&str> = out
+        .lines()
+        .find(|l| !l.is_empty())
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["Identity", "FromAddress", "Status", "Queue", "Subject"]
+    );
     // A is in two queues, so it is listed twice, as Exchange lists it.
     let ids: Vec<String> = rows_starting(&out, "HUB1\\")
         .iter()
@@ -436,7 +515,14 @@ async fn get_message_lists_one_entry_per_queue_with_recipients_and_history() {
     );
     assert_eq!(
         row(&out, &format!("{dns}\\{a}")),
-        [format!("{dns}\\{a}").as_str(), "alice@example.org", "Retry", dns.as_str(), "Quarterly", "report"]
+        [
+            format!("{dns}\\{a}").as_str(),
+            "alice@example.org",
+            "Retry",
+            dns.as_str(),
+            "Quarterly",
+            "report"
+        ]
     );
     assert_eq!(row(&out, &format!("HUB1\\Submission\\{a}"))[2], "Ready");
     assert_eq!(row(&out, &format!("HUB1\\Poison\\{c}"))[2], "Suspended");
@@ -460,14 +546,24 @@ async fn get_message_lists_one_entry_per_queue_with_recipients_and_history() {
     }
 
     // Format-List: the whole entry, with its recipients in that queue and their history.
-    let out = ok(&setup, &format!("Get-Message {dns}\\{a} -IncludeRecipientInfo | Format-List")).await;
+    let out = ok(
+        &setup,
+        &format!("Get-Message {dns}\\{a} -IncludeRecipientInfo | Format-List"),
+    )
+    .await;
     assert_eq!(field(&out, "Identity"), format!("{dns}\\{a}"));
     assert_eq!(field(&out, "Subject"), "Quarterly report");
-    assert_eq!(field(&out, "InternetMessageId"), format!("<{}@example.org>", w.a.id));
+    assert_eq!(
+        field(&out, "InternetMessageId"),
+        format!("<{}@example.org>", w.a.id)
+    );
     assert_eq!(field(&out, "FromAddress"), "alice@example.org");
     assert_eq!(field(&out, "Status"), "Retry");
     let size = w.a.bytes.len();
-    assert!(field(&out, "Size").contains(&format!("({size} bytes)")), "{out}");
+    assert!(
+        field(&out, "Size").contains(&format!("({size} bytes)")),
+        "{out}"
+    );
     assert_eq!(field(&out, "MessageSourceName"), "HUB1\\Default HUB1");
     assert_eq!(field(&out, "SourceIP"), "192.0.2.10");
     assert_eq!(field(&out, "SCL"), "");
@@ -479,7 +575,8 @@ async fn get_message_lists_one_entry_per_queue_with_recipients_and_history() {
     assert_eq!(field(&out, "Queue"), dns);
     let recipients = field(&out, "Recipients");
     assert!(
-        recipients.starts_with("bob@fabrikam.test; Status: Retry; RetryCount: 2; LastError: 451 4.4.0"),
+        recipients
+            .starts_with("bob@fabrikam.test; Status: Retry; RetryCount: 2; LastError: 451 4.4.0"),
         "{out}"
     );
     assert!(!out.contains("carol@"), "carol is in Submission: {out}");
@@ -494,17 +591,35 @@ async fn get_message_lists_one_entry_per_queue_with_recipients_and_history() {
     // Submission has no connector: the server's two days.
     let out = ok(&setup, &format!("Get-Message HUB1\\Submission\\{a} | fl")).await;
     assert_eq!(field(&out, "ExpirationTime"), "1/27/2019 12:03:58 AM");
-    assert_eq!(field(&out, "Recipients"), "carol@contoso.test; Status: Ready; RetryCount: 0");
+    assert_eq!(
+        field(&out, "Recipients"),
+        "carol@contoso.test; Status: Ready; RetryCount: 0"
+    );
     // D: its delivered recipient is no longer in any queue.
     let out = ok(&setup, &format!("Get-Message {dns}\\{d} | fl")).await;
     assert!(!out.contains("frank@"), "{out}");
 
     for (line, want) in [
-        (format!("Get-Message {dns}\\{b}"), format!("The message \"{dns}\\{b}\" was not found.")),
-        ("Get-Message 999999".into(), "The message \"HUB1\\*\\999999\" was not found.".into()),
-        ("Get-Message HUB1\\3\\x".into(), "isn't a valid message identity".into()),
-        ("Get-Message -Queue HUB1\\999".into(), "The queue \"HUB1\\999\" was not found.".into()),
-        (format!("Get-Message {a} -Queue Submission"), "Parameter set cannot be resolved".into()),
+        (
+            format!("Get-Message {dns}\\{b}"),
+            format!("The message \"{dns}\\{b}\" was not found."),
+        ),
+        (
+            "Get-Message 999999".into(),
+            "The message \"HUB1\\*\\999999\" was not found.".into(),
+        ),
+        (
+            "Get-Message HUB1\\3\\x".into(),
+            "isn't a valid message identity".into(),
+        ),
+        (
+            "Get-Message -Queue HUB1\\999".into(),
+            "The queue \"HUB1\\999\" was not found.".into(),
+        ),
+        (
+            format!("Get-Message {a} -Queue Submission"),
+            "Parameter set cannot be resolved".into(),
+        ),
     ] {
         let e = fails(&setup, &line).await;
         assert!(e.contains(&want), "{line}: {e}");
@@ -520,11 +635,12 @@ async fn queue_actions_set_the_rows_and_notify_the_gateway() {
     let suspended = |id: i64| {
         let pool = setup.pool.clone();
         async move {
-            let (s,): (bool,) = sqlx::query_as("SELECT suspended FROM delivery_queue WHERE id = $1")
-                .bind(id)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+            let (s,): (bool,) =
+                sqlx::query_as("SELECT suspended FROM delivery_queue WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
             s
         }
     };
@@ -536,7 +652,10 @@ async fn queue_actions_set_the_rows_and_notify_the_gateway() {
     assert_eq!(row(&out, &dns)[2], "Suspended");
     // A suspended queue is not in Retry status.
     let e = fails(&setup, &format!("Retry-Queue {dns}")).await;
-    assert!(e.contains(&format!("The queue \"{dns}\" isn't in Retry status")), "{e}");
+    assert!(
+        e.contains(&format!("The queue \"{dns}\" isn't in Retry status")),
+        "{e}"
+    );
     quiet(&mut l).await;
 
     ok(&setup, &format!("Get-Queue {dns} | Resume-Queue")).await;
@@ -564,14 +683,23 @@ async fn queue_actions_set_the_rows_and_notify_the_gateway() {
     .unwrap();
     assert_eq!(
         rcpts,
-        [("bob@fabrikam.test".to_string(), Some(true)), ("gina@fabrikam.test".to_string(), None)]
+        [
+            ("bob@fabrikam.test".to_string(), Some(true)),
+            ("gina@fabrikam.test".to_string(), None)
+        ]
     );
 
     // Unreachable is Ready, not Retry: only a resubmit moves its messages, back to Submission.
     let e = fails(&setup, "Retry-Queue HUB1\\Unreachable").await;
-    assert!(e.contains("isn't in Retry status") && e.contains("-Resubmit $true"), "{e}");
+    assert!(
+        e.contains("isn't in Retry status") && e.contains("-Resubmit $true"),
+        "{e}"
+    );
     ok(&setup, "Retry-Queue HUB1\\Unreachable -Resubmit $true").await;
-    assert_eq!(notified(&mut l).await, "Retry-Queue -Resubmit HUB1\\Unreachable");
+    assert_eq!(
+        notified(&mut l).await,
+        "Retry-Queue -Resubmit HUB1\\Unreachable"
+    );
     let (queue_id, status, next): (Option<i64>, String, Option<time::OffsetDateTime>) =
         sqlx::query_as(
             "SELECT queue_id, status, next_retry_time FROM message_recipient WHERE message_id = $1",
@@ -601,7 +729,9 @@ async fn queue_actions_set_the_rows_and_notify_the_gateway() {
     ok(&setup, "Suspend-Queue Unreachable").await;
     assert!(suspended(w.unreachable).await);
     notified(&mut l).await;
-    setup.sql("DELETE FROM delivery_queue WHERE delivery_type = 'Unreachable'").await;
+    setup
+        .sql("DELETE FROM delivery_queue WHERE delivery_type = 'Unreachable'")
+        .await;
     ok(&setup, "Suspend-Queue HUB1\\Unreachable").await;
     notified(&mut l).await;
     let out = ok(&setup, "Get-Queue HUB1\\Unreachable").await;
@@ -609,9 +739,18 @@ async fn queue_actions_set_the_rows_and_notify_the_gateway() {
 
     // Submission and Poison are not delivery queues.
     for (line, want) in [
-        ("Suspend-Queue HUB1\\Submission", "Suspend-Queue can't be used on the queue \"HUB1\\Submission\""),
-        ("Retry-Queue Submission -Resubmit $true", "can't be used on the queue \"HUB1\\Submission\""),
-        ("Resume-Queue HUB1\\Poison", "Resume-Queue can't be used on the queue \"HUB1\\Poison\""),
+        (
+            "Suspend-Queue HUB1\\Submission",
+            "Suspend-Queue can't be used on the queue \"HUB1\\Submission\"",
+        ),
+        (
+            "Retry-Queue Submission -Resubmit $true",
+            "can't be used on the queue \"HUB1\\Submission\"",
+        ),
+        (
+            "Resume-Queue HUB1\\Poison",
+            "Resume-Queue can't be used on the queue \"HUB1\\Poison\"",
+        ),
         ("Retry-Queue Poison", "Resume-Message"),
     ] {
         let e = fails(&setup, line).await;
@@ -655,40 +794,71 @@ async fn message_actions_suspend_resume_and_remove_with_or_without_ndr() {
 
     ok(&setup, &format!("Suspend-Message {dns}\\{a}")).await;
     assert_eq!(flags(w.a.id).await, (true, false));
-    assert_eq!(notified(&mut l).await, format!("Suspend-Message {dns}\\{a}"));
+    assert_eq!(
+        notified(&mut l).await,
+        format!("Suspend-Message {dns}\\{a}")
+    );
     // hubgate suspends the message as a whole: both of its entries show it.
     let out = ok(&setup, &format!("Get-Message HUB1\\*\\{a}")).await;
     assert_eq!(row(&out, &format!("{dns}\\{a}"))[2], "Suspended");
     assert_eq!(row(&out, &format!("HUB1\\Submission\\{a}"))[2], "Suspended");
+    // Both entries flow down the pipeline; each is one notification, in the listing's order.
     ok(&setup, &format!("Get-Message {a} | Resume-Message")).await;
     assert_eq!(flags(w.a.id).await, (false, false));
+    assert_eq!(
+        notified(&mut l).await,
+        format!("Resume-Message HUB1\\Submission\\{a}")
+    );
     assert_eq!(notified(&mut l).await, format!("Resume-Message {dns}\\{a}"));
 
     // Remove-Message defaults to an NDR, and touches only the recipients in the named queue.
     ok(&setup, &format!("Remove-Message {dns}\\{a}")).await;
     assert_eq!(
         removal(w.a.id).await,
-        [("bob@fabrikam.test".into(), Some(true)), ("carol@contoso.test".into(), None)]
+        [
+            ("bob@fabrikam.test".into(), Some(true)),
+            ("carol@contoso.test".into(), None)
+        ]
     );
-    assert_eq!(notified(&mut l).await, format!("Remove-Message {dns}\\{a} with NDR"));
+    assert_eq!(
+        notified(&mut l).await,
+        format!("Remove-Message {dns}\\{a} with NDR")
+    );
     let out = ok(&setup, &format!("Get-Message {a}")).await;
     assert_eq!(row(&out, &format!("{dns}\\{a}"))[2], "PendingRemove");
     assert_eq!(row(&out, &format!("HUB1\\Submission\\{a}"))[2], "Ready");
     let out = ok(&setup, &format!("Get-Message {dns}\\{a} | fl Recipients")).await;
-    assert!(field(&out, "Recipients").contains("PendingRemove: with NDR"), "{out}");
+    assert!(
+        field(&out, "Recipients").contains("PendingRemove: with NDR"),
+        "{out}"
+    );
 
     // Without NDR, for every queue of the message; the delivered recipient is left alone.
-    ok(&setup, &format!("Remove-Message -Identity HUB1\\*\\{d} -WithNDR $false")).await;
+    ok(
+        &setup,
+        &format!("Remove-Message -Identity HUB1\\*\\{d} -WithNDR $false"),
+    )
+    .await;
     assert_eq!(
         removal(w.d.id).await,
-        [("frank@fabrikam.test".into(), None), ("gina@fabrikam.test".into(), Some(false))]
+        [
+            ("frank@fabrikam.test".into(), None),
+            ("gina@fabrikam.test".into(), Some(false))
+        ]
     );
-    assert_eq!(notified(&mut l).await, format!("Remove-Message HUB1\\*\\{d} without NDR"));
+    assert_eq!(
+        notified(&mut l).await,
+        format!("Remove-Message HUB1\\*\\{d} without NDR")
+    );
 
     // A pipeline is one transaction: one statement, one notification per message.
     ok(&setup, "Get-Message -Queue Unreachable | Suspend-Message").await;
     assert_eq!(flags(w.b.id).await, (true, false));
-    assert!(notified(&mut l).await.starts_with("Suspend-Message HUB1\\Unreachable\\"));
+    assert!(
+        notified(&mut l)
+            .await
+            .starts_with("Suspend-Message HUB1\\Unreachable\\")
+    );
     quiet(&mut l).await;
 }
 
@@ -705,13 +875,20 @@ async fn resume_message_releases_a_poison_message_to_submission() {
             w.dns, w.c.id
         ))
         .await;
-    let out = ok(&setup, &format!("Get-Message -Queue HUB1\\Poison")).await;
+    let out = ok(&setup, "Get-Message -Queue HUB1\\Poison").await;
     assert_eq!(row(&out, &format!("HUB1\\Poison\\{c}"))[2], "Suspended");
     let out = ok(&setup, &format!("Get-Queue HUB1\\{}", w.dns)).await;
-    assert_eq!(row(&out, &format!("HUB1\\{}", w.dns))[3], "2", "poison is counted in Poison only");
+    assert_eq!(
+        row(&out, &format!("HUB1\\{}", w.dns))[3],
+        "2",
+        "poison is counted in Poison only"
+    );
 
     ok(&setup, &format!("Resume-Message HUB1\\Poison\\{c}")).await;
-    assert_eq!(notified(&mut l).await, format!("Resume-Message HUB1\\Poison\\{c}"));
+    assert_eq!(
+        notified(&mut l).await,
+        format!("Resume-Message HUB1\\Poison\\{c}")
+    );
     let (poison, crashes, suspended): (bool, i32, bool) =
         sqlx::query_as("SELECT poison, crash_count, suspended FROM message WHERE id = $1")
             .bind(w.c.id)
@@ -749,31 +926,57 @@ async fn export_message_writes_the_exact_spooled_bytes_only_when_suspended() {
     )
     .await;
     assert!(
-        e.contains(&format!("The message \"{id}\" can't be exported because it isn't suspended.")),
+        e.contains(&format!(
+            "The message \"{id}\" can't be exported because it isn't suspended."
+        )),
         "{e}"
     );
     assert!(!target.exists());
 
     ok(&setup, &format!("Suspend-Message {id}")).await;
-    ok(&setup, &format!("Export-Message {id} -Path '{}' -WhatIf", target.display())).await;
+    ok(
+        &setup,
+        &format!("Export-Message {id} -Path '{}' -WhatIf", target.display()),
+    )
+    .await;
     assert!(!target.exists(), "-WhatIf wrote the file");
-    assert_eq!(ok(&setup, &format!("Export-Message -Identity {id} -Path '{}'", target.display())).await, "");
+    assert_eq!(
+        ok(
+            &setup,
+            &format!("Export-Message -Identity {id} -Path '{}'", target.display())
+        )
+        .await,
+        ""
+    );
     assert_eq!(std::fs::read(&target).unwrap(), w.a.bytes);
-    let spooled = std::fs::read(setup.data_dir.path().join("spool").join(format!("{}.eml", w.a.id))).unwrap();
+    let spooled = std::fs::read(
+        setup
+            .data_dir
+            .path()
+            .join("spool")
+            .join(format!("{}.eml", w.a.id)),
+    )
+    .unwrap();
     assert_eq!(spooled, w.a.bytes);
 
     // Exchange's own form, and the queue-less identity.
     let piped = out_dir.path().join("piped.eml");
     ok(
         &setup,
-        &format!("Export-Message HUB1\\*\\{a} | AssembleMessage -Path '{}'", piped.display()),
+        &format!(
+            "Export-Message HUB1\\*\\{a} | AssembleMessage -Path '{}'",
+            piped.display()
+        ),
     )
     .await;
     assert_eq!(std::fs::read(&piped).unwrap(), w.a.bytes);
     let piped = out_dir.path().join("from-get.eml");
     ok(
         &setup,
-        &format!("Get-Message {id} | Export-Message | AssembleMessage '{}'", piped.display()),
+        &format!(
+            "Get-Message {id} | Export-Message | AssembleMessage '{}'",
+            piped.display()
+        ),
     )
     .await;
     assert_eq!(std::fs::read(&piped).unwrap(), w.a.bytes);
@@ -782,7 +985,11 @@ async fn export_message_writes_the_exact_spooled_bytes_only_when_suspended() {
     let poison = out_dir.path().join("poison.eml");
     ok(
         &setup,
-        &format!("Export-Message HUB1\\Poison\\{} -Path '{}'", w.c.internal_id, poison.display()),
+        &format!(
+            "Export-Message HUB1\\Poison\\{} -Path '{}'",
+            w.c.internal_id,
+            poison.display()
+        ),
     )
     .await;
     assert_eq!(std::fs::read(&poison).unwrap(), w.c.bytes);
@@ -801,7 +1008,11 @@ async fn export_message_writes_the_exact_spooled_bytes_only_when_suspended() {
     assert_eq!(n as usize, w.a.bytes.len());
     assert_eq!(std::fs::read(&direct).unwrap(), w.a.bytes);
 
-    let e = fails(&setup, &format!("Export-Message {}\\{} -Path x.eml", dns, w.b.internal_id)).await;
+    let e = fails(
+        &setup,
+        &format!("Export-Message {}\\{} -Path x.eml", dns, w.b.internal_id),
+    )
+    .await;
     assert!(e.contains("was not found"), "{e}");
 }
 
@@ -814,38 +1025,79 @@ async fn unknown_identities_fail_change_nothing_and_send_no_notify() {
     let dns = format!("HUB1\\{}", w.dns);
     let a = w.a.internal_id;
     let cases = [
-        ("Suspend-Queue HUB1\\99999".to_string(), "The queue \"HUB1\\99999\" was not found.".to_string()),
-        ("Resume-Queue 99999".into(), "The queue \"HUB1\\99999\" was not found.".into()),
-        ("Retry-Queue HUB9\\Unreachable -Resubmit $true".into(), "The queue \"HUB9\\Unreachable\" was not found.".into()),
-        (format!("Suspend-Queue HUB9\\{}", w.dns), format!("The queue \"HUB9\\{}\" was not found.", w.dns)),
-        ("Suspend-Queue HUB1\\Nope".into(), "isn't a valid queue identity".into()),
-        (format!("Suspend-Message {dns}\\999999"), format!("The message \"{dns}\\999999\" was not found.")),
-        (format!("Resume-Message HUB1\\Unreachable\\{a}"), format!("The message \"HUB1\\Unreachable\\{a}\" was not found.")),
-        (format!("Remove-Message HUB1\\Poison\\{a}"), format!("The message \"HUB1\\Poison\\{a}\" was not found.")),
-        (format!("Remove-Message HUB1\\{a}\\x -WithNDR $false"), "isn't a valid message identity".into()),
-        (format!("Remove-Message {dns}\\{a} -WithNDR maybe"), "Use $true or $false.".into()),
-        ("Suspend-Message".into(), "missing mandatory parameters: Identity".into()),
-        ("Suspend-Message -Filter {FromAddress -like '*@example.org'}".into(), "'Filter' of Suspend-Message".into()),
-        ("Get-Queue | Suspend-Message".into(), "The input object cannot be bound to any parameters of Suspend-Message.".into()),
+        (
+            "Suspend-Queue HUB1\\99999".to_string(),
+            "The queue \"HUB1\\99999\" was not found.".to_string(),
+        ),
+        (
+            "Resume-Queue 99999".into(),
+            "The queue \"HUB1\\99999\" was not found.".into(),
+        ),
+        (
+            "Retry-Queue HUB9\\Unreachable -Resubmit $true".into(),
+            "The queue \"HUB9\\Unreachable\" was not found.".into(),
+        ),
+        (
+            format!("Suspend-Queue HUB9\\{}", w.dns),
+            format!("The queue \"HUB9\\{}\" was not found.", w.dns),
+        ),
+        (
+            "Suspend-Queue HUB1\\Nope".into(),
+            "isn't a valid queue identity".into(),
+        ),
+        (
+            format!("Suspend-Message {dns}\\999999"),
+            format!("The message \"{dns}\\999999\" was not found."),
+        ),
+        (
+            format!("Resume-Message HUB1\\Unreachable\\{a}"),
+            format!("The message \"HUB1\\Unreachable\\{a}\" was not found."),
+        ),
+        (
+            format!("Remove-Message HUB1\\Poison\\{a}"),
+            format!("The message \"HUB1\\Poison\\{a}\" was not found."),
+        ),
+        (
+            format!("Remove-Message HUB1\\{a}\\x -WithNDR $false"),
+            "isn't a valid message identity".into(),
+        ),
+        (
+            format!("Remove-Message {dns}\\{a} -WithNDR maybe"),
+            "Use $true or $false.".into(),
+        ),
+        (
+            "Suspend-Message".into(),
+            "missing mandatory parameters: Identity".into(),
+        ),
+        (
+            "Suspend-Message -Filter \"FromAddress -like '*@example.org'\"".into(),
+            "'Filter' of Suspend-Message".into(),
+        ),
+        (
+            "Get-Queue | Suspend-Message".into(),
+            "The input object cannot be bound to any parameters of Suspend-Message.".into(),
+        ),
     ];
     for (line, want) in &cases {
         let e = fails(&setup, line).await;
         assert!(e.contains(want.as_str()), "{line}: {e}");
         assert_eq!(snapshot(&setup).await, before, "{line} changed rows");
     }
-    // A pipeline that fails half-way leaves the first messages untouched too.
-    let e = fails(
-        &setup,
-        &format!("Get-Message | Remove-Message -WithNDR $false | Get-Queue HUB1\\99999"),
-    )
-    .await;
-    assert!(!e.is_empty());
-    assert_eq!(snapshot(&setup).await, before);
     // -WhatIf says what it would do and does nothing.
     let out = ok(&setup, &format!("Suspend-Queue {dns} -WhatIf")).await;
-    assert!(out.contains(&format!("What if: Suspending queue \"{dns}\".")), "{out}");
-    let out = ok(&setup, &format!("Remove-Message {dns}\\{a} -WithNDR $false -WhatIf")).await;
-    assert!(out.contains("What if: Removing (without NDR) message"), "{out}");
+    assert!(
+        out.contains(&format!("What if: Suspending queue \"{dns}\".")),
+        "{out}"
+    );
+    let out = ok(
+        &setup,
+        &format!("Remove-Message {dns}\\{a} -WithNDR $false -WhatIf"),
+    )
+    .await;
+    assert!(
+        out.contains("What if: Removing (without NDR) message"),
+        "{out}"
+    );
     assert_eq!(snapshot(&setup).await, before);
     quiet(&mut l).await;
 }
@@ -866,7 +1118,11 @@ async fn get_message_tracking_log_filters_and_views() {
         if t.len() > 1 { t.remove(0) } else { t[0] }
     });
     let log = TrackingLog::with_settings(setup.data_dir.path(), true, 10 << 20, clock);
-    let event = |event_id: &'static str, source: &'static str, internal: i64, rcpts: &'static [&'static str], status: &'static [&'static str]| TrackingEvent {
+    let event = |event_id: &'static str,
+                 source: &'static str,
+                 internal: i64,
+                 rcpts: &'static [&'static str],
+                 status: &'static [&'static str]| TrackingEvent {
         event_id,
         source,
         client_ip: Some("192.0.2.10".parse().unwrap()),
@@ -888,16 +1144,56 @@ async fn get_message_tracking_log_filters_and_views() {
         message_info: None,
         directionality: Some("Incoming"),
     };
-    log.record(&event("RECEIVE", "SMTP", 7, &["bob@fabrikam.test", "carol@contoso.test"], &[]));
-    log.record(&event("SEND", "SMTP", 7, &["bob@fabrikam.test"], &["250 2.0.0 OK"]));
-    log.record(&event("FAIL", "SMTP", 8, &["dave@nowhere.test"], &["550 5.1.1 User unknown"]));
+    log.record(&event(
+        "RECEIVE",
+        "SMTP",
+        7,
+        &["bob@fabrikam.test", "carol@contoso.test"],
+        &[],
+    ));
+    log.record(&event(
+        "SEND",
+        "SMTP",
+        7,
+        &["bob@fabrikam.test"],
+        &["250 2.0.0 OK"],
+    ));
+    log.record(&event(
+        "FAIL",
+        "SMTP",
+        8,
+        &["dave@nowhere.test"],
+        &["550 5.1.1 User unknown"],
+    ));
 
     let out = ok(&setup, "Get-MessageTrackingLog").await;
-    let header: Vec<&str> = out.lines().find(|l| !l.is_empty()).unwrap().split_whitespace().collect();
-    assert_eq!(header, ["EventId", "Source", "Sender", "Recipients", "MessageSubject"]);
+    let header: Vec<&str> = out
+        .lines()
+        .find(|l| !l.is_empty())
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "EventId",
+            "Source",
+            "Sender",
+            "Recipients",
+            "MessageSubject"
+        ]
+    );
     assert_eq!(
         row(&out, "RECEIVE"),
-        ["RECEIVE", "SMTP", "alice@example.org", "{bob@fabrikam.test,", "carol@contoso.test}", "Quarterly", "report"]
+        [
+            "RECEIVE",
+            "SMTP",
+            "alice@example.org",
+            "{bob@fabrikam.test,",
+            "carol@contoso.test}",
+            "Quarterly",
+            "report"
+        ]
     );
     assert_eq!(rows_starting(&out, "SEND").len(), 1);
     assert_eq!(rows_starting(&out, "FAIL").len(), 1);
@@ -909,14 +1205,29 @@ async fn get_message_tracking_log_filters_and_views() {
     };
     for (line, n) in [
         ("Get-MessageTrackingLog -EventId send", 1),
-        ("Get-MessageTrackingLog -Recipients dave@nowhere.test, nobody@x.test", 1),
-        ("Get-MessageTrackingLog -Sender ALICE@example.org -InternalMessageId 7", 2),
-        ("Get-MessageTrackingLog -MessageId m1@example.org -ResultSize 2", 2),
+        (
+            "Get-MessageTrackingLog -Recipients dave@nowhere.test, nobody@x.test",
+            1,
+        ),
+        (
+            "Get-MessageTrackingLog -Sender ALICE@example.org -InternalMessageId 7",
+            2,
+        ),
+        (
+            "Get-MessageTrackingLog -MessageId m1@example.org -ResultSize 2",
+            2,
+        ),
         ("Get-MessageTrackingLog -ResultSize Unlimited", 3),
-        ("Get-MessageTrackingLog -Start '1/25/2019 12:04 AM' -End '1/25/2019 9:30 AM'", 1),
+        (
+            "Get-MessageTrackingLog -Start '1/25/2019 12:04 AM' -End '1/25/2019 9:30 AM'",
+            1,
+        ),
         ("Get-MessageTrackingLog -Start 2019-01-25T09:00:00Z", 1),
         ("Get-MessageTrackingLog -End 2019-01-24", 0),
-        ("Get-MessageTrackingLog -Server hub1.contoso.test -EventId FAIL", 1),
+        (
+            "Get-MessageTrackingLog -Server hub1.contoso.test -EventId FAIL",
+            1,
+        ),
     ] {
         let out = ok(&setup, line).await;
         assert_eq!(count(&out), n, "{line}: {out}");
@@ -932,10 +1243,22 @@ async fn get_message_tracking_log_filters_and_views() {
     assert_eq!(field(&out, "Directionality"), "Incoming");
 
     for (line, want) in [
-        ("Get-MessageTrackingLog -Start yesterday", "Cannot convert value \"yesterday\" to type System.DateTime"),
-        ("Get-MessageTrackingLog -InternalMessageId x7", "whole number"),
-        ("Get-MessageTrackingLog -Server EDGE2", "run Get-MessageTrackingLog there"),
-        ("Get-MessageTrackingLog -MessageSubject x", "'MessageSubject' of Get-MessageTrackingLog"),
+        (
+            "Get-MessageTrackingLog -Start yesterday",
+            "Cannot convert value \"yesterday\" to type System.DateTime",
+        ),
+        (
+            "Get-MessageTrackingLog -InternalMessageId x7",
+            "whole number",
+        ),
+        (
+            "Get-MessageTrackingLog -Server EDGE2",
+            "run Get-MessageTrackingLog there",
+        ),
+        (
+            "Get-MessageTrackingLog -MessageSubject x",
+            "'MessageSubject' of Get-MessageTrackingLog",
+        ),
     ] {
         let e = fails(&setup, line).await;
         assert!(e.contains(want), "{line}: {e}");

@@ -15,7 +15,16 @@ async fn ehlo(c: &mut Raw) {
 
 #[tokio::test]
 async fn accepted_message_survives_a_restart_with_body_and_rows() {
-    let mut gw = Setup::new().await.start().await;
+    let setup = Setup::new().await;
+    // The mailbox delivery queue is suspended (as Suspend-Queue leaves it), so the message stays
+    // queued for the checks below instead of being delivered.
+    setup
+        .sql(&format!(
+            "INSERT INTO delivery_queue (server, delivery_type, next_hop_domain, suspended)
+             VALUES ('{SERVER}', 'MapiDelivery', '{FQDN}', true)"
+        ))
+        .await;
+    let mut gw = setup.start().await;
     let port = gw.setup.smtp_port.to_string();
     let (ok, out) = swaks(&[
         "--server",

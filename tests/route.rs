@@ -353,7 +353,7 @@ async fn killed_mid_delivery_every_message_arrives_after_restart() {
             &format!(
                 "New-SendConnector -Name Sink -AddressSpaces 'sink.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.37' -Port {port} -SmtpMaxMessagesPerConnection 5"
             ),
-            "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:00:01 -OutboundConnectionFailureRetryInterval 00:00:01",
+            "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:00:01 -OutboundConnectionFailureRetryInterval 00:00:01 -MaxPerDomainOutboundConnections 1",
         ],
     )
     .await;

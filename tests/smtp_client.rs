@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use hubgate::smtp::client::{
-    Client, ClientConfig, ClientError, Credentials, DnsError, OutboundEnvelope,
-    OutboundRecipient, Resolver, Target, TlsPolicy,
+    Client, ClientConfig, ClientError, Credentials, DnsError, OutboundEnvelope, OutboundRecipient,
+    Resolver, Target, TlsPolicy,
 };
 use rustls::RootCertStore;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -115,7 +115,8 @@ def main():
                       and data.password.decode() == password)
                 emit("AUTH", mechanism, data.login.decode() if isinstance(data, LoginPassword) else "",
                      "ok" if ok else "fail")
-                return AuthResult(success=ok)
+                # handled=False: without it aiosmtpd sends no reply to a failure.
+                return AuthResult(success=ok, handled=False)
             kwargs.update(authenticator=authenticator, auth_require_tls=bool(args.cert))
         server = await loop.create_server(lambda: Peer(handler, **kwargs), args.host, 0)
         emit("READY", server.sockets[0].getsockname()[1])
@@ -180,7 +181,9 @@ impl Peer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("start /usr/bin/python3 (python3-aiosmtpd)");
+        let mut child = cmd
+            .spawn()
+            .expect("start /usr/bin/python3 (python3-aiosmtpd)");
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let ready = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
             .await
@@ -302,14 +305,60 @@ async fn pipelined_transaction_reports_each_recipient() {
     assert_eq!(data[0][1], "a@contoso.test");
     assert_eq!(data[0][2], "ok1@fabrikam.test,ok2@fabrikam.test");
     assert_eq!(data[0][3], "plain");
-    assert_eq!(content(&data[0]), MESSAGE, "dot-stuffing must be transparent");
+    assert_eq!(
+        content(&data[0]),
+        MESSAGE,
+        "dot-stuffing must be transparent"
+    );
     let mail = peer.wait_events("MAIL", 1).await;
-    assert_eq!(mail[0][1], "pipelined", "MAIL, RCPT and DATA go in one write");
-    assert!(mail[0][2].contains(&format!("SIZE={}", MESSAGE.len())), "{mail:?}");
+    assert_eq!(
+        mail[0][1], "pipelined",
+        "MAIL, RCPT and DATA go in one write"
+    );
+    assert!(
+        mail[0][2].contains(&format!("SIZE={}", MESSAGE.len())),
+        "{mail:?}"
+    );
     assert!(client.is_usable());
     assert_eq!(client.tls_version(), None);
     assert_eq!(client.remote(), peer.addr);
     assert_eq!(client.host(), "peer.test");
+    client.quit().await;
+}
+
+#[tokio::test]
+async fn hundreds_of_recipients_are_pipelined_in_groups() {
+    let peer = Peer::start(PeerOpts {
+        pipelining: true,
+        ..Default::default()
+    })
+    .await;
+    let mut client = Client::connect(peer.addr, "peer.test", &config(TlsPolicy::Never))
+        .await
+        .unwrap();
+    let addresses: Vec<String> = (0..250)
+        .map(|i| {
+            let local = if i % 7 == 3 { "reject" } else { "user" };
+            format!("{local}{i}@fabrikam.test")
+        })
+        .collect();
+    let to = rcpts(&addresses.iter().map(String::as_str).collect::<Vec<_>>());
+    let replies = client
+        .send(&envelope("a@contoso.test", &to), MESSAGE)
+        .await
+        .unwrap();
+    let want: Vec<u16> = (0..250)
+        .map(|i| if i % 7 == 3 { 550 } else { 250 })
+        .collect();
+    assert_eq!(codes(&replies), want);
+    let data = peer.wait_events("DATA", 1).await;
+    let accepted: Vec<&str> = addresses
+        .iter()
+        .filter(|a| a.starts_with("user"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(data[0][2], accepted.join(","));
+    assert!(client.is_usable());
     client.quit().await;
 }
 
@@ -404,7 +453,10 @@ async fn local_refusals_from_the_ehlo_answer() {
     assert_eq!(codes(&replies), [550, 550]);
     assert_eq!(replies[0].enhanced.as_deref(), Some("5.6.7"));
     client.quit().await;
-    assert!(peer.events("MAIL").is_empty(), "nothing may reach the server");
+    assert!(
+        peer.events("MAIL").is_empty(),
+        "nothing may reach the server"
+    );
 }
 
 #[tokio::test]
@@ -508,7 +560,9 @@ impl Pki {
 
     fn leaf(&self, name: &str) -> (PathBuf, PathBuf) {
         let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let cert_path = self.dir.path().join(format!("{name}.crt"));
@@ -545,9 +599,7 @@ async fn validated_tls_with_a_matching_certificate() {
             name: "smarthost.test".into(),
         })
     };
-    let mut client = Client::connect(peer.addr, "127.0.0.1", &cfg)
-        .await
-        .unwrap();
+    let mut client = Client::connect(peer.addr, "127.0.0.1", &cfg).await.unwrap();
     assert_eq!(client.tls_version(), Some("TLS1.3"));
     let to = rcpts(&["ok@fabrikam.test"]);
     let replies = client
@@ -581,7 +633,11 @@ async fn validated_tls_refuses_a_wrong_name_or_an_unknown_issuer() {
         matches!(&err, ClientError::Tls(m) if m.contains("not valid for name")),
         "{err:?}"
     );
-    assert!(err.reply().one_line().starts_with("451 4.7.5 "), "{}", err.reply());
+    assert!(
+        err.reply().one_line().starts_with("451 4.7.5 "),
+        "{}",
+        err.reply()
+    );
     assert!(!err.is_permanent());
 
     let matching = Pki::new();
@@ -699,20 +755,49 @@ mod dns {
             ZoneType::Primary,
             AxfrPolicy::Deny,
         );
-        let soa = SOA::new(name("ns.test."), name("hostmaster.test."), 1, 3600, 600, 86400, 60);
+        let soa = SOA::new(
+            name("ns.test."),
+            name("hostmaster.test."),
+            1,
+            3600,
+            600,
+            86400,
+            60,
+        );
         let records: Vec<(&str, RData)> = vec![
             ("test.", RData::SOA(soa)),
-            ("two-mx.test.", RData::MX(MX::new(20, name("mx-b.two-mx.test.")))),
-            ("two-mx.test.", RData::MX(MX::new(10, name("mx-a.two-mx.test.")))),
-            ("mx-a.two-mx.test.", RData::AAAA(AAAA("::1".parse().unwrap()))),
+            (
+                "two-mx.test.",
+                RData::MX(MX::new(20, name("mx-b.two-mx.test."))),
+            ),
+            (
+                "two-mx.test.",
+                RData::MX(MX::new(10, name("mx-a.two-mx.test."))),
+            ),
+            (
+                "mx-a.two-mx.test.",
+                RData::AAAA(AAAA("::1".parse().unwrap())),
+            ),
             ("mx-a.two-mx.test.", RData::A(A([127, 0, 0, 11].into()))),
             ("mx-b.two-mx.test.", RData::A(A([127, 0, 0, 12].into()))),
             ("a-only.test.", RData::A(A([127, 0, 0, 13].into()))),
             ("null-mx.test.", RData::MX(MX::new(0, Name::root()))),
-            ("dangling-mx.test.", RData::MX(MX::new(10, name("missing.test.")))),
-            ("half-dangling.test.", RData::MX(MX::new(5, name("missing.test.")))),
-            ("half-dangling.test.", RData::MX(MX::new(10, name("mx-b.two-mx.test.")))),
-            ("txt-only.test.", RData::TXT(TXT::new(vec!["v=spf1 -all".into()]))),
+            (
+                "dangling-mx.test.",
+                RData::MX(MX::new(10, name("missing.test."))),
+            ),
+            (
+                "half-dangling.test.",
+                RData::MX(MX::new(5, name("missing.test."))),
+            ),
+            (
+                "half-dangling.test.",
+                RData::MX(MX::new(10, name("mx-b.two-mx.test."))),
+            ),
+            (
+                "txt-only.test.",
+                RData::TXT(TXT::new(vec!["v=spf1 -all".into()])),
+            ),
         ];
         for (owner, data) in records {
             zone.upsert_mut(Record::from_rdata(name(owner), 60, data), 1);
@@ -823,12 +908,10 @@ mod dns {
             s.local_addr().unwrap().port()
         };
         let resolver = Resolver::with_servers(&[SocketAddr::from(([127, 0, 0, 1], port))]).unwrap();
-        let result = tokio::time::timeout(
-            Duration::from_secs(60),
-            resolver.mx_targets("two-mx.test"),
-        )
-        .await
-        .expect("the resolver gives up by itself");
+        let result =
+            tokio::time::timeout(Duration::from_secs(60), resolver.mx_targets("two-mx.test"))
+                .await
+                .expect("the resolver gives up by itself");
         let err = result.unwrap_err();
         assert!(matches!(err, DnsError::Transient { .. }), "{err:?}");
         assert_eq!(err.reply().one_line(), "451 4.4.0 DNS query failed");

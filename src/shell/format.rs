@@ -539,9 +539,7 @@ pub fn table(objs: &[Obj], props: &[String]) -> String {
                 .map(|c| {
                     ps.iter()
                         .find(|(n, _)| n == c)
-                        .map(|(_, v)| {
-                            v.split('\n').map(str::trim).collect::<Vec<_>>().join("; ")
-                        })
+                        .map(|(_, v)| v.split('\n').map(str::trim).collect::<Vec<_>>().join("; "))
                         .unwrap_or_default()
                 })
                 .collect()
@@ -601,7 +599,10 @@ mod tests {
             (datetime!(2019-01-25 00:03:58 UTC), "1/25/2019 12:03:58 AM"),
             (datetime!(2019-12-05 12:00:00 UTC), "12/5/2019 12:00:00 PM"),
             (datetime!(2019-12-05 23:59:09 UTC), "12/5/2019 11:59:09 PM"),
-            (datetime!(2019-12-06 01:00:00 +02:00), "12/5/2019 11:00:00 PM"),
+            (
+                datetime!(2019-12-06 01:00:00 +02:00),
+                "12/5/2019 11:00:00 PM",
+            ),
         ];
         for (t, want) in cases {
             assert_eq!(datetime(t), want);

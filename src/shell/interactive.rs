@@ -130,5 +130,12 @@ mod tests {
         let line = "New-ReceiveConnector -Name x -Permis";
         assert_eq!(complete(line, line.len()).1, vec!["-PermissionGroups"]);
         assert!(complete("New-Mailbox -Passw", 18).1.is_empty());
+        assert_eq!(complete("retry-q", 7).1, vec!["Retry-Queue"]);
+        let line = "Get-Message 7 | Remove-Message -With";
+        assert_eq!(complete(line, line.len()).1, vec!["-WithNDR"]);
+        assert_eq!(
+            complete("Get-MessageT", 12).1,
+            vec!["Get-MessageTrackingLog"]
+        );
     }
 }

@@ -296,7 +296,11 @@ pub async fn run(
                 return Err(wrong_input(name));
             };
             let path = b.str("Path").unwrap_or_default();
-            if !whatif(b, text, format!("Writing message \"{identity}\" to \"{path}\"")) {
+            if !whatif(
+                b,
+                text,
+                format!("Writing message \"{identity}\" to \"{path}\""),
+            ) {
                 tokio::fs::write(&path, bytes).await?;
             }
             Ok(vec![])
@@ -447,12 +451,23 @@ mod tests {
             ("2019-01-25", datetime!(2019-01-25 00:00 UTC)),
             ("2019-01-25 10:05", datetime!(2019-01-25 10:05 UTC)),
             ("2019-01-25T10:05:07Z", datetime!(2019-01-25 10:05:07 UTC)),
-            ("2019-01-25T10:05:07+02:00", datetime!(2019-01-25 08:05:07 UTC)),
+            (
+                "2019-01-25T10:05:07+02:00",
+                datetime!(2019-01-25 08:05:07 UTC),
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(parse_datetime(text), Some(want), "{text}");
         }
-        for bad in ["", "yesterday", "13/1/2019", "1/25/19", "2019-02-30", "1/25/2019 13:00 PM", "1/25/2019 10"] {
+        for bad in [
+            "",
+            "yesterday",
+            "13/1/2019",
+            "1/25/19",
+            "2019-02-30",
+            "1/25/2019 13:00 PM",
+            "1/25/2019 10",
+        ] {
             assert_eq!(parse_datetime(bad), None, "{bad}");
         }
     }
@@ -460,7 +475,12 @@ mod tests {
     #[test]
     fn every_op_has_one_cmdlet() {
         for c in CMDLETS {
-            assert_eq!(CMDLETS.iter().filter(|x| x.op == c.op).count(), 1, "{}", c.name);
+            assert_eq!(
+                CMDLETS.iter().filter(|x| x.op == c.op).count(),
+                1,
+                "{}",
+                c.name
+            );
             assert!(find(&c.name.to_ascii_lowercase()).is_some());
         }
     }

@@ -88,10 +88,9 @@ pub fn new_cmdlet(o: &Obj) -> String {
             )
         }
         // Queues and messages are state, not configuration: nothing creates them from a line.
-        Obj::Queue(_)
-        | Obj::Message(_)
-        | Obj::ExportedMessage { .. }
-        | Obj::TrackingEntry(_) => String::new(),
+        Obj::Queue(_) | Obj::Message(_) | Obj::ExportedMessage { .. } | Obj::TrackingEntry(_) => {
+            String::new()
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub struct SinkOptions {
     pub auth: Option<String>,
     pub refuse: Vec<String>,
     pub tempfail: Vec<String>,
+    /// Seconds to wait before answering each DATA (a slow next hop).
+    pub delay: Option<f64>,
 }
 
 /// An aiosmtpd server saving what it accepts; killed on drop.
@@ -75,6 +77,9 @@ impl Sink {
         }
         for r in &self.opts.tempfail {
             cmd.arg("--tempfail").arg(r);
+        }
+        if let Some(d) = self.opts.delay {
+            cmd.arg("--delay").arg(d.to_string());
         }
         let mut child = cmd
             .stdout(Stdio::piped())

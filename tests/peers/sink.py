@@ -1,11 +1,12 @@
 """A real SMTP next hop for the tests: aiosmtpd, saving every message it accepts.
 
 Usage: sink.py HOST PORT OUTDIR [--tls CERT KEY] [--require-tls] [--auth USER:PASS]
-                                 [--refuse ADDR]... [--tempfail ADDR]...
+                                 [--refuse ADDR]... [--tempfail ADDR]... [--delay SECONDS]
 Each accepted message becomes OUTDIR/<n>.json with mail_from, rcpt_tos, the ESMTP options
 and the data. Prints READY once listening. Runs until killed.
 """
 import argparse
+import asyncio
 import json
 import os
 import ssl
@@ -24,6 +25,7 @@ args.add_argument("--require-tls", action="store_true")
 args.add_argument("--auth")
 args.add_argument("--refuse", action="append", default=[])
 args.add_argument("--tempfail", action="append", default=[])
+args.add_argument("--delay", type=float, default=0.0)
 opts = args.parse_args()
 os.makedirs(opts.out, exist_ok=True)
 
@@ -41,6 +43,8 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if opts.delay:
+            await asyncio.sleep(opts.delay)
         Sink.count += 1
         record = {
             "mail_from": envelope.mail_from,

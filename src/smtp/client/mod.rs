@@ -78,9 +78,7 @@ impl ClientError {
     pub fn reply(&self) -> Reply {
         match self {
             ClientError::Connect { .. } => Reply::new(421, "4.2.1", "Unable to connect"),
-            ClientError::ConnectTimeout { .. } => {
-                Reply::new(421, "4.4.1", "Connection timed out")
-            }
+            ClientError::ConnectTimeout { .. } => Reply::new(421, "4.4.1", "Connection timed out"),
             ClientError::Refused(r) | ClientError::ServiceUnavailable(r) => {
                 responded_with(r, "4.4.0", "5.4.0")
             }
@@ -102,11 +100,9 @@ impl ClientError {
             ClientError::Closed | ClientError::Io(_) => {
                 Reply::new(421, "4.4.2", "Connection dropped")
             }
-            ClientError::Response(_) | ClientError::Protocol(_) => Reply::new(
-                451,
-                "4.5.0",
-                "The remote server violated the SMTP protocol",
-            ),
+            ClientError::Response(_) | ClientError::Protocol(_) => {
+                Reply::new(451, "4.5.0", "The remote server violated the SMTP protocol")
+            }
             ClientError::Config(_) => {
                 Reply::new(451, "4.3.5", "Send connector configuration error")
             }

@@ -430,7 +430,10 @@ mod tests {
         assert!(mx_hosts("example", [].iter()).unwrap().is_empty());
 
         let many: Vec<RData> = (0..50).map(|i| mx(i, &format!("h{i}.example."))).collect();
-        assert_eq!(mx_hosts("example", many.iter()).unwrap().len(), MAX_MX_HOSTS);
+        assert_eq!(
+            mx_hosts("example", many.iter()).unwrap().len(),
+            MAX_MX_HOSTS
+        );
     }
 
     #[test]

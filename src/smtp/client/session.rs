@@ -224,13 +224,13 @@ impl Client {
 
 /// The name goes on the EHLO line verbatim.
 fn check_helo_name(name: &str) -> Result<(), ClientError> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && name.bytes().all(|b| b.is_ascii_graphic());
+    let ok = !name.is_empty() && name.len() <= 255 && name.bytes().all(|b| b.is_ascii_graphic());
     if ok {
         Ok(())
     } else {
-        Err(ClientError::Config(format!("{name:?} is not a valid EHLO name")))
+        Err(ClientError::Config(format!(
+            "{name:?} is not a valid EHLO name"
+        )))
     }
 }
 
@@ -420,6 +420,9 @@ mod tests {
             password: "s3cret".into(),
         };
         let shown = format!("{c:?}");
-        assert!(shown.contains("relay") && !shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("relay") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 }

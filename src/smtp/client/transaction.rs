@@ -5,14 +5,17 @@
 //! Reads untrusted input (replies) through `Conn`. Addresses and parameter values are checked
 //! before they are written so that nothing from a queued message can inject a command line.
 
+use super::ClientError;
 use super::conn::Conn;
 use super::session::{Extensions, OutboundEnvelope, OutboundRecipient};
-use super::ClientError;
 use crate::smtp::proto::{Reply, xtext_encode};
 
 /// The body is stuffed and written in pieces of this size, so a large message never needs a
 /// second full copy in memory.
 const BODY_CHUNK: usize = 64 * 1024;
+
+/// RCPT commands per pipelined write; see `envelope_pipelined`.
+const PIPELINE_GROUP: usize = 100;
 
 /// Runs one transaction; see `Client::send` for the contract.
 pub(super) async fn send(
@@ -183,30 +186,51 @@ struct EnvelopeReplies {
     data: Option<Reply>,
 }
 
-/// MAIL, every RCPT and DATA in one write, then the replies in order (RFC 2920 §3.1 allows DATA
-/// as the last command of a group).
+/// MAIL, the RCPTs and DATA written in groups, each group's replies read before the next one is
+/// written (RFC 2920 §3.1 allows DATA as the last command of a group). With thousands of
+/// recipients in one write, the server's unread replies could fill both sockets' buffers while we
+/// are still writing, and each side would wait for the other until the timeout.
 async fn envelope_pipelined(
     conn: &mut Conn,
     mail: &str,
     rcpts: &[String],
 ) -> Result<EnvelopeReplies, ClientError> {
-    let mut batch = String::with_capacity(mail.len() + rcpts.iter().map(String::len).sum::<usize>() + 6);
-    batch.push_str(mail);
-    for r in rcpts {
-        batch.push_str(r);
-    }
-    batch.push_str("DATA\r\n");
-    conn.write(batch.as_bytes()).await?;
-    let mail = conn.read_reply().await?;
+    let groups = rcpts.len().div_ceil(PIPELINE_GROUP).max(1);
+    let mut mail_reply = None;
     let mut rcpt_replies = Vec::with_capacity(rcpts.len());
-    for _ in rcpts {
-        rcpt_replies.push(conn.read_reply().await?);
+    let mut data = None;
+    for (g, group) in rcpts.chunks(PIPELINE_GROUP).enumerate() {
+        let first = g == 0;
+        let last = g + 1 == groups;
+        let mut batch = String::with_capacity(
+            mail.len() + group.iter().map(String::len).sum::<usize>() + "DATA\r\n".len(),
+        );
+        if first {
+            batch.push_str(mail);
+        }
+        for r in group {
+            batch.push_str(r);
+        }
+        if last {
+            batch.push_str("DATA\r\n");
+        }
+        conn.write(batch.as_bytes()).await?;
+        if first {
+            mail_reply = Some(conn.read_reply().await?);
+        }
+        for _ in group {
+            rcpt_replies.push(conn.read_reply().await?);
+        }
+        if last {
+            data = Some(conn.read_reply().await?);
+        }
     }
-    let data = conn.read_reply().await?;
+    let mail = mail_reply
+        .ok_or_else(|| ClientError::Protocol("a transaction without recipients".into()))?;
     Ok(EnvelopeReplies {
         mail,
         rcpts: rcpt_replies,
-        data: Some(data),
+        data,
     })
 }
 
@@ -413,7 +437,11 @@ mod tests {
     fn rcpt_parameters() {
         let cases = [
             (
-                rcpt("b@example", Some("success,failure"), Some("rfc822;B+x@example")),
+                rcpt(
+                    "b@example",
+                    Some("success,failure"),
+                    Some("rfc822;B+x@example"),
+                ),
                 true,
                 "RCPT TO:<b@example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;B+2Bx@example\r\n",
             ),
@@ -477,7 +505,11 @@ mod tests {
             size: 1,
             ..env
         };
-        assert!(code(&bad_from, &ext(false)).unwrap().starts_with("550 5.1.7 "));
+        assert!(
+            code(&bad_from, &ext(false))
+                .unwrap()
+                .starts_with("550 5.1.7 ")
+        );
     }
 
     #[test]
@@ -485,7 +517,13 @@ mod tests {
         for good in ["a@example", "\"a b\"@example", "ü@example"] {
             assert!(is_valid_address(good), "{good}");
         }
-        for bad in ["", "a@example>", "a@example\r\nRSET", "a\0@example", "<a@example"] {
+        for bad in [
+            "",
+            "a@example>",
+            "a@example\r\nRSET",
+            "a\0@example",
+            "<a@example",
+        ] {
             assert!(!is_valid_address(bad), "{bad:?}");
         }
     }

@@ -16,8 +16,8 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::logs::protocol::ProtocolLog;
-use crate::org::Org;
 use crate::logs::tracking::TrackingLog;
+use crate::org::Org;
 use crate::transport::queue::{QueueManager, Spool};
 
 /// Everything a session needs, shared by all of them.

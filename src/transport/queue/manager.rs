@@ -965,7 +965,10 @@ impl QueueManager {
     }
 
     /// One pass of the timers and the dispatcher.
-    async fn tick(&self) {
+    /// Starts delivery tasks where the caps allow; with `scan_timers`, first runs the timers over
+    /// every queued recipient (retry due, delay DSN, expiry). The scan is O(queued recipients),
+    /// so it runs every TICK, not on every outcome.
+    async fn tick(&self, scan_timers: bool) {
         let now = OffsetDateTime::now_utc();
         let org = self.inner.org.borrow().clone();
         let mut expired: Vec<(Uuid, Vec<(i32, Outcome)>)> = Vec::new();
@@ -975,7 +978,7 @@ impl QueueManager {
         {
             let mut st = self.state();
             let st = &mut *st;
-            for (id, m) in st.messages.iter_mut() {
+            for (id, m) in st.messages.iter_mut().filter(|_| scan_timers) {
                 let mut exp = Vec::new();
                 let mut del = Vec::new();
                 let mut until = now;
@@ -1328,12 +1331,17 @@ async fn submitter(qm: QueueManager, mut rx: mpsc::UnboundedReceiver<Submission>
 }
 
 async fn scheduler(qm: QueueManager) {
+    let mut last_scan = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = qm.inner.wake.notified() => {}
             _ = tokio::time::sleep(TICK) => {}
         }
-        qm.tick().await;
+        let scan = last_scan.elapsed() >= TICK;
+        if scan {
+            last_scan = tokio::time::Instant::now();
+        }
+        qm.tick(scan).await;
     }
 }
 

@@ -6,6 +6,6 @@ pub mod spool;
 pub mod store;
 pub mod writer;
 
-pub use spool::Spool;
 pub use manager::{QueueManager, Submitted};
+pub use spool::Spool;
 pub use store::{AcceptError, Disposition, Envelope, EnvelopeRecipient, accept};

@@ -93,11 +93,7 @@ impl QueueName {
     fn parse(s: &str) -> Option<QueueName> {
         let s = s.trim();
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            return s
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(QueueName::Delivery);
+            return s.parse().ok().filter(|n| *n > 0).map(QueueName::Delivery);
         }
         [
             QueueName::Submission,
@@ -372,9 +368,9 @@ async fn queue_row(
         }
         QueueName::Unreachable => {
             sqlx::query_as::<_, QueueRow>(&format!(
-                "{QUEUE_SELECT} WHERE q.delivery_type = 'Unreachable' AND lower(q.server) = lower($1)
+            "{QUEUE_SELECT} WHERE q.delivery_type = 'Unreachable' AND lower(q.server) = lower($1)
                  ORDER BY q.id LIMIT 1"
-            ))
+        ))
             .bind(&id.server)
             .fetch_optional(&mut *conn)
             .await?
@@ -527,6 +523,18 @@ struct EntryRow {
     connector_id: Option<Uuid>,
 }
 
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    message_id: Uuid,
+    /// The recipient's ordinal in message_recipient.
+    ordinal: i32,
+    attempted_at: OffsetDateTime,
+    next_hop: Option<String>,
+    remote_ip: Option<String>,
+    reply: String,
+    tls_version: Option<String>,
+}
+
 /// Which recipients an entry query selects, beyond "not final".
 enum Scope {
     Server(String),
@@ -552,7 +560,11 @@ async fn entries(
             Some(s.as_str()),
             None,
         ),
-        Scope::Poison(s) => ("lower(m.server) = lower($1) AND m.poison", Some(s.as_str()), None),
+        Scope::Poison(s) => (
+            "lower(m.server) = lower($1) AND m.poison",
+            Some(s.as_str()),
+            None,
+        ),
         Scope::Message(s, id) => (
             "lower(m.server) = lower($1) AND m.internal_id = $2",
             Some(s.as_str()),
@@ -583,31 +595,23 @@ async fn entries(
     let mut org = None;
     if details {
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let history: Vec<(
-            Uuid,
-            i32,
-            OffsetDateTime,
-            Option<String>,
-            Option<String>,
-            String,
-            Option<String>,
-        )> = sqlx::query_as(
+        let history: Vec<AttemptRow> = sqlx::query_as(
             "SELECT message_id, ordinal, attempted_at, next_hop, remote_ip, reply, tls_version
                FROM delivery_attempt WHERE message_id = ANY($1) ORDER BY attempted_at, id",
         )
         .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
-        for (message, ordinal, time, next_hop, remote_ip, reply, tls_version) in history {
+        for a in history {
             attempts
-                .entry((message, ordinal))
+                .entry((a.message_id, a.ordinal))
                 .or_default()
                 .push(AttemptInfo {
-                    time,
-                    next_hop,
-                    remote_ip,
-                    reply,
-                    tls_version,
+                    time: a.attempted_at,
+                    next_hop: a.next_hop,
+                    remote_ip: a.remote_ip,
+                    reply: a.reply,
+                    tls_version: a.tls_version,
                 });
         }
         org = Some((
@@ -701,7 +705,12 @@ fn summarise(e: &mut MessageInfo) {
     {
         e.status = MessageStatus::Retry;
     }
-    e.retry_count = e.recipients.iter().map(|r| r.retry_count).max().unwrap_or(0);
+    e.retry_count = e
+        .recipients
+        .iter()
+        .map(|r| r.retry_count)
+        .max()
+        .unwrap_or(0);
     e.last_error = e
         .recipients
         .iter()
@@ -730,7 +739,9 @@ fn expiration(
             let address = r.route_address.as_deref().unwrap_or(&r.address);
             let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
             match server {
-                Some(s) => effective_timeouts(s, domains, connector, domain).message_expiration_timeout,
+                Some(s) => {
+                    effective_timeouts(s, domains, connector, domain).message_expiration_timeout
+                }
                 // The schema's default, for a message whose server row is gone.
                 None => std::time::Duration::from_secs(172_800),
             }
@@ -855,13 +866,15 @@ pub async fn suspend_queue<'c>(
         // Unreachable has no row until the manager first needs one; the suspension must
         // outlive that, so the row is made here with the key the manager uses.
         None => {
+            // The manager keys rows by the server's name exactly as transport_server spells it.
+            let name = resolve_server(&mut tx, &id.server).await?;
             sqlx::query(
                 "INSERT INTO delivery_queue (server, delivery_type, next_hop_domain, suspended)
                  VALUES ($1, 'Unreachable', 'Unreachable Domain', true)
                  ON CONFLICT (server, delivery_type, next_hop_domain, connector_id)
                  DO UPDATE SET suspended = true",
             )
-            .bind(&id.server)
+            .bind(&name)
             .execute(&mut *tx)
             .await?;
         }
@@ -1104,10 +1117,13 @@ mod tests {
         ];
         for (text, server, queue) in ok {
             let id = QueueIdentity::parse(text, "hub1").unwrap();
-            assert_eq!(id, QueueIdentity {
-                server: server.into(),
-                queue
-            });
+            assert_eq!(
+                id,
+                QueueIdentity {
+                    server: server.into(),
+                    queue
+                }
+            );
         }
         assert_eq!(
             QueueIdentity::parse("unreachable", "HUB1")
@@ -1115,7 +1131,16 @@ mod tests {
                 .to_string(),
             "HUB1\\Unreachable"
         );
-        for bad in ["", "HUB1\\", "\\3", "HUB1\\0", "HUB1\\-3", "HUB1\\Shadow", "a\\b\\c", "x y\\3"] {
+        for bad in [
+            "",
+            "HUB1\\",
+            "\\3",
+            "HUB1\\0",
+            "HUB1\\-3",
+            "HUB1\\Shadow",
+            "a\\b\\c",
+            "x y\\3",
+        ] {
             let e = QueueIdentity::parse(bad, "HUB1").unwrap_err();
             assert!(matches!(e, QueueError::BadQueueIdentity(_)), "{bad}");
         }
@@ -1138,7 +1163,15 @@ mod tests {
                 shown
             );
         }
-        for bad in ["", "x", "HUB1\\3\\", "HUB1\\3\\x", "HUB1\\Nope\\3", "a\\b\\c\\4", "HUB1\\3\\-1"] {
+        for bad in [
+            "",
+            "x",
+            "HUB1\\3\\",
+            "HUB1\\3\\x",
+            "HUB1\\Nope\\3",
+            "a\\b\\c\\4",
+            "HUB1\\3\\-1",
+        ] {
             let e = MessageIdentity::parse(bad, "HUB1").unwrap_err();
             assert!(matches!(e, QueueError::BadMessageIdentity(_)), "{bad}");
         }
