@@ -3,93 +3,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
+use common::mail::*;
 use common::peers::{Sink, SinkOptions};
 use common::*;
 use hubgate::shell::Shell;
-
-/// The sender every test uses: a mailbox here, so NDRs and delay DSNs land in a Maildir.
-const SENDER: &str = "sender@contoso.test";
-
-async fn configure(setup: &Setup, lines: &[&str]) {
-    let mut shell = Shell::new(setup.pool.clone(), FQDN);
-    for l in lines {
-        shell
-            .run_line(l)
-            .await
-            .unwrap_or_else(|e| panic!("{l}: {e}"));
-    }
-}
-
-/// A fresh gateway whose anonymous senders may relay (as on a partner-facing gateway), with a
-/// mailbox for the test sender.
-async fn setup() -> Setup {
-    let s = Setup::new().await;
-    configure(
-        &s,
-        &[
-            "Get-ReceiveConnector 'Default HUB1' | Add-ADPermission -User 'NT AUTHORITY\\ANONYMOUS LOGON' -ExtendedRights ms-Exch-SMTP-Accept-Any-Recipient",
-            "New-Mailbox -Name Sender -PrimarySmtpAddress sender@contoso.test",
-        ],
-    )
-    .await;
-    s
-}
-
-fn addr(ip: &str, port: u16) -> SocketAddr {
-    format!("{ip}:{port}").parse().unwrap()
-}
-
-/// Sends one message with swaks; panics unless it was accepted.
-fn send(gw: &Gateway, to: &[&str], subject: &str) {
-    let server = gw.smtp().to_string();
-    let to = to.join(",");
-    let (ok, out) = swaks(&[
-        "--server",
-        &server,
-        "--from",
-        SENDER,
-        "--to",
-        &to,
-        "--header",
-        &format!("Subject: {subject}"),
-        "--body",
-        "hello from the route tests",
-    ]);
-    assert!(ok, "swaks failed: {out}");
-}
-
-/// Waits up to `secs` seconds for `f` (polled every 100 ms).
-async fn within<F, Fut>(secs: u64, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..secs * 10 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {secs} s waiting for: {what}");
-}
-
-/// Every message in a local mailbox's Maildir (new/), as text.
-fn mailbox(data_dir: &Path, address: &str) -> Vec<String> {
-    let dir: PathBuf = data_dir.join("mailboxes").join(address).join("new");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    files
-        .iter()
-        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
-        .collect()
-}
 
 async fn queue_error(gw: &Gateway, next_hop: &str) -> Option<(String, Option<String>)> {
     sqlx::query_as::<_, (String, Option<String>)>(
@@ -279,6 +196,15 @@ async fn backup_mx_holds_mail_sends_delay_dsn_then_delivers() {
         },
     )
     .await;
+    // What the administrator sees: the queue in Retry, and why.
+    let mut shell = Shell::new(gw.pool().clone(), FQDN);
+    let queue = shell.run_line("Get-Queue | Format-List").await.unwrap();
+    assert!(queue.contains("127.0.0.35"), "{queue}");
+    assert!(queue.contains("Retry"), "{queue}");
+    assert!(queue.contains("421 4.2.1 Unable to connect"), "{queue}");
+    let msg = shell.run_line("Get-Message | Format-List").await.unwrap();
+    assert!(msg.contains("while you were down"), "{msg}");
+    assert!(msg.contains("421 4.2.1 Unable to connect"), "{msg}");
     let dir = gw.data_dir();
     within(20, "the delay DSN", || async {
         mailbox(&dir, SENDER)

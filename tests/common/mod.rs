@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod mail;
 pub mod peers;
 
 use std::io::{BufRead, BufReader};

@@ -18,6 +18,11 @@ pub struct Received {
     pub tls: bool,
     pub auth: Option<String>,
     pub data: String,
+    /// The client's (ip, port): one port per connection.
+    pub peer: (String, u16),
+    /// When DATA began and ended at the sink (seconds since the epoch).
+    pub started: f64,
+    pub ended: f64,
 }
 
 /// Options for a sink.
@@ -128,6 +133,19 @@ impl Sink {
             .iter()
             .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
             .collect()
+    }
+
+    /// The most DATA phases that overlapped in time: a floor on concurrent connections.
+    pub fn max_overlap(&self) -> usize {
+        let got = self.received();
+        got.iter()
+            .map(|a| {
+                got.iter()
+                    .filter(|b| b.started <= a.started && a.started < b.ended)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Every recipient this sink accepted, over all messages.

@@ -43,6 +43,7 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        started = time.time()
         if opts.delay:
             await asyncio.sleep(opts.delay)
         Sink.count += 1
@@ -54,6 +55,9 @@ class Sink:
             "tls": session.ssl is not None,
             "auth": session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None,
             "data": envelope.content.decode("utf-8", "replace"),
+            "peer": list(session.peer)[:2],
+            "started": started,
+            "ended": time.time(),
         }
         tmp = os.path.join(opts.out, f".{Sink.count}.tmp")
         with open(tmp, "w") as f:

@@ -697,7 +697,15 @@ impl QueueManager {
 
     /// Files a submitted message's recipients into queues (categorizer + routing).
     async fn categorize(&self, items: Vec<Submission>) {
-        let org = self.inner.org.borrow().clone();
+        let mut org = self.inner.org.borrow().clone();
+        // A resubmit usually follows a configuration change (a new connector) whose NOTIFY may
+        // not have been applied yet: route it with the configuration as it is now.
+        if items.iter().any(|i| matches!(i, Submission::Reroute(_))) {
+            match Org::load(&self.inner.pool, &self.inner.server).await {
+                Ok(fresh) => org = Arc::new(fresh),
+                Err(e) => tracing::warn!("reloading the configuration for a resubmit: {e}"),
+            }
+        }
         let table = RoutingTable::build(&org.send_connectors, &org.server.name, &org.server.fqdn);
         let mut failures: Vec<(Uuid, Vec<(i32, Reply)>)> = Vec::new();
         for item in items {
@@ -841,8 +849,18 @@ impl QueueManager {
                 r.queue = Some(queue_id);
                 r.route_address = forwarded.clone();
                 r.timeouts = Some(timeouts);
+                let mut held = None;
                 if let Some(q) = st.queues.get_mut(&queue_id) {
                     q.push(id);
+                    // Joining a queue that waits for its next retry: the recipient waits too, and
+                    // the queue viewer says why.
+                    if let (Some(next), Some(err)) = (q.next_retry, &q.last_error)
+                        && r.retry_count == 0
+                    {
+                        r.last_error = Some(err.clone());
+                        r.next_retry = Some(next);
+                        held = Some(recipient_row(id, r, "Retry", OffsetDateTime::now_utc()));
+                    }
                 }
                 let _ = self.inner.writes.send(Write::Routed(RoutedRow {
                     message: id,
@@ -850,6 +868,9 @@ impl QueueManager {
                     queue_id: Some(queue_id),
                     route_address: forwarded,
                 }));
+                if let Some(row) = held {
+                    let _ = self.inner.writes.send(Write::Recipient(row));
+                }
             }
             if !failed.is_empty() {
                 failures.push((id, failed));

@@ -1,0 +1,90 @@
+//! Mail-flow helpers shared by the delivery tests: configure through the shell, send with swaks,
+//! wait, read local Maildirs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hubgate::shell::Shell;
+
+use super::*;
+
+/// The sender every test uses: a mailbox here, so NDRs and delay DSNs land in a Maildir.
+pub const SENDER: &str = "sender@contoso.test";
+
+pub async fn configure(setup: &Setup, lines: &[&str]) {
+    let mut shell = Shell::new(setup.pool.clone(), FQDN);
+    for l in lines {
+        shell
+            .run_line(l)
+            .await
+            .unwrap_or_else(|e| panic!("{l}: {e}"));
+    }
+}
+
+/// A fresh gateway whose anonymous senders may relay (as on a partner-facing gateway), with a
+/// mailbox for the test sender.
+pub async fn setup() -> Setup {
+    let s = Setup::new().await;
+    configure(
+        &s,
+        &[
+            "Get-ReceiveConnector 'Default HUB1' | Add-ADPermission -User 'NT AUTHORITY\\ANONYMOUS LOGON' -ExtendedRights ms-Exch-SMTP-Accept-Any-Recipient",
+            "New-Mailbox -Name Sender -PrimarySmtpAddress sender@contoso.test",
+        ],
+    )
+    .await;
+    s
+}
+
+pub fn addr(ip: &str, port: u16) -> SocketAddr {
+    format!("{ip}:{port}").parse().unwrap()
+}
+
+/// Sends one message with swaks; panics unless it was accepted.
+pub fn send(gw: &Gateway, to: &[&str], subject: &str) {
+    let server = gw.smtp().to_string();
+    let to = to.join(",");
+    let (ok, out) = swaks(&[
+        "--server",
+        &server,
+        "--from",
+        SENDER,
+        "--to",
+        &to,
+        "--header",
+        &format!("Subject: {subject}"),
+        "--body",
+        "hello from the route tests",
+    ]);
+    assert!(ok, "swaks failed: {out}");
+}
+
+/// Waits up to `secs` seconds for `f` (polled every 100 ms).
+pub async fn within<F, Fut>(secs: u64, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..secs * 10 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {secs} s waiting for: {what}");
+}
+
+/// Every message in a local mailbox's Maildir (new/), as text.
+pub fn mailbox(data_dir: &Path, address: &str) -> Vec<String> {
+    let dir: PathBuf = data_dir.join("mailboxes").join(address).join("new");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+        .collect()
+}
