@@ -50,6 +50,7 @@ pub struct Submitted {
     pub internet_message_id: Option<String>,
     pub source_ip: Option<IpAddr>,
     pub suspended: bool,
+    pub crash_count: i32,
     pub recipients: Vec<SubmittedRecipient>,
 }
 
@@ -83,6 +84,7 @@ impl Submitted {
             internet_message_id: env.internet_message_id.clone(),
             source_ip: Some(env.source_ip),
             suspended: false,
+            crash_count: 0,
             recipients: env
                 .recipients
                 .iter()
@@ -127,8 +129,10 @@ pub struct Attempt {
     pub tls_version: Option<String>,
 }
 
-/// One message's recipients handed to a delivery task.
-#[derive(Clone, Debug)]
+/// One message's recipients handed to a delivery task. Dropping it without `finish` (a panic
+/// in the delivery code, a cancelled task) gives its recipients back; a panic also counts as a
+/// crash towards PoisonThreshold.
+#[derive(Debug)]
 pub struct Job {
     pub message: Uuid,
     pub internal_id: i64,
@@ -141,6 +145,48 @@ pub struct Job {
     pub subject: Option<String>,
     pub internet_message_id: Option<String>,
     pub recipients: Vec<JobRecipient>,
+    guard: JobGuard,
+}
+
+struct JobGuard {
+    qm: Option<QueueManager>,
+    finished: std::sync::atomic::AtomicBool,
+}
+
+impl JobGuard {
+    fn new(qm: &QueueManager) -> JobGuard {
+        JobGuard {
+            qm: Some(qm.clone()),
+            finished: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn disarm(&self) {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for JobGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobGuard")
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if self
+            .guard
+            .finished
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        if let Some(qm) = self.guard.qm.take() {
+            let ordinals: Vec<i32> = self.recipients.iter().map(|r| r.ordinal).collect();
+            qm.abandoned(self.message, &ordinals, std::thread::panicking());
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -183,6 +229,8 @@ struct Rcpt {
 struct Msg {
     meta: Submitted,
     suspended: bool,
+    /// Delivery panics so far (message.crash_count).
+    crashes: i32,
     rcpts: Vec<Rcpt>,
 }
 
@@ -368,6 +416,7 @@ impl QueueManager {
                 subject: meta.subject.clone(),
                 internet_message_id: meta.internet_message_id.clone(),
                 recipients,
+                guard: JobGuard::new(self),
             });
         }
         None
@@ -385,6 +434,9 @@ impl QueueManager {
         let now = OffsetDateTime::now_utc();
         let org = self.inner.org.borrow().clone();
         let text = reply.one_line();
+        for job in &jobs {
+            job.guard.disarm();
+        }
         let mut writes = Vec::new();
         {
             let mut st = self.state();
@@ -437,6 +489,52 @@ impl QueueManager {
         for w in writes {
             self.write(w);
         }
+    }
+
+    /// A job was dropped unfinished. After a panic in its delivery the message counts a crash,
+    /// and at PoisonThreshold crashes it goes to the Poison queue (permanently suspended until an
+    /// administrator releases it); otherwise its recipients are ready again.
+    fn abandoned(&self, message: Uuid, ordinals: &[i32], panicked: bool) {
+        let org = self.inner.org.borrow().clone();
+        let mut write = None;
+        {
+            let mut st = self.state();
+            let st = &mut *st;
+            let Some(m) = st.messages.get_mut(&message) else {
+                return;
+            };
+            if panicked {
+                m.crashes += 1;
+                let poison = org.server.poison_message_detection_enabled
+                    && m.crashes >= org.server.poison_threshold;
+                write = Some(Write::Crashed {
+                    message,
+                    crash_count: m.crashes,
+                    poison,
+                });
+                if poison {
+                    tracing::error!(
+                        "message {message} crashed delivery {} times: moved to the Poison queue",
+                        m.crashes
+                    );
+                    st.messages.remove(&message);
+                }
+            }
+            if let Some(m) = st.messages.get_mut(&message) {
+                for r in m.rcpts.iter_mut() {
+                    if r.state == RState::InFlight && ordinals.contains(&r.ordinal) {
+                        r.state = RState::Ready;
+                        if let Some(q) = r.queue.and_then(|q| st.queues.get_mut(&q)) {
+                            q.push(message);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(w) = write {
+            self.write(w);
+        }
+        self.inner.wake.notify_one();
     }
 
     /// A delivery task reached the next hop: the queue's failure count starts again.
@@ -565,6 +663,7 @@ impl QueueManager {
                 directionality: None,
             });
         }
+        job.guard.disarm();
         self.inner.wake.notify_one();
     }
 
@@ -741,11 +840,13 @@ impl QueueManager {
                         .map(|r| (r.ordinal, r.address.clone()))
                         .collect();
                     let suspended = m.suspended;
+                    let crashes = m.crash_count;
                     self.state().messages.insert(
                         id,
                         Msg {
                             meta: m,
                             suspended,
+                            crashes,
                             rcpts,
                         },
                     );
@@ -911,6 +1012,7 @@ impl QueueManager {
                 subject: meta.subject.clone(),
                 internet_message_id: meta.internet_message_id.clone(),
                 recipients: Vec::new(),
+                guard: JobGuard::new(self),
             }
         };
         self.finish(&job, results, &Attempt::default()).await;
@@ -1105,10 +1207,18 @@ impl QueueManager {
         for (queue_id, route, kind) in spawn {
             let qm = self.clone();
             tokio::spawn(async move {
-                if kind == DeliveryType::MapiDelivery {
-                    crate::transport::delivery::local::run(&qm, queue_id).await;
-                } else if let Some(route) = route {
-                    crate::transport::delivery::smtp::run(&qm, queue_id, route).await;
+                // The delivery runs in a task of its own so that a panic in it still ends with
+                // worker_done (the Job's guard has already given its recipients back).
+                let worker = qm.clone();
+                let run = tokio::spawn(async move {
+                    if kind == DeliveryType::MapiDelivery {
+                        crate::transport::delivery::local::run(&worker, queue_id).await;
+                    } else if let Some(route) = route {
+                        crate::transport::delivery::smtp::run(&worker, queue_id, route).await;
+                    }
+                });
+                if let Err(e) = run.await {
+                    tracing::error!("a delivery task of queue {queue_id} failed: {e}");
                 }
                 qm.worker_done(queue_id);
             });
@@ -1406,10 +1516,11 @@ async fn load_pending(pool: &PgPool, server: &str) -> Result<Vec<Submitted>, sql
         Option<String>,
         String,
         bool,
+        i32,
     );
     let rows: Vec<MRow> = sqlx::query_as(
         "SELECT id, internal_id, from_address, size, received_at, env_id, ret, body_type, smtp_utf8,
-                subject, internet_message_id, source_ip, suspended
+                subject, internet_message_id, source_ip, suspended, crash_count
          FROM message m WHERE server = $1 AND NOT poison
            AND EXISTS (SELECT 1 FROM message_recipient r WHERE r.message_id = m.id AND r.status IN ('Ready', 'Retry'))
          ORDER BY received_at",
@@ -1482,6 +1593,7 @@ async fn load_pending(pool: &PgPool, server: &str) -> Result<Vec<Submitted>, sql
                 mid,
                 ip,
                 suspended,
+                crash_count,
             )| {
                 Submitted {
                     id,
@@ -1497,6 +1609,7 @@ async fn load_pending(pool: &PgPool, server: &str) -> Result<Vec<Submitted>, sql
                     internet_message_id: mid,
                     source_ip: ip.parse().ok(),
                     suspended,
+                    crash_count,
                     recipients: by_message.remove(&id).unwrap_or_default(),
                 }
             },

@@ -93,6 +93,12 @@ pub enum Write {
     Queue(QueueRow),
     /// Every recipient is final: the message and its body go.
     Delete(Uuid),
+    /// A delivery panicked on this message; at PoisonThreshold it is marked poison.
+    Crashed {
+        message: Uuid,
+        crash_count: i32,
+        poison: bool,
+    },
     ReadAdmin(oneshot::Sender<AdminState>),
 }
 
@@ -103,6 +109,7 @@ struct Batch {
     attempts: Vec<AttemptRow>,
     queues: Vec<QueueRow>,
     deletes: Vec<Uuid>,
+    crashes: Vec<(Uuid, i32, bool)>,
     admin: Vec<oneshot::Sender<AdminState>>,
 }
 
@@ -114,6 +121,11 @@ impl Batch {
             Write::Attempt(a) => self.attempts.push(a),
             Write::Queue(q) => self.queues.push(q),
             Write::Delete(id) => self.deletes.push(id),
+            Write::Crashed {
+                message,
+                crash_count,
+                poison,
+            } => self.crashes.push((message, crash_count, poison)),
             Write::ReadAdmin(tx) => self.admin.push(tx),
         }
     }
@@ -123,7 +135,8 @@ impl Batch {
             && self.recipients.is_empty()
             && self.attempts.is_empty()
             && self.queues.is_empty()
-            && self.deletes.is_empty())
+            && self.deletes.is_empty()
+            && self.crashes.is_empty())
     }
 }
 
@@ -263,6 +276,14 @@ async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
         .bind(q.next_retry)
         .execute(&mut *tx)
         .await?;
+    }
+    for (id, count, poison) in &b.crashes {
+        sqlx::query("UPDATE message SET crash_count = $2, poison = $3 WHERE id = $1")
+            .bind(id)
+            .bind(count)
+            .bind(poison)
+            .execute(&mut *tx)
+            .await?;
     }
     if !b.deletes.is_empty() {
         sqlx::query("DELETE FROM message WHERE id = ANY($1)")
