@@ -46,7 +46,7 @@ async fn a_message_that_panics_delivery_twice_is_poison() {
             data_dir: s.data_dir.path().to_path_buf(),
         },
         TrackingLog::disabled(),
-        None,
+        Some(s.db_url.clone()),
     )
     .await
     .unwrap();
@@ -129,4 +129,20 @@ async fn a_message_that_panics_delivery_twice_is_poison() {
         .find(|l| l.contains("HUB1\\Poison"))
         .unwrap_or_else(|| panic!("{queues}"));
     assert!(line.contains(" 1 "), "{queues}");
+
+    // Resume-Message releases it: the running manager loads it again and it is deliverable.
+    shell
+        .run_line(&format!("Resume-Message HUB1\\Poison\\{internal_id}"))
+        .await
+        .unwrap();
+    let mut again = None;
+    for _ in 0..100 {
+        if let Some(job) = qm.take_job(q) {
+            again = Some(job);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let job = again.expect("the released message is back in its queue");
+    assert_eq!(job.message, env.id);
 }

@@ -4,15 +4,16 @@
 //! Every peer listens on 127.0.0.1 with a port the OS picks; every wait is bounded.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
+use hubgate::logs::protocol::{LogKind, ProtocolLog};
 use hubgate::smtp::client::{
     Client, ClientConfig, ClientError, Credentials, DnsError, OutboundEnvelope, OutboundRecipient,
-    Resolver, Target, TlsPolicy,
+    Resolver, SendLog, Target, TlsPolicy,
 };
 use rustls::RootCertStore;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -97,6 +98,7 @@ def main():
     p.add_argument("--key")
     p.add_argument("--require-starttls", action="store_true")
     p.add_argument("--auth")
+    p.add_argument("--auth-login-only", action="store_true")
     args = p.parse_args()
 
     async def serve():
@@ -118,6 +120,8 @@ def main():
                 # handled=False: without it aiosmtpd sends no reply to a failure.
                 return AuthResult(success=ok, handled=False)
             kwargs.update(authenticator=authenticator, auth_require_tls=bool(args.cert))
+            if args.auth_login_only:
+                kwargs.update(auth_exclude_mechanism=["PLAIN"])
         server = await loop.create_server(lambda: Peer(handler, **kwargs), args.host, 0)
         emit("READY", server.sockets[0].getsockname()[1])
         # The test holds our stdin: when it goes away, so do we.
@@ -141,6 +145,8 @@ struct PeerOpts {
     tls: Option<(PathBuf, PathBuf)>,
     require_starttls: bool,
     auth: Option<(&'static str, &'static str)>,
+    /// Offer AUTH LOGIN only, where the password travels as a line of its own.
+    auth_login_only: bool,
 }
 
 struct Peer {
@@ -162,6 +168,7 @@ impl Peer {
             (opts.dsn, "--dsn"),
             (opts.no_smtputf8, "--no-smtputf8"),
             (opts.require_starttls, "--require-starttls"),
+            (opts.auth_login_only, "--auth-login-only"),
         ];
         for (on, flag) in flags {
             if on {
@@ -241,6 +248,7 @@ fn config(tls: TlsPolicy) -> ClientConfig {
         timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),
         trust: Arc::new(RootCertStore::empty()),
+        log: None,
     }
 }
 
@@ -264,6 +272,7 @@ fn envelope<'a>(from: &'a str, recipients: &'a [OutboundRecipient]) -> OutboundE
         smtp_utf8: false,
         env_id: None,
         ret: None,
+        log_id: None,
     }
 }
 
@@ -717,6 +726,225 @@ async fn auth_plain_after_starttls() {
     assert_eq!(reply.code, 535);
     assert!(err.is_permanent(), "a 535 is final for this host");
     assert_eq!(peer.wait_events("AUTH", 2).await[1][3], "fail");
+}
+
+fn send_log_files(data_dir: &Path) -> Vec<PathBuf> {
+    let dir = data_dir.join("logs/ProtocolLog/SmtpSend");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+}
+
+/// One RFC 4180 row: the log quotes fields that hold commas or quotes.
+fn csv_row(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                fields.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(String::new()),
+            (c, _) => fields.last_mut().unwrap().push(c),
+        }
+    }
+    fields
+}
+
+#[tokio::test]
+async fn verbose_send_protocol_log_records_the_session_but_no_secrets() {
+    const PASSWORD: &str = "Corr3ct-Horse";
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let pki = Pki::new();
+    for login_only in [false, true] {
+        let peer = Peer::start(PeerOpts {
+            pipelining: !login_only,
+            tls: Some(pki.leaf("smarthost.test")),
+            auth: Some(("relay", PASSWORD)),
+            auth_login_only: login_only,
+            ..Default::default()
+        })
+        .await;
+        let data_dir = tempfile::tempdir().unwrap();
+        let cfg = ClientConfig {
+            auth: Some(Credentials {
+                username: "relay".into(),
+                password: PASSWORD.into(),
+            }),
+            log: Some(SendLog::new(
+                ProtocolLog::new(data_dir.path(), LogKind::Send),
+                "Internet Mail",
+            )),
+            ..config(TlsPolicy::Opportunistic)
+        };
+        let mut client = Client::connect(peer.addr, "smarthost.test", &cfg)
+            .await
+            .unwrap();
+        let to = rcpts(&["ok@fabrikam.test", "reject@fabrikam.test"]);
+        let env = OutboundEnvelope {
+            log_id: Some("msg-1"),
+            ..envelope("a@contoso.test", &to)
+        };
+        let replies = client.send(&env, MESSAGE).await.unwrap();
+        assert_eq!(codes(&replies), [250, 550]);
+        client.quit().await;
+        let mechanism = if login_only { "LOGIN" } else { "PLAIN" };
+        assert_eq!(
+            peer.wait_events("AUTH", 1).await[0][1..],
+            [mechanism, "relay", "ok"]
+        );
+
+        let files = send_log_files(data_dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
+        let digits = name
+            .strip_prefix("SEND")
+            .and_then(|n| n.strip_suffix("-1.LOG"))
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(
+            digits.len() == 8 && digits.bytes().all(|b| b.is_ascii_digit()),
+            "{name}"
+        );
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(
+            text.starts_with("#Software: Microsoft Exchange Server\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\n#Log-type: SMTP Send Protocol Log\r\n"));
+        assert!(text.contains(
+            "\r\n#Fields: date-time,connector-id,session-id,sequence-number,\
+             local-endpoint,remote-endpoint,event,data,context\r\n"
+        ));
+
+        for secret in [
+            PASSWORD.to_string(),
+            b64(PASSWORD),
+            b64(&format!("\0relay\0{PASSWORD}")),
+        ] {
+            assert!(!text.contains(&secret), "{secret} is in the log:\n{text}");
+        }
+        for content in ["Subject: test", "leading dot", "last"] {
+            assert!(
+                !text.contains(content),
+                "message content in the log:\n{text}"
+            );
+        }
+
+        let rows: Vec<Vec<String>> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(csv_row)
+            .collect();
+        let session = rows[0][2].clone();
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row.len(), 9, "{row:?}");
+            assert_eq!(row[1], "Internet Mail", "{row:?}");
+            assert_eq!(row[2], session, "one session: {row:?}");
+            assert_eq!(row[3], i.to_string(), "{row:?}");
+            let local: SocketAddr = row[4].parse().unwrap();
+            assert_eq!(local.ip(), peer.addr.ip());
+            assert_eq!(row[5], peer.addr.to_string());
+        }
+        assert!(
+            session.len() == 16 && session.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{session}"
+        );
+        let events = |e: &str| -> Vec<(String, String)> {
+            rows.iter()
+                .filter(|r| r[6] == e)
+                .map(|r| (r[7].clone(), r[8].clone()))
+                .collect()
+        };
+        assert_eq!(rows[0][6..], ["+", "", ""]);
+        assert_eq!(rows.last().unwrap()[6..], ["-", "", "Local"]);
+
+        let sent: Vec<String> = events(">").into_iter().map(|(d, _)| d).collect();
+        let mut want = vec![
+            "EHLO hub1.contoso.test",
+            "STARTTLS",
+            "EHLO hub1.contoso.test",
+        ];
+        if login_only {
+            want.extend([
+                "AUTH LOGIN",
+                "<authentication response>",
+                "<authentication response>",
+            ]);
+        } else {
+            want.push("AUTH PLAIN");
+        }
+        let mail = format!("MAIL FROM:<a@contoso.test> SIZE={}", MESSAGE.len());
+        want.extend([
+            mail.as_str(),
+            "RCPT TO:<ok@fabrikam.test>",
+            "RCPT TO:<reject@fabrikam.test>",
+            "DATA",
+            "QUIT",
+        ]);
+        assert_eq!(sent, want, "{text}");
+
+        let received: Vec<String> = events("<").into_iter().map(|(d, _)| d).collect();
+        assert!(received[0].starts_with("220 "), "{received:?}");
+        // The EHLO answer is one line, its continuation lines joined without their codes.
+        assert!(
+            received
+                .iter()
+                .any(|r| r.starts_with("250-peer.test ") && r.contains(" SIZE 33554432 ")),
+            "{received:?}"
+        );
+        for reply in [
+            "235 2.7.0 Authentication successful",
+            "250 2.1.0 Sender OK",
+            "250 2.1.5 Recipient OK",
+            "550 5.1.1 No such user",
+            "250 2.6.0 Queued",
+        ] {
+            assert!(received.iter().any(|r| r == reply), "{reply}: {received:?}");
+        }
+        assert!(
+            received.iter().any(|r| r.starts_with("354 ")),
+            "{received:?}"
+        );
+        assert!(received.last().unwrap().starts_with("221 "), "{received:?}");
+
+        let info = events("*");
+        for (data, context) in [
+            ("TLS1.3", "TLS negotiation succeeded"),
+            ("relay", "authenticated"),
+            ("msg-1;2", "sending message"),
+        ] {
+            assert!(
+                info.iter().any(|(d, c)| d == data && c == context),
+                "{data},{context}: {info:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_send_protocol_log_without_verbose_logging() {
+    let peer = Peer::start(PeerOpts::default()).await;
+    let data_dir = tempfile::tempdir().unwrap();
+    // As the delivery context holds it: created for the process, handed to no connector.
+    let _send_log = ProtocolLog::new(data_dir.path(), LogKind::Send);
+    let mut client = Client::connect(peer.addr, "peer.test", &config(TlsPolicy::Never))
+        .await
+        .unwrap();
+    let to = rcpts(&["ok@fabrikam.test"]);
+    let env = OutboundEnvelope {
+        log_id: Some("msg-1"),
+        ..envelope("a@contoso.test", &to)
+    };
+    assert_eq!(codes(&client.send(&env, MESSAGE).await.unwrap()), [250]);
+    client.quit().await;
+    assert!(send_log_files(data_dir.path()).is_empty());
+    assert!(!data_dir.path().join("logs").exists());
 }
 
 #[tokio::test]

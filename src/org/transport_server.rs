@@ -33,6 +33,35 @@ pub struct TransportServer {
 }
 
 impl TransportServer {
+    /// A server with the schema's (Exchange 2010 Hub) defaults, not yet stored.
+    pub fn with_defaults(name: &str, fqdn: &str) -> TransportServer {
+        TransportServer {
+            name: name.into(),
+            fqdn: fqdn.into(),
+            database_id: Uuid::nil(),
+            message_expiration_timeout: 2 * 86400,
+            delay_notification_timeout: 4 * 3600,
+            message_retry_interval: 60,
+            transient_failure_retry_count: 6,
+            transient_failure_retry_interval: 300,
+            outbound_connection_failure_retry_interval: 600,
+            max_outbound_connections: Some(1000),
+            max_per_domain_outbound_connections: Some(20),
+            max_concurrent_mailbox_deliveries: 20,
+            max_concurrent_mailbox_submissions: 20,
+            max_connection_rate_per_minute: 1200,
+            queue_max_idle_time: 180,
+            poison_message_detection_enabled: true,
+            poison_threshold: 2,
+            external_delay_dsn_enabled: true,
+            internal_delay_dsn_enabled: true,
+            external_dns_servers: vec![],
+            message_tracking_log_enabled: true,
+            message_tracking_log_subject_logging_enabled: true,
+            intra_org_connector_protocol_logging_level: "None".into(),
+        }
+    }
+
     pub async fn load(pool: &PgPool, name: &str) -> Result<Option<TransportServer>, OrgError> {
         Ok(sqlx::query_as::<_, TransportServer>(
             "SELECT * FROM transport_server WHERE lower(name) = lower($1)",

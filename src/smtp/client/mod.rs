@@ -19,7 +19,7 @@ use crate::smtp::proto::{Reply, ResponseError};
 
 pub use resolve::{DnsError, Resolver, Target, parse_dns_server};
 pub use session::{
-    Client, ClientConfig, Credentials, OutboundEnvelope, OutboundRecipient, TlsPolicy,
+    Client, ClientConfig, Credentials, OutboundEnvelope, OutboundRecipient, SendLog, TlsPolicy,
 };
 pub use trust::{load_trust, opportunistic_tls_config, validating_tls_config};
 

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 
 use super::conn::Conn;
 use super::{ClientError, transaction, trust};
+use crate::logs::protocol::{ProtocolLog, event, new_session_id};
 use crate::smtp::proto::{Reply, encode_base64_text, parse_ehlo_keywords};
 
 #[derive(Debug, Clone)]
@@ -31,6 +32,34 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Roots for `TlsPolicy::RequiredValidated` (see `trust::load_trust`).
     pub trust: Arc<RootCertStore>,
+    /// Set when the connector's ProtocolLoggingLevel is Verbose.
+    pub log: Option<SendLog>,
+}
+
+/// Where a send connector's sessions go in the SmtpSend protocol log.
+#[derive(Clone)]
+pub struct SendLog {
+    log: ProtocolLog,
+    connector: String,
+}
+
+impl SendLog {
+    /// `connector` fills the connector-id column; Exchange uses the bare connector name on the
+    /// send side (the receive side prefixes the server).
+    pub fn new(log: ProtocolLog, connector: impl Into<String>) -> SendLog {
+        SendLog {
+            log,
+            connector: connector.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SendLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendLog")
+            .field("connector", &self.connector)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +116,9 @@ pub struct OutboundEnvelope<'a> {
     pub env_id: Option<&'a str>,
     /// RET: `FULL` or `HDRS`.
     pub ret: Option<&'a str>,
+    /// Names the message in the protocol log, so that a session can be matched with the queue
+    /// and the message tracking log.
+    pub log_id: Option<&'a str>,
 }
 
 /// What the server's EHLO answer offered.
@@ -150,7 +182,18 @@ impl Client {
         };
         // Commands go out in whole batches; Nagle would only delay each batch by a round trip.
         let _ = tcp.set_nodelay(true);
-        let mut conn = Conn::new(tcp, cfg.timeout);
+        let log = cfg.log.as_ref().map(|l| {
+            // Without a local address the line still says which session and peer it was.
+            let local = tcp
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let mut session = l
+                .log
+                .session(l.connector.clone(), new_session_id(), local, addr);
+            session.event(event::CONNECT, "", "");
+            session
+        });
+        let mut conn = Conn::new(tcp, cfg.timeout, log);
         match Self::handshake(&mut conn, addr, host, cfg).await {
             Ok(ext) => Ok(Client {
                 conn,
@@ -317,10 +360,13 @@ async fn authenticate(
     let offers = |m: &str| ext.auth.iter().any(|a| a == m);
     let reply = if offers("PLAIN") {
         let token = encode_base64_text(&format!("\0{}\0{}", creds.username, creds.password));
-        let reply = conn.command(&format!("AUTH PLAIN {token}\r\n")).await?;
+        let reply = conn
+            .secret_command(&format!("AUTH PLAIN {token}\r\n"), "AUTH PLAIN")
+            .await?;
         // A server that ignores the initial response asks for it with an empty challenge.
         if reply.code == 334 {
-            conn.command(&format!("{token}\r\n")).await?
+            conn.secret_command(&format!("{token}\r\n"), AUTH_RESPONSE)
+                .await?
         } else {
             reply
         }
@@ -330,6 +376,7 @@ async fn authenticate(
         return Err(ClientError::AuthUnsupported);
     };
     if reply.code == 235 {
+        conn.log_event(event::INFORMATION, &creds.username, "authenticated");
         Ok(())
     } else {
         Err(ClientError::Auth(reply))
@@ -342,13 +389,20 @@ async fn auth_login(conn: &mut Conn, creds: &Credentials) -> Result<Reply, Clien
         return Ok(reply);
     }
     let user = encode_base64_text(&creds.username);
-    let reply = conn.command(&format!("{user}\r\n")).await?;
+    let reply = conn
+        .secret_command(&format!("{user}\r\n"), AUTH_RESPONSE)
+        .await?;
     if reply.code != 334 {
         return Ok(reply);
     }
     let password = encode_base64_text(&creds.password);
-    conn.command(&format!("{password}\r\n")).await
+    conn.secret_command(&format!("{password}\r\n"), AUTH_RESPONSE)
+        .await
 }
+
+/// What the protocol log shows for a SASL response line: the line is there, so the exchange can
+/// be followed, but base64 is no protection for a password.
+const AUTH_RESPONSE: &str = "<authentication response>";
 
 #[cfg(test)]
 mod tests {

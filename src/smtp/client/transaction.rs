@@ -8,6 +8,7 @@
 use super::ClientError;
 use super::conn::Conn;
 use super::session::{Extensions, OutboundEnvelope, OutboundRecipient};
+use crate::logs::protocol::event;
 use crate::smtp::proto::{Reply, xtext_encode};
 
 /// The body is stuffed and written in pieces of this size, so a large message never needs a
@@ -40,6 +41,14 @@ pub(super) async fn send(
     if to_send.is_empty() {
         return Ok(finish(outcomes));
     }
+    // Exchange's `<id>;<recipients>,sending message`, the counterpart of the receive side's
+    // `receiving message`. Exchange also writes the message's arrival time in between, which the
+    // client is not told.
+    let shown = match env.log_id {
+        Some(id) => format!("{id};{n}"),
+        None => n.to_string(),
+    };
+    conn.log_event(event::INFORMATION, &shown, "sending message");
     let mail = mail_command(env, ext);
     let rcpts: Vec<String> = to_send
         .iter()
@@ -214,7 +223,7 @@ async fn envelope_pipelined(
         if last {
             batch.push_str("DATA\r\n");
         }
-        conn.write(batch.as_bytes()).await?;
+        conn.write_commands(&batch).await?;
         if first {
             mail_reply = Some(conn.read_reply().await?);
         }
@@ -404,6 +413,7 @@ mod tests {
             smtp_utf8: false,
             env_id: Some("Q+1 x"),
             ret: Some("hdrs"),
+            log_id: None,
         };
         let cases = [
             (
@@ -477,6 +487,7 @@ mod tests {
             smtp_utf8: false,
             env_id: None,
             ret: None,
+            log_id: None,
         };
         let code = |env: &OutboundEnvelope<'_>, ext: &Extensions| {
             refuse_locally(env, ext).map(|r| r.one_line())

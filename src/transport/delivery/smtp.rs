@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use rustls::RootCertStore;
 
+use crate::logs::protocol::{LogKind, ProtocolLog};
 use crate::org::SendConnector;
 use crate::smtp::client::{
     Client, ClientConfig, ClientError, Credentials, DnsError, OutboundEnvelope, OutboundRecipient,
-    Resolver, Target, TlsPolicy, load_trust, parse_dns_server,
+    Resolver, SendLog, Target, TlsPolicy, load_trust, parse_dns_server,
 };
 use crate::smtp::proto::Reply;
 use crate::transport::queue::manager::{Attempt, Job, Outcome, QueueManager};
@@ -21,11 +22,14 @@ use crate::transport::routing::{NextHop, Route};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What every remote delivery shares: the trust store and the resolvers.
+/// What every remote delivery shares: the trust store, the resolvers and the SmtpSend log.
 pub struct Context {
     trust: Arc<RootCertStore>,
     /// Keyed by the ExternalDNSServers list; the empty key is the system resolver.
     resolvers: Mutex<HashMap<Vec<String>, Arc<Resolver>>>,
+    /// One for the process: concurrent sessions must append to the same day's file, not race to
+    /// open their own.
+    send_log: ProtocolLog,
 }
 
 impl Context {
@@ -33,6 +37,7 @@ impl Context {
         Context {
             trust: load_trust(data_dir),
             resolvers: Mutex::new(HashMap::new()),
+            send_log: ProtocolLog::new(data_dir, LogKind::Send),
         }
     }
 
@@ -96,7 +101,7 @@ pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
     let mut last: Option<(ClientError, Attempt)> = None;
     let mut client = None;
     'hosts: for t in &targets {
-        let cfg = client_config(qm, &connector, &t.host);
+        let cfg = client_config(qm.delivery_context(), qm.fqdn(), &connector, &t.host);
         for ip in &t.addrs {
             let addr = SocketAddr::new(*ip, port);
             match Client::connect(addr, &t.host, &cfg).await {
@@ -170,6 +175,7 @@ async fn send_one(
             orcpt: r.orcpt.clone(),
         })
         .collect();
+    let log_id = job.message.to_string();
     let env = OutboundEnvelope {
         from: &job.from,
         recipients: &recipients,
@@ -178,6 +184,7 @@ async fn send_one(
         smtp_utf8: job.smtp_utf8,
         env_id: job.env_id.as_deref(),
         ret: job.ret.as_deref(),
+        log_id: Some(&log_id),
     };
     match client.send(&env, &body).await {
         Ok(replies) => {
@@ -276,8 +283,9 @@ async fn resolve(
     }
 }
 
-/// The connector's settings as the client needs them for `host`.
-fn client_config(qm: &QueueManager, c: &SendConnector, host: &str) -> ClientConfig {
+/// The connector's settings as the client needs them for `host`; `fqdn` is the server's, the
+/// EHLO name when the connector sets none.
+fn client_config(ctx: &Context, fqdn: &str, c: &SendConnector, host: &str) -> ClientConfig {
     let basic = matches!(
         c.smart_host_auth_mechanism.as_str(),
         "BasicAuth" | "BasicAuthRequireTLS"
@@ -308,13 +316,36 @@ fn client_config(qm: &QueueManager, c: &SendConnector, host: &str) -> ClientConf
         }),
         _ => None,
     };
+    let log = c
+        .protocol_logging_level
+        .eq_ignore_ascii_case("Verbose")
+        .then(|| SendLog::new(ctx.send_log.clone(), c.name.clone()));
     ClientConfig {
-        helo_name: c.fqdn.clone().unwrap_or_else(|| qm.fqdn().to_string()),
+        helo_name: c.fqdn.clone().unwrap_or_else(|| fqdn.to_string()),
         force_helo: c.force_helo,
         tls,
         auth,
         timeout: Duration::from_secs(c.connection_inactivity_timeout.max(1) as u64),
         connect_timeout: CONNECT_TIMEOUT,
-        trust: qm.delivery_context().trust.clone(),
+        trust: ctx.trust.clone(),
+        log,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_verbose_connectors_log_their_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::new(dir.path());
+        let mut c = SendConnector::new("Internet Mail", &["*"], "HUB1");
+        let cfg = client_config(&ctx, "hub1.contoso.test", &c, "mx.fabrikam.test");
+        assert!(cfg.log.is_none());
+        c.protocol_logging_level = "Verbose".into();
+        let cfg = client_config(&ctx, "hub1.contoso.test", &c, "mx.fabrikam.test");
+        let shown = format!("{:?}", cfg.log.expect("Verbose logs"));
+        assert!(shown.contains("\"Internet Mail\""), "{shown}");
     }
 }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::writer::{self, AdminState, AttemptRow, QueueRow, RecipientRow, RoutedRow, Write};
 use super::{Disposition, Envelope, EnvelopeRecipient, Spool};
 use crate::logs::tracking::{TrackingEvent, TrackingLog};
-use crate::org::Org;
+use crate::org::{Org, TransportServer};
 use crate::smtp::proto::Reply;
 use crate::transport::categorizer::{self, Resolution};
 use crate::transport::delivery::mailbox::Mailboxes;
@@ -277,6 +277,8 @@ struct State {
     queues: HashMap<i64, Queue>,
     by_key: HashMap<NextHopKey, i64>,
     outbound: usize,
+    /// Messages in the Poison queue: not held here, but watched for Resume-Message.
+    poisoned: HashSet<Uuid>,
 }
 
 pub struct Settings {
@@ -345,7 +347,13 @@ impl QueueManager {
             submissions: stx,
         });
         let qm = QueueManager { inner };
-        for m in load_pending(&pool, &settings.server_name).await? {
+        let poisoned: Vec<(Uuid,)> =
+            sqlx::query_as("SELECT id FROM message WHERE server = $1 AND poison")
+                .bind(&settings.server_name)
+                .fetch_all(&pool)
+                .await?;
+        qm.state().poisoned = poisoned.into_iter().map(|(id,)| id).collect();
+        for m in load_pending(&pool, &settings.server_name, None).await? {
             let _ = qm.inner.submissions.send(Submission::New(m));
         }
         tokio::spawn(submitter(qm.clone(), srx));
@@ -457,13 +465,7 @@ impl QueueManager {
                 return;
             };
             q.failures += 1;
-            let s = &org.server;
-            let secs = if q.failures <= s.transient_failure_retry_count as u32 {
-                s.transient_failure_retry_interval
-            } else {
-                s.outbound_connection_failure_retry_interval
-            };
-            let next = now + Duration::from_secs(secs.max(1) as u64);
+            let next = now + connection_retry_interval(&org.server, q.failures);
             q.last_error = Some(text.clone());
             q.last_retry = Some(now);
             q.next_retry = Some(next);
@@ -491,6 +493,32 @@ impl QueueManager {
         }
     }
 
+    fn track_admin(&self, event_id: &str, source: &str, m: &Submitted) {
+        let recipients: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
+        self.inner.tracking.record(&TrackingEvent {
+            event_id,
+            source,
+            client_ip: None,
+            client_hostname: None,
+            server_ip: None,
+            server_hostname: Some(&self.inner.fqdn),
+            source_context: None,
+            connector_id: None,
+            internal_message_id: m.internal_id,
+            message_id: m.internet_message_id.as_deref(),
+            recipients: &recipients,
+            recipient_status: &[],
+            total_bytes: m.size,
+            related_recipient_address: None,
+            reference: None,
+            subject: m.subject.as_deref(),
+            sender: &m.from,
+            return_path: &m.from,
+            message_info: None,
+            directionality: None,
+        });
+    }
+
     /// A job was dropped unfinished. After a panic in its delivery the message counts a crash,
     /// and at PoisonThreshold crashes it goes to the Poison queue (permanently suspended until an
     /// administrator releases it); otherwise its recipients are ready again.
@@ -513,11 +541,13 @@ impl QueueManager {
                     poison,
                 });
                 if poison {
+                    self.track_admin("POISONMESSAGE", "POISONMESSAGE", &m.meta);
                     tracing::error!(
                         "message {message} crashed delivery {} times: moved to the Poison queue",
                         m.crashes
                     );
                     st.messages.remove(&message);
+                    st.poisoned.insert(message);
                 }
             }
             if let Some(m) = st.messages.get_mut(&message) {
@@ -854,6 +884,10 @@ impl QueueManager {
                 }
                 Submission::Reroute(id) => {
                     let st = self.state();
+                    let Some(m) = st.messages.get(&id) else {
+                        continue;
+                    };
+                    self.track_admin("RESUBMIT", "ADMIN", &m.meta);
                     let Some(m) = st.messages.get(&id) else {
                         continue;
                     };
@@ -1282,7 +1316,17 @@ impl QueueManager {
         let Ok(admin) = rx.await else {
             return;
         };
-        let (removals, reroutes) = self.apply_admin(admin);
+        let (removals, reroutes, released) = self.apply_admin(admin);
+        if !released.is_empty() {
+            match load_pending(&self.inner.pool, &self.inner.server, Some(&released)).await {
+                Ok(list) => {
+                    for m in list {
+                        self.submit(m);
+                    }
+                }
+                Err(e) => tracing::warn!("loading released poison messages: {e}"),
+            }
+        }
         for (id, results) in removals {
             self.finish_without_job(id, results).await;
         }
@@ -1295,7 +1339,11 @@ impl QueueManager {
     }
 
     #[allow(clippy::type_complexity)]
-    fn apply_admin(&self, admin: AdminState) -> (Vec<(Uuid, Vec<(i32, Outcome)>)>, Vec<Uuid>) {
+    fn apply_admin(
+        &self,
+        admin: AdminState,
+    ) -> (Vec<(Uuid, Vec<(i32, Outcome)>)>, Vec<Uuid>, Vec<Uuid>) {
+        let mut released = Vec::new();
         let now = OffsetDateTime::now_utc();
         let mut removals: HashMap<Uuid, Vec<(i32, Outcome)>> = HashMap::new();
         let mut silent: HashSet<(Uuid, i32)> = HashSet::new();
@@ -1308,6 +1356,12 @@ impl QueueManager {
             }
         }
         for a in admin.recipients {
+            // Resume-Message released a poison message: only ids this manager put in Poison,
+            // so a message still on its way through Submission is never loaded twice.
+            if !a.poison && st.poisoned.remove(&a.message) {
+                released.push(a.message);
+                continue;
+            }
             let Some(m) = st.messages.get_mut(&a.message) else {
                 continue;
             };
@@ -1365,8 +1419,21 @@ impl QueueManager {
         (
             removals.into_iter().collect(),
             reroutes.into_iter().collect(),
+            released,
         )
     }
+}
+
+/// How long a queue waits after its `failures`-th consecutive connection failure (reference
+/// §6.1): TransientFailureRetryCount tries at TransientFailureRetryInterval, then
+/// OutboundConnectionFailureRetryInterval.
+pub fn connection_retry_interval(server: &TransportServer, failures: u32) -> Duration {
+    let secs = if failures <= server.transient_failure_retry_count.max(0) as u32 {
+        server.transient_failure_retry_interval
+    } else {
+        server.outbound_connection_failure_retry_interval
+    };
+    Duration::from_secs(secs.max(1) as u64)
 }
 
 fn reporter(org: &Org, fqdn: &str) -> Reporter {
@@ -1501,7 +1568,12 @@ async fn admin_listener(qm: QueueManager, url: String) {
 }
 
 /// Every message of `server` with a recipient still to deliver, as the database holds it.
-async fn load_pending(pool: &PgPool, server: &str) -> Result<Vec<Submitted>, sqlx::Error> {
+/// `only`: just these messages (released from Poison).
+async fn load_pending(
+    pool: &PgPool,
+    server: &str,
+    only: Option<&[Uuid]>,
+) -> Result<Vec<Submitted>, sqlx::Error> {
     type MRow = (
         Uuid,
         i64,
@@ -1521,11 +1593,12 @@ async fn load_pending(pool: &PgPool, server: &str) -> Result<Vec<Submitted>, sql
     let rows: Vec<MRow> = sqlx::query_as(
         "SELECT id, internal_id, from_address, size, received_at, env_id, ret, body_type, smtp_utf8,
                 subject, internet_message_id, source_ip, suspended, crash_count
-         FROM message m WHERE server = $1 AND NOT poison
+         FROM message m WHERE server = $1 AND NOT poison AND ($2::uuid[] IS NULL OR id = ANY($2))
            AND EXISTS (SELECT 1 FROM message_recipient r WHERE r.message_id = m.id AND r.status IN ('Ready', 'Retry'))
          ORDER BY received_at",
     )
     .bind(server)
+    .bind(only)
     .fetch_all(pool)
     .await?;
     type RRow = (
@@ -1545,9 +1618,11 @@ async fn load_pending(pool: &PgPool, server: &str) -> Result<Vec<Submitted>, sql
                 r.next_retry_time, r.delay_notified, r.remove_with_ndr
          FROM message_recipient r JOIN message m ON m.id = r.message_id
          WHERE m.server = $1 AND NOT m.poison AND r.status IN ('Ready', 'Retry')
+           AND ($2::uuid[] IS NULL OR m.id = ANY($2))
          ORDER BY r.message_id, r.ordinal",
     )
     .bind(server)
+    .bind(only)
     .fetch_all(pool)
     .await?;
     let mut by_message: HashMap<Uuid, Vec<SubmittedRecipient>> = HashMap::new();
@@ -1615,4 +1690,45 @@ async fn load_pending(pool: &PgPool, server: &str) -> Result<Vec<Submitted>, sql
             },
         )
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(count: i32) -> TransportServer {
+        let mut s = TransportServer::with_defaults("HUB1", "hub1.contoso.test");
+        s.transient_failure_retry_count = count;
+        s.transient_failure_retry_interval = 300;
+        s.outbound_connection_failure_retry_interval = 600;
+        s
+    }
+
+    #[test]
+    fn transient_retries_then_the_outbound_connection_failure_interval() {
+        let s = server(6);
+        for n in 1..=6 {
+            assert_eq!(
+                connection_retry_interval(&s, n),
+                Duration::from_secs(300),
+                "try {n}"
+            );
+        }
+        assert_eq!(connection_retry_interval(&s, 7), Duration::from_secs(600));
+        // TransientFailureRetryCount 0: straight to the long interval.
+        assert_eq!(
+            connection_retry_interval(&server(0), 1),
+            Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn stored_errors_parse_back_into_replies() {
+        let r = reply_from_text("451 4.4.0 DNS query failed").unwrap();
+        assert_eq!((r.code, r.enhanced.as_deref()), (451, Some("4.4.0")));
+        assert_eq!(r.one_line(), "451 4.4.0 DNS query failed");
+        let plain = reply_from_text("421 Service not available").unwrap();
+        assert_eq!(plain.code, 421);
+        assert!(reply_from_text("garbage").is_none());
+    }
 }

@@ -79,6 +79,7 @@ pub struct AdminState {
 pub struct AdminRecipient {
     pub message: Uuid,
     pub message_suspended: bool,
+    pub poison: bool,
     pub ordinal: i32,
     pub queue_id: Option<i64>,
     pub remove_with_ndr: Option<bool>,
@@ -303,13 +304,14 @@ async fn read_admin(pool: &PgPool, server: &str) -> Result<AdminState, sqlx::Err
     type Row = (
         Uuid,
         bool,
+        bool,
         i32,
         Option<i64>,
         Option<bool>,
         Option<OffsetDateTime>,
     );
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT r.message_id, m.suspended, r.ordinal, r.queue_id, r.remove_with_ndr, r.next_retry_time
+        "SELECT r.message_id, m.suspended, m.poison, r.ordinal, r.queue_id, r.remove_with_ndr, r.next_retry_time
          FROM message_recipient r JOIN message m ON m.id = r.message_id
          WHERE m.server = $1 AND r.status IN ('Ready', 'Retry')",
     )
@@ -321,10 +323,19 @@ async fn read_admin(pool: &PgPool, server: &str) -> Result<AdminState, sqlx::Err
         recipients: rows
             .into_iter()
             .map(
-                |(message, message_suspended, ordinal, queue_id, remove_with_ndr, next_retry)| {
+                |(
+                    message,
+                    message_suspended,
+                    poison,
+                    ordinal,
+                    queue_id,
+                    remove_with_ndr,
+                    next_retry,
+                )| {
                     AdminRecipient {
                         message,
                         message_suspended,
+                        poison,
                         ordinal,
                         queue_id,
                         remove_with_ndr,
