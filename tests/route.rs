@@ -500,3 +500,34 @@ async fn basic_auth_require_tls_checks_the_smart_host_certificate() {
     .await;
     assert!(bad.received().is_empty());
 }
+
+#[tokio::test]
+async fn mail_contact_forwards_to_its_external_address() {
+    let port = free_port();
+    let outside = Sink::start(addr("127.0.0.38", port));
+    let s = setup().await;
+    configure(
+        &s,
+        &[
+            "New-MailContact -Name 'Carol Outside' -ExternalEmailAddress 'SMTP:carol@outside.example' -EmailAddresses 'SMTP:carol@contoso.test'",
+            &format!(
+                "New-SendConnector -Name Outside -AddressSpaces 'outside.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.38' -Port {port}"
+            ),
+        ],
+    )
+    .await;
+    let gw = s.start().await;
+    send(&gw, &["carol@contoso.test"], "for carol");
+    within(
+        20,
+        "forwarded to the contact's external address",
+        || async { outside.recipients() == vec!["carol@outside.example".to_string()] },
+    )
+    .await;
+    // The envelope changes, the message does not.
+    assert!(
+        outside.received()[0]
+            .data
+            .contains("To: carol@contoso.test")
+    );
+}

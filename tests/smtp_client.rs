@@ -829,7 +829,7 @@ async fn verbose_send_protocol_log_records_the_session_but_no_secrets() {
         ] {
             assert!(!text.contains(&secret), "{secret} is in the log:\n{text}");
         }
-        for content in ["Subject: test", "leading dot", "last"] {
+        for content in ["Subject: test", "line one", "leading dot"] {
             assert!(
                 !text.contains(content),
                 "message content in the log:\n{text}"

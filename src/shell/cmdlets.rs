@@ -1074,8 +1074,9 @@ fn apply_recipient(
             .strip_prefix("SMTP:")
             .or_else(|| e.strip_prefix("smtp:"))
             .unwrap_or(e);
+        // The external address is also the primary one unless -EmailAddresses named a primary.
         if r.external_email_address.as_deref() == Some(r.primary_smtp_address.as_str())
-            || r.external_email_address.is_none()
+            || r.primary_smtp_address.is_empty()
         {
             r.primary_smtp_address = e.to_string();
         }
