@@ -72,6 +72,27 @@ async fn connector_selection_specific_then_cost_then_star_and_disabled_skipped()
         gw.message_count().await == 0
     })
     .await;
+    // The tracking log: one RECEIVE, and one SEND per transaction with its recipients together
+    // (Wild and Cheap share a smart host but not a queue; Star's queue carries two domains).
+    let q = hubgate::logs::tracking::TrackingQuery::default();
+    let log = hubgate::logs::tracking::search(&gw.data_dir(), &q).unwrap();
+    let receive: Vec<_> = log.iter().filter(|e| e.event_id == "RECEIVE").collect();
+    assert_eq!(receive.len(), 1, "{log:?}");
+    assert_eq!(receive[0].recipients.len(), 5);
+    let sends: Vec<Vec<String>> = log
+        .iter()
+        .filter(|e| e.event_id == "SEND")
+        .map(|e| {
+            let mut r = e.recipients.clone();
+            r.sort();
+            r
+        })
+        .collect();
+    assert_eq!(sends.len(), 4, "{sends:?}");
+    assert!(sends.contains(&vec![
+        "u4@northwind.example".to_string(),
+        "u5@elsewhere.example".to_string()
+    ]));
 }
 
 #[tokio::test]

@@ -582,3 +582,18 @@ async fn round_trip_ad_permission() {
     sb.run_line("Remove-ADPermission X -User 'MS Exchange\\Externally Secured Servers' -ExtendedRights ms-Exch-SMTP-Send-XShadow -Deny").await.unwrap();
     assert!(!sb.run_line(get).await.unwrap().contains("True"));
 }
+
+#[tokio::test]
+async fn a_second_accepted_domain_for_the_same_domain_names_the_domain() {
+    let setup = Setup::new().await;
+    let mut sh = shell(&setup);
+    let err = sh
+        .run_line("New-AcceptedDomain -Name Again -DomainName contoso.test")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("The domain \"contoso.test\" is already an accepted domain."),
+        "{err}"
+    );
+}

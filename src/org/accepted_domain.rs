@@ -158,7 +158,19 @@ impl AcceptedDomain {
         .bind(self.delay_notification_timeout)
         .execute(&mut *conn)
         .await
-        .map_err(|e| OrgError::from_unique(e, "AcceptedDomain", &self.name))?;
+        .map_err(|e| {
+            // Two unique columns: say which one collided.
+            let on_domain = matches!(&e, sqlx::Error::Database(d)
+                if d.constraint().is_some_and(|c| c.contains("domain_name")));
+            if on_domain {
+                OrgError::Invalid(format!(
+                    "The domain \"{}\" is already an accepted domain.",
+                    self.domain_name
+                ))
+            } else {
+                OrgError::from_unique(e, "AcceptedDomain", &self.name)
+            }
+        })?;
         Ok(())
     }
 

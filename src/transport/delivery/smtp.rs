@@ -63,7 +63,17 @@ impl Context {
 
 /// Runs one connection for queue `queue_id`.
 pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
-    let org = qm.org();
+    let mut org = qm.org();
+    // A queue routed with configuration fresher than the watched snapshot (a resubmit right
+    // after New-SendConnector) may name a connector the snapshot does not have yet.
+    if !org
+        .send_connectors
+        .iter()
+        .any(|c| c.id == route.connector_id)
+        && let Some(fresh) = qm.reload_org().await
+    {
+        org = fresh;
+    }
     let Some(connector) = org
         .send_connectors
         .iter()

@@ -657,18 +657,24 @@ impl QueueManager {
         for w in writes {
             self.write(w);
         }
+        // One tracking line per event of this attempt, its recipients `;`-joined, as Exchange
+        // writes them.
         let tracking = &self.inner.tracking;
-        for (status, address, text) in events {
-            let event_id = match status {
-                "Delivered" if attempt.ip.is_none() => "DELIVER",
-                "Delivered" => "SEND",
-                "Failed" => "FAIL",
-                _ => "DEFER",
-            };
-            let source = if attempt.ip.is_none() && status == "Delivered" {
-                "STOREDRIVER"
-            } else {
-                "SMTP"
+        for status in ["Delivered", "Failed", "Retry"] {
+            let (recipients, statuses): (Vec<&str>, Vec<&str>) = events
+                .iter()
+                .filter(|(s, _, _)| *s == status)
+                .map(|(_, a, t)| (a.as_str(), t.as_str()))
+                .unzip();
+            if recipients.is_empty() {
+                continue;
+            }
+            let local = attempt.ip.is_none();
+            let (event_id, source) = match status {
+                "Delivered" if local => ("DELIVER", "STOREDRIVER"),
+                "Delivered" => ("SEND", "SMTP"),
+                "Failed" => ("FAIL", "SMTP"),
+                _ => ("DEFER", "SMTP"),
             };
             tracking.record(&TrackingEvent {
                 event_id,
@@ -681,8 +687,8 @@ impl QueueManager {
                 connector_id: None,
                 internal_message_id: job.internal_id,
                 message_id: job.internet_message_id.as_deref(),
-                recipients: &[address.as_str()],
-                recipient_status: &[text.as_str()],
+                recipients: &recipients,
+                recipient_status: &statuses,
                 total_bytes: job.size,
                 related_recipient_address: None,
                 reference: None,
@@ -829,11 +835,10 @@ impl QueueManager {
         let mut org = self.inner.org.borrow().clone();
         // A resubmit usually follows a configuration change (a new connector) whose NOTIFY may
         // not have been applied yet: route it with the configuration as it is now.
-        if items.iter().any(|i| matches!(i, Submission::Reroute(_))) {
-            match Org::load(&self.inner.pool, &self.inner.server).await {
-                Ok(fresh) => org = Arc::new(fresh),
-                Err(e) => tracing::warn!("reloading the configuration for a resubmit: {e}"),
-            }
+        if items.iter().any(|i| matches!(i, Submission::Reroute(_)))
+            && let Some(fresh) = self.reload_org().await
+        {
+            org = fresh;
         }
         let table = RoutingTable::build(&org.send_connectors, &org.server.name, &org.server.fqdn);
         let mut failures: Vec<(Uuid, Vec<(i32, Reply)>)> = Vec::new();
@@ -1103,6 +1108,18 @@ impl QueueManager {
 
     pub fn org(&self) -> Arc<Org> {
         self.inner.org.borrow().clone()
+    }
+
+    /// The configuration as the database holds it now, for the rare caller that cannot wait for
+    /// the NOTIFY-driven snapshot.
+    pub async fn reload_org(&self) -> Option<Arc<Org>> {
+        match Org::load(&self.inner.pool, &self.inner.server).await {
+            Ok(org) => Some(Arc::new(org)),
+            Err(e) => {
+                tracing::warn!("reloading the configuration: {e}");
+                None
+            }
+        }
     }
 
     pub fn spool(&self) -> &Spool {
