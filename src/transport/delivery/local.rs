@@ -56,17 +56,9 @@ pub async fn run(qm: &QueueManager, queue_id: i64) {
             Err(e) => {
                 tracing::error!("mailbox delivery task: {e}");
                 let reply = Reply::new(451, "4.3.0", "Local mailbox delivery failed");
-                job.recipients
-                    .iter()
-                    .map(|r| {
-                        (
-                            r.ordinal,
-                            Outcome::Deferred {
-                                reply: reply.clone(),
-                            },
-                        )
-                    })
-                    .collect()
+                job.all(|| Outcome::Deferred {
+                    reply: reply.clone(),
+                })
             }
         };
         qm.finish(&job, results, &Attempt::default()).await;

@@ -222,17 +222,9 @@ fn classify(reply: Reply) -> Outcome {
 }
 
 fn deferred_all(job: &Job, reply: &Reply) -> Vec<(i32, Outcome)> {
-    job.recipients
-        .iter()
-        .map(|r| {
-            (
-                r.ordinal,
-                Outcome::Deferred {
-                    reply: reply.clone(),
-                },
-            )
-        })
-        .collect()
+    job.all(|| Outcome::Deferred {
+        reply: reply.clone(),
+    })
 }
 
 /// A permanent DNS answer (no such domain) fails every message waiting in the queue.
@@ -242,18 +234,9 @@ async fn fail_queue(qm: &QueueManager, queue_id: i64, reply: &Reply) {
         let Some(job) = qm.take_job(queue_id) else {
             break;
         };
-        let results = job
-            .recipients
-            .iter()
-            .map(|r| {
-                (
-                    r.ordinal,
-                    Outcome::Failed {
-                        reply: reply.clone(),
-                    },
-                )
-            })
-            .collect();
+        let results = job.all(|| Outcome::Failed {
+            reply: reply.clone(),
+        });
         qm.finish(&job, results, &Attempt::default()).await;
     }
 }

@@ -148,6 +148,33 @@ pub struct Job {
     guard: JobGuard,
 }
 
+impl Job {
+    fn new(qm: &QueueManager, meta: &Submitted, recipients: Vec<JobRecipient>) -> Job {
+        Job {
+            message: meta.id,
+            internal_id: meta.internal_id,
+            from: meta.from.clone(),
+            size: meta.size,
+            body_8bit: meta.body_8bit,
+            smtp_utf8: meta.smtp_utf8,
+            env_id: meta.env_id.clone(),
+            ret: meta.ret.clone(),
+            subject: meta.subject.clone(),
+            internet_message_id: meta.internet_message_id.clone(),
+            recipients,
+            guard: JobGuard::new(qm),
+        }
+    }
+
+    /// The same outcome for every recipient of the job.
+    pub fn all(&self, outcome: impl Fn() -> Outcome) -> Vec<(i32, Outcome)> {
+        self.recipients
+            .iter()
+            .map(|r| (r.ordinal, outcome()))
+            .collect()
+    }
+}
+
 struct JobGuard {
     qm: Option<QueueManager>,
     finished: std::sync::atomic::AtomicBool,
@@ -411,21 +438,7 @@ impl QueueManager {
             if recipients.is_empty() {
                 continue;
             }
-            let meta = &m.meta;
-            return Some(Job {
-                message: id,
-                internal_id: meta.internal_id,
-                from: meta.from.clone(),
-                size: meta.size,
-                body_8bit: meta.body_8bit,
-                smtp_utf8: meta.smtp_utf8,
-                env_id: meta.env_id.clone(),
-                ret: meta.ret.clone(),
-                subject: meta.subject.clone(),
-                internet_message_id: meta.internet_message_id.clone(),
-                recipients,
-                guard: JobGuard::new(self),
-            });
+            return Some(Job::new(self, &m.meta, recipients));
         }
         None
     }
@@ -1038,21 +1051,7 @@ impl QueueManager {
                     r.state = RState::InFlight;
                 }
             }
-            let meta = &m.meta;
-            Job {
-                message: id,
-                internal_id: meta.internal_id,
-                from: meta.from.clone(),
-                size: meta.size,
-                body_8bit: meta.body_8bit,
-                smtp_utf8: meta.smtp_utf8,
-                env_id: meta.env_id.clone(),
-                ret: meta.ret.clone(),
-                subject: meta.subject.clone(),
-                internet_message_id: meta.internet_message_id.clone(),
-                recipients: Vec::new(),
-                guard: JobGuard::new(self),
-            }
+            Job::new(self, &m.meta, Vec::new())
         };
         self.finish(&job, results, &Attempt::default()).await;
     }
