@@ -68,6 +68,17 @@ pub struct SubmittedRecipient {
 }
 
 impl Submitted {
+    /// The message as a DSN reports on it.
+    fn original<'a>(&'a self, content: &'a [u8]) -> Original<'a> {
+        Original {
+            sender: &self.from,
+            env_id: self.env_id.as_deref(),
+            ret: self.ret.as_deref(),
+            arrival_date: self.received_at,
+            content,
+        }
+    }
+
     /// The message just accepted by the SMTP server.
     pub fn accepted(env: &Envelope, internal_id: i64, size: u64) -> Submitted {
         Submitted {
@@ -735,13 +746,7 @@ impl QueueManager {
                 return;
             }
         };
-        let original = Original {
-            sender: &meta.from,
-            env_id: meta.env_id.as_deref(),
-            ret: meta.ret.as_deref(),
-            arrival_date: meta.received_at,
-            content: &content,
-        };
+        let original = meta.original(&content);
         let Some(ndr) = dsn::build_ndr(
             &reporter(&org, &self.inner.fqdn),
             &original,
@@ -1307,13 +1312,7 @@ impl QueueManager {
         let Ok(content) = self.read_body(message).await else {
             return;
         };
-        let original = Original {
-            sender: &meta.from,
-            env_id: meta.env_id.as_deref(),
-            ret: meta.ret.as_deref(),
-            arrival_date: meta.received_at,
-            content: &content,
-        };
+        let original = meta.original(&content);
         if let Some(d) = dsn::build_delay(
             &reporter(&org, &self.inner.fqdn),
             &original,
