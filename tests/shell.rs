@@ -597,3 +597,49 @@ async fn a_second_accepted_domain_for_the_same_domain_names_the_domain() {
         "{err}"
     );
 }
+
+/// A TimeSpan or size too large to hold is refused by name; it used to wrap (2^57 days is exactly
+/// 0 seconds modulo 2^64, so the line below set one hour) or saturate, and pass the range check.
+#[tokio::test]
+async fn overflowing_timespans_and_sizes_are_refused_and_change_nothing() {
+    let setup = Setup::new().await;
+    let snapshot = || async {
+        let (ts, rc): (String, String) = sqlx::query_as(
+            "SELECT (SELECT json_agg(t)::text FROM transport_server t),
+                    (SELECT json_agg(r)::text FROM receive_connector r)",
+        )
+        .fetch_one(&setup.pool)
+        .await
+        .unwrap();
+        ts + &rc
+    };
+    let before = snapshot().await;
+    let cases = [
+        (
+            "Set-TransportServer HUB1 -MessageExpirationTimeout 144115188075855872.01:00:00",
+            "parameter 'MessageExpirationTimeout'",
+            "longest is 10675199.02:48:05",
+        ),
+        (
+            "Set-TransportServer HUB1 -DelayNotificationTimeout 99999999999999999999:00:00",
+            "parameter 'DelayNotificationTimeout'",
+            "longest is 10675199.02:48:05",
+        ),
+        (
+            "Set-ReceiveConnector 'Default HUB1' -MaxMessageSize 10000000000000000TB",
+            "parameter 'MaxMessageSize'",
+            "largest is 8388607TB",
+        ),
+        (
+            "Set-ReceiveConnector 'Default HUB1' -MaxHeaderSize 99999999999999999999.5GB",
+            "parameter 'MaxHeaderSize'",
+            "largest is 8388607TB",
+        ),
+    ];
+    for (line, param, limit) in cases {
+        let (ok, out, err) = run_cli(&setup, FQDN, &["-c", line], "");
+        assert!(!ok, "{line} was accepted: {out}");
+        assert!(err.contains(param) && err.contains(limit), "{line}: {err}");
+        assert_eq!(snapshot().await, before, "{line} changed the configuration");
+    }
+}
