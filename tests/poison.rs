@@ -18,7 +18,7 @@ use hubgate::transport::queue::{self, Disposition, Envelope, EnvelopeRecipient, 
 
 #[tokio::test]
 async fn a_message_that_panics_delivery_twice_is_poison() {
-    let port = free_port();
+    let port = peer_port();
     let s = setup().await;
     configure(
         &s,

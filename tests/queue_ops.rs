@@ -31,7 +31,7 @@ async fn queue_id(gw: &Gateway, next_hop: &str) -> i64 {
 
 #[tokio::test]
 async fn unreachable_until_a_connector_exists_then_resubmitted() {
-    let port = free_port();
+    let port = peer_port();
     let sink = Sink::start(addr("127.0.0.61", port));
     let gw = setup().await.start().await;
     send(&gw, &["lost@nowhere.example"], "no route yet");
@@ -69,7 +69,7 @@ async fn unreachable_until_a_connector_exists_then_resubmitted() {
 
 #[tokio::test]
 async fn suspend_queue_holds_mail_and_resume_releases_it() {
-    let port = free_port();
+    let port = peer_port();
     let sink = Sink::start(addr("127.0.0.62", port));
     let s = setup().await;
     configure(
@@ -105,7 +105,7 @@ async fn suspend_queue_holds_mail_and_resume_releases_it() {
 
 #[tokio::test]
 async fn remove_message_with_and_without_ndr() {
-    let port = free_port();
+    let port = peer_port();
     let s = setup().await;
     configure(
         &s,
@@ -166,7 +166,7 @@ async fn remove_message_with_and_without_ndr() {
 
 #[tokio::test]
 async fn per_domain_connection_cap_and_connection_reuse() {
-    let port = free_port();
+    let port = peer_port();
     let sink = Sink::with(
         addr("127.0.0.64", port),
         SinkOptions {
@@ -217,7 +217,7 @@ with smtplib.SMTP(host, port, timeout=30) as s:
 
 #[tokio::test]
 async fn no_ndr_to_the_null_sender_or_for_notify_never() {
-    let port = free_port();
+    let port = peer_port();
     let sink = Sink::with(
         addr("127.0.0.65", port),
         SinkOptions {

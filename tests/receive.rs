@@ -25,10 +25,11 @@ async fn accepted_message_survives_a_restart_with_body_and_rows() {
         ))
         .await;
     let mut gw = setup.start().await;
-    let port = gw.setup.smtp_port.to_string();
+    let ip = gw.smtp().ip().to_string();
+    let port = gw.smtp().port().to_string();
     let (ok, out) = swaks(&[
         "--server",
-        "127.0.0.1",
+        &ip,
         "--port",
         &port,
         "--from",
@@ -73,7 +74,7 @@ async fn accepted_message_survives_a_restart_with_body_and_rows() {
     // And the restarted gateway still takes mail.
     let (ok, out) = swaks(&[
         "--server",
-        "127.0.0.1",
+        &ip,
         "--port",
         &port,
         "--from",
@@ -510,10 +511,11 @@ async fn protocol_log_records_the_session_in_exchange_format() {
         .sql("UPDATE receive_connector SET protocol_logging_level = 'Verbose'")
         .await;
     let gw = setup.start().await;
-    let port = gw.setup.smtp_port.to_string();
+    let ip = gw.smtp().ip().to_string();
+    let port = gw.smtp().port().to_string();
     let (ok, out) = swaks(&[
         "--server",
-        "127.0.0.1",
+        &ip,
         "--port",
         &port,
         "--from",

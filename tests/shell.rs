@@ -264,7 +264,10 @@ fn start_hub_a(setup: &Setup) -> HubA {
         .env("HUBGATE_DATA_DIR", setup.data_dir.path())
         .env("HUBGATE_SERVER_NAME", "huba.contoso.com")
         .env("DATABASE_URL", &setup.db_url)
-        .env("HUBGATE_CONSOLE_BIND", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "HUBGATE_CONSOLE_BIND",
+            format!("{}:{}", gateway_ip(), gateway_port()),
+        )
         .env("HUBGATE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -306,15 +309,16 @@ async fn banner_of(addr: SocketAddr) -> String {
 #[tokio::test]
 async fn seed_lines_run_as_printed_and_behave_over_smtp() {
     let setup = Setup::new().await;
-    let default_port = free_port();
-    let client_port = free_port();
+    let ip = gateway_ip();
+    let default_port = gateway_port();
+    let client_port = gateway_port();
     bootstrap::ensure_server(
         &setup.pool,
         &FirstStart {
             server_name: "HUBA",
             fqdn: "huba.contoso.com",
-            default_bindings: Some(vec![format!("127.0.0.1:{default_port}")]),
-            client_bindings: Some(vec![format!("127.0.0.1:{client_port}")]),
+            default_bindings: Some(vec![format!("{ip}:{default_port}")]),
+            client_bindings: Some(vec![format!("{ip}:{client_port}")]),
             admin_password: Some(ADMIN_PASSWORD),
         },
     )
@@ -403,24 +407,24 @@ async fn seed_lines_run_as_printed_and_behave_over_smtp() {
         "{out}"
     );
 
-    // Move the pasted connectors off port 25 to a free port on this machine, drop the
+    // Move the pasted connectors off port 25 to a port on this process's gateway address, drop the
     // duplicate from the 2003 procedure, and start HubA.
-    let xf_port = free_port();
+    let xf_port = gateway_port();
     let (ok, _, err) = run_cli(
         &setup,
         "huba.contoso.com",
         &[
             "-c",
             &format!(
-                "Set-ReceiveConnector 'HubA\\Cross-Forest' -Bindings 127.0.0.1:{xf_port} -TarpitInterval 00:00:00; Remove-ReceiveConnector 'Legacy Forest' -Confirm:$false"
+                "Set-ReceiveConnector 'HubA\\Cross-Forest' -Bindings {ip}:{xf_port} -TarpitInterval 00:00:00; Remove-ReceiveConnector 'Legacy Forest' -Confirm:$false"
             ),
         ],
         "",
     );
     assert!(ok, "{err}");
     let _hub = start_hub_a(&setup);
-    let xf: SocketAddr = format!("127.0.0.1:{xf_port}").parse().unwrap();
-    let default: SocketAddr = format!("127.0.0.1:{default_port}").parse().unwrap();
+    let xf = SocketAddr::from((ip, xf_port));
+    let default = SocketAddr::from((ip, default_port));
 
     // Externally Secured sessions from the remote IP may relay; anonymous ones may not.
     let r = rcpt_from(xf, "127.0.0.3", "administrator@fabrikam.example").await;
