@@ -437,15 +437,19 @@ pub fn python(script: &str, args: &[&str]) -> (bool, String) {
 }
 
 /// Waits until a change made in the database is visible to the running gateway, by polling a
-/// condition (bounded: 100 tries, 10 s).
+/// condition (bounded: 30 s, and at most 300 tries, generous for a loaded machine).
 pub async fn eventually<F, Fut>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..100 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for _ in 0..300 {
         if f().await {
             return;
+        }
+        if Instant::now() >= deadline {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
