@@ -105,7 +105,9 @@ const PEER_PORTS: std::ops::Range<u16> = 20_000..32_000;
 /// used on several addresses at once (a send connector has one port for all its smart hosts).
 pub fn peer_port() -> u16 {
     static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
-    let dir = std::env::temp_dir().join("hubgate-test-ports");
+    // One directory per user: another user's would not be writable here.
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("hubgate-test-ports-{uid}"));
     std::fs::create_dir_all(&dir).expect("create the port lock directory");
     let span = u32::from(PEER_PORTS.end - PEER_PORTS.start);
     // Start where other processes are unlikely to be, to keep the scan short.
