@@ -12,14 +12,14 @@ use common::*;
 /// Eight threads send numbered messages until the gateway disappears; each 250 is printed.
 const SENDERS: &str = r#"
 import smtplib, sys, threading
-port = int(sys.argv[1])
+host, port = sys.argv[1], int(sys.argv[2])
 lock = threading.Lock()
 def worker(t):
     for i in range(400):
         marker = "m-%d-%d" % (t, i)
         body = "Subject: %s\r\n\r\n" % marker + ("line %s\r\n" % marker) * 200 + "end-of-%s\r\n" % marker
         try:
-            s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+            s = smtplib.SMTP(host, port, timeout=10)
             s.sendmail("load@example.org", ["administrator@contoso.test"], body.encode())
         except Exception:
             return
@@ -40,7 +40,8 @@ async fn sigkill_while_sending_loses_no_acknowledged_message() {
     let mut senders = Command::new("python3")
         .arg("-c")
         .arg(SENDERS)
-        .arg(gw.setup.smtp_port.to_string())
+        .arg(gw.smtp().ip().to_string())
+        .arg(gw.smtp().port().to_string())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -7,7 +7,6 @@ mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::mail::*;
 use common::*;
@@ -18,7 +17,7 @@ use hubgate::transport::queue::{self, Disposition, Envelope, EnvelopeRecipient, 
 
 #[tokio::test]
 async fn a_message_that_panics_delivery_twice_is_poison() {
-    let port = free_port();
+    let port = peer_port();
     let s = setup().await;
     configure(
         &s,
@@ -107,14 +106,22 @@ async fn a_message_that_panics_delivery_twice_is_poison() {
             panic!("delivery crashed on this message ({crash})");
         }));
         assert!(unwound.is_err());
-        // Give the batched writer its turn.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let (count, poison): (i32, bool) =
-            sqlx::query_as("SELECT crash_count, poison FROM message WHERE id = $1")
-                .bind(env.id)
-                .fetch_one(&s.pool)
-                .await
-                .unwrap();
+        // The batched writer records the crash; the count and the poison flag are written
+        // together, so once the count shows this crash the flag is final.
+        let row = || async {
+            sqlx::query_as::<_, (i32, bool)>(
+                "SELECT crash_count, poison FROM message WHERE id = $1",
+            )
+            .bind(env.id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        };
+        within(20, "the crash recorded on the message", || async {
+            row().await.0 >= crash
+        })
+        .await;
+        let (count, poison) = row().await;
         assert_eq!(count, crash);
         assert_eq!(poison, crash == 2, "PoisonThreshold is 2");
     }
@@ -135,14 +142,14 @@ async fn a_message_that_panics_delivery_twice_is_poison() {
         .run_line(&format!("Resume-Message HUB1\\Poison\\{internal_id}"))
         .await
         .unwrap();
-    let mut again = None;
-    for _ in 0..100 {
-        if let Some(job) = qm.take_job(q) {
-            again = Some(job);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let job = again.expect("the released message is back in its queue");
+    let again = std::sync::Mutex::new(None);
+    within(20, "the released message back in its queue", || async {
+        let job = qm.take_job(q);
+        let found = job.is_some();
+        *again.lock().unwrap() = job;
+        found
+    })
+    .await;
+    let job = again.into_inner().unwrap().unwrap();
     assert_eq!(job.message, env.id);
 }

@@ -18,7 +18,8 @@ async fn serve_without_database_url_runs_and_stops_a_private_cluster() {
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711)).unwrap();
-    let port = free_port();
+    let ip = gateway_ip();
+    let port = gateway_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_hubgate"))
         .arg("serve")
         .env_remove("DATABASE_URL")
@@ -26,9 +27,9 @@ async fn serve_without_database_url_runs_and_stops_a_private_cluster() {
         .env("HUBGATE_SERVER_NAME", FQDN)
         .env(
             "HUBGATE_DEFAULT_BINDINGS",
-            format!("127.0.0.1:{port},Client=127.0.0.1:{}", free_port()),
+            format!("{ip}:{port},Client={ip}:{}", gateway_port()),
         )
-        .env("HUBGATE_CONSOLE_BIND", format!("127.0.0.1:{}", free_port()))
+        .env("HUBGATE_CONSOLE_BIND", format!("{ip}:{}", gateway_port()))
         .env("HUBGATE_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -51,7 +52,7 @@ async fn serve_without_database_url_runs_and_stops_a_private_cluster() {
     );
     let (ok, out) = swaks(&[
         "--server",
-        "127.0.0.1",
+        &ip.to_string(),
         "--port",
         &port.to_string(),
         "--from",
@@ -82,7 +83,7 @@ async fn serve_without_database_url_runs_and_stops_a_private_cluster() {
     let mut relayed = false;
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        let mut c = Raw::connect(SocketAddr::from(([127, 0, 0, 1], port))).await;
+        let mut c = Raw::connect(SocketAddr::from((ip, port))).await;
         c.reply().await;
         c.cmd("EHLO client.example").await;
         c.cmd("MAIL FROM:<a@example.org>").await;

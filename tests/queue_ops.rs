@@ -31,7 +31,7 @@ async fn queue_id(gw: &Gateway, next_hop: &str) -> i64 {
 
 #[tokio::test]
 async fn unreachable_until_a_connector_exists_then_resubmitted() {
-    let port = free_port();
+    let port = peer_port();
     let sink = Sink::start(addr("127.0.0.61", port));
     let gw = setup().await.start().await;
     send(&gw, &["lost@nowhere.example"], "no route yet");
@@ -69,14 +69,20 @@ async fn unreachable_until_a_connector_exists_then_resubmitted() {
 
 #[tokio::test]
 async fn suspend_queue_holds_mail_and_resume_releases_it() {
-    let port = free_port();
+    let port = peer_port();
     let sink = Sink::start(addr("127.0.0.62", port));
+    let other = Sink::start(addr("127.0.0.66", port));
     let s = setup().await;
     configure(
         &s,
-        &[&format!(
-            "New-SendConnector -Name Partner -AddressSpaces 'partner.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.62' -Port {port}"
-        )],
+        &[
+            &format!(
+                "New-SendConnector -Name Partner -AddressSpaces 'partner.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.62' -Port {port}"
+            ),
+            &format!(
+                "New-SendConnector -Name Other -AddressSpaces 'other.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.66' -Port {port}"
+            ),
+        ],
     )
     .await;
     let gw = s.start().await;
@@ -92,10 +98,22 @@ async fn suspend_queue_holds_mail_and_resume_releases_it() {
     })
     .await;
     send(&gw, &["two@partner.example"], "second");
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    within(20, "the second message in the suspended queue", || async {
+        run(&gw, &format!("Get-Message -Queue HUB1\\{q}"))
+            .await
+            .contains("sender@contoso.test")
+    })
+    .await;
+    // Proof that the gateway had its chance to deliver from the suspended queue: a message
+    // queued after it, in a queue that is not suspended, reaches its next hop.
+    send(&gw, &["three@other.example"], "third");
+    within(
+        20,
+        "the third message delivered by another queue",
+        || async { other.received().len() == 1 },
+    )
+    .await;
     assert_eq!(sink.received().len(), 1, "a suspended queue delivered");
-    let msgs = run(&gw, &format!("Get-Message -Queue HUB1\\{q}")).await;
-    assert!(msgs.contains("sender@contoso.test"), "{msgs}");
     run(&gw, &format!("Resume-Queue HUB1\\{q}")).await;
     within(20, "second delivered after Resume-Queue", || async {
         sink.received().len() == 2
@@ -105,7 +123,7 @@ async fn suspend_queue_holds_mail_and_resume_releases_it() {
 
 #[tokio::test]
 async fn remove_message_with_and_without_ndr() {
-    let port = free_port();
+    let port = peer_port();
     let s = setup().await;
     configure(
         &s,
@@ -166,7 +184,7 @@ async fn remove_message_with_and_without_ndr() {
 
 #[tokio::test]
 async fn per_domain_connection_cap_and_connection_reuse() {
-    let port = free_port();
+    let port = peer_port();
     let sink = Sink::with(
         addr("127.0.0.64", port),
         SinkOptions {
@@ -217,7 +235,7 @@ with smtplib.SMTP(host, port, timeout=30) as s:
 
 #[tokio::test]
 async fn no_ndr_to_the_null_sender_or_for_notify_never() {
-    let port = free_port();
+    let port = peer_port();
     let sink = Sink::with(
         addr("127.0.0.65", port),
         SinkOptions {

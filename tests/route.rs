@@ -20,7 +20,7 @@ async fn queue_error(gw: &Gateway, next_hop: &str) -> Option<(String, Option<Str
 
 #[tokio::test]
 async fn connector_selection_specific_then_cost_then_star_and_disabled_skipped() {
-    let port = free_port();
+    let port = peer_port();
     let a = Sink::start(addr("127.0.0.21", port));
     let b = Sink::start(addr("127.0.0.22", port));
     let c = Sink::start(addr("127.0.0.23", port));
@@ -97,7 +97,7 @@ async fn connector_selection_specific_then_cost_then_star_and_disabled_skipped()
 
 #[tokio::test]
 async fn smart_host_failover_to_the_second_host() {
-    let port = free_port();
+    let port = peer_port();
     // Nothing listens on 127.0.0.31: the first smart host is down.
     let second = Sink::start(addr("127.0.0.32", port));
     let s = setup().await;
@@ -118,7 +118,7 @@ async fn smart_host_failover_to_the_second_host() {
 
 #[tokio::test]
 async fn require_tls_refuses_a_host_without_starttls() {
-    let port = free_port();
+    let port = peer_port();
     let plain = Sink::start(addr("127.0.0.33", port));
     let s = setup().await;
     configure(
@@ -145,7 +145,7 @@ async fn require_tls_refuses_a_host_without_starttls() {
 
 #[tokio::test]
 async fn shared_namespace_internal_relay_then_authoritative() {
-    let port = free_port();
+    let port = peer_port();
     let other = Sink::start(addr("127.0.0.34", port));
     let s = setup().await;
     configure(
@@ -193,7 +193,7 @@ async fn shared_namespace_internal_relay_then_authoritative() {
 
 #[tokio::test]
 async fn backup_mx_holds_mail_sends_delay_dsn_then_delivers() {
-    let port = free_port();
+    let port = peer_port();
     let primary_addr = addr("127.0.0.35", port);
     let s = setup().await;
     configure(
@@ -251,7 +251,7 @@ async fn backup_mx_holds_mail_sends_delay_dsn_then_delivers() {
 
 #[tokio::test]
 async fn backup_mx_expiry_ndrs_but_an_override_keeps_one_domain() {
-    let port = free_port();
+    let port = peer_port();
     let s = setup().await;
     configure(
         &s,
@@ -291,7 +291,7 @@ async fn backup_mx_expiry_ndrs_but_an_override_keeps_one_domain() {
 
 #[tokio::test]
 async fn killed_mid_delivery_every_message_arrives_after_restart() {
-    let port = free_port();
+    let port = peer_port();
     let sink_addr = addr("127.0.0.37", port);
     let s = setup().await;
     configure(
@@ -364,7 +364,7 @@ print("sent")
 #[tokio::test]
 async fn mx_preference_fallback_implicit_mx_and_nonexistent_domain() {
     use common::dns::{Dns, Zone};
-    let port = free_port();
+    let port = peer_port();
     let mut mx1 = Sink::start(addr("127.0.0.41", port));
     let mx2 = Sink::start(addr("127.0.0.42", port));
     let implicit = Sink::start(addr("127.0.0.43", port));
@@ -451,7 +451,7 @@ fn ca_and_leaf(names: &[&str]) -> (String, Vec<(String, String)>) {
 #[tokio::test]
 async fn basic_auth_require_tls_checks_the_smart_host_certificate() {
     use common::dns::{Dns, Zone};
-    let port = free_port();
+    let port = peer_port();
     let certs = tempfile::tempdir().unwrap();
     let (ca, leaves) = ca_and_leaf(&["good.hosts.example", "someone-else.hosts.example"]);
     let mut paths = Vec::new();
@@ -524,7 +524,7 @@ async fn basic_auth_require_tls_checks_the_smart_host_certificate() {
 
 #[tokio::test]
 async fn mail_contact_forwards_to_its_external_address() {
-    let port = free_port();
+    let port = peer_port();
     let outside = Sink::start(addr("127.0.0.38", port));
     let s = setup().await;
     configure(

@@ -57,8 +57,8 @@ async fn smuggling_sequences_are_rejected_and_nothing_is_smuggled() {
 
 const STARTTLS_INJECTION: &str = r#"
 import socket, ssl, sys
-port, cafile, name = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-s = socket.create_connection(("127.0.0.1", port), timeout=30)
+host, port, cafile, name = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+s = socket.create_connection((host, port), timeout=30)
 f = s.makefile("rb")
 def reply():
     lines = []
@@ -89,7 +89,8 @@ async fn commands_pipelined_after_starttls_are_discarded() {
     let (ok, out) = python(
         STARTTLS_INJECTION,
         &[
-            &gw.setup.smtp_port.to_string(),
+            &gw.smtp().ip().to_string(),
+            &gw.smtp().port().to_string(),
             &cert.to_string_lossy(),
             FQDN,
         ],

@@ -264,7 +264,10 @@ fn start_hub_a(setup: &Setup) -> HubA {
         .env("HUBGATE_DATA_DIR", setup.data_dir.path())
         .env("HUBGATE_SERVER_NAME", "huba.contoso.com")
         .env("DATABASE_URL", &setup.db_url)
-        .env("HUBGATE_CONSOLE_BIND", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "HUBGATE_CONSOLE_BIND",
+            format!("{}:{}", gateway_ip(), gateway_port()),
+        )
         .env("HUBGATE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -306,15 +309,16 @@ async fn banner_of(addr: SocketAddr) -> String {
 #[tokio::test]
 async fn seed_lines_run_as_printed_and_behave_over_smtp() {
     let setup = Setup::new().await;
-    let default_port = free_port();
-    let client_port = free_port();
+    let ip = gateway_ip();
+    let default_port = gateway_port();
+    let client_port = gateway_port();
     bootstrap::ensure_server(
         &setup.pool,
         &FirstStart {
             server_name: "HUBA",
             fqdn: "huba.contoso.com",
-            default_bindings: Some(vec![format!("127.0.0.1:{default_port}")]),
-            client_bindings: Some(vec![format!("127.0.0.1:{client_port}")]),
+            default_bindings: Some(vec![format!("{ip}:{default_port}")]),
+            client_bindings: Some(vec![format!("{ip}:{client_port}")]),
             admin_password: Some(ADMIN_PASSWORD),
         },
     )
@@ -403,24 +407,24 @@ async fn seed_lines_run_as_printed_and_behave_over_smtp() {
         "{out}"
     );
 
-    // Move the pasted connectors off port 25 to a free port on this machine, drop the
+    // Move the pasted connectors off port 25 to a port on this process's gateway address, drop the
     // duplicate from the 2003 procedure, and start HubA.
-    let xf_port = free_port();
+    let xf_port = gateway_port();
     let (ok, _, err) = run_cli(
         &setup,
         "huba.contoso.com",
         &[
             "-c",
             &format!(
-                "Set-ReceiveConnector 'HubA\\Cross-Forest' -Bindings 127.0.0.1:{xf_port} -TarpitInterval 00:00:00; Remove-ReceiveConnector 'Legacy Forest' -Confirm:$false"
+                "Set-ReceiveConnector 'HubA\\Cross-Forest' -Bindings {ip}:{xf_port} -TarpitInterval 00:00:00; Remove-ReceiveConnector 'Legacy Forest' -Confirm:$false"
             ),
         ],
         "",
     );
     assert!(ok, "{err}");
     let _hub = start_hub_a(&setup);
-    let xf: SocketAddr = format!("127.0.0.1:{xf_port}").parse().unwrap();
-    let default: SocketAddr = format!("127.0.0.1:{default_port}").parse().unwrap();
+    let xf = SocketAddr::from((ip, xf_port));
+    let default = SocketAddr::from((ip, default_port));
 
     // Externally Secured sessions from the remote IP may relay; anonymous ones may not.
     let r = rcpt_from(xf, "127.0.0.3", "administrator@fabrikam.example").await;
@@ -596,4 +600,50 @@ async fn a_second_accepted_domain_for_the_same_domain_names_the_domain() {
         err.contains("The domain \"contoso.test\" is already an accepted domain."),
         "{err}"
     );
+}
+
+/// A TimeSpan or size too large to hold is refused by name; it used to wrap (2^57 days is exactly
+/// 0 seconds modulo 2^64, so the line below set one hour) or saturate, and pass the range check.
+#[tokio::test]
+async fn overflowing_timespans_and_sizes_are_refused_and_change_nothing() {
+    let setup = Setup::new().await;
+    let snapshot = || async {
+        let (ts, rc): (String, String) = sqlx::query_as(
+            "SELECT (SELECT json_agg(t)::text FROM transport_server t),
+                    (SELECT json_agg(r)::text FROM receive_connector r)",
+        )
+        .fetch_one(&setup.pool)
+        .await
+        .unwrap();
+        ts + &rc
+    };
+    let before = snapshot().await;
+    let cases = [
+        (
+            "Set-TransportServer HUB1 -MessageExpirationTimeout 144115188075855872.01:00:00",
+            "parameter 'MessageExpirationTimeout'",
+            "longest is 10675199.02:48:05",
+        ),
+        (
+            "Set-TransportServer HUB1 -DelayNotificationTimeout 99999999999999999999:00:00",
+            "parameter 'DelayNotificationTimeout'",
+            "longest is 10675199.02:48:05",
+        ),
+        (
+            "Set-ReceiveConnector 'Default HUB1' -MaxMessageSize 10000000000000000TB",
+            "parameter 'MaxMessageSize'",
+            "largest is 8388607TB",
+        ),
+        (
+            "Set-ReceiveConnector 'Default HUB1' -MaxHeaderSize 99999999999999999999.5GB",
+            "parameter 'MaxHeaderSize'",
+            "largest is 8388607TB",
+        ),
+    ];
+    for (line, param, limit) in cases {
+        let (ok, out, err) = run_cli(&setup, FQDN, &["-c", line], "");
+        assert!(!ok, "{line} was accepted: {out}");
+        assert!(err.contains(param) && err.contains(limit), "{line}: {err}");
+        assert_eq!(snapshot().await, before, "{line} changed the configuration");
+    }
 }

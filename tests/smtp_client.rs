@@ -3,6 +3,8 @@
 //!
 //! Every peer listens on 127.0.0.1 with a port the OS picks; every wait is bounded.
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -949,11 +951,8 @@ async fn no_send_protocol_log_without_verbose_logging() {
 
 #[tokio::test]
 async fn connection_refused_is_a_transient_error() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // Reserved for this process, so no other test can be listening on it.
+    let addr = SocketAddr::from(([127, 0, 0, 1], common::peer_port()));
     let err = Client::connect(addr, "nowhere.test", &config(TlsPolicy::Opportunistic))
         .await
         .err()

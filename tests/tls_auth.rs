@@ -7,9 +7,9 @@ use hubgate::org::{Account, ReceiveConnector, Recipient};
 
 const TLS_LOGIN: &str = r#"
 import smtplib, ssl, sys
-tls_name, port, cafile, user, password, rcpt = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
-s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=30)
-# The certificate names the gateway's FQDN, which only this test knows resolves to 127.0.0.1.
+tls_name, host, port, cafile, user, password, rcpt = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
+s = smtplib.SMTP(host, port, local_hostname="client.example", timeout=30)
+# The certificate names the gateway's FQDN, which only this test knows resolves to the gateway.
 s._host = tls_name
 s.ehlo()
 assert not s.has_extn("auth"), "AUTH offered before STARTTLS: %r" % s.esmtp_features
@@ -58,7 +58,8 @@ async fn starttls_then_auth_and_auth_only_after_starttls() {
         TLS_LOGIN,
         &[
             FQDN,
-            &gw.setup.smtp_port.to_string(),
+            &gw.smtp().ip().to_string(),
+            &gw.smtp().port().to_string(),
             &cert_path(&gw),
             "alice",
             "Alice-pw-1",
@@ -81,10 +82,11 @@ async fn swaks_starttls_auth_login() {
     let setup = Setup::new().await;
     add_alice(&setup.pool).await;
     let gw = setup.start().await;
-    let port = gw.setup.smtp_port.to_string();
+    let ip = gw.smtp().ip().to_string();
+    let port = gw.smtp().port().to_string();
     let (ok, out) = swaks(&[
         "--server",
-        "127.0.0.1",
+        &ip,
         "--port",
         &port,
         "--tls",
@@ -109,10 +111,11 @@ async fn open_relay_refused_for_anonymous_allowed_for_authenticated() {
     let setup = Setup::new().await;
     add_alice(&setup.pool).await;
     let gw = setup.start().await;
-    let port = gw.setup.smtp_port.to_string();
+    let ip = gw.smtp().ip().to_string();
+    let port = gw.smtp().port().to_string();
     let (ok, out) = swaks(&[
         "--server",
-        "127.0.0.1",
+        &ip,
         "--port",
         &port,
         "--from",
@@ -125,7 +128,7 @@ async fn open_relay_refused_for_anonymous_allowed_for_authenticated() {
     assert_eq!(gw.message_count().await, 0);
     let (ok, out) = swaks(&[
         "--server",
-        "127.0.0.1",
+        &ip,
         "--port",
         &port,
         "--tls",
@@ -145,7 +148,7 @@ async fn open_relay_refused_for_anonymous_allowed_for_authenticated() {
     // Authenticated, but not as the owner of the sender address, and without Accept-Any-Sender.
     let (ok, out) = swaks(&[
         "--server",
-        "127.0.0.1",
+        &ip,
         "--port",
         &port,
         "--tls",
@@ -175,10 +178,11 @@ async fn authenticated_without_submit_right_is_refused_at_mail() {
         .sql("DELETE FROM connector_permission WHERE principal = 'NT AUTHORITY\\Authenticated Users' AND extended_right = 'ms-Exch-SMTP-Submit'")
         .await;
     let gw = setup.start().await;
-    let port = gw.setup.smtp_port.to_string();
+    let ip = gw.smtp().ip().to_string();
+    let port = gw.smtp().port().to_string();
     let (ok, out) = swaks(&[
         "--server",
-        "127.0.0.1",
+        &ip,
         "--port",
         &port,
         "--tls",
@@ -208,17 +212,18 @@ async fn connector_is_chosen_by_remote_ip() {
         ("From Three", "127.0.0.3", "220 connector for three"),
     ] {
         let mut rc = ReceiveConnector::new(SERVER, name, FQDN);
-        rc.bindings = vec![format!("0.0.0.0:{}", setup.smtp_port)];
+        rc.bindings = vec![setup.smtp().to_string()];
         rc.remote_ip_ranges = vec![ip.into()];
         rc.banner = Some(banner.into());
         rc.permission_groups = vec!["AnonymousUsers".into()];
         rc.insert(&setup.pool).await.unwrap();
     }
     let gw = setup.start().await;
-    let port = gw.setup.smtp_port.to_string();
+    let ip = gw.smtp().ip().to_string();
+    let port = gw.smtp().port().to_string();
     let (ok, out) = swaks(&[
         "--server",
-        "127.0.0.1",
+        &ip,
         "--port",
         &port,
         "--local-interface",
@@ -246,7 +251,7 @@ async fn connector_is_chosen_by_remote_ip() {
     // The connector the message came in on is recorded with it.
     let (ok, out) = swaks(&[
         "--server",
-        "127.0.0.1",
+        &ip,
         "--port",
         &port,
         "--local-interface",

@@ -666,9 +666,26 @@ mod tests {
 
     #[test]
     fn a_disabled_log_writes_nothing() {
+        // `t.dir` is the data directory; nothing exists there until a log writes. A one-byte
+        // size limit would make a writing log open a new file for every line.
+        let t = TestLog::new("disabled", LogKind::Receive, 1);
         let log = ProtocolLog::disabled();
+        // Every write goes through the shared file; a disabled log must not hold one.
+        assert!(
+            log.inner.is_none(),
+            "a disabled log holds a file to write to"
+        );
         let mut s = session(&log);
         s.event(event::CONNECT, "", "");
+        s.event(event::SENT, "220 mx ready", "");
+        s.event(event::RECEIVED, "EHLO client.example", "");
+        s.event(event::INFORMATION, "", "Set Session Permissions");
+        s.event(event::DISCONNECT, "", "Local");
+        assert!(
+            !t.dir.exists(),
+            "a disabled log created {}",
+            t.dir.display()
+        );
     }
 
     #[test]

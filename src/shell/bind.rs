@@ -313,20 +313,10 @@ fn convert(param: &Param, value: Option<Val>) -> Result<Arg, ShellError> {
                 })?))
             }
         }
-        Ty::Span => Arg::Span(parse::parse_timespan(&text_of(&value)).ok_or_else(|| {
-            bad(
-                &value,
-                "Specify a TimeSpan as d.hh:mm:ss, hh:mm:ss or hh:mm (e.g. 3.00:00:00, 64:00:00)."
-                    .into(),
-            )
-        })?),
-        Ty::Bytes => Arg::Bytes(parse::parse_bytes(&text_of(&value)).ok_or_else(|| {
-            bad(
-                &value,
-                "Specify a size such as 10MB, \"25 MB\", 512KB, a number of bytes, or unlimited."
-                    .into(),
-            )
-        })?),
+        Ty::Span => Arg::Span(timespan(&text_of(&value)).map_err(|e| bad(&value, e.to_string()))?),
+        Ty::Bytes => {
+            Arg::Bytes(byte_quantity(&text_of(&value)).map_err(|e| bad(&value, e.to_string()))?)
+        }
         Ty::Cred => match &value {
             Val::Obj(Obj::Credential { user, password }) => {
                 Arg::Cred(user.clone(), password.clone())
@@ -351,6 +341,114 @@ fn convert(param: &Param, value: Option<Val>) -> Result<Arg, ShellError> {
         },
         Ty::Unsupported => Arg::Null,
     })
+}
+
+/// .NET's TimeSpan.MaxValue (10675199.02:48:05.4775807) in whole seconds. Exchange refuses a
+/// longer TimeSpan, and keeping to it leaves room for every later deadline computed from one.
+pub const MAX_TIMESPAN_SECS: i64 = 922_337_203_685;
+
+/// Why a TimeSpan or ByteQuantifiedSize argument was refused; the text is the hint shown after
+/// "Cannot convert value ...".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    #[error("Specify a TimeSpan as d.hh:mm:ss, hh:mm:ss or hh:mm (e.g. 3.00:00:00, 64:00:00).")]
+    SpanFormat,
+    #[error("The TimeSpan is too long: the longest is 10675199.02:48:05.")]
+    SpanTooLong,
+    #[error("Specify a size such as 10MB, \"25 MB\", 512KB, a number of bytes, or unlimited.")]
+    BytesFormat,
+    #[error("The size is too large: the largest is 8388607TB (9,223,372,036,854,775,807 bytes).")]
+    BytesTooLarge,
+}
+
+fn all_digits(t: &str) -> bool {
+    !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `d.hh:mm:ss`, `hh:mm:ss`, `hh:mm`, with optional fractional seconds (dropped): whole seconds.
+/// Every step is checked: a day count that would wrap (`144115188075855872.01:00:00`) is refused,
+/// never taken modulo 2^64.
+pub fn timespan(text: &str) -> Result<i64, QuantityError> {
+    use QuantityError::{SpanFormat, SpanTooLong};
+    let number = |t: &str| -> Result<i64, QuantityError> {
+        if !all_digits(t) {
+            return Err(SpanFormat);
+        }
+        // Only digits remain, so the one way to fail is a value past i64.
+        t.parse().map_err(|_| SpanTooLong)
+    };
+    let s = text.trim();
+    let (days, clock) = match s.split_once('.') {
+        Some((d, rest)) if rest.contains(':') && !d.contains(':') => (Some(d), rest),
+        _ => (None, s),
+    };
+    let parts: Vec<&str> = clock.split(':').collect();
+    if !(2..=3).contains(&parts.len()) {
+        return Err(SpanFormat);
+    }
+    let seconds = match parts.get(2) {
+        Some(p) => {
+            let (whole, fraction) = p.split_once('.').unwrap_or((p, "0"));
+            if !all_digits(fraction) || fraction.len() > 7 {
+                return Err(SpanFormat);
+            }
+            number(whole)?
+        }
+        None => 0,
+    };
+    let d = days.map(number).transpose()?;
+    let h = number(parts[0])?;
+    let m = number(parts[1])?;
+    if m >= 60 || seconds >= 60 || (d.is_some() && h > 23) {
+        return Err(SpanFormat);
+    }
+    d.unwrap_or(0)
+        .checked_mul(86_400)
+        .and_then(|t| t.checked_add(h.checked_mul(3_600)?))
+        .and_then(|t| t.checked_add(m * 60 + seconds))
+        .filter(|t| *t <= MAX_TIMESPAN_SECS)
+        .ok_or(SpanTooLong)
+}
+
+/// `10MB`, `"25 MB"`, `512KB`, `65536`, `1.5GB`, `10 MB (10,485,760 bytes)` as Exchange prints
+/// it, or `unlimited` (None). Decimals are exact (no floating point, so no `NaN` or `inf`), and
+/// a value past what an i64 holds is refused rather than saturated.
+pub fn byte_quantity(text: &str) -> Result<Option<i64>, QuantityError> {
+    use QuantityError::{BytesFormat, BytesTooLarge};
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("unlimited") {
+        return Ok(None);
+    }
+    let t = t.split(" (").next().unwrap_or(t).replace(',', "");
+    let upper = t.to_ascii_uppercase();
+    const UNITS: [(&str, u128); 5] = [
+        ("TB", 1 << 40),
+        ("GB", 1 << 30),
+        ("MB", 1 << 20),
+        ("KB", 1 << 10),
+        ("B", 1),
+    ];
+    let (number, unit) = UNITS
+        .iter()
+        .find_map(|(u, m)| upper.strip_suffix(u).map(|n| (n.trim(), *m)))
+        .unwrap_or((upper.as_str(), 1));
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
+    if !all_digits(whole) || !all_digits(fraction) {
+        return Err(BytesFormat);
+    }
+    let whole: u128 = whole.parse().map_err(|_| BytesTooLarge)?;
+    // Digits past the 20th change the result by far less than a byte; dropping them keeps
+    // 10^digits * unit inside u128.
+    let fraction = &fraction[..fraction.len().min(20)];
+    let scale = 10u128.pow(fraction.len() as u32);
+    let fraction: u128 = fraction.parse().map_err(|_| BytesFormat)?;
+    let fraction_bytes = (fraction * unit + scale / 2) / scale;
+    whole
+        .checked_mul(unit)
+        .and_then(|b| b.checked_add(fraction_bytes))
+        .and_then(|b| i64::try_from(b).ok())
+        .map(Some)
+        .ok_or(BytesTooLarge)
 }
 
 #[cfg(test)]
@@ -466,5 +564,95 @@ mod tests {
             let e = run(line).unwrap_err().to_string();
             assert!(e.contains(want), "{line}: {e}");
         }
+    }
+
+    #[test]
+    fn timespans() {
+        use QuantityError::{SpanFormat, SpanTooLong};
+        let cases = [
+            ("3.00:00:00", Ok(3 * 86400)),
+            ("64:00:00", Ok(64 * 3600)),
+            ("00:05:00", Ok(300)),
+            ("1.12:30:15", Ok(86400 + 12 * 3600 + 30 * 60 + 15)),
+            ("00:00:05.500", Ok(5)),
+            ("10:30", Ok(10 * 3600 + 30 * 60)),
+            ("10675199.02:48:05", Ok(MAX_TIMESPAN_SECS)),
+            ("10675199.02:48:05.4775807", Ok(MAX_TIMESPAN_SECS)),
+            ("5", Err(SpanFormat)),
+            ("1.25:00:00", Err(SpanFormat)),
+            ("00:61:00", Err(SpanFormat)),
+            ("abc", Err(SpanFormat)),
+            ("-1.00:00:00", Err(SpanFormat)),
+            ("+1:00:00", Err(SpanFormat)),
+            ("00:00:05.", Err(SpanFormat)),
+            ("00:00:05.x", Err(SpanFormat)),
+            ("00:00:05.12345678", Err(SpanFormat)),
+            // 2^57 days is 2^64 * 675 seconds: it used to wrap to exactly one hour.
+            ("144115188075855872.01:00:00", Err(SpanTooLong)),
+            ("10675199.02:48:06", Err(SpanTooLong)),
+            ("10675200.00:00:00", Err(SpanTooLong)),
+            ("106751991167301.00:00:00", Err(SpanTooLong)),
+            ("99999999999999999999.00:00:00", Err(SpanTooLong)),
+            ("256204778801522:00:00", Err(SpanTooLong)),
+            ("2562047788015216:00:00", Err(SpanTooLong)),
+            ("99999999999999999999:00", Err(SpanTooLong)),
+            ("00:00:99999999999999999999", Err(SpanTooLong)),
+        ];
+        for (t, want) in cases {
+            assert_eq!(timespan(t), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn byte_quantities() {
+        use QuantityError::{BytesFormat, BytesTooLarge};
+        let cases = [
+            ("10MB", Ok(Some(10 * 1024 * 1024))),
+            ("25 MB", Ok(Some(25 * 1024 * 1024))),
+            ("512KB", Ok(Some(512 * 1024))),
+            ("65536", Ok(Some(65536))),
+            ("1.5GB", Ok(Some(1536 * 1024 * 1024))),
+            ("0.5KB", Ok(Some(512))),
+            ("100B", Ok(Some(100))),
+            ("unlimited", Ok(None)),
+            ("10 MB (10,485,760 bytes)", Ok(Some(10485760))),
+            ("8388607TB", Ok(Some(8388607 << 40))),
+            ("9223372036854775807", Ok(Some(i64::MAX))),
+            ("ten", Err(BytesFormat)),
+            ("-5MB", Err(BytesFormat)),
+            ("NaN", Err(BytesFormat)),
+            ("inf", Err(BytesFormat)),
+            ("1e3", Err(BytesFormat)),
+            ("1.MB", Err(BytesFormat)),
+            (".5MB", Err(BytesFormat)),
+            ("MB", Err(BytesFormat)),
+            ("10000000000000000TB", Err(BytesTooLarge)),
+            ("8388608TB", Err(BytesTooLarge)),
+            ("8388607.9999999999999TB", Err(BytesTooLarge)),
+            ("9223372036854775808", Err(BytesTooLarge)),
+            (
+                "9999999999999999999999999999999999999999999B",
+                Err(BytesTooLarge),
+            ),
+            ("99999999999999999999999999999.5GB", Err(BytesTooLarge)),
+        ];
+        for (t, want) in cases {
+            assert_eq!(byte_quantity(t), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn an_overflowing_value_names_the_parameter_and_the_limit() {
+        let e = run("x a -MessageExpirationTimeout 144115188075855872.01:00:00")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("parameter 'MessageExpirationTimeout'"), "{e}");
+        assert!(e.contains("\"144115188075855872.01:00:00\""), "{e}");
+        assert!(e.contains("longest is 10675199.02:48:05"), "{e}");
+        let e = run("x a -MaxMessageSize 10000000000000000TB")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("parameter 'MaxMessageSize'"), "{e}");
+        assert!(e.contains("largest is 8388607TB"), "{e}");
     }
 }

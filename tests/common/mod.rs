@@ -10,9 +10,12 @@ pub mod mail;
 pub mod peers;
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use hubgate::db::managed::ManagedCluster;
@@ -66,12 +69,71 @@ pub async fn fresh_database() -> String {
     cluster.url(&name)
 }
 
+/// The loopback address every gateway of this test process listens on. It is made from the pid
+/// (below 2^22 on Linux), so no other running process has it, and it lies outside
+/// 127.0.0.0/24, where tests place peers and choose client sources. Nothing but this process's
+/// gateways binds it, so their fixed ports (see [`gateway_port`]) cannot be taken by anyone else:
+/// no window between picking a port and binding it.
+pub fn gateway_ip() -> Ipv4Addr {
+    let pid = std::process::id();
+    Ipv4Addr::new(
+        127,
+        1 + ((pid >> 16) & 0x3f) as u8,
+        (pid >> 8) as u8,
+        pid as u8,
+    )
+}
+
+/// A port on [`gateway_ip`] that no other gateway of this process uses. Below the ephemeral range
+/// (32768 and up) so an outgoing connection never holds it.
+pub fn gateway_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(10_000);
+    let port = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(
+        port < PEER_PORTS.start,
+        "too many gateway ports in one test process"
+    );
+    port
+}
+
+const PEER_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port for a peer (a sink, a smart host) on a shared 127.0.0.x address, reserved for the life
+/// of this process against every other test process on the machine: each port is claimed by an
+/// exclusive lock on a file named after it, which the kernel drops when the process ends, however
+/// it ends. Below the ephemeral range, so no outgoing connection holds it either. A port may be
+/// used on several addresses at once (a send connector has one port for all its smart hosts).
+pub fn peer_port() -> u16 {
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    // One directory per user: another user's would not be writable here.
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("hubgate-test-ports-{uid}"));
+    std::fs::create_dir_all(&dir).expect("create the port lock directory");
+    let span = u32::from(PEER_PORTS.end - PEER_PORTS.start);
+    // Start where other processes are unlikely to be, to keep the scan short.
+    let start = (std::process::id() * 97) % span;
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    for i in 0..span {
+        let port = PEER_PORTS.start + ((start + i) % span) as u16;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+            .expect("open a port lock file");
+        // Locks are per open file, so a port this process already holds is refused here too.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if locked && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            held.push(file);
+            return port;
+        }
+    }
+    panic!("no free peer port in {PEER_PORTS:?}");
+}
+
+/// The old name of [`peer_port`], kept for tests written before it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    peer_port()
 }
 
 /// A configured but not yet running gateway: its database exists and can be adjusted first.
@@ -79,6 +141,8 @@ pub struct Setup {
     pub db_url: String,
     pub pool: PgPool,
     pub data_dir: tempfile::TempDir,
+    /// The address the gateway's connectors and console listen on ([`gateway_ip`]).
+    pub ip: Ipv4Addr,
     pub smtp_port: u16,
     pub client_port: u16,
     pub console_port: u16,
@@ -91,15 +155,16 @@ impl Setup {
         let db_url = fresh_database().await;
         let pool = PgPool::connect(&db_url).await.expect("connect");
         hubgate::db::MIGRATOR.run(&pool).await.expect("migrate");
-        let smtp_port = free_port();
-        let client_port = free_port();
+        let ip = gateway_ip();
+        let smtp_port = gateway_port();
+        let client_port = gateway_port();
         bootstrap::ensure_server(
             &pool,
             &FirstStart {
                 server_name: SERVER,
                 fqdn: FQDN,
-                default_bindings: Some(vec![format!("0.0.0.0:{smtp_port}")]),
-                client_bindings: Some(vec![format!("127.0.0.1:{client_port}")]),
+                default_bindings: Some(vec![format!("{ip}:{smtp_port}")]),
+                client_bindings: Some(vec![format!("{ip}:{client_port}")]),
                 admin_password: Some(ADMIN_PASSWORD),
             },
         )
@@ -113,10 +178,21 @@ impl Setup {
             db_url,
             pool,
             data_dir: tempfile::tempdir().unwrap(),
+            ip,
             smtp_port,
             client_port,
-            console_port: free_port(),
+            console_port: gateway_port(),
         }
+    }
+
+    /// The Default connector's address, for connections and for other connectors' bindings.
+    pub fn smtp(&self) -> SocketAddr {
+        SocketAddr::from((self.ip, self.smtp_port))
+    }
+
+    /// A further port on the gateway's address, e.g. for a connector a test adds.
+    pub fn another_port(&self) -> u16 {
+        gateway_port()
     }
 
     pub async fn sql(&self, q: &str) {
@@ -143,10 +219,13 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn smtp(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.setup.smtp_port))
+        self.setup.smtp()
     }
     pub fn client_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.setup.client_port))
+        SocketAddr::from((self.setup.ip, self.setup.client_port))
+    }
+    pub fn console_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.setup.ip, self.setup.console_port))
     }
     pub fn pool(&self) -> &PgPool {
         &self.setup.pool
@@ -165,7 +244,7 @@ impl Gateway {
             .env("DATABASE_URL", &s.db_url)
             .env(
                 "HUBGATE_CONSOLE_BIND",
-                format!("127.0.0.1:{}", s.console_port),
+                format!("{}:{}", s.ip, s.console_port),
             )
             .env("HUBGATE_LOG", "warn")
             .stdout(Stdio::piped())
@@ -360,15 +439,19 @@ pub fn python(script: &str, args: &[&str]) -> (bool, String) {
 }
 
 /// Waits until a change made in the database is visible to the running gateway, by polling a
-/// condition (bounded: 100 tries, 10 s).
+/// condition (bounded: 30 s, and at most 300 tries, generous for a loaded machine).
 pub async fn eventually<F, Fut>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..100 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for _ in 0..300 {
         if f().await {
             return;
+        }
+        if Instant::now() >= deadline {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
