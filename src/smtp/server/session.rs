@@ -35,8 +35,8 @@ pub struct Transaction {
     pub from: String,
     pub params: MailParams,
     pub recipients: Vec<EnvelopeRecipient>,
-    /// BDAT chunks received so far.
-    pub chunks: Option<Vec<u8>>,
+    /// The message BDAT chunks are building.
+    pub chunks: Option<super::data::Receiving>,
     /// Set when a BDAT chunk broke a limit: the rest is read and discarded, then this reply is sent.
     pub chunk_failure: Option<Reply>,
 }
@@ -244,8 +244,8 @@ impl Session {
                         }
                     }
                     Next::Bdat { size, last } => {
-                        if !self.receive_bdat(size, last, &mut buf).await {
-                            break 'session "Remote";
+                        if let Err(by) = self.receive_bdat(size, last, &mut buf).await {
+                            break 'session by;
                         }
                     }
                 }
