@@ -143,7 +143,7 @@ impl Session {
     /// Counts a protocol error; past MaxProtocolErrors the session ends.
     pub fn protocol_error(&mut self, r: Reply) -> Next {
         self.reply(r);
-        self.protocol_errors += 1;
+        self.protocol_errors = self.protocol_errors.saturating_add(1);
         match self.connector.max_protocol_errors {
             Some(max) if self.protocol_errors > max as u32 => {
                 self.reply(Reply::new(
