@@ -160,6 +160,9 @@ impl Incoming {
         let dir = self.spool.dir.clone();
         let file = self.file.take();
         let mut buf = std::mem::take(&mut self.buf);
+        // Set before the file exists, so that a drop while the write runs removes it. (Were the
+        // session's task cancelled before the blocking task created the file, it would be left
+        // as a body without rows, which the start-up recovery removes.)
         self.on_disk = true;
         let done = tokio::task::spawn_blocking(move || {
             let result = (|| {
@@ -221,5 +224,57 @@ impl Drop for Incoming {
                 tracing::warn!("removing the unfinished body {}: {e}", self.id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> usize {
+        fs::read_dir(dir.join("spool")).unwrap().count()
+    }
+
+    #[tokio::test]
+    async fn a_body_streams_to_disk_and_a_dropped_one_leaves_no_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+
+        // Small: nothing on disk until it is made durable.
+        let id = Uuid::now_v7();
+        let mut small = spool.incoming(id);
+        small.write(b"Subject: s\r\n\r\nhi\r\n").await;
+        assert_eq!(files(tmp.path()), 0);
+        small.make_durable().await.unwrap();
+        small.keep();
+        assert_eq!(spool.read(id).unwrap(), b"Subject: s\r\n\r\nhi\r\n");
+
+        // Large: written in pieces as it comes; the whole of it lands in order.
+        let id = Uuid::now_v7();
+        let mut large = spool.incoming(id);
+        let mut want = Vec::new();
+        for i in 0..40u8 {
+            let piece = vec![b'a' + i % 26; 7_000 + usize::from(i)];
+            large.write(&piece).await;
+            want.extend_from_slice(&piece);
+        }
+        assert_eq!(large.len(), want.len() as u64);
+        assert_eq!(files(tmp.path()), 2);
+        assert!(large.buf.len() <= SPILL);
+        large.make_durable().await.unwrap();
+        large.keep();
+        assert_eq!(spool.read(id).unwrap(), want);
+
+        // Dropped, spilled or made durable, without keep: gone.
+        let mut refused = spool.incoming(Uuid::now_v7());
+        refused.write(&want).await;
+        assert_eq!(files(tmp.path()), 3);
+        drop(refused);
+        let mut failed = spool.incoming(Uuid::now_v7());
+        failed.write(b"x").await;
+        failed.make_durable().await.unwrap();
+        assert_eq!(files(tmp.path()), 3);
+        drop(failed);
+        assert_eq!(files(tmp.path()), 2);
     }
 }
