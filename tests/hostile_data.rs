@@ -277,6 +277,23 @@ async fn a_50_mb_message_is_streamed_to_disk_with_flat_memory() {
     assert!(stored.ends_with(&line));
     let body_at = stored.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert_eq!(stored.len() - body_at, 50 * 1024 * 1024);
+    drop(stored);
+
+    // BDAT takes the same path: 20 chunks of 1 MiB.
+    transaction(&mut c).await;
+    c.send(b"BDAT 20\r\nSubject: chunked\r\n\r\n").await;
+    assert_eq!(c.reply().await, "250 2.0.0 20 bytes received\r\n");
+    for i in 0..20 {
+        let last = if i == 19 { " LAST" } else { "" };
+        c.send(format!("BDAT {}{last}\r\n", piece.len()).as_bytes())
+            .await;
+        c.send(&piece).await;
+        let r = c.reply().await;
+        assert!(r.starts_with("250 "), "{r}");
+    }
+    let grown = gw.peak_rss_kib().saturating_sub(before);
+    assert!(grown < 20 * 1024, "peak RSS grew by {grown} KiB");
+    assert_eq!(gw.message_count().await, 2);
 }
 
 #[tokio::test]
