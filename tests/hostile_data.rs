@@ -139,6 +139,22 @@ async fn a_wrapping_bdat_size_is_refused_and_memory_stays_flat() {
         "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
     );
     assert_eq!(c.cmd("NOOP").await, "250 2.0.0 OK\r\n");
+    // Not LAST: the transaction is still a BDAT one, refused, and DATA is out of sequence in it.
+    transaction(&mut c).await;
+    c.send(b"BDAT 40000\r\n").await;
+    c.send(&chunk).await;
+    assert_eq!(c.reply().await, "250 2.0.0 40000 bytes received\r\n");
+    c.send(b"BDAT 40000\r\n").await;
+    c.send(&chunk).await;
+    assert_eq!(
+        c.reply().await,
+        "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+    );
+    assert_eq!(
+        c.cmd("DATA").await,
+        "503 5.5.1 Bad sequence of commands\r\n"
+    );
+    assert_eq!(c.cmd("RSET").await, "250 2.0.0 Resetting\r\n");
     assert_eq!(gw.message_count().await, 0);
     assert!(spool_files(&gw).is_empty(), "{:?}", spool_files(&gw));
 }

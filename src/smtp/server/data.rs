@@ -91,7 +91,7 @@ impl Session {
     pub fn data_command(&mut self) -> Next {
         match &self.tx {
             None => self.protocol_error(Reply::new(503, "5.5.2", "Need mail command")),
-            Some(tx) if tx.chunks.is_some() => {
+            Some(tx) if tx.chunks.is_some() || tx.chunk_failure.is_some() => {
                 self.protocol_error(Reply::new(503, "5.5.1", "Bad sequence of commands"))
             }
             Some(tx) if tx.recipients.is_empty() => {
