@@ -107,6 +107,9 @@ pub struct Org {
     pub receive_connectors: Vec<ReceiveConnector>,
     pub send_connectors: Vec<SendConnector>,
     pub permissions: Vec<Permission>,
+    /// Lower-cased FQDNs of every transport server and receive connector of the organisation: a
+    /// Received field `by` one of them is a local hop (MaxLocalHopCount).
+    pub local_fqdns: Vec<String>,
 }
 
 impl Org {
@@ -121,6 +124,12 @@ impl Org {
             send_connectors: SendConnector::load_all(pool).await?,
             permissions: sqlx::query_as::<_, Permission>(
                 "SELECT connector_id, principal, extended_right, deny, permission_group FROM connector_permission ORDER BY id",
+            )
+            .fetch_all(pool)
+            .await?,
+            local_fqdns: sqlx::query_scalar(
+                "SELECT lower(rtrim(fqdn, '.')) FROM transport_server
+                 UNION SELECT lower(rtrim(fqdn, '.')) FROM receive_connector",
             )
             .fetch_all(pool)
             .await?,

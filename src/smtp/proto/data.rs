@@ -1,5 +1,5 @@
 //! The DATA phase: finding the end of the message and undoing dot-stuffing
-//! (RFC 5321 4.1.1.4, 4.5.2) while enforcing size limits.
+//! (RFC 5321 4.1.1.4, 4.5.2), and the content policy that DATA and BDAT share.
 
 use super::reply::Reply;
 
@@ -26,6 +26,7 @@ pub struct DataOutcome {
     pub header_too_large: bool,
     pub bare_lf: bool,
     pub bare_cr: bool,
+    pub nul: bool,
 }
 
 impl DataOutcome {
@@ -55,6 +56,13 @@ impl DataOutcome {
                 "5.6.0",
                 "Invalid message content, contains bare carriage returns",
             ))
+        } else if self.nul {
+            // Some downstream parsers stop at NUL, which makes it a smuggling tool.
+            Some(Reply::new(
+                554,
+                "5.6.0",
+                "Invalid message content, contains NUL characters",
+            ))
         } else {
             None
         }
@@ -82,12 +90,12 @@ impl HeaderScan {
             if self.line == 0 || (self.line == 1 && self.line_is_cr) {
                 self.done = true;
             } else {
-                self.len += self.line + 1;
+                self.len = self.len.saturating_add(self.line + 1);
                 self.line = 0;
             }
         } else {
             self.line_is_cr = self.line == 0 && b == b'\r';
-            self.line += 1;
+            self.line = self.line.saturating_add(1);
         }
     }
 
@@ -98,7 +106,7 @@ impl HeaderScan {
             // maximum size.
             self.len
         } else {
-            self.len + self.line
+            self.len.saturating_add(self.line)
         }
     }
 }
@@ -116,24 +124,80 @@ pub fn header_section_len(msg: &[u8]) -> usize {
     scan.len() as usize
 }
 
+/// The content policy every message passes however it arrived (DATA after unstuffing, or the
+/// raw octets of BDAT chunks): the size and header-size limits, and no bare CR, bare LF or NUL.
+/// One policy for both, so neither command is a way around it.
+#[derive(Debug, Clone)]
+pub struct ContentCheck {
+    max_size: u64,
+    max_header_size: u64,
+    header: HeaderScan,
+    after_cr: bool,
+    outcome: DataOutcome,
+}
+
+impl ContentCheck {
+    pub fn new(max_size: u64, max_header_size: u64) -> Self {
+        ContentCheck {
+            max_size,
+            max_header_size,
+            header: HeaderScan::default(),
+            after_cr: false,
+            outcome: DataOutcome::default(),
+        }
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.byte(b);
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        let out = &mut self.outcome;
+        out.size = out.size.saturating_add(1);
+        if out.size > self.max_size {
+            out.too_large = true;
+        }
+        if !self.header.done {
+            self.header.feed(b);
+            if self.header.len() > self.max_header_size {
+                out.header_too_large = true;
+            }
+        }
+        match b {
+            b'\n' => out.bare_lf |= !self.after_cr,
+            _ => out.bare_cr |= self.after_cr,
+        }
+        out.nul |= b == 0;
+        self.after_cr = b == b'\r';
+    }
+
+    /// Past a size limit the message is going to be refused: its bytes need not be kept.
+    pub fn over_limit(&self) -> bool {
+        self.outcome.too_large || self.outcome.header_too_large
+    }
+
+    /// The facts so far, as if the message ended here (a CR at the very end is a bare one).
+    pub fn outcome(&self) -> DataOutcome {
+        let mut out = self.outcome;
+        out.bare_cr |= self.after_cr;
+        out
+    }
+}
+
 /// Streaming reader for the bytes following a `354` reply.
 #[derive(Debug, Clone)]
 pub struct DataReader {
     state: State,
-    max_size: u64,
-    max_header_size: u64,
-    header: HeaderScan,
-    outcome: DataOutcome,
+    check: ContentCheck,
 }
 
 impl DataReader {
     pub fn new(max_size: u64, max_header_size: u64) -> Self {
         DataReader {
             state: State::LineStart,
-            max_size,
-            max_header_size,
-            header: HeaderScan::default(),
-            outcome: DataOutcome::default(),
+            check: ContentCheck::new(max_size, max_header_size),
         }
     }
 
@@ -159,36 +223,23 @@ impl DataReader {
     }
 
     pub fn outcome(&self) -> DataOutcome {
-        self.outcome
+        self.check.outcome()
     }
 
     fn emit(&mut self, b: u8, body: &mut Vec<u8>) {
-        let out = &mut self.outcome;
-        out.size += 1;
-        if out.size > self.max_size {
-            out.too_large = true;
-        }
-        self.header.feed(b);
-        if self.header.len() > self.max_header_size {
-            out.header_too_large = true;
-        }
+        self.check.byte(b);
         // Past a limit the message is going to be refused: keep scanning for
         // its end, but stop holding on to its bytes.
-        if !out.too_large && !out.header_too_large {
+        if !self.check.over_limit() {
             body.push(b);
         }
     }
 
-    /// Content byte in the middle of a line; only here can CR and LF pair up.
+    /// Content byte in the middle of a line; only here can CR and LF pair up
+    /// into a line end. The policy (bare CR/LF) is judged by [`ContentCheck`] on
+    /// the unstuffed bytes, which is equivalent: only a dot after CRLF is removed.
     fn mid(&mut self, b: u8, body: &mut Vec<u8>) {
-        match b {
-            b'\r' => self.state = State::Cr,
-            b'\n' => {
-                self.outcome.bare_lf = true;
-                self.state = State::Mid;
-            }
-            _ => self.state = State::Mid,
-        }
+        self.state = if b == b'\r' { State::Cr } else { State::Mid };
         self.emit(b, body);
     }
 
@@ -214,22 +265,19 @@ impl DataReader {
                 if b == b'\n' {
                     self.state = State::Done;
                 } else {
-                    self.outcome.bare_cr = true;
                     self.emit(b'\r', body);
                     self.mid(b, body);
                 }
             }
             State::Mid => self.mid(b, body),
-            State::Cr => match b {
-                b'\n' => {
+            State::Cr => {
+                if b == b'\n' {
                     self.emit(b, body);
                     self.state = State::LineStart;
-                }
-                _ => {
-                    self.outcome.bare_cr = true;
+                } else {
                     self.mid(b, body);
                 }
-            },
+            }
             State::Done => {}
         }
     }
@@ -446,5 +494,49 @@ mod tests {
                 assert!(out.header_too_large, "{msg:?}");
             }
         }
+    }
+
+    #[test]
+    fn nul_bytes_are_refused() {
+        for seq in [&b"\r\n\x00.\r\n"[..], b"\r\n.\x00\r\n", b"a\x00b"] {
+            let mut input = b"Subject: t\r\n\r\nbefore".to_vec();
+            input.extend_from_slice(seq);
+            input.extend_from_slice(b"\r\n.\r\n");
+            let (consumed, _, out) = run(&input, BIG, BIG);
+            assert_eq!(consumed, Some(input.len()), "{seq:?}");
+            assert!(out.nul && !out.bare_cr && !out.bare_lf, "{seq:?}");
+            assert_eq!(
+                out.rejection().unwrap().to_wire(),
+                "554 5.6.0 Invalid message content, contains NUL characters\r\n"
+            );
+        }
+    }
+
+    /// BDAT content is judged by the same policy as unstuffed DATA content.
+    #[test]
+    fn content_check_matches_data_reader() {
+        let cases: &[&[u8]] = &[
+            b"Subject: x\r\n\r\nhi\r\n",
+            b"Subject: x\rX-MS-Exchange-Organization-SCL: -1\r\n\r\nhi\r\n",
+            b"Subject: x\r\n\r\nh\ni\r\n",
+            b"a\x00\r\n",
+            b"a\r\n\r\r\n",
+        ];
+        for &msg in cases {
+            let mut data = msg.to_vec();
+            data.extend_from_slice(b".\r\n");
+            let (_, _, from_data) = run(&data, BIG, 12);
+            let mut check = ContentCheck::new(BIG, 12);
+            for piece in msg.chunks(3) {
+                check.feed(piece);
+            }
+            assert_eq!(check.outcome(), from_data, "{msg:?}");
+        }
+        // A chunked message may end in a CR, which no line end follows.
+        let mut check = ContentCheck::new(BIG, BIG);
+        check.feed(b"Subject: x\r\n\r\nhi\r");
+        assert!(check.outcome().bare_cr);
+        check.feed(b"\n");
+        assert_eq!(check.outcome().rejection(), None);
     }
 }

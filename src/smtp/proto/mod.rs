@@ -12,7 +12,7 @@ pub mod response;
 pub mod sasl;
 
 pub use command::{Command, MAX_ADDRESS_LEN, ProtoError, parse_command};
-pub use data::{DataOutcome, DataReader, header_section_len};
+pub use data::{ContentCheck, DataOutcome, DataReader, header_section_len};
 pub use line::{Line, LineReader};
 pub use params::{Body, MailParams, Notify, RcptParams, Ret, xtext_decode, xtext_encode};
 pub use reply::Reply;

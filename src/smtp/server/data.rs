@@ -1,19 +1,97 @@
 //! DATA and BDAT: reading the message, the checks at its end, and durable acceptance.
+//!
+//! The body is streamed to its spool file as it arrives. Only the header section is held in
+//! memory (bounded by MaxHeaderSize): when its end arrives the hop counts are checked, the header
+//! firewall applied and the Received header (and a missing Message-ID) prepended, and the rest
+//! goes through a fixed buffer to the file. DATA and BDAT share one content policy
+//! ([`ContentCheck`]).
 
 use uuid::Uuid;
 
 use super::session::{Next, Session};
 use crate::logs::tracking::TrackingEvent;
 use crate::org::rights::ExtendedRight;
-use crate::smtp::proto::{Body, DataOutcome, DataReader, Reply, header_section_len};
+use crate::smtp::proto::{Body, ContentCheck, DataOutcome, DataReader, Reply};
 use crate::transport::headers::{self, Firewall};
-use crate::transport::queue::{self, Envelope, Submitted};
+use crate::transport::queue::{self, Envelope, Incoming, Submitted};
+
+/// A message being received, over DATA or BDAT.
+pub struct Receiving {
+    /// The content policy for BDAT chunks; DATA's is judged inside its [`DataReader`].
+    check: Option<ContentCheck>,
+    /// The header section collected so far (only in [`Stage::Header`]).
+    header: Vec<u8>,
+    max_header: usize,
+    stage: Stage,
+}
+
+enum Stage {
+    Header,
+    /// The header section was processed; the rest goes to the spool.
+    Body {
+        sink: Incoming,
+        message_id: String,
+        subject: Option<String>,
+    },
+    /// The message will be refused: its remaining bytes are read and dropped.
+    Refused(Reply),
+}
+
+impl Receiving {
+    fn new(check: Option<ContentCheck>, max_header: u64) -> Receiving {
+        Receiving {
+            check,
+            header: Vec::new(),
+            max_header: usize::try_from(max_header).unwrap_or(usize::MAX),
+            stage: Stage::Header,
+        }
+    }
+
+    /// Message bytes received so far (BDAT).
+    fn received(&self) -> u64 {
+        self.check.as_ref().map_or(0, |c| c.outcome().size)
+    }
+
+    /// Appends to the header section; returns the body bytes that followed its end, once it
+    /// ended. The section ends at the first empty line, as [`headers::split`] reads it.
+    fn collect_header(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let from = self.header.len().saturating_sub(3);
+        self.header.extend_from_slice(bytes);
+        let end = if self.header.starts_with(b"\r\n") {
+            Some(2)
+        } else {
+            self.header[from..]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|p| from + p + 4)
+        };
+        match end {
+            Some(end) => Some(self.header.split_off(end)),
+            None => {
+                // A header within MaxHeaderSize has ended by now (its last line's CRLF and the
+                // empty line come on top of the limit).
+                if self.header.len() > self.max_header.saturating_add(4) {
+                    self.header = Vec::new();
+                    self.stage = Stage::Refused(Reply::new(
+                        552,
+                        "5.3.4",
+                        "Header size exceeds fixed maximum size",
+                    ));
+                }
+                None
+            }
+        }
+    }
+}
+
+/// What the end of a BDAT chunk means for the session.
+pub type BdatResult = Result<(), &'static str>;
 
 impl Session {
     pub fn data_command(&mut self) -> Next {
         match &self.tx {
             None => self.protocol_error(Reply::new(503, "5.5.2", "Need mail command")),
-            Some(tx) if tx.chunks.is_some() => {
+            Some(tx) if tx.chunks.is_some() || tx.chunk_failure.is_some() => {
                 self.protocol_error(Reply::new(503, "5.5.1", "Bad sequence of commands"))
             }
             Some(tx) if tx.recipients.is_empty() => {
@@ -38,42 +116,68 @@ impl Session {
         {
             i32::MAX as u64
         } else {
-            self.connector.max_message_size as u64
+            u64::try_from(self.connector.max_message_size).unwrap_or(0)
         }
+    }
+
+    fn header_limit(&self) -> u64 {
+        u64::try_from(self.connector.max_header_size).unwrap_or(0)
     }
 
     /// Reads the message after 354. Returns false when the client went away mid-DATA, in which
     /// case nothing was queued.
     pub async fn receive_data(&mut self, buf: &mut [u8]) -> bool {
-        let mut reader = DataReader::new(self.size_limit(), self.connector.max_header_size as u64);
-        let mut body = Vec::new();
-        let mut input = self.reader.take_buffered();
-        loop {
-            if let Some(consumed) = reader.feed(&input, &mut body) {
-                self.reader.push(&input[consumed..]);
-                break;
-            }
-            match self.read_chunk(buf).await {
-                Some(n) => input = buf[..n].to_vec(),
-                None => {
-                    self.tx = None;
-                    return false;
-                }
+        let mut reader = DataReader::new(self.size_limit(), self.header_limit());
+        let mut rx = Receiving::new(None, self.header_limit());
+        let mut out = Vec::with_capacity(buf.len());
+        let input = self.reader.take_buffered();
+        let mut done = reader.feed(&input, &mut out);
+        self.absorb(&mut rx, &out).await;
+        if let Some(consumed) = done {
+            self.reader.push(&input[consumed..]);
+        }
+        drop(input);
+        while done.is_none() {
+            let Some(n) = self.read_chunk(buf).await else {
+                self.tx = None;
+                return false;
+            };
+            out.clear();
+            done = reader.feed(&buf[..n], &mut out);
+            self.absorb(&mut rx, &out).await;
+            if let Some(consumed) = done {
+                self.reader.push(&buf[consumed..n]);
             }
         }
-        let outcome = reader.outcome();
-        self.finish_message(body, Some(outcome)).await;
+        self.finish_message(rx, reader.outcome()).await;
         true
     }
 
     pub fn bdat_command(&mut self, size: u64, last: bool) -> Next {
+        if !self.connector.chunking_enabled {
+            // CHUNKING is not advertised, so BDAT is no command here, as in Exchange; what the
+            // client sends next is read as commands, and errors are counted.
+            return self.protocol_error(Reply::new(500, "5.3.3", "Unrecognized command"));
+        }
         Next::Bdat { size, last }
     }
 
-    /// Reads one BDAT chunk (RFC 3030). The octets are always consumed, even when the command is
-    /// refused, so they are never taken for commands.
-    pub async fn receive_bdat(&mut self, size: u64, last: bool, buf: &mut [u8]) -> bool {
+    /// Reads one BDAT chunk (RFC 3030). Its octets are consumed even when the chunk is refused,
+    /// so they are never taken for commands, with one exception: a chunk that is not going to be
+    /// kept and is larger than the message size limit. Reading (up to 2^64) octets only to drop
+    /// them would let a client hold the session for as long as it likes, and without reading
+    /// them the session cannot find the next command; so the refusal is sent and the connection
+    /// closed (`Err` names who closed it). A client that respects the advertised SIZE never sees
+    /// this.
+    pub async fn receive_bdat(&mut self, size: u64, last: bool, buf: &mut [u8]) -> BdatResult {
         let limit = self.size_limit();
+        let too_large = || {
+            Reply::new(
+                552,
+                "5.3.4",
+                "Message size exceeds fixed maximum message size",
+            )
+        };
         let refusal = match &self.tx {
             None => Some(Reply::new(503, "5.5.2", "Need mail command")),
             Some(tx) if tx.recipients.is_empty() => {
@@ -81,96 +185,124 @@ impl Session {
             }
             _ => None,
         };
-        let mut keep = refusal.is_none();
+        let mut rx = None;
         if let Some(tx) = &mut self.tx
-            && keep
+            && refusal.is_none()
         {
-            let have = tx.chunks.as_ref().map_or(0, |c| c.len() as u64);
-            if tx.chunk_failure.is_none() && have + size > limit {
-                tx.chunk_failure = Some(Reply::new(
-                    552,
-                    "5.3.4",
-                    "Message size exceeds fixed maximum message size",
-                ));
-                tx.chunks = Some(Vec::new());
+            let have = tx.chunks.as_ref().map_or(0, Receiving::received);
+            let over = have.checked_add(size).is_none_or(|total| total > limit);
+            if tx.chunk_failure.is_none() && over {
+                tx.chunk_failure = Some(too_large());
+                tx.chunks = None;
             }
-            keep = tx.chunk_failure.is_none();
+            if tx.chunk_failure.is_none() {
+                let max_header = self.connector.max_header_size;
+                let max_header = u64::try_from(max_header).unwrap_or(0);
+                rx = Some(tx.chunks.take().unwrap_or_else(|| {
+                    Receiving::new(Some(ContentCheck::new(limit, max_header)), max_header)
+                }));
+            }
         }
-        let mut chunk = Vec::new();
+        if rx.is_none() && size > limit {
+            let r = refusal.unwrap_or_else(too_large);
+            self.tx = None;
+            self.reply_tarpit(r).await;
+            self.log_event('*', "", "BDAT chunk larger than the size limit not read");
+            self.flush().await;
+            return Err("Local");
+        }
         let mut remaining = size;
-        let mut buffered = self.reader.take_buffered();
-        loop {
-            let take = remaining.min(buffered.len() as u64) as usize;
-            if keep {
-                chunk.extend_from_slice(&buffered[..take]);
+        let input = self.reader.take_buffered();
+        let take = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
+        if let Some(rx) = &mut rx {
+            self.absorb(rx, &input[..take]).await;
+        }
+        remaining -= take as u64;
+        if remaining == 0 {
+            self.reader.push(&input[take..]);
+        }
+        drop(input);
+        while remaining > 0 {
+            let Some(n) = self.read_chunk(buf).await else {
+                self.tx = None;
+                return Err("Remote");
+            };
+            let take = usize::try_from(remaining).map_or(n, |r| r.min(n));
+            if let Some(rx) = &mut rx {
+                self.absorb(rx, &buf[..take]).await;
             }
             remaining -= take as u64;
             if remaining == 0 {
-                self.reader.push(&buffered[take..]);
-                break;
-            }
-            match self.read_chunk(buf).await {
-                Some(n) => buffered = buf[..n].to_vec(),
-                None => {
-                    self.tx = None;
-                    return false;
-                }
+                self.reader.push(&buf[take..n]);
             }
         }
         if let Some(r) = refusal {
             self.protocol_error(r);
-            return true;
+            return Ok(());
         }
-        let Some(tx) = &mut self.tx else { return true };
-        let chunks = tx.chunks.get_or_insert_with(Vec::new);
-        chunks.extend_from_slice(&chunk);
+        let Some(tx) = &mut self.tx else {
+            return Ok(());
+        };
         if !last {
             match tx.chunk_failure.clone() {
                 Some(r) => self.reply(r),
-                None => self.reply(Reply::new(250, "2.0.0", format!("{size} bytes received"))),
+                None => {
+                    tx.chunks = rx;
+                    self.reply(Reply::new(250, "2.0.0", format!("{size} bytes received")))
+                }
             }
-            return true;
+            return Ok(());
         }
         if let Some(r) = tx.chunk_failure.clone() {
             self.tx = None;
             self.reply(r);
-            return true;
+            return Ok(());
         }
-        let body = std::mem::take(chunks);
-        let header_too_large =
-            header_section_len(&body) as u64 > self.connector.max_header_size as u64;
-        let outcome = DataOutcome {
-            size: body.len() as u64,
-            too_large: false,
-            header_too_large,
-            bare_lf: false,
-            bare_cr: false,
-        };
-        self.finish_message(body, Some(outcome)).await;
-        true
+        if let Some(rx) = rx {
+            let outcome = rx.check.as_ref().map(ContentCheck::outcome);
+            self.finish_message(rx, outcome.unwrap_or_default()).await;
+        }
+        Ok(())
     }
 
-    /// The end-of-data checks, then the queue. The 250 goes out only after the queue made the
-    /// message durable.
-    async fn finish_message(&mut self, body: Vec<u8>, outcome: Option<DataOutcome>) {
-        let Some(tx) = self.tx.take() else { return };
-        if let Some(r) = outcome.as_ref().and_then(DataOutcome::rejection) {
-            self.reply_tarpit(r).await;
-            return;
+    /// Takes message bytes: the header section until it ends, then the spool file.
+    async fn absorb(&mut self, rx: &mut Receiving, bytes: &[u8]) {
+        if let Some(check) = &mut rx.check {
+            check.feed(bytes);
         }
-        let (header, rest) = headers::split(&body);
-        if headers::hop_count(header) > self.connector.max_hop_count as usize {
-            self.reply_tarpit(Reply::new(
+        let rest = match &mut rx.stage {
+            Stage::Refused(_) => return,
+            Stage::Body { sink, .. } => return sink.write(bytes).await,
+            Stage::Header => match rx.collect_header(bytes) {
+                Some(rest) => rest,
+                None => return,
+            },
+        };
+        self.start_body(rx).await;
+        if let Stage::Body { sink, .. } = &mut rx.stage {
+            sink.write(&rest).await;
+        }
+    }
+
+    /// The header section is complete: check it, rewrite it and start the spool file with it.
+    async fn start_body(&mut self, rx: &mut Receiving) {
+        let header = std::mem::take(&mut rx.header);
+        let org = &self.org;
+        if headers::hop_count(&header) > self.connector.max_hop_count as usize
+            || (self.connector.max_local_hop_count > 0
+                && headers::local_hop_count(&header, |h| org.local_fqdns.iter().any(|l| l == h))
+                    > self.connector.max_local_hop_count as usize)
+        {
+            rx.stage = Stage::Refused(Reply::new(
                 554,
                 "5.4.6",
                 "Hop count exceeded - possible mail loop",
-            ))
-            .await;
+            ));
             return;
         }
         let rights = self.identity.rights;
         let mut new_header = headers::apply_firewall(
-            header,
+            &header,
             &Firewall {
                 routing: rights.has(ExtendedRight::AcceptRoutingHeaders),
                 organization: rights.has(ExtendedRight::AcceptOrganizationHeaders),
@@ -178,7 +310,7 @@ impl Session {
             },
         );
         let id = Uuid::now_v7();
-        let message_id = match headers::value(header, "Message-ID") {
+        let message_id = match headers::value(&header, "Message-ID") {
             Some(m) if !m.is_empty() => m,
             _ => {
                 // Exchange stamps a Message-ID on mail that arrives without one.
@@ -189,11 +321,39 @@ impl Session {
                 m
             }
         };
-        let subject = headers::value(header, "Subject");
-        let received = self.received_header(id);
-        let mut full_header = received.into_bytes();
-        full_header.extend_from_slice(&new_header);
-        let payload = rest.to_vec();
+        let subject = headers::value(&header, "Subject");
+        let mut sink = self.gw.spool.incoming(id);
+        sink.write(self.received_header(id).as_bytes()).await;
+        sink.write(&new_header).await;
+        rx.stage = Stage::Body {
+            sink,
+            message_id,
+            subject,
+        };
+    }
+
+    /// The end-of-data checks, then the queue. The 250 goes out only after the queue made the
+    /// message durable.
+    async fn finish_message(&mut self, mut rx: Receiving, outcome: DataOutcome) {
+        let Some(tx) = self.tx.take() else { return };
+        if let Some(r) = outcome.rejection() {
+            self.reply_tarpit(r).await;
+            return;
+        }
+        if let Stage::Header = rx.stage {
+            // No empty line: the whole message is header.
+            self.start_body(&mut rx).await;
+        }
+        let (sink, message_id, subject) = match rx.stage {
+            Stage::Body {
+                sink,
+                message_id,
+                subject,
+            } => (sink, message_id, subject),
+            Stage::Refused(r) => return self.reply_tarpit(r).await,
+            Stage::Header => return,
+        };
+        let id = sink.id();
         let envelope = Envelope {
             id,
             server: self.org.server.name.clone(),
@@ -222,16 +382,10 @@ impl Session {
             &format!("{id};{}", envelope.recipients.len()),
             "receiving message",
         );
-        let size = (full_header.len() + payload.len()) as u64;
-        match queue::accept(
-            &self.gw.pool,
-            &self.gw.spool,
-            &envelope,
-            full_header,
-            payload,
-        )
-        .await
-        {
+        let size = sink.len();
+        // The one durable step: after it, the message is the queue's.
+        let accepted = queue::accept_incoming(&self.gw.pool, &envelope, sink).await;
+        match accepted {
             Ok(internal_id) => {
                 self.track_receive(&envelope, internal_id, size);
                 self.gw

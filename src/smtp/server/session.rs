@@ -35,8 +35,8 @@ pub struct Transaction {
     pub from: String,
     pub params: MailParams,
     pub recipients: Vec<EnvelopeRecipient>,
-    /// BDAT chunks received so far.
-    pub chunks: Option<Vec<u8>>,
+    /// The message BDAT chunks are building.
+    pub chunks: Option<super::data::Receiving>,
     /// Set when a BDAT chunk broke a limit: the rest is read and discarded, then this reply is sent.
     pub chunk_failure: Option<Reply>,
 }
@@ -143,7 +143,7 @@ impl Session {
     /// Counts a protocol error; past MaxProtocolErrors the session ends.
     pub fn protocol_error(&mut self, r: Reply) -> Next {
         self.reply(r);
-        self.protocol_errors += 1;
+        self.protocol_errors = self.protocol_errors.saturating_add(1);
         match self.connector.max_protocol_errors {
             Some(max) if self.protocol_errors > max as u32 => {
                 self.reply(Reply::new(
@@ -244,8 +244,8 @@ impl Session {
                         }
                     }
                     Next::Bdat { size, last } => {
-                        if !self.receive_bdat(size, last, &mut buf).await {
-                            break 'session "Remote";
+                        if let Err(by) = self.receive_bdat(size, last, &mut buf).await {
+                            break 'session by;
                         }
                     }
                 }

@@ -7,5 +7,5 @@ pub mod store;
 pub mod writer;
 
 pub use manager::{QueueManager, Submitted};
-pub use spool::Spool;
-pub use store::{AcceptError, Disposition, Envelope, EnvelopeRecipient, accept};
+pub use spool::{Incoming, Spool};
+pub use store::{AcceptError, Disposition, Envelope, EnvelopeRecipient, accept, accept_incoming};

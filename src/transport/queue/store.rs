@@ -6,6 +6,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::Spool;
+use super::spool::Incoming;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AcceptError {
@@ -13,6 +14,20 @@ pub enum AcceptError {
     Io(#[from] std::io::Error),
     #[error("queue database: {0}")]
     Db(#[from] sqlx::Error),
+    /// The connection failed while COMMIT was under way: the rows may or may not be stored, so
+    /// the body was kept (start-up reconciliation settles which).
+    #[error("queue database: outcome of the commit unknown: {0}")]
+    CommitUnknown(sqlx::Error),
+    #[error("message of {0} bytes is too large to queue")]
+    TooLarge(u64),
+}
+
+/// Why the rows were not committed.
+enum CommitError {
+    /// Nothing was committed: the statement failed, or the server refused the COMMIT.
+    Definite(sqlx::Error),
+    /// The COMMIT was sent and no answer came back.
+    Unknown(sqlx::Error),
 }
 
 /// Where the categorizer sent a recipient.
@@ -58,7 +73,7 @@ pub struct Envelope {
     pub smtp_utf8: bool,
 }
 
-/// Makes the message durable; returns its InternalId. Only after this returns may the 250 be sent.
+/// Makes a message whole in memory durable (a DSN); returns its InternalId.
 pub async fn accept(
     pool: &PgPool,
     spool: &Spool,
@@ -66,25 +81,62 @@ pub async fn accept(
     header: Vec<u8>,
     body: Vec<u8>,
 ) -> Result<i64, AcceptError> {
-    let size = (header.len() + body.len()) as i64;
-    let id = env.id;
-    {
-        let spool = spool.clone();
-        tokio::task::spawn_blocking(move || spool.write_durable(id, &[&header, &body]))
-            .await
-            .map_err(|e| AcceptError::Io(std::io::Error::other(e)))??;
-    }
+    let bytes = if header.is_empty() {
+        body
+    } else {
+        let mut all = header;
+        all.extend_from_slice(&body);
+        all
+    };
+    accept_incoming(pool, env, spool.incoming_from(env.id, bytes)).await
+}
+
+/// Makes a received body durable, then commits the message's rows in one transaction; returns
+/// its InternalId. Only after this returns may the 250 be sent. The body is removed when nothing
+/// was committed, and kept when the commit's outcome is unknown: deleting it then could leave a
+/// committed message without a body.
+pub async fn accept_incoming(
+    pool: &PgPool,
+    env: &Envelope,
+    mut body: Incoming,
+) -> Result<i64, AcceptError> {
+    debug_assert_eq!(body.id(), env.id);
+    let size = i64::try_from(body.len()).map_err(|_| AcceptError::TooLarge(body.len()))?;
+    body.make_durable().await?;
     match commit_rows(pool, env, size).await {
-        Ok(internal_id) => Ok(internal_id),
-        Err(e) => {
-            let _ = spool.remove(id);
-            Err(e.into())
+        Ok(internal_id) => {
+            body.keep();
+            Ok(internal_id)
+        }
+        Err(CommitError::Definite(e)) => Err(e.into()),
+        Err(CommitError::Unknown(e)) => {
+            body.keep();
+            Err(AcceptError::CommitUnknown(e))
         }
     }
 }
 
-async fn commit_rows(pool: &PgPool, env: &Envelope, size: i64) -> Result<i64, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+async fn commit_rows(pool: &PgPool, env: &Envelope, size: i64) -> Result<i64, CommitError> {
+    let mut tx = pool.begin().await.map_err(CommitError::Definite)?;
+    let internal_id = insert_rows(&mut tx, env, size)
+        .await
+        .map_err(CommitError::Definite)?;
+    match tx.commit().await {
+        Ok(()) => Ok(internal_id),
+        // The server answered: the transaction was rolled back.
+        Err(e @ sqlx::Error::Database(_)) => Err(CommitError::Definite(e)),
+        // The connection failed with the COMMIT sent or on its way.
+        Err(e) => Err(CommitError::Unknown(e)),
+    }
+}
+
+/// The message and recipient rows, in the caller's transaction. An error here is definite: the
+/// transaction is never committed.
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    env: &Envelope,
+    size: i64,
+) -> Result<i64, sqlx::Error> {
     let (internal_id,): (i64,) = sqlx::query_as(
         "INSERT INTO message (id, server, from_address, size, source_ip, receive_connector, helo, auth_user,
                               internet_message_id, subject, env_id, ret, body_type, smtp_utf8)
@@ -104,7 +156,7 @@ async fn commit_rows(pool: &PgPool, env: &Envelope, size: i64) -> Result<i64, sq
     .bind(&env.ret)
     .bind(&env.body_type)
     .bind(env.smtp_utf8)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
     let ordinals: Vec<i32> = (0..env.recipients.len() as i32).collect();
     let addresses: Vec<&str> = env.recipients.iter().map(|r| r.address.as_str()).collect();
@@ -125,8 +177,7 @@ async fn commit_rows(pool: &PgPool, env: &Envelope, size: i64) -> Result<i64, sq
     .bind(&orcpts)
     .bind(&notifies)
     .bind(&dispositions)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await?;
     Ok(internal_id)
 }
