@@ -207,14 +207,14 @@ async fn a_partner_ca_dropped_into_a_running_gateway_validates_postfix_and_remov
     let (ca, leaves) = ca_and_leaves(&["mx.fabrikam.test"]);
     let (cert, key) = &leaves[0];
     // A per-test address: nothing else in the suite uses it, so the fixed port cannot collide.
-    let peer = Postfix::start(addr("127.0.0.181", 2625), cert, key);
+    let peer = Postfix::start(addr("127.0.0.211", 2625), cert, key);
 
     let s = setup().await;
     configure(
         &s,
         &[
             // The sending server validates the receiving server's certificate (seed 001).
-            "New-SendConnector -Name Fabrikam -AddressSpaces fabrikam.test -DNSRoutingEnabled $false -SmartHosts 127.0.0.181 -Port 2625 -RequireTLS $true -TlsAuthLevel DomainValidation -TlsDomain mx.fabrikam.test",
+            "New-SendConnector -Name Fabrikam -AddressSpaces fabrikam.test -DNSRoutingEnabled $false -SmartHosts 127.0.0.211 -Port 2625 -RequireTLS $true -TlsAuthLevel DomainValidation -TlsDomain mx.fabrikam.test",
             // Retry quickly, so each change shows at the next attempt.
             "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:00:01 -TransientFailureRetryCount 15 -OutboundConnectionFailureRetryInterval 00:00:01",
         ],
