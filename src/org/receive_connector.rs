@@ -608,4 +608,16 @@ mod tests {
         c.banner = Some("hello".into());
         assert!(c.validate().is_err());
     }
+
+    #[test]
+    fn a_failed_wildcard_socket_is_the_error_of_every_binding_it_stands_for() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let b = |s: &str| s.parse::<Binding>().unwrap();
+        assert!(listened_by(a("0.0.0.0:25"), &b("0.0.0.0:25")));
+        assert!(listened_by(a("0.0.0.0:25"), &b("127.0.0.5:25")));
+        assert!(listened_by(a("127.0.0.5:25"), &b("127.0.0.5:25")));
+        assert!(!listened_by(a("0.0.0.0:25"), &b("127.0.0.5:587")));
+        assert!(!listened_by(a("127.0.0.6:25"), &b("127.0.0.5:25")));
+        assert!(!listened_by(a("[::]:25"), &b("127.0.0.5:25")));
+    }
 }
