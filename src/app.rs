@@ -64,6 +64,16 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     }
 
     let org = Org::load(&pool, &server_name).await?;
+    // The sockets are opened before the queue starts: a node that can listen on nothing is not a
+    // gateway, and must fail its start before it delivers anything.
+    let mut listeners = Listeners::default();
+    listeners.open(&org);
+    record_binding_errors(&pool, &server_name, &listeners).await;
+    if listeners.bound().is_empty() {
+        let reason = not_listening(&server_name, &listeners);
+        db.close().await;
+        anyhow::bail!("{reason}");
+    }
     let (org_tx, org_rx) = watch::channel(Arc::new(org));
     let tracking = {
         let s = &org_rx.borrow().server;
@@ -98,12 +108,16 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         tracking,
     });
 
-    let mut listeners = Listeners::default();
-    listeners.reconcile(&gw, &org_rx.borrow().clone());
+    listeners.start(&gw);
     let mut bound = listeners.bound();
     bound.sort();
+    let failed: String = listeners
+        .failed()
+        .iter()
+        .map(|(a, e)| format!("; cannot listen on {a}: {e}"))
+        .collect();
     println!(
-        "hubgate ready: server {server_name} ({fqdn}), SMTP on {}",
+        "hubgate ready: server {server_name} ({fqdn}), SMTP on {}{failed}",
         bound
             .iter()
             .map(|a| a.to_string())
@@ -122,14 +136,21 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let mut org_changes = org_rx.clone();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    // A binding that failed (address in use) is tried again now and then: the other process may
+    // go away, and the admin should not need a restart to get the connector back.
+    let mut retry_bindings = tokio::time::interval(BINDING_RETRY);
+    retry_bindings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let org = tokio::select! {
             _ = &mut shutdown => break,
             changed = org_changes.changed() => {
                 if changed.is_err() { break; }
-                let org = org_changes.borrow().clone();
-                listeners.reconcile(&gw, &org);
+                org_changes.borrow().clone()
             }
+            _ = retry_bindings.tick(), if !listeners.failed().is_empty() => org_changes.borrow().clone(),
+        };
+        if listeners.reconcile(&gw, &org) {
+            record_binding_errors(&pool, &server_name, &listeners).await;
         }
     }
     tracing::info!("shutting down");
@@ -147,6 +168,36 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     drop(gw);
     db.close().await;
     Ok(())
+}
+
+/// How often bindings that could not be opened are tried again.
+const BINDING_RETRY: Duration = Duration::from_secs(30);
+
+/// Keeps what Get-ReceiveConnector shows in step with the sockets; a database hiccup here only
+/// costs the display, so it is logged, not fatal.
+async fn record_binding_errors(pool: &sqlx::PgPool, server: &str, listeners: &Listeners) {
+    if let Err(e) =
+        crate::org::receive_connector::record_binding_errors(pool, server, &listeners.failed())
+            .await
+    {
+        tracing::warn!("recording the receive connectors' binding errors: {e}");
+    }
+}
+
+/// Why a node with no open socket does not start.
+fn not_listening(server: &str, listeners: &Listeners) -> String {
+    let failed = listeners.failed();
+    if failed.is_empty() {
+        return format!(
+            "no receive connector of {server} is enabled, so there is nothing to listen on; enable one with Set-ReceiveConnector -Enabled $true"
+        );
+    }
+    let reasons = failed
+        .iter()
+        .map(|(a, e)| format!("{a}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!("no receive connector of {server} could listen ({reasons})")
 }
 
 /// Reloads the organisation whenever a configuration table changes (LISTEN/NOTIFY).

@@ -3,15 +3,26 @@
 //! A gateway must offer STARTTLS from its first start, before anyone has installed a real
 //! certificate, so a missing certificate is replaced by a self-signed one that is kept on disk:
 //! regenerating it on every start would change the fingerprint that peers may have pinned.
+//!
+//! The certificate files are watched while the gateway runs: an administrator who installs a
+//! real certificate (or renews one) replaces the two files and new STARTTLS handshakes use it,
+//! without a restart and without dropping sessions in progress.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// How often the certificate files are looked at again (a stat of two files).
+pub const RESCAN_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -46,6 +57,35 @@ pub struct TlsMaterial {
     pub certs: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
     pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// The files as they were just before they were read, so that a change made while they were
+    /// being read is noticed at the next look.
+    stamps: [Option<FileStamp>; 2],
+}
+
+/// What tells a file changed without reading it: a replacement by rename changes the inode, an
+/// edit in place the modification time or the size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    path: PathBuf,
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl FileStamp {
+    /// None when the file cannot be looked at (absent, or no permission).
+    pub(crate) fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        // Follows symlinks: a link to a certificate renewed elsewhere changes with its target.
+        let meta = fs::metadata(path).ok()?;
+        Some(FileStamp {
+            path: path.to_path_buf(),
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            inode: meta.ino(),
+        })
+    }
 }
 
 impl std::fmt::Debug for TlsMaterial {
@@ -88,6 +128,7 @@ pub fn load_or_create(data_dir: &Path, fqdn: &str) -> Result<TlsMaterial, TlsErr
 }
 
 pub fn load_pem(cert: &Path, key: &Path) -> Result<TlsMaterial, TlsError> {
+    let stamps = [FileStamp::of(cert), FileStamp::of(key)];
     let file = File::open(cert).map_err(|e| io_err(cert, e))?;
     let certs = rustls_pemfile::certs(&mut BufReader::new(file))
         .collect::<Result<Vec<_>, _>>()
@@ -103,16 +144,126 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<TlsMaterial, TlsError> {
         certs,
         key: key_der,
         cert_path: cert.to_path_buf(),
+        key_path: key.to_path_buf(),
+        stamps,
     })
 }
 
+/// The STARTTLS configuration, serving `m` and whatever later replaces its files.
 pub fn server_config(m: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with_rescan(m, RESCAN_INTERVAL)
+}
+
+pub fn server_config_with_rescan(
+    m: &TlsMaterial,
+    rescan: Duration,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = certified_key(m, &provider)?;
+    let resolver = ReloadingCertificate {
+        cert_path: m.cert_path.clone(),
+        key_path: m.key_path.clone(),
+        provider: provider.clone(),
+        rescan,
+        state: Mutex::new(CertState {
+            key: Arc::new(key),
+            seen: m.stamps.clone(),
+            checked: Instant::now(),
+        }),
+    };
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(m.certs.clone(), m.key.clone_key())?;
+        .with_cert_resolver(Arc::new(resolver));
     Ok(Arc::new(config))
+}
+
+/// Also checks that the key belongs to the certificate: a pair caught half-replaced must not
+/// be served.
+fn certified_key(m: &TlsMaterial, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
+    Ok(CertifiedKey::from_der(
+        m.certs.clone(),
+        m.key.clone_key(),
+        provider,
+    )?)
+}
+
+/// Serves the certificate files' current contents. A pair that does not load (half-written,
+/// mismatched, deleted) is logged and the previous one kept, so a botched renewal cannot turn
+/// STARTTLS off.
+struct ReloadingCertificate {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    provider: Arc<CryptoProvider>,
+    rescan: Duration,
+    state: Mutex<CertState>,
+}
+
+struct CertState {
+    key: Arc<CertifiedKey>,
+    seen: [Option<FileStamp>; 2],
+    checked: Instant,
+}
+
+impl std::fmt::Debug for ReloadingCertificate {
+    // The derived form would print the private key into logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingCertificate")
+            .field("cert_path", &self.cert_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReloadingCertificate {
+    fn current(&self) -> Arc<CertifiedKey> {
+        let seen = {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if s.checked.elapsed() < self.rescan {
+                return s.key.clone();
+            }
+            // Claimed: concurrent handshakes keep the current pair meanwhile.
+            s.checked = Instant::now();
+            s.seen.clone()
+        };
+        let now = [
+            FileStamp::of(&self.cert_path),
+            FileStamp::of(&self.key_path),
+        ];
+        if now == seen {
+            return self
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .key
+                .clone();
+        }
+        let loaded = load_pem(&self.cert_path, &self.key_path)
+            .and_then(|m| certified_key(&m, &self.provider).map(|k| (k, m.stamps)));
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match loaded {
+            Ok((key, stamps)) => {
+                tracing::info!(
+                    cert = %self.cert_path.display(),
+                    "the STARTTLS certificate changed on disk; new sessions use it"
+                );
+                s.key = Arc::new(key);
+                s.seen = stamps;
+            }
+            Err(e) => {
+                // Remembered as seen, so the warning comes once per change, not per handshake;
+                // the next change to either file is tried again.
+                tracing::warn!("{e}; STARTTLS keeps the previous certificate");
+                s.seen = now;
+            }
+        }
+        s.key.clone()
+    }
+}
+
+impl ResolvesServerCert for ReloadingCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
 }
 
 fn generate(fqdn: &str) -> Result<(String, String), TlsError> {
@@ -233,9 +384,19 @@ mod tests {
     }
 
     async fn handshake(material: &TlsMaterial, server_name: &'static str) -> Result<(), String> {
-        let server = tokio_rustls::TlsAcceptor::from(server_config(material).unwrap());
+        let config = server_config(material).unwrap();
+        handshake_with(config, &material.certs[0], server_name).await
+    }
+
+    /// A client trusting only `trusted` talks to a server with `config`.
+    async fn handshake_with(
+        config: Arc<ServerConfig>,
+        trusted: &CertificateDer<'static>,
+        server_name: &'static str,
+    ) -> Result<(), String> {
+        let server = tokio_rustls::TlsAcceptor::from(config);
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(material.certs[0].clone()).unwrap();
+        roots.add(trusted.clone()).unwrap();
         let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -275,6 +436,40 @@ mod tests {
         handshake(&material, "localhost").await.unwrap();
         let wrong = handshake(&material, "other.example.test").await;
         assert!(wrong.is_err(), "a name outside the SANs must be rejected");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_certificate_replaced_on_disk_is_served_without_a_restart() {
+        let dir = temp_dir("renew");
+        let first = load_or_create(&dir, "mx.example.test").unwrap();
+        let config = server_config_with_rescan(&first, Duration::ZERO).unwrap();
+        handshake_with(config.clone(), &first.certs[0], "mx.example.test")
+            .await
+            .unwrap();
+
+        // The administrator installs a new pair, key first, each file replaced whole.
+        let (cert_pem, key_pem) = generate("mx.example.test").unwrap();
+        write_atomically(&first.key_path, key_pem.as_bytes(), 0o600).unwrap();
+        write_atomically(&first.cert_path, cert_pem.as_bytes(), 0o644).unwrap();
+        let second = load_pem(&first.cert_path, &first.key_path).unwrap();
+        assert_ne!(first.certs, second.certs);
+        handshake_with(config.clone(), &second.certs[0], "mx.example.test")
+            .await
+            .unwrap();
+        let stale = handshake_with(config.clone(), &first.certs[0], "mx.example.test").await;
+        assert!(stale.is_err(), "the old certificate is still served");
+
+        // A certificate whose key is not (yet) there: the previous pair stays in service.
+        let (other_cert, _) = generate("mx.example.test").unwrap();
+        write_atomically(&first.cert_path, other_cert.as_bytes(), 0o644).unwrap();
+        handshake_with(config.clone(), &second.certs[0], "mx.example.test")
+            .await
+            .unwrap();
+        fs::remove_file(&first.cert_path).unwrap();
+        handshake_with(config, &second.certs[0], "mx.example.test")
+            .await
+            .unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -92,6 +92,10 @@ pub struct ReceiveConnector {
     pub binary_mime_enabled: bool,
     pub chunking_enabled: bool,
     pub smtp_utf8_enabled: bool,
+    /// `address: error` for each of this connector's bindings that its server could not listen
+    /// on (see `record_binding_errors`); filled by `load_all`, never saved with the connector.
+    #[sqlx(skip)]
+    pub binding_errors: Vec<String>,
 }
 
 impl ReceiveConnector {
@@ -139,6 +143,7 @@ impl ReceiveConnector {
             binary_mime_enabled: true,
             chunking_enabled: true,
             smtp_utf8_enabled: true,
+            binding_errors: vec![],
         }
     }
 
@@ -348,15 +353,36 @@ impl ReceiveConnector {
         Ok(())
     }
 
-    /// Every server's connectors, ordered as Get-ReceiveConnector lists them.
+    /// Every server's connectors, ordered as Get-ReceiveConnector lists them, with the binding
+    /// errors their servers recorded.
     pub async fn load_all(
         conn: &mut sqlx::PgConnection,
     ) -> Result<Vec<ReceiveConnector>, OrgError> {
-        Ok(sqlx::query_as::<_, ReceiveConnector>(
+        let mut all = sqlx::query_as::<_, ReceiveConnector>(
             "SELECT * FROM receive_connector ORDER BY server, name",
         )
         .fetch_all(&mut *conn)
-        .await?)
+        .await?;
+        let errors: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT server, address, error FROM receive_binding_error ORDER BY server, address",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        for c in all.iter_mut().filter(|c| c.enabled) {
+            let bindings = c.parsed_bindings();
+            c.binding_errors = errors
+                .iter()
+                .filter(|(server, _, _)| server.eq_ignore_ascii_case(&c.server))
+                .filter_map(|(_, address, error)| {
+                    let tried: SocketAddr = address.parse().ok()?;
+                    bindings
+                        .iter()
+                        .any(|b| listened_by(tried, b))
+                        .then(|| format!("{address}: {error}"))
+                })
+                .collect();
+        }
+        Ok(all)
     }
 
     async fn insert_row(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
@@ -430,6 +456,41 @@ impl ReceiveConnector {
         .fetch_all(pool)
         .await?)
     }
+}
+
+/// Whether the socket `tried` is the one a node opens for `binding`: the binding itself, or the
+/// wildcard of its family and port that stands for it (see `listener::plan`).
+fn listened_by(tried: SocketAddr, binding: &Binding) -> bool {
+    tried == binding.0
+        || (tried.ip().is_unspecified()
+            && tried.port() == binding.0.port()
+            && tried.is_ipv4() == binding.0.is_ipv4())
+}
+
+/// Replaces the binding errors recorded for `server` with `errors` (socket, reason): what the
+/// node could not listen on as of now. Not configuration: no reload is triggered.
+pub async fn record_binding_errors(
+    pool: &PgPool,
+    server: &str,
+    errors: &[(SocketAddr, String)],
+) -> Result<(), OrgError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM receive_binding_error WHERE server = $1")
+        .bind(server)
+        .execute(&mut *tx)
+        .await?;
+    for (address, error) in errors {
+        sqlx::query(
+            "INSERT INTO receive_binding_error (server, address, error) VALUES ($1, $2, $3)",
+        )
+        .bind(server)
+        .bind(address.to_string())
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Rewrites the ACL entries that come from permission groups, as Exchange does when
@@ -546,5 +607,17 @@ mod tests {
         assert!(c.validate().is_ok());
         c.banner = Some("hello".into());
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn a_failed_wildcard_socket_is_the_error_of_every_binding_it_stands_for() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let b = |s: &str| s.parse::<Binding>().unwrap();
+        assert!(listened_by(a("0.0.0.0:25"), &b("0.0.0.0:25")));
+        assert!(listened_by(a("0.0.0.0:25"), &b("127.0.0.5:25")));
+        assert!(listened_by(a("127.0.0.5:25"), &b("127.0.0.5:25")));
+        assert!(!listened_by(a("0.0.0.0:25"), &b("127.0.0.5:587")));
+        assert!(!listened_by(a("127.0.0.6:25"), &b("127.0.0.5:25")));
+        assert!(!listened_by(a("[::]:25"), &b("127.0.0.5:25")));
     }
 }

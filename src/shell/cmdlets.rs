@@ -586,6 +586,20 @@ async fn connector_for_acl(
     }
 }
 
+/// PowerShell's warning stream, as the shell prints it: the line comes before any output.
+fn warn_domain_secure(text: &mut String, enabled: bool) {
+    if enabled {
+        text.push_str(&format!(
+            "WARNING: {}\n",
+            format::DOMAIN_SECURE_NOT_ENFORCED
+        ));
+    }
+}
+
+fn domain_secure_set(b: &Bound) -> bool {
+    matches!(b.get("DomainSecureEnabled"), Some(Arg::Bool(true)))
+}
+
 fn whatif(b: &Bound, text: &mut String, action: String) {
     if b.switch("WhatIf") {
         text.push_str(&format!("What if: {action}.\n"));
@@ -1231,10 +1245,12 @@ async fn run(
             c.usage = usage_of(b, SC_USAGE)?.unwrap_or_else(|| "Custom".into());
             apply_send_connector(&mut c, b)?;
             whatif(b, text, format!("Creating Send connector \"{}\"", c.name));
+            warn_domain_secure(text, c.domain_secure_enabled);
             c.insert_in(tx).await?;
             Ok(vec![Obj::SendConnector(c)])
         }
         "Set-SendConnector" => {
+            warn_domain_secure(text, domain_secure_set(b));
             for mut c in send_connectors(tx, b, false, name).await? {
                 whatif(b, text, format!("Setting Send connector \"{}\"", c.name));
                 apply_send_connector(&mut c, b)?;
@@ -1293,10 +1309,13 @@ async fn run(
                 text,
                 format!("Creating Receive connector \"{}\"", c.identity()),
             );
+            // -Partner turns it on by itself, which is when an admin most needs to hear this.
+            warn_domain_secure(text, c.domain_secure_enabled);
             c.insert_in(tx).await?;
             Ok(vec![Obj::ReceiveConnector(c)])
         }
         "Set-ReceiveConnector" => {
+            warn_domain_secure(text, domain_secure_set(b));
             for mut c in receive_connectors(sh, tx, b.get("Identity"), false, name).await? {
                 whatif(
                     b,
@@ -1346,6 +1365,16 @@ async fn run(
             TransportConfig::load_in(tx).await?,
         )]),
         "Set-TransportConfig" => {
+            let lists = ["TLSSendDomainSecureList", "TLSReceiveDomainSecureList"];
+            if lists
+                .iter()
+                .any(|l| matches!(b.get(l), Some(Arg::List(v)) if !v.is_empty()))
+            {
+                text.push_str(&format!(
+                    "WARNING: {}\n",
+                    format::DOMAIN_SECURE_LISTS_NOT_ENFORCED
+                ));
+            }
             let mut c = TransportConfig::load_in(tx).await?;
             whatif(b, text, "Setting Transport configuration".into());
             apply_transport_config(&mut c, b)?;

@@ -12,6 +12,21 @@ fn multi(v: &[String]) -> String {
 fn b(v: bool) -> String {
     if v { "True" } else { "False" }.into()
 }
+/// Said whenever DomainSecureEnabled is set to $true: the setting is kept for Exchange's sake,
+/// but an admin must not believe it authenticates the partner.
+pub const DOMAIN_SECURE_NOT_ENFORCED: &str = "DomainSecureEnabled is saved but not enforced: hubgate does not implement domain-secure mail (mutual TLS against TLSSendDomainSecureList and TLSReceiveDomainSecureList) yet, so this connector does not authenticate the partner's certificate.";
+/// Said whenever a domain-secure list is set, for the same reason.
+pub const DOMAIN_SECURE_LISTS_NOT_ENFORCED: &str = "TLSSendDomainSecureList and TLSReceiveDomainSecureList are saved but not enforced: hubgate does not implement domain-secure mail (mutual TLS) yet.";
+
+/// DomainSecureEnabled as shown: True carries its caveat wherever it is read.
+fn domain_secure(v: bool) -> String {
+    if v {
+        "True (not enforced: hubgate does not implement domain-secure mutual TLS yet)".into()
+    } else {
+        b(false)
+    }
+}
+
 fn opt(v: &Option<String>) -> String {
     v.clone().unwrap_or_default()
 }
@@ -197,7 +212,10 @@ pub fn properties(o: &Obj) -> Vec<(&'static str, String)> {
             ("SourceTransportServers", multi(&c.source_transport_servers)),
             ("ProtocolLoggingLevel", c.protocol_logging_level.clone()),
             ("ErrorPolicies", c.error_policies.clone()),
-            ("DomainSecureEnabled", b(c.domain_secure_enabled)),
+            (
+                "DomainSecureEnabled",
+                domain_secure(c.domain_secure_enabled),
+            ),
             (
                 "SmtpMaxMessagesPerConnection",
                 c.smtp_max_messages_per_connection.to_string(),
@@ -268,7 +286,10 @@ pub fn properties(o: &Obj) -> Vec<(&'static str, String)> {
             ("OrarEnabled", b(c.orar_enabled)),
             ("EnableAuthGSSAPI", b(c.enable_auth_gssapi)),
             ("SizeEnabled", c.size_enabled.clone()),
-            ("DomainSecureEnabled", b(c.domain_secure_enabled)),
+            (
+                "DomainSecureEnabled",
+                domain_secure(c.domain_secure_enabled),
+            ),
             ("PipeliningEnabled", b(c.pipelining_enabled)),
             ("DeliveryStatusNotificationEnabled", b(c.dsn_enabled)),
             (
@@ -279,6 +300,8 @@ pub fn properties(o: &Obj) -> Vec<(&'static str, String)> {
             ("BinaryMimeEnabled", b(c.binary_mime_enabled)),
             ("ChunkingEnabled", b(c.chunking_enabled)),
             ("SmtpUtf8Enabled", b(c.smtp_utf8_enabled)),
+            // hubgate's own: the bindings its server could not listen on (address in use...).
+            ("BindingErrors", multi(&c.binding_errors)),
         ],
         Obj::TransportServer(s) => vec![
             ("Identity", s.name.clone()),

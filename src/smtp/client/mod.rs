@@ -21,7 +21,7 @@ pub use resolve::{DnsError, Resolver, Target, parse_dns_server};
 pub use session::{
     Client, ClientConfig, Credentials, OutboundEnvelope, OutboundRecipient, SendLog, TlsPolicy,
 };
-pub use trust::{load_trust, opportunistic_tls_config, validating_tls_config};
+pub use trust::{TrustStore, load_trust, opportunistic_tls_config, validating_tls_config};
 
 /// Remote texts end up in queue rows and NDRs; a hostile server must not be able to fill those
 /// with its 400 KB maximum reply.

@@ -1,6 +1,6 @@
 //! One listening socket per binding; connections are matched to a receive connector on arrival.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,13 +39,27 @@ pub fn plan(org: &Org) -> HashSet<SocketAddr> {
 #[derive(Default)]
 pub struct Listeners {
     active: HashMap<SocketAddr, JoinHandle<()>>,
+    /// Bound but not accepting yet: at start the sockets are opened before the queue exists, so
+    /// that a node that cannot listen fails before it delivers anything.
+    pending: HashMap<SocketAddr, tokio::net::TcpListener>,
+    /// Sockets that could not be opened, with the reason; tried again at each `reconcile`.
+    failed: BTreeMap<SocketAddr, String>,
     /// Sessions in progress, for a graceful drain at shutdown.
     pub sessions: Arc<AtomicUsize>,
 }
 
 impl Listeners {
-    /// Opens sockets for new bindings and closes those no connector uses any more.
-    pub fn reconcile(&mut self, gw: &Arc<Gateway>, org: &Org) {
+    /// Opens sockets for new bindings and closes those no connector uses any more. Returns
+    /// whether the set of failed bindings changed.
+    pub fn reconcile(&mut self, gw: &Arc<Gateway>, org: &Org) -> bool {
+        let changed = self.open(org);
+        self.start(gw);
+        changed
+    }
+
+    /// The socket half of `reconcile`: binds what `org` wants and is not bound yet, without
+    /// accepting. Returns whether the set of failed bindings changed.
+    pub fn open(&mut self, org: &Org) -> bool {
         let wanted = plan(org);
         self.active.retain(|addr, handle| {
             let keep = wanted.contains(addr);
@@ -55,28 +69,61 @@ impl Listeners {
             }
             keep
         });
-        for addr in wanted {
-            if self.active.contains_key(&addr) {
+        self.pending.retain(|addr, _| wanted.contains(addr));
+        let before = std::mem::take(&mut self.failed);
+        let mut addrs: Vec<SocketAddr> = wanted.into_iter().collect();
+        addrs.sort();
+        for addr in addrs {
+            if self.active.contains_key(&addr) || self.pending.contains_key(&addr) {
                 continue;
             }
             match bind(addr) {
                 Ok(listener) => {
-                    tracing::info!("SMTP listening on {addr}");
-                    let gw = gw.clone();
-                    let sessions = self.sessions.clone();
-                    self.active
-                        .insert(addr, tokio::spawn(accept_loop(listener, gw, sessions)));
+                    if before.contains_key(&addr) {
+                        tracing::info!("SMTP can listen on {addr} again");
+                    }
+                    self.pending.insert(addr, listener);
                 }
-                Err(e) => tracing::error!("cannot listen on {addr}: {e}"),
+                Err(e) => {
+                    let reason = e.to_string();
+                    // Said once per new reason; the retries that follow would only repeat it.
+                    if before.get(&addr) != Some(&reason) {
+                        tracing::error!("cannot listen on {addr}: {reason}");
+                    }
+                    self.failed.insert(addr, reason);
+                }
             }
+        }
+        before != self.failed
+    }
+
+    /// Starts accepting on every socket `open` bound.
+    pub fn start(&mut self, gw: &Arc<Gateway>) {
+        for (addr, listener) in self.pending.drain() {
+            tracing::info!("SMTP listening on {addr}");
+            let gw = gw.clone();
+            let sessions = self.sessions.clone();
+            self.active
+                .insert(addr, tokio::spawn(accept_loop(listener, gw, sessions)));
         }
     }
 
+    /// Every socket open, accepting or about to.
     pub fn bound(&self) -> Vec<SocketAddr> {
-        self.active.keys().copied().collect()
+        self.active
+            .keys()
+            .chain(self.pending.keys())
+            .copied()
+            .collect()
+    }
+
+    /// The sockets that could not be opened and why, in address order.
+    pub fn failed(&self) -> Vec<(SocketAddr, String)> {
+        self.failed.iter().map(|(a, e)| (*a, e.clone())).collect()
     }
 
     pub fn close_all(&mut self) {
+        self.pending.clear();
         for (_, h) in self.active.drain() {
             h.abort();
         }

@@ -8,13 +8,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls::RootCertStore;
-
 use crate::logs::protocol::{LogKind, ProtocolLog};
 use crate::org::SendConnector;
 use crate::smtp::client::{
     Client, ClientConfig, ClientError, Credentials, DnsError, OutboundEnvelope, OutboundRecipient,
-    Resolver, SendLog, Target, TlsPolicy, load_trust, parse_dns_server,
+    Resolver, SendLog, Target, TlsPolicy, TrustStore, parse_dns_server,
 };
 use crate::smtp::proto::Reply;
 use crate::transport::queue::manager::{Attempt, Job, Outcome, QueueManager};
@@ -24,7 +22,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every remote delivery shares: the trust store, the resolvers and the SmtpSend log.
 pub struct Context {
-    trust: Arc<RootCertStore>,
+    /// Follows `certs/trusted/` while running; each connection takes the roots of its moment.
+    trust: TrustStore,
     /// Keyed by the ExternalDNSServers list; the empty key is the system resolver.
     resolvers: Mutex<HashMap<Vec<String>, Arc<Resolver>>>,
     /// One for the process: concurrent sessions must append to the same day's file, not race to
@@ -35,7 +34,7 @@ pub struct Context {
 impl Context {
     pub fn new(data_dir: &Path) -> Context {
         Context {
-            trust: load_trust(data_dir),
+            trust: TrustStore::load(data_dir),
             resolvers: Mutex::new(HashMap::new()),
             send_log: ProtocolLog::new(data_dir, LogKind::Send),
         }
@@ -320,7 +319,7 @@ fn client_config(ctx: &Context, fqdn: &str, c: &SendConnector, host: &str) -> Cl
         auth,
         timeout: Duration::from_secs(c.connection_inactivity_timeout.max(1) as u64),
         connect_timeout: CONNECT_TIMEOUT,
-        trust: ctx.trust.clone(),
+        trust: ctx.trust.current(),
         log,
     }
 }
