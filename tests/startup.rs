@@ -17,6 +17,9 @@ const DEFAULT_BINDING: &str = "127.0.0.212:2525";
 const CLIENT_BINDING: &str = "127.0.0.213:2587";
 const DISABLED_DEFAULT: &str = "127.0.0.214:2525";
 const DISABLED_CLIENT: &str = "127.0.0.214:2587";
+// The partial-failure test has its own pair: tests in this file run in parallel.
+const PARTIAL_DEFAULT: &str = "127.0.0.215:2525";
+const PARTIAL_CLIENT: &str = "127.0.0.216:2587";
 
 async fn bind_connectors(setup: &Setup, default: &str, client: &str) {
     setup
@@ -45,7 +48,7 @@ fn serve_until_exit(setup: &Setup) -> (Option<i32>, String, String) {
         .env("DATABASE_URL", &setup.db_url)
         .env(
             "HUBGATE_CONSOLE_BIND",
-            format!("127.0.0.1:{}", setup.console_port),
+            format!("{}:{}", setup.ip, setup.console_port),
         )
         .env("HUBGATE_LOG", "warn")
         .stdout(Stdio::piped())
@@ -145,25 +148,25 @@ async fn a_node_with_every_receive_connector_disabled_fails_its_start() {
 #[tokio::test]
 async fn a_partial_binding_failure_shows_on_its_connector_until_the_address_frees_up() {
     let setup = Setup::new().await;
-    bind_connectors(&setup, DEFAULT_BINDING, CLIENT_BINDING).await;
-    let held = occupy(CLIENT_BINDING);
+    bind_connectors(&setup, PARTIAL_DEFAULT, PARTIAL_CLIENT).await;
+    let held = occupy(PARTIAL_CLIENT);
     let gw = setup.start().await;
 
     // The connector that could bind works.
-    let default: SocketAddr = DEFAULT_BINDING.parse().unwrap();
+    let default: SocketAddr = PARTIAL_DEFAULT.parse().unwrap();
     let mut c = Raw::connect(default).await;
     assert!(c.reply().await.starts_with("220 "));
     c.cmd("QUIT").await;
 
     assert_eq!(
         binding_errors(&gw.setup, "Client HUB1").await,
-        format!("{{{CLIENT_BINDING}: Address already in use (os error 98)}}")
+        format!("{{{PARTIAL_CLIENT}: Address already in use (os error 98)}}")
     );
     assert_eq!(binding_errors(&gw.setup, "Default HUB1").await, "{}");
 
     // The other process goes away: the node takes the address over by itself.
     drop(held);
-    let client: SocketAddr = CLIENT_BINDING.parse().unwrap();
+    let client: SocketAddr = PARTIAL_CLIENT.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if binding_errors(&gw.setup, "Client HUB1").await == "{}"

@@ -279,9 +279,9 @@ async fn a_partner_ca_dropped_into_a_running_gateway_validates_postfix_and_remov
 
 const STARTTLS_VERIFY: &str = r#"
 import smtplib, ssl, sys
-port, cafile, name = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=30)
-# The certificate names the gateway's FQDN, which only this test knows is 127.0.0.1.
+host, port, cafile, name = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+s = smtplib.SMTP(host, port, local_hostname="client.example", timeout=30)
+# The certificate names the gateway's FQDN, which only this test knows is the loopback address.
 s._host = name
 s.ehlo()
 try:
@@ -303,9 +303,10 @@ async fn a_new_starttls_certificate_is_served_without_a_restart() {
     let certs = tempfile::tempdir().unwrap();
     let ca_file = certs.path().join("ca.pem");
     std::fs::write(&ca_file, &ca).unwrap();
-    let port = gw.setup.smtp_port.to_string();
+    let host = gw.smtp().ip().to_string();
+    let port = gw.smtp().port().to_string();
     let ca_arg = ca_file.to_string_lossy().into_owned();
-    let client = || python(STARTTLS_VERIFY, &[&port, &ca_arg, FQDN]);
+    let client = || python(STARTTLS_VERIFY, &[&host, &port, &ca_arg, FQDN]);
 
     // The self-signed certificate of the first start does not chain to the new CA.
     let (ok, out) = client();
