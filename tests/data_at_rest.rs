@@ -90,9 +90,11 @@ impl Permissive {
             .data_dir
             .join("mailboxes/administrator@contoso.test/new");
         let spool = self.data_dir.join("spool");
-        within(30, "a delivered message and a queued one on disk", || async {
-            count(&maildir) == 1 && count(&spool) >= 1
-        })
+        within(
+            30,
+            "a delivered message and a queued one on disk",
+            || async { count(&maildir) == 1 && count(&spool) >= 1 },
+        )
         .await;
     }
 }
@@ -149,7 +151,9 @@ async fn everything_under_the_data_dir_is_private_under_a_permissive_umask() {
     );
     for sub in ["spool", "mailboxes", "logs", "certs"] {
         assert!(
-            entries.iter().any(|(p, _)| p.starts_with(gw.data_dir.join(sub))),
+            entries
+                .iter()
+                .any(|(p, _)| p.starts_with(gw.data_dir.join(sub))),
             "the test left nothing in {sub}"
         );
     }
