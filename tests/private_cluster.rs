@@ -17,11 +17,9 @@ use hubgate::db::managed::{LOCATION_FILE, ManagedCluster};
 async fn serve_without_database_url_runs_and_stops_a_private_cluster() {
     // A folder nobody else may enter, like a home folder: run as root, the cluster's server user
     // cannot pass through it, so the cluster has to live elsewhere.
-    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("private-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(&base).unwrap();
-    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let home = scratch("private");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let base = home.join("clone/.hubgate");
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_hubgate"))
         .arg("serve")
@@ -116,7 +114,7 @@ async fn serve_without_database_url_runs_and_stops_a_private_cluster() {
         "the private cluster is stopped with hubgate"
     );
     remove_cluster(&base.join("pgsql"));
-    let _ = std::fs::remove_dir_all(&base);
+    let _ = std::fs::remove_dir_all(&home);
 }
 
 /// Where the cluster for hubgate's directory `dir` keeps its data.

@@ -19,10 +19,12 @@
 //! ```
 //!
 //! Run by an ordinary user the two are one (`dir`), and the server runs as that user. Run by root
-//! the server must run as another user (PostgreSQL refuses root), which cannot be expected to pass
-//! through the path to a 0700 data directory (a checkout under /root, say), so the server's
-//! directory is placed under [`RELOCATED_ROOT`] and `dir/location` records it. Clusters made by
-//! older versions inside `dir` stay where they are.
+//! the server must run as another user (PostgreSQL refuses root). When that user can pass
+//! through the folders above the data directory the two are still one, and hubgate lets it pass
+//! through the data directory too (search only; everything inside stays private). When it cannot
+//! (a checkout under /root, whose home folder is 0700) the server's directory is placed under
+//! [`RELOCATED_ROOT`] and `dir/location` records it. Clusters made by older versions inside `dir`
+//! stay where they are.
 //!
 //! The cluster outlives a killed hubgate on purpose: the next start finds the postmaster still
 //! running and reuses it instead of failing on its lock file.
@@ -59,7 +61,7 @@ const MAX_SOCKET_PATH: usize = 107;
 /// The server log is appended to on every start; past this size the old one is set aside.
 const MAX_LOG_SIZE: u64 = 10 * 1024 * 1024;
 /// Where a cluster run for root by another user lives: a place every account can pass through.
-pub const RELOCATED_ROOT: &str = "/var/lib/hubgate";
+pub const RELOCATED_ROOT: &str = "/var/lib/hubgate-pgsql";
 /// The file in hubgate's directory that names the server's directory when it is elsewhere.
 pub const LOCATION_FILE: &str = "location";
 
@@ -144,7 +146,17 @@ impl ManagedCluster {
 
         // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
-        let server_dir = place_server_dir(&dir, root)?;
+        let recorded = read_location(&dir)?;
+        let server_user = if root {
+            let data = recorded.as_deref().unwrap_or(&dir).join("data");
+            Some(choose_server_user(&data).await?)
+        } else {
+            None
+        };
+        let server_dir = match recorded {
+            Some(path) => path,
+            None => place_server_dir(&dir, server_user.as_ref())?,
+        };
         let data_dir = server_dir.join("data");
         let version = read_pg_version(&data_dir);
         let bindir = find_bindir(
@@ -153,11 +165,6 @@ impl ManagedCluster {
             version.as_deref(),
         )
         .ok_or(ManagedError::NotInstalled)?;
-        let server_user = if root {
-            Some(choose_server_user(&data_dir).await?)
-        } else {
-            None
-        };
         let mut cluster = ManagedCluster {
             socket_dir: server_dir.join("socket"),
             log_file: server_dir.join("postgresql.log"),
@@ -291,6 +298,15 @@ impl ManagedCluster {
         };
         chown(&self.server_dir, user.uid, user.gid)?;
         chown(&self.socket_dir, user.uid, user.gid)?;
+        if self.server_dir == self.dir {
+            // hubgate keeps its data directory 0700; the server's user has to pass through it.
+            let parent = self.dir.parent().unwrap_or(Path::new("/"));
+            let meta = fs::metadata(parent).map_err(|e| io_err(parent, e))?;
+            // Only a folder of hubgate's own (root's, here), never someone else's.
+            if !can_search(&meta, user) && meta.uid() == 0 {
+                set_mode(parent, meta.mode() & 0o7777 | 0o011)?;
+            }
+        }
         if self.log_file.exists() {
             chown(&self.log_file, user.uid, user.gid)?;
         }
@@ -555,11 +571,8 @@ impl ManagedCluster {
     }
 }
 
-/// The server's directory: the one recorded in `dir/location`; else `dir` itself when it holds
-/// a cluster already (made by an older version) or when hubgate is not root; else, for root, a
-/// directory of its own under [`RELOCATED_ROOT`], recorded before anything is created there.
-fn place_server_dir(dir: &Path, root: bool) -> Result<PathBuf, ManagedError> {
-    use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+fn read_location(dir: &Path) -> Result<Option<PathBuf>, ManagedError> {
+    use std::os::unix::ffi::OsStringExt as _;
     let record = dir.join(LOCATION_FILE);
     match fs::read(&record) {
         Ok(mut bytes) => {
@@ -570,24 +583,41 @@ fn place_server_dir(dir: &Path, root: bool) -> Result<PathBuf, ManagedError> {
             if !path.is_absolute() {
                 return Err(ManagedError::BadLocation(record));
             }
-            return Ok(path);
+            Ok(Some(path))
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(&record, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(&record, e)),
     }
-    if !root || dir.join("data").exists() {
+}
+
+/// Where a cluster with no recorded place goes: `dir` itself when it holds a cluster already
+/// (made by an older version), when the server runs as hubgate's own user, or when the server's
+/// user can pass through every folder above the data directory (which hubgate then opens for
+/// search); else a directory of its own under [`RELOCATED_ROOT`], recorded before anything is
+/// created there. A checkout in a home folder (0700) as root is the case this is for.
+fn place_server_dir(dir: &Path, user: Option<&ServerUser>) -> Result<PathBuf, ManagedError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Some(user) = user else {
+        return Ok(dir.to_path_buf());
+    };
+    let reachable = dir
+        .ancestors()
+        .skip(2)
+        .all(|a| fs::metadata(a).is_ok_and(|meta| can_search(&meta, user)));
+    if reachable || dir.join("data").exists() {
         return Ok(dir.to_path_buf());
     }
     let server_dir = Path::new(RELOCATED_ROOT).join(relocated_name(dir));
     let mut line = server_dir.as_os_str().as_bytes().to_vec();
     line.push(b'\n');
+    let record = dir.join(LOCATION_FILE);
     write_durably(&record, &line)?;
     tracing::info!(cluster = %server_dir.display(), record = %record.display(), "the private PostgreSQL cluster lives outside the data directory, where its server user can reach it");
     Ok(server_dir)
 }
 
-/// The same directory always gets the same name (FNV-1a of its path), so a start interrupted
-/// before the record was written finds the cluster again.
+/// The same directory always gets the same name (FNV-1a of its path), so a data directory whose
+/// record was lost finds its cluster again.
 fn relocated_name(dir: &Path) -> String {
     use std::os::unix::ffi::OsStrExt as _;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
