@@ -51,18 +51,33 @@ pub fn mail_group() -> Option<u32> {
     MAIL_GROUP.get().copied().flatten()
 }
 
-/// Creates the data directory (0700), or takes group and other read/write away from an existing
-/// one. Search permission is left as it is: a private cluster made by an older version may still
-/// live inside, run by a user who must pass through. With a mail group the group may pass too.
+/// Creates the data directory 0700, or makes an existing one (and what an older version created
+/// in it world-readable) private. With a mail group that group may pass through it to the
+/// Maildirs. A private PostgreSQL cluster inside, run by another user, opens it for search itself.
 pub fn data_dir(path: &Path) -> Result<(), ModeError> {
     create_all(path)?;
     let meta = fs::metadata(path).map_err(|e| io_err(path, e))?;
-    let mut mode = meta.mode() & 0o7777 & !0o066;
+    let mut mode = meta.mode() & 0o7700;
     if let Some(gid) = mail_group() {
         chown_group(path, gid)?;
         mode |= 0o010;
     }
-    set_mode_if_changed(path, &meta, mode)
+    set_mode_if_changed(path, &meta, mode)?;
+    for child in ["spool", "logs", "certs", "mailboxes"] {
+        let dir = path.join(child);
+        let Ok(meta) = fs::metadata(&dir) else {
+            continue;
+        };
+        if child == "mailboxes"
+            && let Some(gid) = mail_group()
+        {
+            chown_group(&dir, gid)?;
+            set_mode_if_changed(&dir, &meta, MAIL_DIR)?;
+        } else {
+            set_mode_if_changed(&dir, &meta, meta.mode() & 0o7700)?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates `path` and missing parents 0700; an existing `path` loses every group and other bit.
@@ -175,12 +190,19 @@ mod tests {
     }
 
     #[test]
-    fn an_existing_data_dir_keeps_only_search_for_others() {
+    fn an_existing_data_dir_and_what_an_older_version_made_in_it_become_private() {
         let base = tempfile_dir("datadir");
-        fs::create_dir_all(&base).unwrap();
-        fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
+        for dir in [base.join("spool"), base.join("mailboxes/a@b.test")] {
+            fs::create_dir_all(&dir).unwrap();
+        }
+        for dir in [&base, &base.join("spool"), &base.join("mailboxes")] {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+        }
         data_dir(&base).unwrap();
-        assert_eq!(fs::metadata(&base).unwrap().mode() & 0o7777, 0o711);
+        for dir in [&base, &base.join("spool"), &base.join("mailboxes")] {
+            let mode = fs::metadata(dir).unwrap().mode() & 0o7777;
+            assert_eq!(mode, 0o700, "{}", dir.display());
+        }
         fs::remove_dir_all(&base).unwrap();
     }
 

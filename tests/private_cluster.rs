@@ -223,11 +223,17 @@ async fn another_local_user_cannot_connect_to_the_private_cluster() {
         "useradd: {}",
         String::from_utf8_lossy(&made.stderr)
     );
+    // A data directory as hubgate makes it (0700) in a place the server's user can reach: the
+    // cluster stays inside, and the data directory is opened for search only.
     let base = scratch("intruder");
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
     let dir = base.join("pgsql");
     let cluster = ManagedCluster::start(&dir)
         .await
         .expect("start the cluster");
+    assert_eq!(cluster.server_dir(), dir);
+    let mode = std::fs::metadata(&base).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o711);
     assert_eq!(select_one(&cluster.url("postgres")).await.unwrap(), 1);
 
     let psql = |prefix: &[String]| {
