@@ -283,3 +283,51 @@ async fn another_local_user_cannot_connect_to_the_private_cluster() {
     remove_cluster(&dir);
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// `.ci/run` ends by stopping the cluster the tests share (`.ci/stop-test-cluster`), wherever it
+/// lives, and the next run starts it again with its databases.
+#[tokio::test]
+async fn the_ci_script_stops_the_shared_test_cluster_and_the_next_run_reuses_it() {
+    // As root a 0700 folder above also sends the cluster's data elsewhere: the script must follow.
+    let home = scratch("ci-stop");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let target = home.join("target");
+    let dir = target.join("tmp/test-pgsql");
+    let cluster = ManagedCluster::start(&dir)
+        .await
+        .expect("start the cluster");
+    cluster.ensure_database("kept").await.unwrap();
+    let pid_file = cluster.server_dir().join("data/postmaster.pid");
+    assert!(pid_file.exists());
+
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.ci/stop-test-cluster"
+    ))
+    .env("CARGO_TARGET_DIR", &target)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!pid_file.exists(), "the test cluster is still running");
+    let again = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.ci/stop-test-cluster"
+    ))
+    .env("CARGO_TARGET_DIR", &target)
+    .output()
+    .unwrap();
+    assert!(
+        again.status.success(),
+        "stopping a stopped cluster succeeds"
+    );
+
+    let next_run = ManagedCluster::start(&dir).await.expect("start it again");
+    assert_eq!(select_one(&next_run.url("kept")).await.unwrap(), 1);
+    next_run.stop().await.unwrap();
+    remove_cluster(&dir);
+    let _ = std::fs::remove_dir_all(&home);
+}
