@@ -20,7 +20,8 @@ use crate::transport::queue::{QueueManager, Spool, manager};
 pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     crate::tls::install_crypto_provider();
     let common = &settings.common;
-    std::fs::create_dir_all(&common.data_dir)
+    crate::fsmode::init()?;
+    crate::fsmode::data_dir(&common.data_dir)
         .with_context(|| format!("creating the data directory {}", common.data_dir.display()))?;
     let fqdn = common.fqdn();
     let server_name = bootstrap::server_name_from_fqdn(&fqdn);

@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod console;
 pub mod db;
+pub mod fsmode;
 pub mod logs;
 pub mod org;
 pub mod shell;

@@ -118,9 +118,9 @@ pub fn load_or_create(data_dir: &Path, fqdn: &str) -> Result<TlsMaterial, TlsErr
     }
 
     let (cert_pem, key_pem) = generate(fqdn)?;
-    fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+    crate::fsmode::private_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
     write_atomically(&key_path, key_pem.as_bytes(), 0o600)?;
-    write_atomically(&cert_path, cert_pem.as_bytes(), 0o644)?;
+    write_atomically(&cert_path, cert_pem.as_bytes(), 0o600)?;
     let dir_handle = File::open(&dir).map_err(|e| io_err(&dir, e))?;
     dir_handle.sync_all().map_err(|e| io_err(&dir, e))?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate for {fqdn}");

@@ -230,7 +230,7 @@ impl RotatingLog {
     /// Opens the file to write to for `now`'s day: the last existing one if it still has room
     /// (after a restart), otherwise a new one.
     fn open(&self, now: OffsetDateTime, min_index: u32) -> io::Result<OpenFile> {
-        fs::create_dir_all(&self.dir)?;
+        crate::fsmode::private_dir_all(&self.dir)?;
         let day = now.date();
         let mut index = self.last_index(day)?.unwrap_or(1).max(min_index);
         loop {

@@ -14,6 +14,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -145,7 +146,7 @@ impl Mailboxes {
 }
 
 fn create_durable(parent: &Path, dir: &Path) -> Result<(), MailboxError> {
-    match fs::create_dir(dir) {
+    match crate::fsmode::create_mail_dir(dir) {
         Ok(()) => sync_dir(parent),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io_error(dir, e)),
@@ -170,7 +171,12 @@ fn write_and_publish(dir: &Path, name: &str, content: &[u8]) -> Result<Delivered
     let tmp = dir.join("tmp").join(name);
     let new = dir.join("new").join(name);
     let written = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(crate::fsmode::mail_file_mode())
+            .open(&tmp)?;
+        crate::fsmode::share_mail_file(&f)?;
         f.write_all(content)?;
         f.sync_data()
     })();

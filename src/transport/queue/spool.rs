@@ -22,7 +22,7 @@ pub struct Spool {
 impl Spool {
     pub fn open(data_dir: &Path) -> io::Result<Spool> {
         let dir = data_dir.join("spool");
-        fs::create_dir_all(&dir)?;
+        crate::fsmode::private_dir_all(&dir)?;
         Ok(Spool { dir })
     }
 
