@@ -94,6 +94,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         spool,
         receive_log: ProtocolLog::new(&common.data_dir, LogKind::Receive),
         limits: ConnectionLimits::default(),
+        auth_throttle: Default::default(),
         queue,
         tracking,
     });
