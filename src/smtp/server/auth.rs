@@ -243,15 +243,16 @@ fn temporary_failure() -> Reply {
     Reply::new(454, "4.7.0", "Temporary authentication failure")
 }
 
-/// `0.00:01:05` as Exchange writes spans in its logs (whole seconds, at least one).
+/// `0.00:01:05.250`: Exchange's span form, with milliseconds since the first delays are short.
 fn span_text(d: Duration) -> String {
-    let s = d.as_secs().max(1);
+    let s = d.as_secs();
     format!(
-        "{}.{:02}:{:02}:{:02}",
+        "{}.{:02}:{:02}:{:02}.{:03}",
         s / 86400,
         (s / 3600) % 24,
         (s / 60) % 60,
-        s % 60
+        s % 60,
+        d.subsec_millis()
     )
 }
 
