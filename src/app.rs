@@ -53,6 +53,11 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         println!("Administrator password (shown once): {pw}");
     }
 
+    // Before anything reads a connector: a node without the organisation's key stops here.
+    crate::org::org_key::prepare(&pool, Some(&common.data_dir))
+        .await
+        .context("the organization key")?;
+
     let tls_material = crate::tls::load_or_create(&common.data_dir, &fqdn)
         .context("loading or creating the TLS certificate")?;
     let tls = crate::tls::server_config(&tls_material).context("building the TLS configuration")?;
