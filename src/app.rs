@@ -27,6 +27,10 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
 
     let db = Database::open(common).await?;
     let pool = db.pool.clone();
+    // A node without the organisation's key stops here, before it changes anything.
+    crate::org::org_key::prepare(&pool, Some(&common.data_dir))
+        .await
+        .context("the organization key")?;
     let (default_bindings, client_bindings) = match &settings.default_bindings {
         Some(s) => {
             let (d, c) = split_default_bindings(s);
@@ -52,11 +56,6 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     if let Some(pw) = created.and_then(|c| c.generated_password) {
         println!("Administrator password (shown once): {pw}");
     }
-
-    // Before anything reads a connector: a node without the organisation's key stops here.
-    crate::org::org_key::prepare(&pool, Some(&common.data_dir))
-        .await
-        .context("the organization key")?;
 
     let tls_material = crate::tls::load_or_create(&common.data_dir, &fqdn)
         .context("loading or creating the TLS certificate")?;
