@@ -306,6 +306,7 @@ fn policy() -> Policy {
         forget_after: Duration::from_secs(3600),
         max_entries: 100,
         max_verifications: 1,
+        per_source_attempts: 1,
         verification_wait: Duration::from_millis(200),
     }
 }
@@ -383,7 +384,7 @@ fn the_state_stays_bounded_under_a_flood_of_sources() {
         let from = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
         t.failed_at(from, &format!("user{i}"), t0);
     }
-    let (sources, pairs) = t.len();
+    let (sources, pairs, _) = t.len();
     assert!(
         sources <= 100 && pairs <= 100,
         "{sources} sources, {pairs} pairs"
@@ -399,4 +400,24 @@ async fn verifications_beyond_the_bound_wait_and_then_fail_temporarily() {
     assert!(started.elapsed() >= Duration::from_millis(200));
     drop(held);
     assert!(t.verification_slot().await.is_some());
+}
+
+#[tokio::test]
+async fn a_source_has_its_attempts_checked_one_after_another() {
+    let t = AuthThrottle::new(policy());
+    let first = t.source_turn(ip("192.0.2.9")).await.expect("a turn");
+    // Another source is not held up ...
+    let other = t
+        .source_turn(ip("192.0.2.10"))
+        .await
+        .expect("another source's turn");
+    // ... while the same source waits, and gives up after the bound.
+    assert!(t.source_turn(ip("192.0.2.9")).await.is_none());
+    drop(first);
+    let again = t
+        .source_turn(ip("192.0.2.9"))
+        .await
+        .expect("a turn once free");
+    drop((again, other));
+    assert_eq!(t.len(), (0, 0, 0), "idle sources are not kept");
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use super::auth_throttle::Verdict;
 use super::identity::Identity;
 use super::session::{Next, Session};
@@ -94,6 +96,15 @@ impl Session {
     async fn throttled_verify(&mut self, user: &str, password: &str) -> Checked {
         let throttle = self.gw.auth_throttle.clone();
         let source = self.remote.ip();
+        // Held to the end, so that this source's next attempt sees this one's outcome.
+        let Some(_turn) = throttle.source_turn(source).await else {
+            self.log_event(
+                '*',
+                "",
+                "AUTH refused: too many attempts in progress from this source",
+            );
+            return Checked::Unavailable;
+        };
         match throttle.check(source, user) {
             Verdict::Proceed => {}
             Verdict::Delay(d) => {
@@ -115,36 +126,57 @@ impl Session {
                 return Checked::Unavailable;
             }
         }
-        let Some(_slot) = throttle.verification_slot().await else {
+        let Some(slot) = throttle.verification_slot().await else {
             self.log_event('*', "", "AUTH refused: too many verifications in progress");
             return Checked::Unavailable;
         };
-        match self.verify(user, password).await {
-            Some(account) => {
+        match self.verify(user, password, slot).await {
+            Ok(Some(account)) => {
                 throttle.succeeded(source, user);
                 Checked::Accepted(account)
             }
-            None => {
+            Ok(None) => {
                 throttle.failed(source, user);
                 Checked::Refused
             }
+            // Not the client's failure: nothing is counted against it.
+            Err(()) => Checked::Unavailable,
         }
     }
 
-    /// Checks the password. Whether the account may submit is MAIL's question (550 5.7.1).
-    async fn verify(&mut self, user: &str, password: &str) -> Option<Account> {
-        let found = Account::find(&self.gw.pool, user).await.ok().flatten();
+    /// Checks the password; `Err` when it could not be checked. Whether the account may submit
+    /// is MAIL's question (550 5.7.1).
+    async fn verify(
+        &mut self,
+        user: &str,
+        password: &str,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<Option<Account>, ()> {
+        let found = match Account::find(&self.gw.pool, user).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!("AUTH: looking up the account: {e}");
+                return Err(());
+            }
+        };
         let pw = password.to_string();
         let acc = found.clone();
-        let ok = tokio::task::spawn_blocking(move || account::verify_or_dummy(acc.as_ref(), &pw))
-            .await
-            .unwrap_or(false);
-        let account = found.filter(|_| ok)?;
+        // The slot goes with the verification: a client that disconnects meanwhile does not
+        // free it before argon2 is done.
+        let ok = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            account::verify_or_dummy(acc.as_ref(), &pw)
+        })
+        .await
+        .map_err(|_| ())?;
+        let Some(account) = found.filter(|_| ok) else {
+            return Ok(None);
+        };
         // Without BasicAuth only gateways (ExchangeServer authentication) may log on.
         if !self.basic_auth_offered() && !account.is_member(EXCHANGE_SERVERS) {
-            return None;
+            return Ok(None);
         }
-        Some(account)
+        Ok(Some(account))
     }
 
     async fn auth_plain(&mut self, initial: Option<String>) -> Result<(String, String), AuthAbort> {

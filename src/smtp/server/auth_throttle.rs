@@ -39,6 +39,9 @@ pub struct Policy {
     pub max_entries: usize,
     /// argon2 verifications running at once.
     pub max_verifications: usize,
+    /// AUTH attempts of one source checked at once: the rest wait their turn, so that the
+    /// failure counts see every earlier outcome and parallel connections cannot guess ahead.
+    pub per_source_attempts: usize,
     /// How long an attempt waits for a verification slot before a temporary failure.
     pub verification_wait: Duration,
 }
@@ -65,6 +68,7 @@ impl Default for Policy {
             forget_after: Duration::from_secs(2 * 3600),
             max_entries: 16_384,
             max_verifications: cores.clamp(2, 16),
+            per_source_attempts: 2,
             verification_wait: Duration::from_secs(10),
         }
     }
@@ -216,6 +220,28 @@ fn doubled(first: Duration, steps: u32, max: Duration) -> Duration {
 struct State {
     sources: Table<SourceKey>,
     pairs: Table<(String, SourceKey)>,
+    /// Sources with an attempt under way; an entry lives only while someone holds or awaits it.
+    turns: HashMap<SourceKey, Arc<Semaphore>>,
+}
+
+/// A source's turn to have an AUTH attempt checked; gives it back when dropped.
+pub struct SourceTurn {
+    throttle: AuthThrottle,
+    source: SourceKey,
+    turns: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for SourceTurn {
+    fn drop(&mut self) {
+        let mut st = self.throttle.lock();
+        self.permit.take();
+        // Every holder and waiter has a clone, taken under this lock: two left means only the
+        // map's and ours, so nobody else needs the entry.
+        if Arc::strong_count(&self.turns) == 2 {
+            st.turns.remove(&self.source);
+        }
+    }
 }
 
 /// Shared by all sessions (cheap to clone).
@@ -248,6 +274,7 @@ impl AuthThrottle {
             state: Arc::new(Mutex::new(State {
                 sources: Table::new(),
                 pairs: Table::new(),
+                turns: HashMap::new(),
             })),
             verifications: Arc::new(Semaphore::new(permits)),
         }
@@ -300,14 +327,46 @@ impl AuthThrottle {
             .remove(&(account_key(account), src));
     }
 
-    /// Entries held, (sources, pairs).
-    pub fn len(&self) -> (usize, usize) {
+    /// Entries held, (sources, pairs, sources with an attempt under way).
+    pub fn len(&self) -> (usize, usize, usize) {
         let st = self.lock();
-        (st.sources.entries.len(), st.pairs.entries.len())
+        (
+            st.sources.entries.len(),
+            st.pairs.entries.len(),
+            st.turns.len(),
+        )
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == (0, 0)
+        self.len() == (0, 0, 0)
+    }
+
+    /// Waits (at most `verification_wait`) until fewer than `per_source_attempts` attempts of
+    /// this source are under way; `None` means a temporary failure.
+    pub async fn source_turn(&self, source: IpAddr) -> Option<SourceTurn> {
+        let key = SourceKey::of(source);
+        let turns = {
+            let mut st = self.lock();
+            let per_source = self.policy.per_source_attempts.max(1);
+            st.turns
+                .entry(key)
+                .or_insert_with(|| Arc::new(Semaphore::new(per_source)))
+                .clone()
+        };
+        let mut turn = SourceTurn {
+            throttle: self.clone(),
+            source: key,
+            turns: turns.clone(),
+            permit: None,
+        };
+        let wait = self.policy.verification_wait;
+        match tokio::time::timeout(wait, turns.acquire_owned()).await {
+            Ok(Ok(permit)) => {
+                turn.permit = Some(permit);
+                Some(turn)
+            }
+            _ => None,
+        }
     }
 
     /// A slot to run one argon2 verification in; `None` when none came free within
