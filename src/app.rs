@@ -103,6 +103,11 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         tracking,
     });
 
+    // Made now, so that the first AUTH for an unknown account takes no longer than any other.
+    tokio::task::spawn_blocking(|| {
+        crate::org::account::dummy_hash();
+    });
+
     let mut listeners = Listeners::default();
     listeners.reconcile(&gw, &org_rx.borrow().clone());
     let mut bound = listeners.bound();
