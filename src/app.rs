@@ -28,6 +28,10 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
 
     let db = Database::open(common).await?;
     let pool = db.pool.clone();
+    // A node without the organisation's key stops here, before it changes anything.
+    crate::org::org_key::prepare(&pool, Some(&common.data_dir))
+        .await
+        .context("the organization key")?;
     let (default_bindings, client_bindings) = match &settings.default_bindings {
         Some(s) => {
             let (d, c) = split_default_bindings(s);
@@ -105,8 +109,14 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         spool,
         receive_log: ProtocolLog::new(&common.data_dir, LogKind::Receive),
         limits: ConnectionLimits::default(),
+        auth_throttle: Default::default(),
         queue,
         tracking,
+    });
+
+    // Made now, so that the first AUTH for an unknown account takes no longer than any other.
+    tokio::task::spawn_blocking(|| {
+        crate::org::account::dummy_hash();
     });
 
     listeners.start(&gw);

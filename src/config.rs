@@ -6,7 +6,9 @@ use clap::Args;
 
 #[derive(Args, Clone, Debug)]
 pub struct Settings {
-    /// Spool, mailboxes, logs, certificates and the private PostgreSQL cluster live here.
+    /// Spool, mailboxes, logs, certificates and the private PostgreSQL cluster live here, and
+    /// organization.key (unless HUBGATE_ORGANIZATION_KEY gives the key): back it up, and give
+    /// every node of the organisation the same one.
     #[arg(long, env = "HUBGATE_DATA_DIR", default_value = "/var/lib/hubgate")]
     pub data_dir: PathBuf,
     /// This node's FQDN (default: the host name).

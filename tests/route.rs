@@ -491,7 +491,8 @@ async fn basic_auth_require_tls_checks_the_smart_host_certificate() {
             "New-SendConnector -Name {name} -AddressSpaces '{space}' -DNSRoutingEnabled $false -SmartHosts '{host}' -Port {port} -SmartHostAuthMechanism BasicAuthRequireTLS -AuthenticationCredential $cred -UseExternalDNSServersEnabled $true"
         )
     };
-    let mut shell = Shell::new(s.pool.clone(), FQDN);
+    // The credential is sealed with the organisation key the gateway will find there.
+    let mut shell = Shell::new(s.pool.clone(), FQDN).with_data_dir(s.data_dir.path().to_path_buf());
     shell
         .run_line(&format!(
             "$cred = Get-Credential -UserName relay -Password s3cret; {}; {}; Set-TransportServer HUB1 -ExternalDNSServers '{}' -TransientFailureRetryInterval 00:00:01",

@@ -1,5 +1,7 @@
 //! Accounts: console administrators and SMTP AUTH identities (argon2id hashes).
 
+use std::sync::OnceLock;
+
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -23,6 +25,41 @@ pub fn hash_password(password: &str) -> Result<String, OrgError> {
         .hash_password(password.as_bytes())
         .map(|h: PasswordHash| h.to_string())
         .map_err(|e| OrgError::Invalid(format!("password hash: {e}")))
+}
+
+fn verify_hash(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A hash nobody knows the password of, made with the same parameters as real ones (it is made
+/// by `hash_password`, so it follows them if the defaults change).
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let secret: [u8; 32] = rand::random();
+        let text: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        // The default parameters cannot fail to hash; the fallback only keeps this total.
+        hash_password(&text).unwrap_or_default()
+    })
+}
+
+/// Checks `password` against the account's hash, or against `dummy_hash` when there is no such
+/// account, so that an unknown name takes as long to refuse as a wrong password and timing does
+/// not tell which accounts exist. Runs argon2: call it on the blocking pool.
+pub fn verify_or_dummy(account: Option<&Account>, password: &str) -> bool {
+    match account {
+        Some(a) => a.verify(password),
+        None => {
+            verify_hash(dummy_hash(), password);
+            false
+        }
+    }
 }
 
 impl Account {
@@ -62,16 +99,27 @@ impl Account {
 
     /// argon2 is deliberately slow, so callers run this on the blocking pool.
     pub fn verify(&self, password: &str) -> bool {
-        PasswordHash::new(&self.password_hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
+        verify_hash(&self.password_hash, password)
     }
 
     pub fn is_member(&self, group: &str) -> bool {
         self.member_of.iter().any(|g| g.eq_ignore_ascii_case(group))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Equal cost is what makes the two refusals take equally long.
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let real = hash_password("a real password").unwrap();
+        let real = PasswordHash::new(&real).unwrap();
+        let dummy = PasswordHash::new(dummy_hash()).unwrap();
+        assert_eq!(real.algorithm, dummy.algorithm);
+        assert_eq!(real.version, dummy.version);
+        assert_eq!(real.params, dummy.params);
+        assert!(!verify_or_dummy(None, ""));
     }
 }

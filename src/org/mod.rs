@@ -6,6 +6,7 @@ pub mod accepted_domain;
 pub mod account;
 pub mod bootstrap;
 pub mod network;
+pub mod org_key;
 pub mod receive_connector;
 pub mod recipient;
 pub mod rights;
@@ -34,6 +35,8 @@ pub enum OrgError {
     NoServer(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Key(#[from] org_key::KeyError),
 }
 
 impl OrgError {

@@ -4,6 +4,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::OrgError;
+use super::org_key::{KeyError, OrganizationKey};
 use super::rights::send_connector_default_entries;
 
 /// One `-AddressSpaces` entry: `[<Type>:]<space>[;<cost>]`.
@@ -73,6 +74,7 @@ pub struct SendConnector {
     pub smart_hosts: Vec<String>,
     pub smart_host_auth_mechanism: String,
     pub auth_username: Option<String>,
+    /// Sealed with the organisation key (`org_key`); see `password` and `set_password`.
     pub auth_password: Option<String>,
     pub port: i32,
     pub require_tls: bool,
@@ -226,12 +228,40 @@ impl SendConnector {
                 ],
             )?;
         }
+        if self.smart_host_auth_mechanism == "BasicAuthRequireTLS" && self.ignore_starttls {
+            return Err(OrgError::Invalid(
+                "SmartHostAuthMechanism BasicAuthRequireTLS cannot be used when IgnoreSTARTTLS is \
+                 $true: the credential would be sent without TLS. Set IgnoreSTARTTLS to $false, or \
+                 choose another SmartHostAuthMechanism."
+                    .into(),
+            ));
+        }
         if self.require_tls && self.ignore_starttls {
             return Err(OrgError::Invalid(
                 "RequireTLS cannot be $true when IgnoreSTARTTLS is $true.".into(),
             ));
         }
         Ok(())
+    }
+
+    /// Seals `password` as this connector's smart-host password.
+    pub fn set_password(&mut self, key: &OrganizationKey, password: &str) -> Result<(), KeyError> {
+        self.auth_password = Some(key.seal(&password_purpose(self.id), password)?);
+        Ok(())
+    }
+
+    /// The smart-host password in clear, for the AUTH exchange; needs the organisation key.
+    pub fn password(&self, key: Option<&OrganizationKey>) -> Result<Option<String>, KeyError> {
+        let Some(stored) = &self.auth_password else {
+            return Ok(None);
+        };
+        let key = key.ok_or(KeyError::NotGiven)?;
+        key.open(&password_purpose(self.id), stored, &self.password_what())
+            .map(Some)
+    }
+
+    fn password_what(&self) -> String {
+        format!("smart-host password of send connector \"{}\"", self.name)
     }
 
     /// Inserts the connector with the default send-connector ACL (reference §2.3).
@@ -339,6 +369,55 @@ impl SendConnector {
                 .await?,
         )
     }
+}
+
+/// Binds a sealed password to its connector: copied into another row, it does not open.
+fn password_purpose(id: Uuid) -> Vec<u8> {
+    let mut p = b"send_connector.auth_password ".to_vec();
+    p.extend_from_slice(id.as_bytes());
+    p
+}
+
+/// Seals the passwords still stored in plaintext (written before migration 0003).
+pub async fn seal_stored_passwords(pool: &PgPool, key: &OrganizationKey) -> Result<(), KeyError> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT id, name, auth_password FROM send_connector WHERE auth_password LIKE 'plain:%'
+         FOR UPDATE",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for (id, name, stored) in &rows {
+        let what = format!("smart-host password of send connector \"{name}\"");
+        let plain = key.open(&password_purpose(*id), stored, &what)?;
+        sqlx::query("UPDATE send_connector SET auth_password = $2 WHERE id = $1")
+            .bind(id)
+            .bind(key.seal(&password_purpose(*id), &plain)?)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    if !rows.is_empty() {
+        tracing::info!(
+            "sealed {} smart-host password(s) with the organization key",
+            rows.len()
+        );
+    }
+    Ok(())
+}
+
+/// Opens every sealed password, so that a node given the wrong key says so at start.
+pub async fn check_stored_passwords(pool: &PgPool, key: &OrganizationKey) -> Result<(), KeyError> {
+    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT id, name, auth_password FROM send_connector WHERE auth_password IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (id, name, stored) in rows {
+        let what = format!("smart-host password of send connector \"{name}\"");
+        key.open(&password_purpose(id), &stored, &what)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -811,7 +811,30 @@ fn apply_receive_connector(c: &mut ReceiveConnector, b: &Bound) -> Result<(), Sh
     Ok(())
 }
 
-fn apply_send_connector(c: &mut SendConnector, b: &Bound) -> Result<(), ShellError> {
+/// The organisation key when this command stores a credential. Fetched before the statement
+/// touches any connector row, since sealing passwords left in plaintext locks those rows.
+async fn key_for_credential(
+    sh: &mut Shell,
+    b: &Bound,
+) -> Result<Option<crate::org::org_key::OrganizationKey>, ShellError> {
+    use crate::org::org_key::OrganizationKey;
+    match b.get("AuthenticationCredential") {
+        // -WhatIf rolls the statement back: it must not make or check the real key either.
+        Some(Arg::Cred(..)) if b.switch("WhatIf") => Ok(Some(
+            OrganizationKey::generate("-WhatIf")
+                .map_err(OrgError::from)?
+                .0,
+        )),
+        Some(Arg::Cred(..)) => Ok(Some(sh.organization_key().await?)),
+        _ => Ok(None),
+    }
+}
+
+fn apply_send_connector(
+    c: &mut SendConnector,
+    b: &Bound,
+    key: Option<&crate::org::org_key::OrganizationKey>,
+) -> Result<(), ShellError> {
     set!(b, "Name", c.name, Str);
     set!(b, "AddressSpaces", c.address_spaces, List);
     set!(b, "IsScopedConnector", c.is_scoped_connector, Bool);
@@ -825,8 +848,9 @@ fn apply_send_connector(c: &mut SendConnector, b: &Bound) -> Result<(), ShellErr
     );
     match b.get("AuthenticationCredential") {
         Some(Arg::Cred(u, pw)) => {
+            let key = key.ok_or(OrgError::Key(crate::org::org_key::KeyError::NotGiven))?;
             c.auth_username = Some(u.clone());
-            c.auth_password = Some(pw.clone());
+            c.set_password(key, pw).map_err(OrgError::from)?;
         }
         Some(Arg::Null) => {
             c.auth_username = None;
@@ -1241,19 +1265,21 @@ async fn run(
             .map(Obj::SendConnector)
             .collect()),
         "New-SendConnector" => {
+            let key = key_for_credential(sh, b).await?;
             let mut c = SendConnector::new("", &[], &sh.server);
             c.usage = usage_of(b, SC_USAGE)?.unwrap_or_else(|| "Custom".into());
-            apply_send_connector(&mut c, b)?;
+            apply_send_connector(&mut c, b, key.as_ref())?;
             whatif(b, text, format!("Creating Send connector \"{}\"", c.name));
             warn_domain_secure(text, c.domain_secure_enabled);
             c.insert_in(tx).await?;
             Ok(vec![Obj::SendConnector(c)])
         }
         "Set-SendConnector" => {
+            let key = key_for_credential(sh, b).await?;
             warn_domain_secure(text, domain_secure_set(b));
             for mut c in send_connectors(tx, b, false, name).await? {
                 whatif(b, text, format!("Setting Send connector \"{}\"", c.name));
-                apply_send_connector(&mut c, b)?;
+                apply_send_connector(&mut c, b, key.as_ref())?;
                 c.update(tx).await?;
             }
             Ok(vec![])

@@ -126,6 +126,8 @@ pub struct Shell {
     pub data_dir: Option<PathBuf>,
     vars: HashMap<String, Val>,
     credentials: Option<CredentialSource>,
+    /// Loaded when a credential is first stored (`org::org_key::prepare`).
+    organization_key: Option<org::org_key::OrganizationKey>,
 }
 
 impl Shell {
@@ -137,6 +139,7 @@ impl Shell {
             data_dir: None,
             vars: HashMap::new(),
             credentials: None,
+            organization_key: None,
         }
     }
 
@@ -149,6 +152,19 @@ impl Shell {
     pub fn with_credential_source(mut self, src: CredentialSource) -> Shell {
         self.credentials = Some(src);
         self
+    }
+
+    /// The organisation key, for sealing a credential: from the environment or the data
+    /// directory, made there when the organisation has none yet.
+    pub async fn organization_key(&mut self) -> Result<org::org_key::OrganizationKey, ShellError> {
+        if let Some(k) = &self.organization_key {
+            return Ok(k.clone());
+        }
+        let key = org::org_key::prepare(&self.pool, self.data_dir.as_deref())
+            .await
+            .map_err(OrgError::from)?;
+        self.organization_key = Some(key.clone());
+        Ok(key)
     }
 
     /// Runs one line; returns what it prints. Each statement runs in its own transaction, so a

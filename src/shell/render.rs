@@ -80,13 +80,8 @@ pub fn new_cmdlet(o: &Obj) -> String {
             l.done()
         }
         Obj::Recipient(r, extra) => recipient(r, extra),
-        Obj::Credential { user, password } => {
-            format!(
-                "Get-Credential -UserName {} -Password {}\n",
-                q(user),
-                q(password)
-            )
-        }
+        // The password is never printed: Get-Credential asks for it when the line runs.
+        Obj::Credential { user, .. } => format!("Get-Credential -UserName {}\n", q(user)),
         // Queues and messages are state, not configuration: nothing creates them from a line.
         Obj::Queue(_) | Obj::Message(_) | Obj::ExportedMessage { .. } | Obj::TrackingEntry(_) => {
             String::new()
@@ -136,11 +131,13 @@ fn send_connector(c: &SendConnector) -> String {
             c.smart_host_auth_mechanism.clone(),
         );
     if let Some(user) = &c.auth_username {
+        // An export is read, pasted and kept: the password stays out of it, and Get-Credential
+        // asks for it when the script runs.
         out.push_str(&format!(
-            "{} = Get-Credential -UserName {} -Password {}\n",
+            "# The password of {} is not exported: Get-Credential asks for it.\n{} = Get-Credential -UserName {}\n",
+            q(&c.name),
             cred_var(&c.name),
             q(user),
-            q(c.auth_password.as_deref().unwrap_or(""))
         ));
         l.arg("AuthenticationCredential", cred_var(&c.name));
     }

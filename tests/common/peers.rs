@@ -31,6 +31,8 @@ pub struct SinkOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub require_tls: bool,
     pub auth: Option<String>,
+    /// AUTH offered but not required.
+    pub auth_optional: bool,
     pub refuse: Vec<String>,
     pub tempfail: Vec<String>,
     /// Seconds to wait before answering each DATA (a slow next hop).
@@ -76,6 +78,9 @@ impl Sink {
         }
         if let Some(a) = &self.opts.auth {
             cmd.arg("--auth").arg(a);
+        }
+        if self.opts.auth_optional {
+            cmd.arg("--auth-optional");
         }
         for r in &self.opts.refuse {
             cmd.arg("--refuse").arg(r);

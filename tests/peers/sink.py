@@ -1,7 +1,7 @@
 """A real SMTP next hop for the tests: aiosmtpd, saving every message it accepts.
 
 Usage: sink.py HOST PORT OUTDIR [--tls CERT KEY] [--require-tls] [--auth USER:PASS]
-                                 [--refuse ADDR]... [--tempfail ADDR]... [--delay SECONDS]
+                                 [--auth-optional] [--refuse ADDR]... [--tempfail ADDR]... [--delay SECONDS]
 Each accepted message becomes OUTDIR/<n>.json with mail_from, rcpt_tos, the ESMTP options
 and the data. Prints READY once listening. Runs until killed.
 """
@@ -23,6 +23,8 @@ args.add_argument("out")
 args.add_argument("--tls", nargs=2)
 args.add_argument("--require-tls", action="store_true")
 args.add_argument("--auth")
+# AUTH offered but not required: shows whether a client sends its credential unasked.
+args.add_argument("--auth-optional", action="store_true")
 args.add_argument("--refuse", action="append", default=[])
 args.add_argument("--tempfail", action="append", default=[])
 args.add_argument("--delay", type=float, default=0.0)
@@ -85,7 +87,7 @@ if opts.tls:
 if opts.auth:
     kwargs["authenticator"] = authenticator
     kwargs["auth_require_tls"] = bool(opts.tls)
-    kwargs["auth_required"] = True
+    kwargs["auth_required"] = not opts.auth_optional
 controller = Controller(
     Sink(), hostname=opts.host, port=opts.port, server_hostname="sink.test",
     decode_data=False, **kwargs

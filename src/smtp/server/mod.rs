@@ -1,6 +1,7 @@
 //! The receive side: one listener per binding, connector selection, the session state machine.
 
 pub mod auth;
+pub mod auth_throttle;
 pub mod data;
 pub mod ehlo;
 pub mod envelope;
@@ -29,6 +30,8 @@ pub struct Gateway {
     pub spool: Spool,
     pub receive_log: ProtocolLog,
     pub limits: limits::ConnectionLimits,
+    /// AUTH failures across sessions, and the bound on argon2 verifications.
+    pub auth_throttle: auth_throttle::AuthThrottle,
     pub queue: QueueManager,
     pub tracking: TrackingLog,
 }

@@ -401,9 +401,9 @@ impl Session {
 }
 
 fn log_form(line: &[u8], cmd: &Result<Command, crate::smtp::proto::ProtoError>) -> String {
-    // Credentials never reach the protocol log.
-    if let Ok(Command::Auth { mechanism, .. }) = cmd {
-        return format!("AUTH {mechanism}");
+    // Credentials never reach the protocol log, whether or not their line parsed.
+    if let Some(masked) = super::auth::masked_log_form(line, cmd.is_ok()) {
+        return masked;
     }
     String::from_utf8_lossy(line).into_owned()
 }

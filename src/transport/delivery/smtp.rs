@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::logs::protocol::{LogKind, ProtocolLog};
 use crate::org::SendConnector;
+use crate::org::org_key::{self, KeyError, OrganizationKey};
 use crate::smtp::client::{
     Client, ClientConfig, ClientError, Credentials, DnsError, OutboundEnvelope, OutboundRecipient,
     Resolver, SendLog, Target, TlsPolicy, TrustStore, parse_dns_server,
@@ -29,14 +30,22 @@ pub struct Context {
     /// One for the process: concurrent sessions must append to the same day's file, not race to
     /// open their own.
     send_log: ProtocolLog,
+    /// Opens the smart-host passwords; checked (or made) at start by `org_key::prepare`.
+    key: Result<OrganizationKey, KeyError>,
 }
 
 impl Context {
     pub fn new(data_dir: &Path) -> Context {
+        let key = OrganizationKey::load(Some(data_dir)).and_then(|k| {
+            k.ok_or_else(|| KeyError::Missing {
+                path: org_key::key_path(data_dir),
+            })
+        });
         Context {
             trust: TrustStore::load(data_dir),
             resolvers: Mutex::new(HashMap::new()),
             send_log: ProtocolLog::new(data_dir, LogKind::Send),
+            key,
         }
     }
 
@@ -107,10 +116,24 @@ pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
         NextHop::SmartHosts { port, .. } => *port,
         NextHop::Dns { .. } => u16::try_from(connector.port).unwrap_or(25),
     };
+    let auth = match smart_host_credentials(qm.delivery_context(), &connector, &route.next_hop) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("send connector \"{}\": {e}", connector.name);
+            qm.connection_failed(queue_id, &e.reply(), &Attempt::default(), Vec::new());
+            return;
+        }
+    };
     let mut last: Option<(ClientError, Attempt)> = None;
     let mut client = None;
     'hosts: for t in &targets {
-        let cfg = client_config(qm.delivery_context(), qm.fqdn(), &connector, &t.host);
+        let cfg = client_config(
+            qm.delivery_context(),
+            qm.fqdn(),
+            &connector,
+            &t.host,
+            auth.clone(),
+        );
         for ip in &t.addrs {
             let addr = SocketAddr::new(*ip, port);
             match Client::connect(addr, &t.host, &cfg).await {
@@ -275,13 +298,54 @@ async fn resolve(
     }
 }
 
-/// The connector's settings as the client needs them for `host`; `fqdn` is the server's, the
-/// EHLO name when the connector sets none.
-fn client_config(ctx: &Context, fqdn: &str, c: &SendConnector, host: &str) -> ClientConfig {
+/// The connector's credential, for its own smart hosts only: an MX is whoever the recipient's
+/// domain names, and must never see a partner's password. BasicAuthRequireTLS never goes out
+/// without TLS: a connector stored with IgnoreSTARTTLS as well (which the shell refuses) is a
+/// configuration error, not a reason to send the password in clear.
+fn smart_host_credentials(
+    ctx: &Context,
+    c: &SendConnector,
+    hop: &NextHop,
+) -> Result<Option<Credentials>, ClientError> {
     let basic = matches!(
         c.smart_host_auth_mechanism.as_str(),
         "BasicAuth" | "BasicAuthRequireTLS"
     );
+    if !basic || !matches!(hop, NextHop::SmartHosts { .. }) {
+        return Ok(None);
+    }
+    if c.smart_host_auth_mechanism == "BasicAuthRequireTLS" && c.ignore_starttls {
+        return Err(ClientError::Config(
+            "SmartHostAuthMechanism BasicAuthRequireTLS with IgnoreSTARTTLS $true would send the \
+             credential without TLS"
+                .into(),
+        ));
+    }
+    let Some(username) = &c.auth_username else {
+        return Ok(None);
+    };
+    let key = ctx
+        .key
+        .as_ref()
+        .map_err(|e| ClientError::Config(e.to_string()))?;
+    let password = c
+        .password(Some(key))
+        .map_err(|e| ClientError::Config(e.to_string()))?;
+    Ok(password.map(|password| Credentials {
+        username: username.clone(),
+        password,
+    }))
+}
+
+/// The connector's settings as the client needs them for `host`; `fqdn` is the server's, the
+/// EHLO name when the connector sets none.
+fn client_config(
+    ctx: &Context,
+    fqdn: &str,
+    c: &SendConnector,
+    host: &str,
+    auth: Option<Credentials>,
+) -> ClientConfig {
     let validated = c.smart_host_auth_mechanism == "BasicAuthRequireTLS"
         || matches!(
             c.tls_auth_level.as_deref(),
@@ -300,13 +364,6 @@ fn client_config(ctx: &Context, fqdn: &str, c: &SendConnector, host: &str) -> Cl
         TlsPolicy::Required
     } else {
         TlsPolicy::Opportunistic
-    };
-    let auth = match (basic, &c.auth_username, &c.auth_password) {
-        (true, Some(u), Some(p)) => Some(Credentials {
-            username: u.clone(),
-            password: p.clone(),
-        }),
-        _ => None,
     };
     let log = c
         .protocol_logging_level
@@ -333,10 +390,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ctx = Context::new(dir.path());
         let mut c = SendConnector::new("Internet Mail", &["*"], "HUB1");
-        let cfg = client_config(&ctx, "hub1.contoso.test", &c, "mx.fabrikam.test");
+        let cfg = client_config(&ctx, "hub1.contoso.test", &c, "mx.fabrikam.test", None);
         assert!(cfg.log.is_none());
         c.protocol_logging_level = "Verbose".into();
-        let cfg = client_config(&ctx, "hub1.contoso.test", &c, "mx.fabrikam.test");
+        let cfg = client_config(&ctx, "hub1.contoso.test", &c, "mx.fabrikam.test", None);
         let shown = format!("{:?}", cfg.log.expect("Verbose logs"));
         assert!(shown.contains("\"Internet Mail\""), "{shown}");
     }
