@@ -229,7 +229,7 @@ fn failed_start(s: &Setup, data_dir: &std::path::Path, env: &[(&str, &str)]) -> 
         .env("HUBGATE_DATA_DIR", data_dir)
         .env("HUBGATE_SERVER_NAME", "hub2.contoso.test")
         .env("DATABASE_URL", &s.db_url)
-        .env("HUBGATE_CONSOLE_BIND", format!("127.0.0.1:{}", free_port()))
+        .env("HUBGATE_CONSOLE_BIND", format!("{}:{}", s.ip, gateway_port()))
         .env(
             "HUBGATE_DEFAULT_BINDINGS",
             format!("127.0.0.165:{}", free_port()),
@@ -305,9 +305,10 @@ async fn a_node_without_the_organisation_key_says_so_and_changes_nothing() {
         db_url: s.db_url.clone(),
         pool: s.pool.clone(),
         data_dir: other,
-        smtp_port: free_port(),
-        client_port: free_port(),
-        console_port: free_port(),
+        ip: s.ip,
+        smtp_port: s.smtp_port,
+        client_port: s.client_port,
+        console_port: gateway_port(),
     };
     let _running = gw_b.start().await;
 }
