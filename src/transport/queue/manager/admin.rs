@@ -67,6 +67,11 @@ impl QueueManager {
             if r.state == RState::InFlight || r.state == RState::Done {
                 continue;
             }
+            // Its NDR is waiting to be queued: only Remove-Message -WithNDR $false changes that
+            // (the administrator gives up on telling the sender).
+            if r.state == RState::Reporting && a.remove_with_ndr != Some(false) {
+                continue;
+            }
             if let Some(with_ndr) = a.remove_with_ndr {
                 let reply = Reply::new(
                     550,

@@ -41,12 +41,29 @@ impl QueueManager {
                             remove_with_ndr: r.remove_with_ndr,
                             timeouts: None,
                             remote_mta: None,
+                            dsn_failures: 0,
+                            dsn_due: None,
+                            final_reply: None,
+                            submit_failures: 0,
                         })
                         .collect();
-                    let todo: Vec<(i32, String)> = rcpts
-                        .iter()
-                        .map(|r| (r.ordinal, r.address.clone()))
-                        .collect();
+                    let todo: Vec<(i32, String)> = if m.body_lost {
+                        // Committed rows whose body is gone (found at start): nothing can be
+                        // delivered, so every recipient is reported to the sender at once.
+                        Vec::new()
+                    } else {
+                        rcpts
+                            .iter()
+                            .map(|r| (r.ordinal, r.address.clone()))
+                            .collect()
+                    };
+                    if m.body_lost {
+                        let lost: Vec<(i32, Reply)> = rcpts
+                            .iter()
+                            .map(|r| (r.ordinal, body_lost_reply()))
+                            .collect();
+                        failures.push((id, lost));
+                    }
                     let suspended = m.suspended;
                     let crashes = m.crash_count;
                     self.state().messages.insert(
@@ -60,23 +77,18 @@ impl QueueManager {
                     );
                     (id, todo)
                 }
-                Submission::Reroute(id) => {
+                Submission::Reroute(id) | Submission::Retry(id) => {
                     let st = self.state();
                     let Some(m) = st.messages.get(&id) else {
                         continue;
                     };
-                    self.track_admin("RESUBMIT", "ADMIN", &m.meta);
-                    let Some(m) = st.messages.get(&id) else {
-                        continue;
-                    };
+                    if matches!(item, Submission::Reroute(_)) {
+                        self.track_admin("RESUBMIT", "ADMIN", &m.meta);
+                    }
                     let todo = m
                         .rcpts
                         .iter()
-                        .filter(|r| {
-                            r.queue.is_none()
-                                && r.state != RState::Done
-                                && r.state != RState::InFlight
-                        })
+                        .filter(|r| r.queue.is_none() && r.state == RState::Ready)
                         .map(|r| (r.ordinal, r.address.clone()))
                         .collect();
                     (id, todo)
@@ -128,9 +140,8 @@ impl QueueManager {
                             None
                         }
                         Err(e) => {
-                            // The directory is unreachable: leave the recipient in Submission and
-                            // try again on the next resubmit or restart.
                             tracing::warn!("categorizing {address}: {e}");
+                            self.submission_failed(id, ordinal, &org, &address);
                             None
                         }
                     };
@@ -141,6 +152,7 @@ impl QueueManager {
                     Ok(q) => q,
                     Err(e) => {
                         tracing::error!("creating the queue for {}: {e}", key.next_hop_domain);
+                        self.submission_failed(id, ordinal, &org, &address);
                         continue;
                     }
                 };
@@ -163,8 +175,13 @@ impl QueueManager {
                 r.route_address = forwarded.clone();
                 r.timeouts = Some(timeouts);
                 let mut held = None;
+                r.submit_failures = 0;
                 if let Some(q) = st.queues.get_mut(&queue_id) {
-                    q.push(id);
+                    // A recipient still waiting for its retry time (loaded after a restart) joins
+                    // the queue when the timer makes it ready, not before.
+                    if r.state == RState::Ready {
+                        q.push(id);
+                    }
                     // Joining a queue that waits for its next retry: the recipient waits too, and
                     // the queue viewer says why.
                     if let (Some(next), Some(err)) = (q.next_retry, &q.last_error)
@@ -199,6 +216,31 @@ impl QueueManager {
         }
     }
 
+    /// Categorizing or routing a recipient hit a database error: it stays in Submission, is
+    /// tried again after a backoff (the timers resubmit it), and its message's expiry and delay
+    /// DSN run meanwhile on the server's timeouts.
+    fn submission_failed(&self, id: Uuid, ordinal: i32, org: &Org, address: &str) {
+        let now = OffsetDateTime::now_utc();
+        let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        let timeouts = effective_timeouts(&org.server, &org.accepted_domains, None, domain);
+        let row = {
+            let mut st = self.state();
+            let Some(m) = st.messages.get_mut(&id) else {
+                return;
+            };
+            let Some(r) = m.rcpts.iter_mut().find(|r| r.ordinal == ordinal) else {
+                return;
+            };
+            r.submit_failures = r.submit_failures.saturating_add(1);
+            r.state = RState::Retry;
+            r.next_retry = Some(now + submission_backoff(r.submit_failures));
+            r.last_error = Some(submission_error_reply().one_line());
+            r.timeouts.get_or_insert(timeouts);
+            recipient_row(id, r, "Retry", now)
+        };
+        self.write(Write::Recipient(row));
+    }
+
     /// Like `finish` for recipients no delivery task holds (categorizer, timers, admin).
     pub(super) async fn finish_without_job(&self, id: Uuid, results: Vec<(i32, Outcome)>) {
         let job = {
@@ -225,12 +267,19 @@ impl QueueManager {
         if let Some(id) = self.state().by_key.get(key) {
             return Ok(*id);
         }
-        let (id, suspended): (i64, bool) = sqlx::query_as(
+        type Row = (
+            i64,
+            bool,
+            Option<String>,
+            Option<OffsetDateTime>,
+            Option<OffsetDateTime>,
+        );
+        let (id, suspended, last_error, last_retry, next_retry): Row = sqlx::query_as(
             "INSERT INTO delivery_queue (server, delivery_type, next_hop_domain, connector_id)
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (server, delivery_type, next_hop_domain, connector_id)
              DO UPDATE SET server = EXCLUDED.server
-             RETURNING id, suspended",
+             RETURNING id, suspended, last_error, last_retry_time, next_retry_time",
         )
         .bind(&self.inner.server)
         .bind(key.delivery_type.name())
@@ -238,6 +287,9 @@ impl QueueManager {
         .bind(key.connector_id)
         .fetch_one(&self.inner.pool)
         .await?;
+        // A queue that was waiting for its next retry when the gateway stopped (or was killed)
+        // keeps waiting: Retry with its NextRetryTime, and no connection before then.
+        let waiting = next_retry.is_some() && last_error.is_some();
         let mut st = self.state();
         st.by_key.insert(key.clone(), id);
         st.queues.entry(id).or_insert_with(|| Queue {
@@ -245,16 +297,40 @@ impl QueueManager {
             route,
             suspended,
             status: "Ready",
-            last_error: None,
-            last_retry: None,
-            next_retry: None,
-            failures: 0,
+            last_error: last_error.filter(|_| waiting),
+            last_retry: last_retry.filter(|_| waiting),
+            next_retry: next_retry.filter(|_| waiting),
+            failures: u32::from(waiting),
             connections: 0,
             ready: VecDeque::new(),
             pending: HashSet::new(),
         });
         Ok(id)
     }
+}
+
+/// How long a recipient waits in Submission after its `failures`-th categorizer or routing
+/// error: doubling from 2 s, at most a minute (a directory back up is used within a minute).
+fn submission_backoff(failures: u32) -> Duration {
+    report::backoff(failures, Duration::from_secs(2), Duration::from_secs(60))
+}
+
+/// What the queue viewer shows for a recipient waiting in Submission after such an error.
+fn submission_error_reply() -> Reply {
+    Reply::new(
+        451,
+        "4.3.0",
+        "CAT.Error; the directory or the queue database could not be read, will retry",
+    )
+}
+
+/// The NDR reason for a message whose body was lost from the spool.
+pub fn body_lost_reply() -> Reply {
+    Reply::new(
+        550,
+        "5.3.0",
+        "QUEUE.BodyLost; message body lost from the queue and cannot be delivered",
+    )
 }
 
 pub(super) async fn submitter(qm: QueueManager, mut rx: mpsc::UnboundedReceiver<Submission>) {

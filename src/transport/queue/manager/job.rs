@@ -20,6 +20,8 @@ pub struct Submitted {
     pub suspended: bool,
     pub crash_count: i32,
     pub recipients: Vec<SubmittedRecipient>,
+    /// Its rows were committed but its body is not in the spool (found at start-up).
+    pub body_lost: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -64,6 +66,7 @@ impl Submitted {
             source_ip: Some(env.source_ip),
             suspended: false,
             crash_count: 0,
+            body_lost: false,
             recipients: env
                 .recipients
                 .iter()

@@ -120,6 +120,7 @@ pub(super) async fn load_pending(
                     source_ip: ip.parse().ok(),
                     suspended,
                     crash_count,
+                    body_lost: false,
                     recipients: by_message.remove(&id).unwrap_or_default(),
                 }
             },

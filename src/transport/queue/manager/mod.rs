@@ -18,7 +18,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::writer::{self, AdminState, AttemptRow, QueueRow, RecipientRow, RoutedRow, Write};
-use super::{Disposition, Envelope, EnvelopeRecipient, Spool};
+use super::{AcceptError, Disposition, Envelope, EnvelopeRecipient, Spool};
 use crate::logs::tracking::{TrackingEvent, TrackingLog};
 use crate::org::{Org, TransportServer};
 use crate::smtp::proto::Reply;
@@ -43,6 +43,7 @@ mod state;
 mod timers;
 
 use admin::admin_listener;
+pub use categorize::body_lost_reply;
 use categorize::submitter;
 pub use job::{Attempt, Job, JobRecipient, Outcome, Submitted, SubmittedRecipient};
 use load::load_pending;
@@ -75,6 +76,8 @@ enum Submission {
     New(Submitted),
     /// Recipients whose queue an administrator cleared (Retry-Queue -Resubmit).
     Reroute(Uuid),
+    /// Recipients left in Submission by a categorizer or routing error, due again.
+    Retry(Uuid),
 }
 
 /// The handle the SMTP server, the DSN path and the admin listener use.
@@ -122,7 +125,18 @@ impl QueueManager {
                 .fetch_all(&pool)
                 .await?;
         qm.state().poisoned = poisoned.into_iter().map(|(id,)| id).collect();
-        for m in load_pending(&pool, &settings.server_name, None).await? {
+        for mut m in load_pending(&pool, &settings.server_name, None).await? {
+            // Rows committed without a body (a commit whose outcome was unknown and whose body
+            // was lost, or disk damage): they can only be reported, never delivered.
+            m.body_lost = !tokio::fs::try_exists(qm.inner.spool.path(m.id))
+                .await
+                .unwrap_or(true);
+            if m.body_lost {
+                tracing::error!(
+                    "message {} has no body in the spool: its recipients are reported as failed",
+                    m.id
+                );
+            }
             let _ = qm.inner.submissions.send(Submission::New(m));
         }
         tokio::spawn(submitter(qm.clone(), srx));
@@ -349,9 +363,19 @@ impl QueueManager {
                 failed.push((*ordinal, reply.clone()));
             }
         }
-        if !failed.is_empty() {
-            self.report_failures(job.message, &failed, attempt.host.clone())
-                .await;
+        // An NDR that cannot be queued (database down, disk full) keeps its recipients, and so
+        // the message, until a later try queues it: the sender must hear, and nothing is lost.
+        let mut report_pending = false;
+        if !failed.is_empty()
+            && let Err(e) = self
+                .report_failures(job.message, &failed, attempt.host.clone())
+                .await
+        {
+            tracing::error!(
+                "the NDR for message {} was not queued, it will be retried: {e}",
+                job.message
+            );
+            report_pending = true;
         }
         let mut writes = Vec::new();
         let mut events = Vec::new();
@@ -370,6 +394,36 @@ impl QueueManager {
                     Outcome::Delivered { reply } => {
                         r.state = RState::Done;
                         ("Delivered", reply)
+                    }
+                    Outcome::Failed { reply } if report_pending => {
+                        let retried = r.dsn_failures > 0;
+                        r.state = RState::Reporting;
+                        r.dsn_failures = r.dsn_failures.saturating_add(1);
+                        r.dsn_due = Some(now + report::dsn_backoff(r.dsn_failures));
+                        r.final_reply = Some(reply.clone());
+                        r.last_error = Some(reply.one_line());
+                        if attempt.host.is_some() {
+                            r.remote_mta = attempt.host.clone();
+                        }
+                        // Shown (and kept across a restart) as waiting for a retry: after a
+                        // restart the recipient is tried again and fails again, or is delivered.
+                        r.next_retry = r.dsn_due;
+                        writes.push(Write::Recipient(recipient_row(
+                            job.message,
+                            r,
+                            "Retry",
+                            now,
+                        )));
+                        if !retried {
+                            writes.push(Write::Attempt(attempt_row(
+                                job.message,
+                                ordinal,
+                                now,
+                                attempt,
+                                &reply.one_line(),
+                            )));
+                        }
+                        continue;
                     }
                     Outcome::Failed { reply } => {
                         r.state = RState::Done;
@@ -393,7 +447,9 @@ impl QueueManager {
                     text.clone(),
                 ));
                 writes.push(Write::Recipient(recipient_row(job.message, r, status, now)));
-                if !(first_try && status == "Delivered") {
+                // A DSN retry's attempt was recorded when the recipient failed.
+                let dsn_retry = status == "Failed" && r.dsn_failures > 0;
+                if !(first_try && status == "Delivered") && !dsn_retry {
                     writes.push(Write::Attempt(attempt_row(
                         job.message,
                         ordinal,

@@ -4,34 +4,60 @@ use super::*;
 
 impl QueueManager {
     /// Builds and queues the NDR for `failed` recipients of `message` (if its sender and their
-    /// NOTIFY want one). A DSN that cannot be built or queued is logged and dropped.
+    /// NOTIFY want one). Ok when it is durably queued or nobody is to be told; on an error the
+    /// caller keeps the recipients and tries again later.
     pub(super) async fn report_failures(
         &self,
         message: Uuid,
         failed: &[(i32, Reply)],
         remote: Option<String>,
-    ) {
+    ) -> Result<(), DsnError> {
         let Some((meta, outcomes)) = self.outcomes_for(message, failed, remote) else {
-            return;
+            return Ok(());
         };
         let org = self.inner.org.borrow().clone();
-        let content = match self.read_body(message).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("reading {message} for its NDR: {e}");
-                return;
-            }
-        };
-        let original = meta.original(&content);
+        let (content, lost) = self.original_content(&meta).await?;
+        let mut original = meta.original(&content);
+        if lost {
+            original.ret = Some("HDRS");
+        }
         let Some(ndr) = dsn::build_ndr(
             &reporter(&org, &self.inner.fqdn),
             &original,
             &outcomes,
             OffsetDateTime::now_utc(),
         ) else {
-            return;
+            return Ok(());
         };
-        self.queue_dsn(&meta, ndr).await;
+        self.queue_dsn(&meta, ndr).await
+    }
+
+    /// The spooled message for a DSN, and whether its body is gone for good: then only a header
+    /// rebuilt from what the queue stored (so the sender still learns which message it was).
+    /// Any other read error is transient (permissions, I/O) and the DSN waits for it.
+    pub(super) async fn original_content(
+        &self,
+        meta: &Submitted,
+    ) -> Result<(Vec<u8>, bool), DsnError> {
+        match self.read_body(meta.id).await {
+            Ok(c) => Ok((c, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut h = String::new();
+                let clean = |v: &str| v.replace(['\r', '\n'], " ");
+                if !dsn::is_null_sender(&meta.from) {
+                    h.push_str(&format!("From: <{}>\r\n", clean(&meta.from)));
+                }
+                if let Some(s) = &meta.subject {
+                    h.push_str(&format!("Subject: {}\r\n", clean(s)));
+                }
+                if let Some(id) = &meta.internet_message_id {
+                    h.push_str(&format!("Message-ID: {}\r\n", clean(id)));
+                }
+                h.push_str("\r\n");
+                Ok((h.into_bytes(), true))
+            }
+            Err(e) => Err(DsnError::Body(e)),
+        }
     }
 
     pub(super) fn outcomes_for(
@@ -63,7 +89,11 @@ impl QueueManager {
     }
 
     /// Accepts a DSN as a new message from the null sender, durably, and queues it.
-    pub(super) async fn queue_dsn(&self, original: &Submitted, d: dsn::Dsn) {
+    pub(super) async fn queue_dsn(
+        &self,
+        original: &Submitted,
+        d: dsn::Dsn,
+    ) -> Result<(), DsnError> {
         let env = Envelope {
             id: Uuid::now_v7(),
             server: self.inner.server.clone(),
@@ -119,8 +149,9 @@ impl QueueManager {
                     directionality: None,
                 });
                 self.submit(Submitted::accepted(&env, internal_id, size));
+                Ok(())
             }
-            Err(e) => tracing::error!("queueing a DSN to {}: {e}", d.envelope_to),
+            Err(e) => Err(DsnError::Queue(e)),
         }
     }
 
@@ -152,20 +183,72 @@ impl QueueManager {
             return;
         };
         let org = self.inner.org.borrow().clone();
-        let Ok(content) = self.read_body(message).await else {
-            return;
-        };
-        let original = meta.original(&content);
-        if let Some(d) = dsn::build_delay(
-            &reporter(&org, &self.inner.fqdn),
-            &original,
-            &outcomes,
-            until,
-            OffsetDateTime::now_utc(),
-        ) {
-            self.queue_dsn(&meta, d).await;
+        let result = async {
+            let (content, lost) = self.original_content(&meta).await?;
+            let mut original = meta.original(&content);
+            if lost {
+                original.ret = Some("HDRS");
+            }
+            match dsn::build_delay(
+                &reporter(&org, &self.inner.fqdn),
+                &original,
+                &outcomes,
+                until,
+                OffsetDateTime::now_utc(),
+            ) {
+                Some(d) => self.queue_dsn(&meta, d).await,
+                None => Ok(()),
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!("the delay DSN for {message} was not queued, it will be retried: {e}");
+            self.delay_dsn_failed(message, ordinals);
         }
     }
+
+    /// The delay DSN could not be queued: its recipients are due for one again after a backoff.
+    fn delay_dsn_failed(&self, message: Uuid, ordinals: &[i32]) {
+        let now = OffsetDateTime::now_utc();
+        let mut writes = Vec::new();
+        {
+            let mut st = self.state();
+            let Some(m) = st.messages.get_mut(&message) else {
+                return;
+            };
+            for r in m.rcpts.iter_mut().filter(|r| ordinals.contains(&r.ordinal)) {
+                r.delay_notified = false;
+                r.dsn_failures = r.dsn_failures.saturating_add(1);
+                r.dsn_due = Some(now + dsn_backoff(r.dsn_failures));
+                let status = if r.retry_count > 0 { "Retry" } else { "Ready" };
+                writes.push(Write::Recipient(recipient_row(message, r, status, now)));
+            }
+        }
+        for w in writes {
+            self.write(w);
+        }
+    }
+}
+
+/// Why a DSN is not queued yet.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum DsnError {
+    #[error("reading the original message: {0}")]
+    Body(std::io::Error),
+    #[error("queueing the DSN: {0}")]
+    Queue(#[from] AcceptError),
+}
+
+/// How long a DSN that could not be queued waits before its `failures`-th retry: doubling from
+/// 2 s, at most 5 minutes, so a short outage costs seconds and a long one little load.
+pub(super) fn dsn_backoff(failures: u32) -> Duration {
+    backoff(failures, Duration::from_secs(2), Duration::from_secs(300))
+}
+
+/// `first`, doubled for each failure after the first, capped at `max`.
+pub(super) fn backoff(failures: u32, first: Duration, max: Duration) -> Duration {
+    let shift = failures.saturating_sub(1).min(16);
+    first.saturating_mul(1 << shift).min(max)
 }
 
 pub(super) fn reporter(org: &Org, fqdn: &str) -> Reporter {
@@ -200,6 +283,15 @@ pub(super) fn reply_from_text(s: &str) -> Option<Reply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        assert_eq!(dsn_backoff(1), Duration::from_secs(2));
+        assert_eq!(dsn_backoff(2), Duration::from_secs(4));
+        assert_eq!(dsn_backoff(8), Duration::from_secs(256));
+        assert_eq!(dsn_backoff(9), Duration::from_secs(300));
+        assert_eq!(dsn_backoff(u32::MAX), Duration::from_secs(300));
+    }
 
     #[test]
     fn stored_errors_parse_back_into_replies() {

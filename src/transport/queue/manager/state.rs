@@ -7,6 +7,8 @@ pub(super) enum RState {
     Ready,
     Retry,
     InFlight,
+    /// Final (failed), but its NDR could not be queued yet: kept, with its message, until it is.
+    Reporting,
     Done,
 }
 
@@ -27,6 +29,14 @@ pub(super) struct Rcpt {
     pub(super) timeouts: Option<EffectiveTimeouts>,
     /// The last remote host that answered, for the NDR.
     pub(super) remote_mta: Option<String>,
+    /// Consecutive failures to queue this recipient's DSN (NDR or delay), for the backoff.
+    pub(super) dsn_failures: u32,
+    /// When the DSN that could not be queued is tried again.
+    pub(super) dsn_due: Option<OffsetDateTime>,
+    /// Reporting: the final reply its NDR will carry.
+    pub(super) final_reply: Option<Reply>,
+    /// Consecutive categorizer or routing failures (database errors), for the backoff.
+    pub(super) submit_failures: u32,
 }
 
 #[derive(Debug)]

@@ -13,6 +13,8 @@ impl QueueManager {
         let mut expired: Vec<(Uuid, Vec<(i32, Outcome)>)> = Vec::new();
         let mut delayed: Vec<(Uuid, Vec<i32>, OffsetDateTime)> = Vec::new();
         let mut spawn: Vec<(i64, Option<Route>, DeliveryType)> = Vec::new();
+        let mut reports: Vec<(Uuid, Vec<(i32, Outcome)>)> = Vec::new();
+        let mut resubmit: Vec<Uuid> = Vec::new();
         let mut writes = Vec::new();
         {
             let mut st = self.state();
@@ -21,7 +23,17 @@ impl QueueManager {
                 let mut exp = Vec::new();
                 let mut del = Vec::new();
                 let mut until = now;
+                let mut rep = Vec::new();
+                let mut unrouted = false;
                 for r in m.rcpts.iter_mut() {
+                    if r.state == RState::Reporting {
+                        if r.dsn_due.is_none_or(|t| t <= now)
+                            && let Some(reply) = r.final_reply.clone()
+                        {
+                            rep.push((r.ordinal, Outcome::Failed { reply }));
+                        }
+                        continue;
+                    }
                     if matches!(r.state, RState::Done | RState::InFlight) {
                         continue;
                     }
@@ -44,6 +56,7 @@ impl QueueManager {
                     if !r.delay_notified
                         && now >= delay_due
                         && org.server.external_delay_dsn_enabled
+                        && r.dsn_due.is_none_or(|t| t <= now)
                     {
                         r.delay_notified = true;
                         del.push(r.ordinal);
@@ -57,13 +70,21 @@ impl QueueManager {
                     }
                     if r.state == RState::Retry && r.next_retry.is_none_or(|t| t <= now) {
                         r.state = RState::Ready;
-                        if let Some(q) = r.queue.and_then(|q| st.queues.get_mut(&q)) {
-                            q.push(*id);
+                        match r.queue.and_then(|q| st.queues.get_mut(&q)) {
+                            Some(q) => q.push(*id),
+                            // Still in Submission after a categorizer or routing error: again.
+                            None => unrouted = true,
                         }
                     }
                 }
                 if !exp.is_empty() {
                     expired.push((*id, exp));
+                }
+                if !rep.is_empty() {
+                    reports.push((*id, rep));
+                }
+                if unrouted {
+                    resubmit.push(*id);
                 }
                 if !del.is_empty() {
                     delayed.push((*id, del, until));
@@ -139,7 +160,10 @@ impl QueueManager {
                 qm.worker_done(queue_id);
             });
         }
-        for (id, results) in expired {
+        for id in resubmit {
+            let _ = self.inner.submissions.send(Submission::Retry(id));
+        }
+        for (id, results) in expired.into_iter().chain(reports) {
             self.finish_without_job(id, results).await;
         }
         for (id, ordinals, until) in delayed {
