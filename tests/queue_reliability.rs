@@ -13,6 +13,7 @@ use common::mail::*;
 use common::peers::{Sink, SinkOptions};
 use common::*;
 use hubgate::shell::Shell;
+use hubgate::transport::queue::{self, Disposition, Envelope, EnvelopeRecipient, Spool};
 use time::OffsetDateTime;
 use tokio::io::AsyncWriteExt;
 
@@ -158,6 +159,76 @@ async fn a_routing_database_error_is_retried_until_it_clears() {
         .await;
     within(60, "delivered once the database works again", || async {
         sink.recipients() == vec!["a@later.example".to_string()]
+    })
+    .await;
+    within(20, "the queue emptied", || async {
+        gw.message_count().await == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_categorizer_database_error_is_retried_until_it_clears() {
+    let s = setup().await;
+    configure(
+        &s,
+        &["New-Mailbox -Name Later -PrimarySmtpAddress later@contoso.test"],
+    )
+    .await;
+    let mut gw = s.start().await;
+    gw.stop();
+    // Accepted while the gateway was down (as a restart finds it), for a mailbox the
+    // categorizer has to look up in a directory that is unreadable for a while.
+    let spool = Spool::open(&gw.data_dir()).unwrap();
+    let env = Envelope {
+        id: uuid::Uuid::now_v7(),
+        server: SERVER.into(),
+        from: SENDER.into(),
+        recipients: vec![EnvelopeRecipient {
+            address: "later@contoso.test".into(),
+            orcpt: None,
+            notify: None,
+            disposition: Disposition::Mailbox,
+        }],
+        source_ip: "127.0.0.1".parse().unwrap(),
+        receive_connector: "HUB1\\Default HUB1".into(),
+        helo: "test".into(),
+        auth_user: None,
+        internet_message_id: Some("<later@test>".into()),
+        subject: Some("categorize me later".into()),
+        env_id: None,
+        ret: None,
+        body_type: None,
+        smtp_utf8: false,
+    };
+    let body = b"Subject: categorize me later\r\n\r\nbody\r\n".to_vec();
+    queue::accept(gw.pool(), &spool, &env, Vec::new(), body)
+        .await
+        .unwrap();
+    gw.setup
+        .sql("ALTER TABLE recipient_address RENAME TO recipient_address_away")
+        .await;
+    gw.spawn().await;
+    within(
+        60,
+        "the recipient waiting in Submission for a retry",
+        || async {
+            recipient_state(gw.pool()).await.iter().any(|r| {
+                r.1 == "Retry"
+                    && r.2.is_none()
+                    && r.3.as_deref().unwrap_or("").contains("451 4.3.0")
+            })
+        },
+    )
+    .await;
+    gw.setup
+        .sql("ALTER TABLE recipient_address_away RENAME TO recipient_address")
+        .await;
+    let dir = gw.data_dir();
+    within(60, "delivered once the directory is back", || async {
+        mailbox(&dir, "later@contoso.test")
+            .iter()
+            .any(|m| m.contains("Subject: categorize me later"))
     })
     .await;
     within(20, "the queue emptied", || async {
