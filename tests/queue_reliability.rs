@@ -39,6 +39,58 @@ async fn recipient_state(
     .unwrap()
 }
 
+/// The database refuses every message from the null sender: no DSN can be queued.
+async fn refuse_dsns(s: &Setup) {
+    s.sql("CREATE SEQUENCE ndr_refused").await;
+    s.sql(
+        "CREATE FUNCTION refuse_dsn() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.from_address = '' THEN
+                 PERFORM nextval('ndr_refused');
+                 RAISE EXCEPTION 'injected failure: no room for DSNs';
+             END IF;
+             RETURN NEW;
+         END $$",
+    )
+    .await;
+    s.sql("CREATE TRIGGER refuse_dsn BEFORE INSERT ON message FOR EACH ROW EXECUTE FUNCTION refuse_dsn()")
+        .await;
+}
+
+#[tokio::test]
+async fn a_delay_dsn_that_cannot_be_queued_is_tried_again() {
+    let s = setup().await;
+    configure(
+        &s,
+        &[
+            "New-SendConnector -Name Slow -AddressSpaces 'slow.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.186' -Port 2525",
+            "Set-TransportServer HUB1 -TransientFailureRetryInterval 01:00:00 -DelayNotificationTimeout 00:00:02",
+        ],
+    )
+    .await;
+    refuse_dsns(&s).await;
+    let gw = s.start().await;
+    send(&gw, &["d@slow.example"], "late");
+    within(60, "the delay DSN refused, then tried again", || async {
+        fired(gw.pool(), "ndr_refused").await >= 2
+    })
+    .await;
+    gw.setup.sql("DROP TRIGGER refuse_dsn ON message").await;
+    let dir = gw.data_dir();
+    within(60, "the delay DSN delivered to the sender", || async {
+        mailbox(&dir, SENDER)
+            .iter()
+            .any(|m| m.contains("Delivery delayed: late") && m.contains("d@slow.example"))
+    })
+    .await;
+    within(
+        20,
+        "the delay DSN gone from the queue, the original still waiting",
+        || async { gw.message_count().await == 1 },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn an_ndr_that_cannot_be_queued_keeps_the_recipient_until_it_is() {
     let port = free_port();
@@ -57,21 +109,7 @@ async fn an_ndr_that_cannot_be_queued_keeps_the_recipient_until_it_is() {
         )],
     )
     .await;
-    // The database refuses every message from the null sender: no DSN can be queued.
-    s.sql("CREATE SEQUENCE ndr_refused").await;
-    s.sql(
-        "CREATE FUNCTION refuse_dsn() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-             IF NEW.from_address = '' THEN
-                 PERFORM nextval('ndr_refused');
-                 RAISE EXCEPTION 'injected failure: no room for DSNs';
-             END IF;
-             RETURN NEW;
-         END $$",
-    )
-    .await;
-    s.sql("CREATE TRIGGER refuse_dsn BEFORE INSERT ON message FOR EACH ROW EXECUTE FUNCTION refuse_dsn()")
-        .await;
+    refuse_dsns(&s).await;
     let gw = s.start().await;
     send(&gw, &["gone@refuse.example"], "bounce me");
     within(60, "the NDR refused, then tried again", || async {
