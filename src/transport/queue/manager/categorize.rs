@@ -69,7 +69,7 @@ impl QueueManager {
                     self.state().messages.insert(
                         id,
                         Msg {
-                            meta: m,
+                            meta: *m,
                             suspended,
                             crashes,
                             rcpts,

@@ -73,7 +73,7 @@ struct Inner {
 }
 
 enum Submission {
-    New(Submitted),
+    New(Box<Submitted>),
     /// Recipients whose queue an administrator cleared (Retry-Queue -Resubmit).
     Reroute(Uuid),
     /// Recipients left in Submission by a categorizer or routing error, due again.
@@ -137,7 +137,7 @@ impl QueueManager {
                     m.id
                 );
             }
-            let _ = qm.inner.submissions.send(Submission::New(m));
+            let _ = qm.inner.submissions.send(Submission::New(Box::new(m)));
         }
         tokio::spawn(submitter(qm.clone(), srx));
         tokio::spawn(scheduler(qm.clone()));
@@ -149,7 +149,7 @@ impl QueueManager {
 
     /// Hands an accepted (durable) message to the queues.
     pub fn submit(&self, m: Submitted) {
-        let _ = self.inner.submissions.send(Submission::New(m));
+        let _ = self.inner.submissions.send(Submission::New(Box::new(m)));
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -449,7 +449,7 @@ impl QueueManager {
                 writes.push(Write::Recipient(recipient_row(job.message, r, status, now)));
                 // A DSN retry's attempt was recorded when the recipient failed.
                 let dsn_retry = status == "Failed" && r.dsn_failures > 0;
-                if !(first_try && status == "Delivered") && !dsn_retry {
+                if !(dsn_retry || first_try && status == "Delivered") {
                     writes.push(Write::Attempt(attempt_row(
                         job.message,
                         ordinal,
