@@ -6,6 +6,13 @@
 //! delivery tasks within the connection caps; delivery tasks take messages from their queue until
 //! it is empty or the connector's SmtpMaxMessagesPerConnection is reached, and report outcomes
 //! here. Everything that must survive a restart goes to `writer` in batches.
+//!
+//! Nothing accepted is dropped on an error of our own: a recipient whose NDR cannot be queued
+//! stays (with its message) until a retry queues it, a delay DSN that cannot be queued is due
+//! again, and a recipient the categorizer or routing could not place (database error) waits in
+//! Submission for a retry, each with a backoff, while its expiry keeps running. A restart keeps
+//! a queue that was waiting for its retry time in Retry, and reports (NDR) committed messages
+//! whose body is no longer in the spool.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -352,7 +359,8 @@ impl QueueManager {
     }
 
     /// Records the outcome of one job. Permanent failures are reported (NDR) before they are
-    /// written as final, so a crash in between repeats the NDR rather than losing it.
+    /// written as final, so a crash in between repeats the NDR rather than losing it; when the
+    /// NDR cannot be queued they are not final yet (Reporting) and the timers try again.
     pub async fn finish(&self, job: &Job, results: Vec<(i32, Outcome)>, attempt: &Attempt) {
         let now = OffsetDateTime::now_utc();
         let org = self.inner.org.borrow().clone();
