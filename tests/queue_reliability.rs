@@ -17,6 +17,9 @@ use hubgate::transport::queue::{self, Disposition, Envelope, EnvelopeRecipient, 
 use time::OffsetDateTime;
 use tokio::io::AsyncWriteExt;
 
+/// Every peer listens on an address only its test uses (127.0.0.18x), on this port.
+const PEER_PORT: u16 = 2525;
+
 /// How many times an injected failure fired (a sequence: its increments survive the rollback
 /// of the transaction that the failure aborts).
 async fn fired(pool: &sqlx::PgPool, sequence: &str) -> i64 {
@@ -63,7 +66,9 @@ async fn a_delay_dsn_that_cannot_be_queued_is_tried_again() {
     configure(
         &s,
         &[
-            "New-SendConnector -Name Slow -AddressSpaces 'slow.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.186' -Port 2525",
+            &format!(
+                "New-SendConnector -Name Slow -AddressSpaces 'slow.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.186' -Port {PEER_PORT}"
+            ),
             "Set-TransportServer HUB1 -TransientFailureRetryInterval 01:00:00 -DelayNotificationTimeout 00:00:02",
         ],
     )
@@ -93,7 +98,8 @@ async fn a_delay_dsn_that_cannot_be_queued_is_tried_again() {
 
 #[tokio::test]
 async fn an_ndr_that_cannot_be_queued_keeps_the_recipient_until_it_is() {
-    let port = free_port();
+    // An address of this test's own, so the port cannot collide with another test's.
+    let port = PEER_PORT;
     let sink = Sink::with(
         addr("127.0.0.181", port),
         SinkOptions {
@@ -165,7 +171,8 @@ async fn break_routing(s: &Setup) {
 
 #[tokio::test]
 async fn a_routing_database_error_is_retried_until_it_clears() {
-    let port = free_port();
+    // An address of this test's own, so the port cannot collide with another test's.
+    let port = PEER_PORT;
     let sink = Sink::start(addr("127.0.0.182", port));
     let s = setup().await;
     configure(
@@ -281,7 +288,9 @@ async fn a_recipient_stuck_in_submission_still_expires() {
     configure(
         &s,
         &[
-            "New-SendConnector -Name Never -AddressSpaces 'never.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.183' -Port 2525",
+            &format!(
+                "New-SendConnector -Name Never -AddressSpaces 'never.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.183' -Port {PEER_PORT}"
+            ),
             "Set-TransportServer HUB1 -MessageExpirationTimeout 00:00:05",
         ],
     )
@@ -309,7 +318,9 @@ async fn a_body_lost_while_stopped_is_reported_at_restart() {
         &s,
         &[
             // Nothing listens there and the next try is an hour away: the message waits.
-            "New-SendConnector -Name Down -AddressSpaces 'down.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.184' -Port 2525",
+            &format!(
+                "New-SendConnector -Name Down -AddressSpaces 'down.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.184' -Port {PEER_PORT}"
+            ),
             "Set-TransportServer HUB1 -TransientFailureRetryInterval 01:00:00",
         ],
     )
