@@ -396,7 +396,7 @@ async fn after_sigkill_a_queue_in_retry_waits_for_its_retry_time() {
             &format!(
                 "New-SendConnector -Name Busy -AddressSpaces 'busy.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.185' -Port {port}"
             ),
-            "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:00:30",
+            "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:00:45",
         ],
     )
     .await;
