@@ -2,7 +2,7 @@
 //! recipients' Maildirs; MaxConcurrentMailboxDeliveries tasks run side by side.
 
 use crate::smtp::proto::Reply;
-use crate::transport::queue::manager::{Attempt, Outcome, QueueManager};
+use crate::transport::queue::manager::{Attempt, Outcome, QueueManager, body_lost_reply};
 
 pub async fn run(qm: &QueueManager, queue_id: i64) {
     while let Some(job) = qm.take_job(queue_id) {
@@ -15,16 +15,23 @@ pub async fn run(qm: &QueueManager, queue_id: i64) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!("reading {}: {e}", path.display());
-                    let reply = Reply::new(451, "4.3.0", "The queued message could not be read");
+                    // A body missing for good is reported; any other read error may pass.
+                    let lost = e.kind() == std::io::ErrorKind::NotFound;
+                    let reply = if lost {
+                        body_lost_reply()
+                    } else {
+                        Reply::new(451, "4.3.0", "The queued message could not be read")
+                    };
                     return recipients
                         .iter()
                         .map(|r| {
-                            (
-                                r.ordinal,
-                                Outcome::Deferred {
-                                    reply: reply.clone(),
-                                },
-                            )
+                            let reply = reply.clone();
+                            let outcome = if lost {
+                                Outcome::Failed { reply }
+                            } else {
+                                Outcome::Deferred { reply }
+                            };
+                            (r.ordinal, outcome)
                         })
                         .collect::<Vec<_>>();
                 }

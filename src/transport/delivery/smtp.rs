@@ -16,7 +16,7 @@ use crate::smtp::client::{
     Resolver, SendLog, Target, TlsPolicy, TrustStore, parse_dns_server,
 };
 use crate::smtp::proto::Reply;
-use crate::transport::queue::manager::{Attempt, Job, Outcome, QueueManager};
+use crate::transport::queue::manager::{Attempt, Job, Outcome, QueueManager, body_lost_reply};
 use crate::transport::routing::{NextHop, Route};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,6 +71,11 @@ impl Context {
 
 /// Runs one connection for queue `queue_id`.
 pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
+    // Work first, connection second: a connection with nothing to send would only EHLO and
+    // QUIT (the recipients may all be waiting for their retry time, or taken by another task).
+    let Some(first) = qm.take_job(queue_id) else {
+        return;
+    };
     let mut org = qm.org();
     // A queue routed with configuration fresher than the watched snapshot (a resubmit right
     // after New-SendConnector) may name a connector the snapshot does not have yet.
@@ -94,7 +99,7 @@ pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
             "4.4.0",
             "The send connector of this queue no longer exists",
         );
-        qm.connection_failed(queue_id, &reply, &Attempt::default(), Vec::new());
+        qm.connection_failed(queue_id, &reply, &Attempt::default(), vec![first]);
         return;
     };
     let external = (connector.use_external_dns_servers_enabled
@@ -105,9 +110,9 @@ pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
         Err(e) => {
             let downgrade = connector.error_policies == "DowngradeDnsFailures";
             if e.is_permanent() && !downgrade {
-                fail_queue(qm, queue_id, &e.reply()).await;
+                fail_queue(qm, queue_id, first, &e.reply()).await;
             } else {
-                qm.connection_failed(queue_id, &e.reply(), &Attempt::default(), Vec::new());
+                qm.connection_failed(queue_id, &e.reply(), &Attempt::default(), vec![first]);
             }
             return;
         }
@@ -161,7 +166,7 @@ pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
                 Attempt::default(),
             ),
         };
-        qm.connection_failed(queue_id, &reply, &attempt, Vec::new());
+        qm.connection_failed(queue_id, &reply, &attempt, vec![first]);
         return;
     };
     qm.connected(queue_id);
@@ -171,8 +176,9 @@ pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
         tls_version: client.tls_version().map(str::to_string),
     };
     let max = connector.smtp_max_messages_per_connection.max(1) as usize;
+    let mut next = Some(first);
     for _ in 0..max {
-        let Some(job) = qm.take_job(queue_id) else {
+        let Some(job) = next.take().or_else(|| qm.take_job(queue_id)) else {
             break;
         };
         let (results, usable) = send_one(qm, &mut client, &job).await;
@@ -192,6 +198,16 @@ async fn send_one(
 ) -> (Vec<(i32, Outcome)>, bool) {
     let body = match tokio::fs::read(qm.spool().path(job.message)).await {
         Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::error!("the body of {} is missing from the spool", job.message);
+            let reply = body_lost_reply();
+            return (
+                job.all(|| Outcome::Failed {
+                    reply: reply.clone(),
+                }),
+                true,
+            );
+        }
         Err(e) => {
             tracing::error!("reading {}: {e}", job.message);
             let reply = Reply::new(451, "4.3.0", "The queued message could not be read");
@@ -250,10 +266,11 @@ fn deferred_all(job: &Job, reply: &Reply) -> Vec<(i32, Outcome)> {
 }
 
 /// A permanent DNS answer (no such domain) fails every message waiting in the queue.
-async fn fail_queue(qm: &QueueManager, queue_id: i64, reply: &Reply) {
+async fn fail_queue(qm: &QueueManager, queue_id: i64, first: Job, reply: &Reply) {
     let bound = 100_000;
+    let mut next = Some(first);
     for _ in 0..bound {
-        let Some(job) = qm.take_job(queue_id) else {
+        let Some(job) = next.take().or_else(|| qm.take_job(queue_id)) else {
             break;
         };
         let results = job.all(|| Outcome::Failed {

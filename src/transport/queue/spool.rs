@@ -71,6 +71,7 @@ impl Spool {
     }
 
     /// Removes bodies whose rows were never committed (a crash before the 250). Call before listening.
+    /// The other half, rows whose body is missing, the queue manager reports (NDR) as it loads them.
     pub async fn recover(&self, pool: &sqlx::PgPool) -> Result<usize, super::AcceptError> {
         let on_disk = {
             let s = self.clone();

@@ -1,0 +1,146 @@
+//! The manager's in-memory state: messages, recipients and queues, and their database rows.
+
+use super::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RState {
+    Ready,
+    Retry,
+    InFlight,
+    /// Final (failed), but its NDR could not be queued yet: kept, with its message, until it is.
+    Reporting,
+    Done,
+}
+
+#[derive(Debug)]
+pub(super) struct Rcpt {
+    pub(super) ordinal: i32,
+    pub(super) address: String,
+    pub(super) route_address: Option<String>,
+    pub(super) orcpt: Option<String>,
+    pub(super) notify: Option<String>,
+    pub(super) queue: Option<i64>,
+    pub(super) state: RState,
+    pub(super) retry_count: i32,
+    pub(super) last_error: Option<String>,
+    pub(super) next_retry: Option<OffsetDateTime>,
+    pub(super) delay_notified: bool,
+    pub(super) remove_with_ndr: Option<bool>,
+    pub(super) timeouts: Option<EffectiveTimeouts>,
+    /// The last remote host that answered, for the NDR.
+    pub(super) remote_mta: Option<String>,
+    /// Consecutive failures to queue this recipient's DSN (NDR or delay), for the backoff.
+    pub(super) dsn_failures: u32,
+    /// When the DSN that could not be queued is tried again.
+    pub(super) dsn_due: Option<OffsetDateTime>,
+    /// Reporting: the final reply its NDR will carry.
+    pub(super) final_reply: Option<Reply>,
+    /// Consecutive categorizer or routing failures (database errors), for the backoff.
+    pub(super) submit_failures: u32,
+}
+
+#[derive(Debug)]
+pub(super) struct Msg {
+    pub(super) meta: Submitted,
+    pub(super) suspended: bool,
+    /// Delivery panics so far (message.crash_count).
+    pub(super) crashes: i32,
+    pub(super) rcpts: Vec<Rcpt>,
+}
+
+#[derive(Debug)]
+pub(super) struct Queue {
+    pub(super) key: NextHopKey,
+    pub(super) route: Option<Route>,
+    pub(super) suspended: bool,
+    pub(super) status: &'static str,
+    pub(super) last_error: Option<String>,
+    pub(super) last_retry: Option<OffsetDateTime>,
+    pub(super) next_retry: Option<OffsetDateTime>,
+    /// Consecutive connection failures: TransientFailureRetryCount of them are retried at
+    /// TransientFailureRetryInterval, the rest at OutboundConnectionFailureRetryInterval.
+    pub(super) failures: u32,
+    pub(super) connections: usize,
+    pub(super) ready: VecDeque<Uuid>,
+    pub(super) pending: HashSet<Uuid>,
+}
+
+impl Queue {
+    pub(super) fn push(&mut self, id: Uuid) {
+        if self.pending.insert(id) {
+            self.ready.push_back(id);
+        }
+    }
+
+    pub(super) fn shown_status(&self) -> &'static str {
+        if self.suspended {
+            "Suspended"
+        } else if self.connections > 0 {
+            "Active"
+        } else if self.next_retry.is_some() {
+            "Retry"
+        } else {
+            "Ready"
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) messages: HashMap<Uuid, Msg>,
+    pub(super) queues: HashMap<i64, Queue>,
+    pub(super) by_key: HashMap<NextHopKey, i64>,
+    pub(super) outbound: usize,
+    /// Messages in the Poison queue: not held here, but watched for Resume-Message.
+    pub(super) poisoned: HashSet<Uuid>,
+}
+
+pub(super) fn queue_row(id: i64, q: &Queue) -> QueueRow {
+    QueueRow {
+        id,
+        status: q.shown_status(),
+        last_error: q.last_error.clone(),
+        last_retry: q.last_retry,
+        next_retry: q.next_retry,
+    }
+}
+
+pub(super) fn recipient_row(
+    message: Uuid,
+    r: &Rcpt,
+    status: &'static str,
+    now: OffsetDateTime,
+) -> RecipientRow {
+    RecipientRow {
+        message,
+        ordinal: r.ordinal,
+        status,
+        retry_count: r.retry_count,
+        last_error: r.last_error.clone(),
+        last_retry: Some(now),
+        next_retry: if status == "Retry" {
+            r.next_retry
+        } else {
+            None
+        },
+        delay_notified: r.delay_notified,
+    }
+}
+
+pub(super) fn attempt_row(
+    message: Uuid,
+    ordinal: i32,
+    now: OffsetDateTime,
+    a: &Attempt,
+    reply: &str,
+) -> AttemptRow {
+    AttemptRow {
+        message,
+        ordinal,
+        at: now,
+        next_hop: a.host.clone(),
+        remote_ip: a.ip.map(|ip| ip.to_string()),
+        reply: reply.to_string(),
+        tls_version: a.tls_version.clone(),
+    }
+}
