@@ -80,7 +80,7 @@ impl Session {
 
     /// Checks the password. Whether the account may submit is MAIL's question (550 5.7.1).
     async fn verify(&mut self, user: &str, password: &str) -> Option<Account> {
-        let account = Account::find(&self.gw.pool, user).await.ok().flatten()?;
+        let account = self.gw.directory.account(user).await.ok().flatten()?;
         let pw = password.to_string();
         let acc = account.clone();
         let ok = tokio::task::spawn_blocking(move || acc.verify(&pw))

@@ -7,7 +7,7 @@ use crate::logs::tracking::TrackingEvent;
 use crate::org::rights::ExtendedRight;
 use crate::smtp::proto::{Body, DataOutcome, DataReader, Reply, header_section_len};
 use crate::transport::headers::{self, Firewall};
-use crate::transport::queue::{self, Envelope, Submitted};
+use crate::transport::queue::{Envelope, Submitted};
 
 impl Session {
     pub fn data_command(&mut self) -> Next {
@@ -223,19 +223,16 @@ impl Session {
             "receiving message",
         );
         let size = (full_header.len() + payload.len()) as u64;
-        match queue::accept(
-            &self.gw.pool,
-            &self.gw.spool,
-            &envelope,
-            full_header,
-            payload,
-        )
-        .await
+        match self
+            .gw
+            .intake
+            .accept(&self.gw.spool, &envelope, full_header, payload)
+            .await
         {
             Ok(internal_id) => {
                 self.track_receive(&envelope, internal_id, size);
                 self.gw
-                    .queue
+                    .intake
                     .submit(Submitted::accepted(&envelope, internal_id, size));
                 self.reply(Reply::new(
                     250,

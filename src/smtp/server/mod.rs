@@ -1,6 +1,7 @@
 //! The receive side: one listener per binding, connector selection, the session state machine.
 
 pub mod auth;
+pub mod backend;
 pub mod data;
 pub mod ehlo;
 pub mod envelope;
@@ -12,24 +13,25 @@ pub mod stream;
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::logs::protocol::ProtocolLog;
 use crate::logs::tracking::TrackingLog;
 use crate::org::Org;
-use crate::transport::queue::{QueueManager, Spool};
+use crate::transport::queue::Spool;
 
 /// Everything a session needs, shared by all of them.
 pub struct Gateway {
-    pub pool: PgPool,
+    /// Accounts and recipients (PostgreSQL in production).
+    pub directory: Arc<dyn backend::Directory>,
+    /// Where accepted messages go (PostgreSQL and the queue manager in production).
+    pub intake: Arc<dyn backend::Intake>,
     /// The current organisation snapshot; replaced whenever the configuration changes.
     pub org: watch::Receiver<Arc<Org>>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub spool: Spool,
     pub receive_log: ProtocolLog,
     pub limits: limits::ConnectionLimits,
-    pub queue: QueueManager,
     pub tracking: TrackingLog,
 }
 
