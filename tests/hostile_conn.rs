@@ -166,3 +166,26 @@ async fn require_ehlo_domain_refuses_greetings_without_a_domain() {
     other.reply().await;
     assert!(other.cmd("EHLO client").await.starts_with("250-"));
 }
+
+#[tokio::test]
+async fn refused_bdat_chunks_count_towards_max_protocol_errors_and_close() {
+    let setup = Setup::new().await;
+    setup
+        .sql("UPDATE receive_connector SET max_protocol_errors = 1")
+        .await;
+    let gw = setup.start().await;
+    let mut c = Raw::connect(gw.smtp()).await;
+    c.reply().await;
+    c.cmd("EHLO client.example").await;
+    // BDAT without a transaction: its octets are read and refused, and the error counts.
+    c.send(b"BDAT 3\r\nabc").await;
+    assert_eq!(c.reply().await, "503 5.5.2 Need mail command\r\n");
+    c.send(b"BDAT 3\r\nabcNOOP\r\n").await;
+    assert_eq!(c.reply().await, "503 5.5.2 Need mail command\r\n");
+    assert_eq!(
+        c.reply().await,
+        "421 4.7.0 Too many errors on this connection, closing transmission channel\r\n"
+    );
+    // Nothing after the 421 is read: the NOOP gets no reply, the connection ends.
+    assert!(c.closed().await);
+}

@@ -68,6 +68,9 @@ pub struct Session {
     pub tx: Option<Transaction>,
     pub log: Option<SessionLog>,
     started: Instant,
+    /// Set once the 421 for too many errors is queued: nothing more is read, whichever path
+    /// counted the last error.
+    closing: bool,
 }
 
 enum ReadOutcome {
@@ -113,6 +116,7 @@ impl Session {
             tx: None,
             log,
             started: Instant::now(),
+            closing: false,
         }
     }
 
@@ -168,6 +172,7 @@ impl Session {
                     "4.7.0",
                     "Too many errors on this connection, closing transmission channel",
                 ));
+                self.closing = true;
                 Next::Close
             }
             _ => Next::Continue,
@@ -282,6 +287,12 @@ impl Session {
                             break 'session "Remote";
                         }
                     }
+                }
+                // A refused BDAT chunk counts its error after its octets are read, where no
+                // Next::Close can be returned.
+                if self.closing {
+                    self.flush().await;
+                    break 'session "Local";
                 }
             }
             if !self.flush().await {
