@@ -108,8 +108,9 @@ struct World {
     server: TransportServer,
 }
 
+/// One directory for every run (certificate, spool): nothing piles up across runs.
 fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hubgate-fuzz-session-{}", std::process::id()));
+    let dir = std::env::temp_dir().join("hubgate-fuzz-session");
     std::fs::create_dir_all(&dir).expect("scratch directory");
     dir
 }
