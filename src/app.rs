@@ -13,6 +13,7 @@ use crate::logs::tracking::TrackingLog;
 use crate::org::Org;
 use crate::org::bootstrap::{self, FirstStart};
 use crate::smtp::server::Gateway;
+use crate::smtp::server::backend::{PgDirectory, PgIntake};
 use crate::smtp::server::limits::ConnectionLimits;
 use crate::smtp::server::listener::Listeners;
 use crate::transport::queue::{QueueManager, Spool, manager};
@@ -103,14 +104,17 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     .await
     .context("loading the queues")?;
     let gw = Arc::new(Gateway {
-        pool: pool.clone(),
+        directory: Arc::new(PgDirectory(pool.clone())),
+        intake: Arc::new(PgIntake {
+            pool: pool.clone(),
+            queue,
+        }),
         org: org_rx.clone(),
         tls: Some(tls),
         spool,
         receive_log: ProtocolLog::new(&common.data_dir, LogKind::Receive),
         limits: ConnectionLimits::default(),
         auth_throttle: Default::default(),
-        queue,
         tracking,
     });
 

@@ -152,7 +152,7 @@ impl Session {
         password: &str,
         slot: OwnedSemaphorePermit,
     ) -> Result<Option<Account>, ()> {
-        let found = match Account::find(&self.gw.pool, user).await {
+        let found = match self.gw.directory.account(user).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!("AUTH: looking up the account: {e}");

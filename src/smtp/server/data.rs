@@ -13,7 +13,7 @@ use crate::logs::tracking::TrackingEvent;
 use crate::org::rights::ExtendedRight;
 use crate::smtp::proto::{Body, ContentCheck, DataOutcome, DataReader, Reply};
 use crate::transport::headers::{self, Firewall};
-use crate::transport::queue::{self, Envelope, Incoming, Submitted};
+use crate::transport::queue::{Envelope, Incoming, Submitted};
 
 /// A message being received, over DATA or BDAT.
 pub struct Receiving {
@@ -384,12 +384,12 @@ impl Session {
         );
         let size = sink.len();
         // The one durable step: after it, the message is the queue's.
-        let accepted = queue::accept_incoming(&self.gw.pool, &envelope, sink).await;
+        let accepted = self.gw.intake.accept(&envelope, sink).await;
         match accepted {
             Ok(internal_id) => {
                 self.track_receive(&envelope, internal_id, size);
                 self.gw
-                    .queue
+                    .intake
                     .submit(Submitted::accepted(&envelope, internal_id, size));
                 self.reply(Reply::new(
                     250,

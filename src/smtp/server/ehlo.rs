@@ -6,6 +6,9 @@ use crate::smtp::proto::Reply;
 
 impl Session {
     pub fn ehlo(&mut self, host: String, esmtp: bool) -> Next {
+        if self.connector.require_ehlo_domain && !is_domain_or_literal(&host) {
+            return self.protocol_error(Reply::new(501, "5.5.4", "Invalid domain name"));
+        }
         self.tx = None;
         self.helo = Some(host);
         self.esmtp = esmtp;
@@ -76,5 +79,58 @@ impl Session {
         self.identity.account.is_none()
             && self.connector.has_auth(AuthMechanism::ExchangeServer)
             && self.is_tls()
+    }
+}
+
+/// RequireEHLODomain: the HELO/EHLO argument must be a fully qualified domain name in RFC 5321's
+/// letter-digit-hyphen syntax (a trailing dot allowed), or an address literal. The parser already
+/// refused malformed literals and names that are not names at all; this refuses what it lets
+/// through for real-world clients: single-label (NetBIOS) names, underscores, non-ASCII, and
+/// bare IP addresses.
+pub fn is_domain_or_literal(host: &str) -> bool {
+    if host.starts_with('[') {
+        return true;
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let labels: Vec<&str> = name.split('.').collect();
+    name.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_domain_or_literal;
+
+    #[test]
+    fn ehlo_domains() {
+        for ok in [
+            "mx.example.com",
+            "mx.example.com.",
+            "a-b.c0.test",
+            "[10.1.2.3]",
+            "[IPv6:2001:db8::1]",
+        ] {
+            assert!(is_domain_or_literal(ok), "{ok}");
+        }
+        for bad in [
+            "client",
+            "MY_PC.corp.local",
+            "10.1.2.3",
+            "-a.example",
+            "a-.example",
+            "bücher.example",
+            "a..b",
+        ] {
+            assert!(!is_domain_or_literal(bad), "{bad}");
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! MAIL and RCPT: the rights checks of reference §2.4 and the categorizer's verdict.
 
 use super::session::{Next, Session, Transaction};
-use crate::org::Recipient;
 use crate::org::rights::ExtendedRight;
 use crate::smtp::proto::{MailParams, RcptParams, Reply};
 use crate::transport::categorizer::{self, Verdict};
@@ -113,7 +112,7 @@ impl Session {
         let Some(account) = &self.identity.account else {
             return false;
         };
-        match Recipient::find_by_address(&self.gw.pool, from).await {
+        match self.gw.directory.recipient(from).await {
             Ok(Some(r)) => r.name.eq_ignore_ascii_case(account),
             _ => false,
         }
@@ -137,8 +136,11 @@ impl Session {
             self.reply(Reply::new(452, "4.5.3", "Too many recipients"));
             return Next::Continue;
         }
-        let verdict =
-            categorizer::categorize(&self.gw.pool, &self.org.accepted_domains, &to, rights).await;
+        let verdict = self
+            .gw
+            .directory
+            .categorize(&self.org.accepted_domains, &to, rights)
+            .await;
         match verdict {
             Ok(Verdict::Accept(disposition)) => {
                 let notify = params.notify.as_ref().map(|n| {

@@ -1,4 +1,4 @@
-//! Connection and message-rate limits of receive connectors.
+//! Connection and message-rate limits of receive connectors, and the server's connection rate.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -16,13 +16,88 @@ struct Counts {
     per_source: HashMap<IpAddr, u32>,
 }
 
-/// Message times in the last minute, per connector and rate source.
-type RateWindows = HashMap<(Uuid, String), VecDeque<Instant>>;
+/// How far back MessageRateLimit looks.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The most rate sources tracked at once. Sources idle for a minute are dropped first; past the
+/// cap (that many sources all active within the minute) the least recently active one is.
+pub const MAX_RATE_SOURCES: usize = 100_000;
+
+/// Message times in the last minute, per connector and rate source. Without pruning it would
+/// keep one entry for every source address ever seen.
+#[derive(Debug)]
+struct RateWindows {
+    windows: HashMap<(Uuid, String), VecDeque<Instant>>,
+    cap: usize,
+    last_prune: Option<Instant>,
+}
+
+impl Default for RateWindows {
+    fn default() -> Self {
+        RateWindows {
+            windows: HashMap::new(),
+            cap: MAX_RATE_SOURCES,
+            last_prune: None,
+        }
+    }
+}
+
+impl RateWindows {
+    /// Records a message from `key` at `now` unless `limit` were already sent in the minute.
+    fn allow(&mut self, key: (Uuid, String), limit: usize, now: Instant) -> bool {
+        let due = self
+            .last_prune
+            .is_none_or(|t| now.saturating_duration_since(t) >= RATE_WINDOW);
+        if due || (self.windows.len() >= self.cap && !self.windows.contains_key(&key)) {
+            self.prune(now);
+        }
+        let window = self.windows.entry(key).or_default();
+        while window
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= RATE_WINDOW)
+        {
+            window.pop_front();
+        }
+        if window.len() >= limit {
+            return false;
+        }
+        window.push_back(now);
+        true
+    }
+
+    fn prune(&mut self, now: Instant) {
+        self.last_prune = Some(now);
+        self.windows.retain(|_, w| {
+            w.back()
+                .is_some_and(|t| now.saturating_duration_since(*t) < RATE_WINDOW)
+        });
+        while self.windows.len() >= self.cap {
+            let Some(oldest) = self
+                .windows
+                .iter()
+                .min_by_key(|(_, w)| w.back().copied())
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            self.windows.remove(&oldest);
+        }
+    }
+}
+
+/// A token bucket for MaxConnectionRatePerMinute: full at a minute's worth of connections,
+/// refilled continuously, so bursts up to the limit pass and a sustained flood is held to it.
+#[derive(Debug)]
+struct ConnectionRate {
+    tokens: f64,
+    last: Instant,
+}
 
 #[derive(Clone, Default, Debug)]
 pub struct ConnectionLimits {
     counts: Arc<Mutex<HashMap<Uuid, Counts>>>,
     messages: Arc<Mutex<RateWindows>>,
+    connection_rate: Arc<Mutex<Option<ConnectionRate>>>,
 }
 
 /// Held for the life of a connection; releases its slot when dropped.
@@ -105,19 +180,32 @@ impl ConnectionLimits {
             "All" => format!("{}|{}", ip, user.unwrap_or("")),
             _ => format!("ip:{ip}"),
         };
-        let mut map = self.messages.lock().unwrap_or_else(|e| e.into_inner());
-        let window = map.entry((rc.id, key)).or_default();
-        let now = Instant::now();
-        while window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-        {
-            window.pop_front();
-        }
-        if window.len() >= limit as usize {
+        let mut windows = self.messages.lock().unwrap_or_else(|e| e.into_inner());
+        windows.allow((rc.id, key), limit.max(0) as usize, Instant::now())
+    }
+
+    /// MaxConnectionRatePerMinute of the transport server: may another connection be taken now?
+    pub fn connection_allowed(&self, per_minute: i32) -> bool {
+        self.connection_allowed_at(per_minute, Instant::now())
+    }
+
+    fn connection_allowed_at(&self, per_minute: i32, now: Instant) -> bool {
+        let capacity = f64::from(per_minute.max(1));
+        let mut rate = self
+            .connection_rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let bucket = rate.get_or_insert(ConnectionRate {
+            tokens: capacity,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * capacity / 60.0).min(capacity);
+        bucket.last = now;
+        if bucket.tokens < 1.0 {
             return false;
         }
-        window.push_back(now);
+        bucket.tokens -= 1.0;
         true
     }
 }
@@ -167,5 +255,54 @@ mod tests {
         assert!(limits.message_allowed(&rc, a, None));
         assert!(limits.message_allowed(&rc, a, None));
         assert!(!limits.message_allowed(&rc, a, None));
+    }
+
+    fn key(i: u32) -> (Uuid, String) {
+        (Uuid::nil(), format!("ip:10.0.{}.{}", i / 256, i % 256))
+    }
+
+    #[test]
+    fn idle_rate_sources_are_pruned() {
+        let mut w = RateWindows::default();
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            assert!(w.allow(key(i), 5, t0));
+        }
+        assert_eq!(w.windows.len(), 1000);
+        // A minute later every one of them is idle: the next message sweeps them out.
+        assert!(w.allow(key(5000), 5, t0 + RATE_WINDOW));
+        assert_eq!(w.windows.len(), 1);
+    }
+
+    #[test]
+    fn rate_sources_are_capped() {
+        let mut w = RateWindows {
+            cap: 10,
+            ..RateWindows::default()
+        };
+        let t0 = Instant::now();
+        for i in 0..50 {
+            assert!(w.allow(key(i), 2, t0 + Duration::from_millis(i as u64)));
+            assert!(w.windows.len() <= 10);
+        }
+        // The newest sources are the ones kept, with their counts intact.
+        let t = t0 + Duration::from_millis(60);
+        assert!(w.allow(key(49), 2, t));
+        assert!(!w.allow(key(49), 2, t));
+        assert!(w.windows.len() <= 10);
+    }
+
+    #[test]
+    fn connection_rate_bucket() {
+        let limits = ConnectionLimits::default();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(limits.connection_allowed_at(3, t0));
+        }
+        assert!(!limits.connection_allowed_at(3, t0));
+        // Three a minute: one more about twenty seconds later.
+        assert!(!limits.connection_allowed_at(3, t0 + Duration::from_secs(15)));
+        assert!(limits.connection_allowed_at(3, t0 + Duration::from_secs(21)));
+        assert!(!limits.connection_allowed_at(3, t0 + Duration::from_secs(21)));
     }
 }

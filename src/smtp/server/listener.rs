@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -13,6 +14,10 @@ use super::session::Session;
 use super::stream::Stream;
 use crate::org::network::Binding;
 use crate::org::{Org, receive_connector};
+use crate::smtp::proto::Reply;
+
+/// The longest a refused connection may take to receive its 421.
+const REFUSAL_WRITE_LIMIT: Duration = Duration::from_secs(10);
 
 /// The sockets to listen on for the enabled connectors. Linux will not bind a specific address
 /// on a port whose wildcard is already bound, so a wildcard binding stands for every address of
@@ -160,7 +165,7 @@ async fn accept_loop(
             Err(e) => {
                 // Out of descriptors and similar: back off instead of spinning.
                 tracing::warn!("accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
@@ -176,12 +181,27 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, gw: Arc<Gateway>) {
         return;
     };
     let connector = connector.clone();
-    let mut stream = Stream::Plain(tcp);
-    let _slot = match gw.limits.acquire(&connector, remote.ip()) {
+    let mut stream = Stream::plain(tcp);
+    let admitted = if gw
+        .limits
+        .connection_allowed(org.server.max_connection_rate_per_minute)
+    {
+        gw.limits.acquire(&connector, remote.ip())
+    } else {
+        Err(Reply::new(
+            421,
+            "4.3.2",
+            "The maximum connection rate per minute has exceeded a limit, closing transmission channel",
+        ))
+    };
+    let _slot = match admitted {
         Ok(slot) => slot,
         Err(reply) => {
-            let _ = stream.write_all(reply.to_wire().as_bytes()).await;
-            stream.shutdown().await;
+            // A refused client gets its reply, but no more of the connection's time than that.
+            let limit = Duration::from_secs(connector.connection_inactivity_timeout as u64)
+                .min(REFUSAL_WRITE_LIMIT);
+            let _ = stream.write_all(reply.to_wire().as_bytes(), limit).await;
+            stream.shutdown(limit).await;
             return;
         }
     };

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod auth_throttle;
+pub mod backend;
 pub mod data;
 pub mod ehlo;
 pub mod envelope;
@@ -13,17 +14,19 @@ pub mod stream;
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::logs::protocol::ProtocolLog;
 use crate::logs::tracking::TrackingLog;
 use crate::org::Org;
-use crate::transport::queue::{QueueManager, Spool};
+use crate::transport::queue::Spool;
 
 /// Everything a session needs, shared by all of them.
 pub struct Gateway {
-    pub pool: PgPool,
+    /// Accounts and recipients (PostgreSQL in production).
+    pub directory: Arc<dyn backend::Directory>,
+    /// Where accepted messages go (PostgreSQL and the queue manager in production).
+    pub intake: Arc<dyn backend::Intake>,
     /// The current organisation snapshot; replaced whenever the configuration changes.
     pub org: watch::Receiver<Arc<Org>>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -32,7 +35,6 @@ pub struct Gateway {
     pub limits: limits::ConnectionLimits,
     /// AUTH failures across sessions, and the bound on argon2 verifications.
     pub auth_throttle: auth_throttle::AuthThrottle,
-    pub queue: QueueManager,
     pub tracking: TrackingLog,
 }
 

@@ -1,7 +1,10 @@
 //! One inbound SMTP session: reading commands, writing replies, timeouts and error limits.
 //!
 //! Replies are collected and flushed when no further pipelined command is waiting, so a
-//! PIPELINING client gets its replies in one write, as RFC 2920 intends.
+//! PIPELINING client gets its replies in one write, as RFC 2920 intends. The collected replies
+//! are bounded: past OUT_HIGH_WATER they are written before another command is read, so a client
+//! that pipelines without reading its replies is held back by its own unread replies, and then
+//! dropped when the write times out.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +23,12 @@ use crate::transport::queue::EnvelopeRecipient;
 
 /// The longest command line accepted (RFC 5321 allows 512; AUTH responses need more).
 pub const MAX_LINE: usize = 4096;
+
+/// Replies waiting to be written past which no further command is dispatched until they are.
+pub const OUT_HIGH_WATER: usize = 16 * 1024;
+
+/// The longest wait for a TLS close_notify to go out at the end of a session.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
 /// What the dispatcher wants the I/O loop to do next.
 pub enum Next {
@@ -59,6 +68,9 @@ pub struct Session {
     pub tx: Option<Transaction>,
     pub log: Option<SessionLog>,
     started: Instant,
+    /// Set once the 421 for too many errors is queued: nothing more is read, whichever path
+    /// counted the last error.
+    closing: bool,
 }
 
 enum ReadOutcome {
@@ -104,6 +116,7 @@ impl Session {
             tx: None,
             log,
             started: Instant::now(),
+            closing: false,
         }
     }
 
@@ -120,6 +133,14 @@ impl Session {
     pub fn log_permissions(&mut self) {
         let line = self.identity.rights.log_line();
         self.log_event('*', &line, "Set Session Permissions");
+    }
+
+    /// How long the next read, write or handshake may take: ConnectionInactivityTimeout, cut
+    /// short by what is left of ConnectionTimeout.
+    pub fn io_limit(&self) -> Duration {
+        let inactivity = Duration::from_secs(self.connector.connection_inactivity_timeout as u64);
+        let total = Duration::from_secs(self.connector.connection_timeout as u64);
+        inactivity.min(total.saturating_sub(self.started.elapsed()))
     }
 
     /// Queues a reply for the next flush.
@@ -151,20 +172,34 @@ impl Session {
                     "4.7.0",
                     "Too many errors on this connection, closing transmission channel",
                 ));
+                self.closing = true;
                 Next::Close
             }
             _ => Next::Continue,
         }
     }
 
+    /// Writes the queued replies. False when the client is gone or did not take them within
+    /// the I/O limit; the session then ends without writing anything more.
     pub async fn flush(&mut self) -> bool {
         if self.out.is_empty() {
             return true;
         }
         let out = std::mem::take(&mut self.out);
-        match &mut self.stream {
-            Some(s) => s.write_all(&out).await.is_ok(),
-            None => false,
+        let limit = self.io_limit();
+        let Some(s) = &mut self.stream else {
+            return false;
+        };
+        match s.write_all(&out, limit).await {
+            Ok(()) => true,
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    self.log_event('*', "", "Timeout writing to the client");
+                }
+                // A half-written reply stream cannot be resumed: nothing more goes out.
+                self.stream = None;
+                false
+            }
         }
     }
 
@@ -188,13 +223,11 @@ impl Session {
 
     /// Reads more input, bounded by ConnectionInactivityTimeout and ConnectionTimeout.
     async fn read_more(&mut self, buf: &mut [u8]) -> ReadOutcome {
-        let inactivity = Duration::from_secs(self.connector.connection_inactivity_timeout as u64);
-        let total = Duration::from_secs(self.connector.connection_timeout as u64);
-        let left = total.saturating_sub(self.started.elapsed());
+        let limit = self.io_limit();
         let Some(stream) = &mut self.stream else {
             return ReadOutcome::Closed;
         };
-        match tokio::time::timeout(inactivity.min(left), stream.read(buf)).await {
+        match tokio::time::timeout(limit, stream.read(buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => ReadOutcome::Closed,
             Ok(Ok(n)) => ReadOutcome::Data(n),
             Err(_) => ReadOutcome::TimedOut,
@@ -228,7 +261,11 @@ impl Session {
                     Line::Complete(bytes) => self.dispatch(&bytes).await,
                 };
                 match next {
-                    Next::Continue => {}
+                    Next::Continue => {
+                        if self.out.len() >= OUT_HIGH_WATER && !self.flush().await {
+                            break 'session "Remote";
+                        }
+                    }
                     Next::Close => {
                         self.flush().await;
                         break 'session "Local";
@@ -247,7 +284,16 @@ impl Session {
                         if let Err(by) = self.receive_bdat(size, last, &mut buf).await {
                             break 'session by;
                         }
+                        if self.out.len() >= OUT_HIGH_WATER && !self.flush().await {
+                            break 'session "Remote";
+                        }
                     }
+                }
+                // A refused BDAT chunk counts its error after its octets are read, where no
+                // Next::Close can be returned.
+                if self.closing {
+                    self.flush().await;
+                    break 'session "Local";
                 }
             }
             if !self.flush().await {
@@ -264,8 +310,9 @@ impl Session {
                 }
             }
         };
+        let limit = self.io_limit().min(SHUTDOWN_LIMIT);
         if let Some(s) = &mut self.stream {
-            s.shutdown().await;
+            s.shutdown(limit).await;
         }
         self.log_event('-', "", closed_by);
     }
@@ -375,10 +422,11 @@ impl Session {
                 "",
             );
         }
+        let limit = self.io_limit();
         let (Some(stream), Some(config)) = (self.stream.take(), self.gw.tls.clone()) else {
             return false;
         };
-        match stream.upgrade(config).await {
+        match stream.upgrade(config, limit).await {
             Ok(tls) => {
                 self.stream = Some(tls);
                 // RFC 3207: the session starts over, and the client must EHLO again.

@@ -1,0 +1,91 @@
+//! The seam between an SMTP session and the database: everything a session asks of the
+//! directory (accounts, recipients) and hands to the queue goes through these two traits, so a
+//! session can run against an in-memory stand-in (the session fuzz target) as well as PostgreSQL.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::PgPool;
+
+use crate::org::rights::Rights;
+use crate::org::{AcceptedDomain, Account, OrgError, Recipient};
+use crate::transport::categorizer::{self, Verdict};
+use crate::transport::queue::{self, AcceptError, Envelope, Incoming, QueueManager, Submitted};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who exists: the lookups of AUTH, MAIL and RCPT.
+pub trait Directory: Send + Sync {
+    fn account<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Account>, OrgError>>;
+
+    fn recipient<'a>(
+        &'a self,
+        address: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Recipient>, OrgError>>;
+
+    /// The categorizer's verdict on one RCPT address.
+    fn categorize<'a>(
+        &'a self,
+        domains: &'a [AcceptedDomain],
+        address: &'a str,
+        rights: Rights,
+    ) -> BoxFuture<'a, Result<Verdict, OrgError>>;
+}
+
+/// Where accepted mail goes.
+pub trait Intake: Send + Sync {
+    /// Makes the message durable and returns its InternalId; only then may the 250 be sent.
+    fn accept<'a>(
+        &'a self,
+        env: &'a Envelope,
+        body: Incoming,
+    ) -> BoxFuture<'a, Result<i64, AcceptError>>;
+
+    /// Hands a durable message to the queues.
+    fn submit(&self, m: Submitted);
+}
+
+/// The directory in PostgreSQL.
+pub struct PgDirectory(pub PgPool);
+
+impl Directory for PgDirectory {
+    fn account<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Account>, OrgError>> {
+        Box::pin(Account::find(&self.0, name))
+    }
+
+    fn recipient<'a>(
+        &'a self,
+        address: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Recipient>, OrgError>> {
+        Box::pin(Recipient::find_by_address(&self.0, address))
+    }
+
+    fn categorize<'a>(
+        &'a self,
+        domains: &'a [AcceptedDomain],
+        address: &'a str,
+        rights: Rights,
+    ) -> BoxFuture<'a, Result<Verdict, OrgError>> {
+        Box::pin(categorizer::categorize(&self.0, domains, address, rights))
+    }
+}
+
+/// The queue: rows in PostgreSQL, then the queue manager.
+pub struct PgIntake {
+    pub pool: PgPool,
+    pub queue: QueueManager,
+}
+
+impl Intake for PgIntake {
+    fn accept<'a>(
+        &'a self,
+        env: &'a Envelope,
+        body: Incoming,
+    ) -> BoxFuture<'a, Result<i64, AcceptError>> {
+        Box::pin(queue::accept_incoming(&self.pool, env, body))
+    }
+
+    fn submit(&self, m: Submitted) {
+        self.queue.submit(m);
+    }
+}
