@@ -229,7 +229,10 @@ fn failed_start(s: &Setup, data_dir: &std::path::Path, env: &[(&str, &str)]) -> 
         .env("HUBGATE_DATA_DIR", data_dir)
         .env("HUBGATE_SERVER_NAME", "hub2.contoso.test")
         .env("DATABASE_URL", &s.db_url)
-        .env("HUBGATE_CONSOLE_BIND", format!("{}:{}", s.ip, gateway_port()))
+        .env(
+            "HUBGATE_CONSOLE_BIND",
+            format!("{}:{}", s.ip, gateway_port()),
+        )
         .env(
             "HUBGATE_DEFAULT_BINDINGS",
             format!("127.0.0.165:{}", free_port()),
