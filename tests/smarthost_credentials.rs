@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::dns::{Dns, Zone};
 use common::mail::*;
@@ -224,11 +221,8 @@ async fn export_cmdlet_never_prints_the_password() {
 
 /// Runs `hubgate serve` with extra environment and expects it to refuse to start: (stderr).
 fn failed_start(s: &Setup, data_dir: &std::path::Path, env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
-    cmd.arg("serve")
-        .env("HUBGATE_DATA_DIR", data_dir)
-        .env("HUBGATE_SERVER_NAME", "hub2.contoso.test")
-        .env("DATABASE_URL", &s.db_url)
+    let mut cmd = serve_command(s, data_dir);
+    cmd.env("HUBGATE_SERVER_NAME", "hub2.contoso.test")
         .env(
             "HUBGATE_CONSOLE_BIND",
             format!("{}:{}", s.ip, gateway_port()),
@@ -237,33 +231,14 @@ fn failed_start(s: &Setup, data_dir: &std::path::Path, env: &[(&str, &str)]) -> 
             "HUBGATE_DEFAULT_BINDINGS",
             format!("127.0.0.165:{}", free_port()),
         )
-        .env("HUBGATE_LOG", "warn")
-        .env_remove("HUBGATE_ORGANIZATION_KEY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .env_remove("HUBGATE_ORGANIZATION_KEY");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn hubgate");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("hubgate started (or hung) with the wrong organisation key");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, _, err) = run_to_exit(
+        &mut cmd,
+        "hubgate started (or hung) with the wrong organisation key",
+    );
     assert!(!status.success(), "{err}");
     err
 }
