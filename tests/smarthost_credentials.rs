@@ -26,9 +26,16 @@ fn telling_sink(ip: &str, port: u16) -> Sink {
     )
 }
 
-/// A shell on the test gateway's data directory, where the organisation key is made.
-fn admin(s: &Setup) -> Shell {
-    Shell::new(s.pool.clone(), FQDN).with_data_dir(s.data_dir.path().to_path_buf())
+/// A shell on the test gateway's data directory, where the organisation key is made, with the
+/// smart-host credential in `$cred`.
+async fn admin_with_cred(s: &Setup) -> Shell {
+    let mut sh = Shell::new(s.pool.clone(), FQDN).with_data_dir(s.data_dir.path().to_path_buf());
+    run(
+        &mut sh,
+        &format!("$cred = Get-Credential -UserName relay -Password {PASSWORD}"),
+    )
+    .await;
+    sh
 }
 
 async fn run(sh: &mut Shell, line: &str) -> String {
@@ -69,12 +76,7 @@ async fn the_credential_goes_to_smart_hosts_only_never_to_an_mx() {
     )
     .await;
     let s = setup().await;
-    let mut sh = admin(&s);
-    run(
-        &mut sh,
-        &format!("$cred = Get-Credential -UserName relay -Password {PASSWORD}"),
-    )
-    .await;
+    let mut sh = admin_with_cred(&s).await;
     run(&mut sh, &format!(
         "New-SendConnector -Name Partner -AddressSpaces 'partner.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.161' -Port {port} -SmartHostAuthMechanism BasicAuth -AuthenticationCredential $cred"
     )).await;
@@ -115,12 +117,7 @@ async fn a_plaintext_password_is_sealed_at_start_and_still_authenticates() {
     let port = free_port();
     let smart_host = telling_sink("127.0.0.163", port);
     let s = setup().await;
-    let mut sh = admin(&s);
-    run(
-        &mut sh,
-        &format!("$cred = Get-Credential -UserName relay -Password {PASSWORD}"),
-    )
-    .await;
+    let mut sh = admin_with_cred(&s).await;
     run(&mut sh, &format!(
         "New-SendConnector -Name Partner -AddressSpaces 'partner.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.163' -Port {port} -SmartHostAuthMechanism BasicAuth -AuthenticationCredential $cred"
     )).await;
@@ -147,12 +144,7 @@ async fn a_plaintext_password_is_sealed_at_start_and_still_authenticates() {
 #[tokio::test]
 async fn basic_auth_require_tls_never_goes_out_in_clear() {
     let s = setup().await;
-    let mut sh = admin(&s);
-    run(
-        &mut sh,
-        &format!("$cred = Get-Credential -UserName relay -Password {PASSWORD}"),
-    )
-    .await;
+    let mut sh = admin_with_cred(&s).await;
     let err = sh
         .run_line("New-SendConnector -Name Clear -AddressSpaces 'clear.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.164' -SmartHostAuthMechanism BasicAuthRequireTLS -AuthenticationCredential $cred -IgnoreSTARTTLS $true")
         .await
@@ -199,12 +191,7 @@ async fn basic_auth_require_tls_never_goes_out_in_clear() {
 #[tokio::test]
 async fn export_cmdlet_never_prints_the_password() {
     let s = Setup::new().await;
-    let mut sh = admin(&s);
-    run(
-        &mut sh,
-        &format!("$cred = Get-Credential -UserName relay -Password {PASSWORD}"),
-    )
-    .await;
+    let mut sh = admin_with_cred(&s).await;
     run(&mut sh, "New-SendConnector -Name Partner -AddressSpaces 'partner.example' -DNSRoutingEnabled $false -SmartHosts 'relay.partner.example' -SmartHostAuthMechanism BasicAuth -AuthenticationCredential $cred").await;
     for line in [
         "Get-SendConnector Partner | Export-Cmdlet".to_string(),
@@ -246,12 +233,7 @@ fn failed_start(s: &Setup, data_dir: &std::path::Path, env: &[(&str, &str)]) -> 
 #[tokio::test]
 async fn a_node_without_the_organisation_key_says_so_and_changes_nothing() {
     let s = Setup::new().await;
-    let mut sh = admin(&s);
-    run(
-        &mut sh,
-        &format!("$cred = Get-Credential -UserName relay -Password {PASSWORD}"),
-    )
-    .await;
+    let mut sh = admin_with_cred(&s).await;
     run(&mut sh, "New-SendConnector -Name Partner -AddressSpaces 'partner.example' -DNSRoutingEnabled $false -SmartHosts 'relay.partner.example' -SmartHostAuthMechanism BasicAuth -AuthenticationCredential $cred").await;
     let before = stored_passwords(&s.pool).await;
 
