@@ -141,19 +141,20 @@ async fn a_plaintext_password_is_sealed_at_start_and_still_authenticates() {
     assert_eq!(smart_host.received()[0].auth.as_deref(), Some("relay"));
 }
 
+/// `line` must fail for asking BasicAuthRequireTLS together with IgnoreSTARTTLS.
+async fn refused_in_clear(sh: &mut Shell, line: &str) {
+    let err = sh.run_line(line).await.unwrap_err().to_string();
+    assert!(
+        err.contains("BasicAuthRequireTLS") && err.contains("IgnoreSTARTTLS"),
+        "{line}: {err}"
+    );
+}
+
 #[tokio::test]
 async fn basic_auth_require_tls_never_goes_out_in_clear() {
     let s = setup().await;
     let mut sh = admin_with_cred(&s).await;
-    let err = sh
-        .run_line("New-SendConnector -Name Clear -AddressSpaces 'clear.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.164' -SmartHostAuthMechanism BasicAuthRequireTLS -AuthenticationCredential $cred -IgnoreSTARTTLS $true")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("BasicAuthRequireTLS") && err.contains("IgnoreSTARTTLS"),
-        "{err}"
-    );
+    refused_in_clear(&mut sh, "New-SendConnector -Name Clear -AddressSpaces 'clear.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.164' -SmartHostAuthMechanism BasicAuthRequireTLS -AuthenticationCredential $cred -IgnoreSTARTTLS $true").await;
     assert!(stored_passwords(&s.pool).await.is_empty());
 
     let port = free_port();
@@ -162,15 +163,7 @@ async fn basic_auth_require_tls_never_goes_out_in_clear() {
         "New-SendConnector -Name Partner -AddressSpaces 'partner.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.164' -Port {port} -SmartHostAuthMechanism BasicAuthRequireTLS -AuthenticationCredential $cred"
     )).await;
     let before = run(&mut sh, "Get-SendConnector Partner | fl").await;
-    let err = sh
-        .run_line("Set-SendConnector Partner -IgnoreSTARTTLS $true")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("BasicAuthRequireTLS") && err.contains("IgnoreSTARTTLS"),
-        "{err}"
-    );
+    refused_in_clear(&mut sh, "Set-SendConnector Partner -IgnoreSTARTTLS $true").await;
     assert_eq!(run(&mut sh, "Get-SendConnector Partner | fl").await, before);
 
     // A connector stored that way all the same (an older version, a hand edit) holds its mail
