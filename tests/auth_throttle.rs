@@ -76,6 +76,29 @@ async fn auth_once(gw: &Gateway, from: &str, user: &str, password: &str) -> Stri
     r
 }
 
+/// Wrong passwords from `from` (the account for try i given by `user`) until a 454 refusal;
+/// exactly `refuse_after` of them must have failed first. Returns every reply.
+async fn guess_until_refused(
+    gw: &Gateway,
+    from: &str,
+    refuse_after: usize,
+    user: impl Fn(usize) -> String,
+) -> Vec<String> {
+    let mut replies = Vec::new();
+    // Bounded: the lockout must come well before this many tries.
+    for i in 0..refuse_after + 4 {
+        let r = auth_once(gw, from, &user(i), "guess").await;
+        let refused = r.starts_with("454 ");
+        replies.push(r);
+        if refused {
+            break;
+        }
+    }
+    let failures = replies.iter().filter(|r| r.starts_with("535 ")).count();
+    assert_eq!(failures, refuse_after, "{replies:?}");
+    replies
+}
+
 #[tokio::test]
 async fn auth_arguments_never_reach_the_protocol_log() {
     let gw = auth_setup().await.start().await;
@@ -166,18 +189,7 @@ async fn a_failing_source_is_refused_while_the_account_works_from_elsewhere() {
     let gw = auth_setup().await.start().await;
     let attacker = "127.0.0.21";
     let refuse_after = Policy::default().pair.refuse_after as usize;
-    let mut replies = Vec::new();
-    // Bounded: the lockout must come well before this many tries.
-    for _ in 0..refuse_after + 4 {
-        let r = auth_once(&gw, attacker, "partner", "guess").await;
-        let refused = r.starts_with("454 ");
-        replies.push(r);
-        if refused {
-            break;
-        }
-    }
-    let failures = replies.iter().filter(|r| r.starts_with("535 ")).count();
-    assert_eq!(failures, refuse_after, "{replies:?}");
+    let replies = guess_until_refused(&gw, attacker, refuse_after, |_| "partner".into()).await;
     assert_eq!(
         replies.last().unwrap(),
         "454 4.7.0 Temporary authentication failure\r\n",
@@ -227,20 +239,7 @@ async fn guessing_many_accounts_from_one_source_refuses_that_source_only() {
     let gw = auth_setup().await.start().await;
     let attacker = "127.0.0.23";
     let refuse_after = Policy::default().source.refuse_after as usize;
-    let mut replies = Vec::new();
-    for i in 0..refuse_after + 4 {
-        let r = auth_once(&gw, attacker, &format!("user{i}"), "guess").await;
-        let refused = r.starts_with("454 ");
-        replies.push(r);
-        if refused {
-            break;
-        }
-    }
-    assert_eq!(
-        replies.iter().filter(|r| r.starts_with("535 ")).count(),
-        refuse_after,
-        "{replies:?}"
-    );
+    let replies = guess_until_refused(&gw, attacker, refuse_after, |i| format!("user{i}")).await;
     assert!(replies.last().unwrap().starts_with("454 4.7.0 "));
     assert!(
         auth_once(&gw, attacker, "partner", "Partner-pw-1")

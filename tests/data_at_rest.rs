@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::mail::*;
 use common::*;
@@ -25,15 +23,8 @@ impl Permissive {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg("umask 000; exec \"$0\" serve")
-            .arg(env!("CARGO_BIN_EXE_hubgate"))
-            .env("HUBGATE_DATA_DIR", &data_dir)
-            .env("HUBGATE_SERVER_NAME", FQDN)
-            .env("DATABASE_URL", &setup.db_url)
-            .env(
-                "HUBGATE_CONSOLE_BIND",
-                format!("{}:{}", setup.ip, setup.console_port),
-            )
-            .env("HUBGATE_LOG", "warn")
+            .arg(env!("CARGO_BIN_EXE_hubgate"));
+        serve_env(&mut cmd, setup, &data_dir)
             .env_remove("HUBGATE_MAIL_GROUP")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -41,25 +32,7 @@ impl Permissive {
             cmd.env("HUBGATE_MAIL_GROUP", group);
         }
         let mut child = cmd.spawn().expect("spawn hubgate");
-        let stdout = child.stdout.take().unwrap();
-        let ready = tokio::task::spawn_blocking(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                match lines.next() {
-                    Some(Ok(l)) if l.starts_with("hubgate ready") => {
-                        std::thread::spawn(move || for _ in lines {});
-                        return true;
-                    }
-                    Some(Ok(_)) => continue,
-                    _ => return false,
-                }
-            }
-            false
-        })
-        .await
-        .unwrap();
-        assert!(ready, "hubgate did not become ready");
+        wait_ready(&mut child).await;
         Permissive {
             child,
             data_dir,
@@ -204,36 +177,12 @@ async fn a_mail_group_reads_the_maildirs_and_nothing_else() {
 #[tokio::test]
 async fn an_unknown_mail_group_stops_the_start_with_a_clear_error() {
     let setup = Setup::new().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hubgate"))
-        .arg("serve")
-        .env("HUBGATE_DATA_DIR", setup.data_dir.path())
-        .env("HUBGATE_SERVER_NAME", FQDN)
-        .env("DATABASE_URL", &setup.db_url)
-        .env(
-            "HUBGATE_CONSOLE_BIND",
-            format!("{}:{}", setup.ip, setup.console_port),
-        )
-        .env("HUBGATE_MAIL_GROUP", "no-such-group-here")
-        .env("HUBGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("hubgate kept running with an unknown HUBGATE_MAIL_GROUP");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (status, _, stderr) = run_to_exit(
+        serve_command(&setup, setup.data_dir.path())
+            .env("HUBGATE_MAIL_GROUP", "no-such-group-here"),
+        "hubgate kept running with an unknown HUBGATE_MAIL_GROUP",
+    );
     assert!(!status.success());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(
         stderr.contains("HUBGATE_MAIL_GROUP=no-such-group-here"),
         "{stderr}"

@@ -60,13 +60,19 @@ async fn send_data(c: &mut Raw, message: &[u8]) -> String {
     c.reply().await
 }
 
+/// Sends one BDAT chunk and returns the reply.
+async fn bdat_chunk(c: &mut Raw, chunk: &[u8], last: bool) -> String {
+    let last = if last { " LAST" } else { "" };
+    c.send(format!("BDAT {}{last}\r\n", chunk.len()).as_bytes())
+        .await;
+    c.send(chunk).await;
+    c.reply().await
+}
+
 /// Sends a whole message as one BDAT LAST chunk and returns the reply.
 async fn send_bdat(c: &mut Raw, message: &[u8]) -> String {
     transaction(c).await;
-    c.send(format!("BDAT {} LAST\r\n", message.len()).as_bytes())
-        .await;
-    c.send(message).await;
-    c.reply().await
+    bdat_chunk(c, message, true).await
 }
 
 #[tokio::test]
@@ -129,25 +135,23 @@ async fn a_wrapping_bdat_size_is_refused_and_memory_stays_flat() {
     ehlo(&mut c).await;
     transaction(&mut c).await;
     let chunk = vec![b'a'; 40_000];
-    c.send(b"BDAT 40000\r\n").await;
-    c.send(&chunk).await;
-    assert_eq!(c.reply().await, "250 2.0.0 40000 bytes received\r\n");
-    c.send(b"BDAT 40000 LAST\r\n").await;
-    c.send(&chunk).await;
     assert_eq!(
-        c.reply().await,
+        bdat_chunk(&mut c, &chunk, false).await,
+        "250 2.0.0 40000 bytes received\r\n"
+    );
+    assert_eq!(
+        bdat_chunk(&mut c, &chunk, true).await,
         "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
     );
     assert_eq!(c.cmd("NOOP").await, "250 2.0.0 OK\r\n");
     // Not LAST: the transaction is still a BDAT one, refused, and DATA is out of sequence in it.
     transaction(&mut c).await;
-    c.send(b"BDAT 40000\r\n").await;
-    c.send(&chunk).await;
-    assert_eq!(c.reply().await, "250 2.0.0 40000 bytes received\r\n");
-    c.send(b"BDAT 40000\r\n").await;
-    c.send(&chunk).await;
     assert_eq!(
-        c.reply().await,
+        bdat_chunk(&mut c, &chunk, false).await,
+        "250 2.0.0 40000 bytes received\r\n"
+    );
+    assert_eq!(
+        bdat_chunk(&mut c, &chunk, false).await,
         "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
     );
     assert_eq!(
@@ -300,11 +304,7 @@ async fn a_50_mb_message_is_streamed_to_disk_with_flat_memory() {
     c.send(b"BDAT 20\r\nSubject: chunked\r\n\r\n").await;
     assert_eq!(c.reply().await, "250 2.0.0 20 bytes received\r\n");
     for i in 0..20 {
-        let last = if i == 19 { " LAST" } else { "" };
-        c.send(format!("BDAT {}{last}\r\n", piece.len()).as_bytes())
-            .await;
-        c.send(&piece).await;
-        let r = c.reply().await;
+        let r = bdat_chunk(&mut c, &piece, i == 19).await;
         assert!(r.starts_with("250 "), "{r}");
     }
     let grown = gw.peak_rss_kib().saturating_sub(before);

@@ -285,6 +285,17 @@ async fn another_local_user_cannot_connect_to_the_private_cluster() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// Runs `.ci/stop-test-cluster` for a build whose target directory is `target`.
+fn stop_test_cluster(target: &Path) -> std::process::Output {
+    Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.ci/stop-test-cluster"
+    ))
+    .env("CARGO_TARGET_DIR", target)
+    .output()
+    .unwrap()
+}
+
 /// `.ci/run` ends by stopping the cluster the tests share (`.ci/stop-test-cluster`), wherever it
 /// lives, and the next run starts it again with its databases.
 #[tokio::test]
@@ -301,26 +312,14 @@ async fn the_ci_script_stops_the_shared_test_cluster_and_the_next_run_reuses_it(
     let pid_file = cluster.server_dir().join("data/postmaster.pid");
     assert!(pid_file.exists());
 
-    let out = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/.ci/stop-test-cluster"
-    ))
-    .env("CARGO_TARGET_DIR", &target)
-    .output()
-    .unwrap();
+    let out = stop_test_cluster(&target);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!pid_file.exists(), "the test cluster is still running");
-    let again = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/.ci/stop-test-cluster"
-    ))
-    .env("CARGO_TARGET_DIR", &target)
-    .output()
-    .unwrap();
+    let again = stop_test_cluster(&target);
     assert!(
         again.status.success(),
         "stopping a stopped cluster succeeds"

@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::dns::{Dns, Zone};
 use common::mail::*;
@@ -29,9 +26,16 @@ fn telling_sink(ip: &str, port: u16) -> Sink {
     )
 }
 
-/// A shell on the test gateway's data directory, where the organisation key is made.
-fn admin(s: &Setup) -> Shell {
-    Shell::new(s.pool.clone(), FQDN).with_data_dir(s.data_dir.path().to_path_buf())
+/// A shell on the test gateway's data directory, where the organisation key is made, with the
+/// smart-host credential in `$cred`.
+async fn admin_with_cred(s: &Setup) -> Shell {
+    let mut sh = Shell::new(s.pool.clone(), FQDN).with_data_dir(s.data_dir.path().to_path_buf());
+    run(
+        &mut sh,
+        &format!("$cred = Get-Credential -UserName relay -Password {PASSWORD}"),
+    )
+    .await;
+    sh
 }
 
 async fn run(sh: &mut Shell, line: &str) -> String {
@@ -72,12 +76,7 @@ async fn the_credential_goes_to_smart_hosts_only_never_to_an_mx() {
     )
     .await;
     let s = setup().await;
-    let mut sh = admin(&s);
-    run(
-        &mut sh,
-        &format!("$cred = Get-Credential -UserName relay -Password {PASSWORD}"),
-    )
-    .await;
+    let mut sh = admin_with_cred(&s).await;
     run(&mut sh, &format!(
         "New-SendConnector -Name Partner -AddressSpaces 'partner.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.161' -Port {port} -SmartHostAuthMechanism BasicAuth -AuthenticationCredential $cred"
     )).await;
@@ -118,12 +117,7 @@ async fn a_plaintext_password_is_sealed_at_start_and_still_authenticates() {
     let port = free_port();
     let smart_host = telling_sink("127.0.0.163", port);
     let s = setup().await;
-    let mut sh = admin(&s);
-    run(
-        &mut sh,
-        &format!("$cred = Get-Credential -UserName relay -Password {PASSWORD}"),
-    )
-    .await;
+    let mut sh = admin_with_cred(&s).await;
     run(&mut sh, &format!(
         "New-SendConnector -Name Partner -AddressSpaces 'partner.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.163' -Port {port} -SmartHostAuthMechanism BasicAuth -AuthenticationCredential $cred"
     )).await;
@@ -147,24 +141,20 @@ async fn a_plaintext_password_is_sealed_at_start_and_still_authenticates() {
     assert_eq!(smart_host.received()[0].auth.as_deref(), Some("relay"));
 }
 
+/// `line` must fail for asking BasicAuthRequireTLS together with IgnoreSTARTTLS.
+async fn refused_in_clear(sh: &mut Shell, line: &str) {
+    let err = sh.run_line(line).await.unwrap_err().to_string();
+    assert!(
+        err.contains("BasicAuthRequireTLS") && err.contains("IgnoreSTARTTLS"),
+        "{line}: {err}"
+    );
+}
+
 #[tokio::test]
 async fn basic_auth_require_tls_never_goes_out_in_clear() {
     let s = setup().await;
-    let mut sh = admin(&s);
-    run(
-        &mut sh,
-        &format!("$cred = Get-Credential -UserName relay -Password {PASSWORD}"),
-    )
-    .await;
-    let err = sh
-        .run_line("New-SendConnector -Name Clear -AddressSpaces 'clear.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.164' -SmartHostAuthMechanism BasicAuthRequireTLS -AuthenticationCredential $cred -IgnoreSTARTTLS $true")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("BasicAuthRequireTLS") && err.contains("IgnoreSTARTTLS"),
-        "{err}"
-    );
+    let mut sh = admin_with_cred(&s).await;
+    refused_in_clear(&mut sh, "New-SendConnector -Name Clear -AddressSpaces 'clear.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.164' -SmartHostAuthMechanism BasicAuthRequireTLS -AuthenticationCredential $cred -IgnoreSTARTTLS $true").await;
     assert!(stored_passwords(&s.pool).await.is_empty());
 
     let port = free_port();
@@ -173,15 +163,7 @@ async fn basic_auth_require_tls_never_goes_out_in_clear() {
         "New-SendConnector -Name Partner -AddressSpaces 'partner.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.164' -Port {port} -SmartHostAuthMechanism BasicAuthRequireTLS -AuthenticationCredential $cred"
     )).await;
     let before = run(&mut sh, "Get-SendConnector Partner | fl").await;
-    let err = sh
-        .run_line("Set-SendConnector Partner -IgnoreSTARTTLS $true")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("BasicAuthRequireTLS") && err.contains("IgnoreSTARTTLS"),
-        "{err}"
-    );
+    refused_in_clear(&mut sh, "Set-SendConnector Partner -IgnoreSTARTTLS $true").await;
     assert_eq!(run(&mut sh, "Get-SendConnector Partner | fl").await, before);
 
     // A connector stored that way all the same (an older version, a hand edit) holds its mail
@@ -202,12 +184,7 @@ async fn basic_auth_require_tls_never_goes_out_in_clear() {
 #[tokio::test]
 async fn export_cmdlet_never_prints_the_password() {
     let s = Setup::new().await;
-    let mut sh = admin(&s);
-    run(
-        &mut sh,
-        &format!("$cred = Get-Credential -UserName relay -Password {PASSWORD}"),
-    )
-    .await;
+    let mut sh = admin_with_cred(&s).await;
     run(&mut sh, "New-SendConnector -Name Partner -AddressSpaces 'partner.example' -DNSRoutingEnabled $false -SmartHosts 'relay.partner.example' -SmartHostAuthMechanism BasicAuth -AuthenticationCredential $cred").await;
     for line in [
         "Get-SendConnector Partner | Export-Cmdlet".to_string(),
@@ -224,11 +201,8 @@ async fn export_cmdlet_never_prints_the_password() {
 
 /// Runs `hubgate serve` with extra environment and expects it to refuse to start: (stderr).
 fn failed_start(s: &Setup, data_dir: &std::path::Path, env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
-    cmd.arg("serve")
-        .env("HUBGATE_DATA_DIR", data_dir)
-        .env("HUBGATE_SERVER_NAME", "hub2.contoso.test")
-        .env("DATABASE_URL", &s.db_url)
+    let mut cmd = serve_command(s, data_dir);
+    cmd.env("HUBGATE_SERVER_NAME", "hub2.contoso.test")
         .env(
             "HUBGATE_CONSOLE_BIND",
             format!("{}:{}", s.ip, gateway_port()),
@@ -237,33 +211,14 @@ fn failed_start(s: &Setup, data_dir: &std::path::Path, env: &[(&str, &str)]) -> 
             "HUBGATE_DEFAULT_BINDINGS",
             format!("127.0.0.165:{}", free_port()),
         )
-        .env("HUBGATE_LOG", "warn")
-        .env_remove("HUBGATE_ORGANIZATION_KEY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .env_remove("HUBGATE_ORGANIZATION_KEY");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn hubgate");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("hubgate started (or hung) with the wrong organisation key");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, _, err) = run_to_exit(
+        &mut cmd,
+        "hubgate started (or hung) with the wrong organisation key",
+    );
     assert!(!status.success(), "{err}");
     err
 }
@@ -271,12 +226,7 @@ fn failed_start(s: &Setup, data_dir: &std::path::Path, env: &[(&str, &str)]) -> 
 #[tokio::test]
 async fn a_node_without_the_organisation_key_says_so_and_changes_nothing() {
     let s = Setup::new().await;
-    let mut sh = admin(&s);
-    run(
-        &mut sh,
-        &format!("$cred = Get-Credential -UserName relay -Password {PASSWORD}"),
-    )
-    .await;
+    let mut sh = admin_with_cred(&s).await;
     run(&mut sh, "New-SendConnector -Name Partner -AddressSpaces 'partner.example' -DNSRoutingEnabled $false -SmartHosts 'relay.partner.example' -SmartHostAuthMechanism BasicAuth -AuthenticationCredential $cred").await;
     let before = stored_passwords(&s.pool).await;
 

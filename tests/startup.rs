@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -41,46 +39,10 @@ fn occupy(addr: &str) -> TcpListener {
 
 /// Runs `hubgate serve` to its end (bounded): (exit code, stdout, stderr).
 fn serve_until_exit(setup: &Setup) -> (Option<i32>, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hubgate"))
-        .arg("serve")
-        .env("HUBGATE_DATA_DIR", setup.data_dir.path())
-        .env("HUBGATE_SERVER_NAME", FQDN)
-        .env("DATABASE_URL", &setup.db_url)
-        .env(
-            "HUBGATE_CONSOLE_BIND",
-            format!("{}:{}", setup.ip, setup.console_port),
-        )
-        .env("HUBGATE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn hubgate");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("hubgate kept running with nothing to listen on");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, out, err) = run_to_exit(
+        &mut serve_command(setup, setup.data_dir.path()),
+        "hubgate kept running with nothing to listen on",
+    );
     (status.code(), out, err)
 }
 

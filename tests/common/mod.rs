@@ -9,11 +9,11 @@ pub mod dns;
 pub mod mail;
 pub mod peers;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
@@ -212,6 +212,86 @@ impl Setup {
     }
 }
 
+/// The environment every test's `hubgate serve` starts with; callers add to it or override it.
+pub fn serve_env<'c>(cmd: &'c mut Command, s: &Setup, data_dir: &Path) -> &'c mut Command {
+    cmd.env("HUBGATE_DATA_DIR", data_dir)
+        .env("HUBGATE_SERVER_NAME", FQDN)
+        .env("DATABASE_URL", &s.db_url)
+        .env(
+            "HUBGATE_CONSOLE_BIND",
+            format!("{}:{}", s.ip, s.console_port),
+        )
+        .env("HUBGATE_LOG", "warn")
+}
+
+/// `hubgate serve` for `s`, keeping its data in `data_dir`.
+pub fn serve_command(s: &Setup, data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
+    cmd.arg("serve");
+    serve_env(&mut cmd, s, data_dir);
+    cmd
+}
+
+/// Waits (bounded) for the ready line on the child's piped stdout.
+pub async fn wait_ready(child: &mut Child) {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let ready = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match lines.next() {
+                Some(Ok(l)) if l.starts_with("hubgate ready") => {
+                    // Keep draining so the child never blocks on a full pipe.
+                    std::thread::spawn(move || for _ in lines {});
+                    return true;
+                }
+                Some(Ok(_)) => continue,
+                _ => return false,
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(ready, "hubgate did not become ready");
+}
+
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_string(&mut text);
+        }
+        text
+    })
+}
+
+/// Runs `cmd` to its exit, at most 60 s (else kills it and panics with `hung`):
+/// (status, stdout, stderr).
+pub fn run_to_exit(cmd: &mut Command, hung: &str) -> (ExitStatus, String, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hubgate");
+    // Read both pipes while it runs, so a chatty child cannot block on a full one.
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{hung}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
+}
+
 pub struct Gateway {
     pub setup: Setup,
     child: Option<Child>,
@@ -237,40 +317,12 @@ impl Gateway {
     /// Starts the binary and waits for its ready line.
     pub async fn spawn(&mut self) {
         let s = &self.setup;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hubgate"))
-            .arg("serve")
-            .env("HUBGATE_DATA_DIR", s.data_dir.path())
-            .env("HUBGATE_SERVER_NAME", FQDN)
-            .env("DATABASE_URL", &s.db_url)
-            .env(
-                "HUBGATE_CONSOLE_BIND",
-                format!("{}:{}", s.ip, s.console_port),
-            )
-            .env("HUBGATE_LOG", "warn")
+        let mut child = serve_command(s, s.data_dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn hubgate");
-        let stdout = child.stdout.take().unwrap();
-        let ready = tokio::task::spawn_blocking(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                match lines.next() {
-                    Some(Ok(l)) if l.starts_with("hubgate ready") => {
-                        // Keep draining so the child never blocks on a full pipe.
-                        std::thread::spawn(move || for _ in lines {});
-                        return true;
-                    }
-                    Some(Ok(_)) => continue,
-                    _ => return false,
-                }
-            }
-            false
-        })
-        .await
-        .unwrap();
-        assert!(ready, "hubgate did not become ready");
+        wait_ready(&mut child).await;
         self.child = Some(child);
     }
 

@@ -272,6 +272,25 @@ impl QueueManager {
     fn track_admin(&self, event_id: &str, source: &str, m: &Submitted) {
         let recipients: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
         self.inner.tracking.record(&TrackingEvent {
+            message_id: m.internet_message_id.as_deref(),
+            recipients: &recipients,
+            total_bytes: m.size,
+            subject: m.subject.as_deref(),
+            sender: &m.from,
+            return_path: &m.from,
+            ..self.own_event(event_id, source, m.internal_id)
+        });
+    }
+
+    /// A tracking event this node raises by itself (an administrator's action, a DSN it makes):
+    /// no client and no connector, this node as the server. Callers fill in the message.
+    fn own_event<'a>(
+        &'a self,
+        event_id: &'a str,
+        source: &'a str,
+        internal_id: i64,
+    ) -> TrackingEvent<'a> {
+        TrackingEvent {
             event_id,
             source,
             client_ip: None,
@@ -280,19 +299,19 @@ impl QueueManager {
             server_hostname: Some(&self.inner.fqdn),
             source_context: None,
             connector_id: None,
-            internal_message_id: m.internal_id,
-            message_id: m.internet_message_id.as_deref(),
-            recipients: &recipients,
+            internal_message_id: internal_id,
+            message_id: None,
+            recipients: &[],
             recipient_status: &[],
-            total_bytes: m.size,
+            total_bytes: 0,
             related_recipient_address: None,
             reference: None,
-            subject: m.subject.as_deref(),
-            sender: &m.from,
-            return_path: &m.from,
+            subject: None,
+            sender: "",
+            return_path: "",
             message_info: None,
             directionality: None,
-        });
+        }
     }
 
     /// A job was dropped unfinished. After a panic in its delivery the message counts a crash,

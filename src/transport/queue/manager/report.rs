@@ -127,26 +127,10 @@ impl QueueManager {
         {
             Ok(internal_id) => {
                 self.inner.tracking.record(&TrackingEvent {
-                    event_id: "DSN",
-                    source: "DSN",
-                    client_ip: None,
-                    client_hostname: None,
-                    server_ip: None,
-                    server_hostname: Some(&self.inner.fqdn),
-                    source_context: None,
-                    connector_id: None,
-                    internal_message_id: internal_id,
-                    message_id: None,
                     recipients: &[d.envelope_to.as_str()],
-                    recipient_status: &[],
                     total_bytes: size,
-                    related_recipient_address: None,
                     reference: original.internet_message_id.as_deref(),
-                    subject: None,
-                    sender: "",
-                    return_path: "",
-                    message_info: None,
-                    directionality: None,
+                    ..self.own_event("DSN", "DSN", internal_id)
                 });
                 self.submit(Submitted::accepted(&env, internal_id, size));
                 Ok(())
