@@ -100,7 +100,7 @@ async fn send_connector_and_the_domain_secure_lists_warn_too() {
     .await;
     assert!(
         out.starts_with(
-            "WARNING: TLSSendDomainSecureList and TLSReceiveDomainSecureList are saved but not enforced"
+            "WARNING: TLSReceiveDomainSecureList is saved but not enforced: hubgate does not implement domain-secure mutual TLS yet."
         ),
         "{out}"
     );

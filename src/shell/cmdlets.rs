@@ -4,7 +4,7 @@ use sqlx::PgConnection;
 
 use super::bind::{self, Arg, Bound, Param, Ty, at, m, p};
 use super::parse::Command;
-use super::{Obj, Shell, ShellError, format, queue, render};
+use super::{Obj, Shell, ShellError, format, queue, render, unenforced};
 use crate::org::rights::{self, ExtendedRight, principal};
 use crate::org::{
     AcceptedDomain, DomainType, OrgError, ReceiveConnector, Recipient, SendConnector,
@@ -584,20 +584,6 @@ async fn connector_for_acl(
         }
         _ => Err(wrong_input(cmdlet)),
     }
-}
-
-/// PowerShell's warning stream, as the shell prints it: the line comes before any output.
-fn warn_domain_secure(text: &mut String, enabled: bool) {
-    if enabled {
-        text.push_str(&format!(
-            "WARNING: {}\n",
-            format::DOMAIN_SECURE_NOT_ENFORCED
-        ));
-    }
-}
-
-fn domain_secure_set(b: &Bound) -> bool {
-    matches!(b.get("DomainSecureEnabled"), Some(Arg::Bool(true)))
 }
 
 fn whatif(b: &Bound, text: &mut String, action: String) {
@@ -1267,19 +1253,21 @@ async fn run(
         "New-SendConnector" => {
             let key = key_for_credential(sh, b).await?;
             let mut c = SendConnector::new("", &[], &sh.server);
+            let fresh = Obj::SendConnector(c.clone());
             c.usage = usage_of(b, SC_USAGE)?.unwrap_or_else(|| "Custom".into());
             apply_send_connector(&mut c, b, key.as_ref())?;
             whatif(b, text, format!("Creating Send connector \"{}\"", c.name));
-            warn_domain_secure(text, c.domain_secure_enabled);
+            unenforced::warn(text, b, &fresh, &Obj::SendConnector(c.clone()));
             c.insert_in(tx).await?;
             Ok(vec![Obj::SendConnector(c)])
         }
         "Set-SendConnector" => {
             let key = key_for_credential(sh, b).await?;
-            warn_domain_secure(text, domain_secure_set(b));
             for mut c in send_connectors(tx, b, false, name).await? {
                 whatif(b, text, format!("Setting Send connector \"{}\"", c.name));
+                let before = Obj::SendConnector(c.clone());
                 apply_send_connector(&mut c, b, key.as_ref())?;
+                unenforced::warn(text, b, &before, &Obj::SendConnector(c.clone()));
                 c.update(tx).await?;
             }
             Ok(vec![])
@@ -1316,6 +1304,7 @@ async fn run(
                 .find(|t| t.name.eq_ignore_ascii_case(&server))
                 .ok_or_else(|| OrgError::NoServer(server.clone()))?;
             let mut c = ReceiveConnector::new(&ts.name, "", &ts.fqdn);
+            let fresh = Obj::ReceiveConnector(c.clone());
             c.bindings = vec![];
             let usage = usage_of(b, RC_USAGE)?;
             receive_usage_preset(&mut c, usage.as_deref());
@@ -1335,20 +1324,22 @@ async fn run(
                 text,
                 format!("Creating Receive connector \"{}\"", c.identity()),
             );
-            // -Partner turns it on by itself, which is when an admin most needs to hear this.
-            warn_domain_secure(text, c.domain_secure_enabled);
+            // A preset (-Partner turns DomainSecureEnabled on by itself) warns too: that is when
+            // an admin most needs to hear it.
+            unenforced::warn(text, b, &fresh, &Obj::ReceiveConnector(c.clone()));
             c.insert_in(tx).await?;
             Ok(vec![Obj::ReceiveConnector(c)])
         }
         "Set-ReceiveConnector" => {
-            warn_domain_secure(text, domain_secure_set(b));
             for mut c in receive_connectors(sh, tx, b.get("Identity"), false, name).await? {
                 whatif(
                     b,
                     text,
                     format!("Setting Receive connector \"{}\"", c.identity()),
                 );
+                let before = Obj::ReceiveConnector(c.clone());
                 apply_receive_connector(&mut c, b)?;
+                unenforced::warn(text, b, &before, &Obj::ReceiveConnector(c.clone()));
                 c.update(tx).await?;
             }
             Ok(vec![])
@@ -1382,7 +1373,9 @@ async fn run(
             }
             for mut s in servers {
                 whatif(b, text, format!("Setting Transport server \"{}\"", s.name));
+                let before = Obj::TransportServer(s.clone());
                 apply_transport_server(&mut s, b)?;
+                unenforced::warn(text, b, &before, &Obj::TransportServer(s.clone()));
                 s.update(tx).await?;
             }
             Ok(vec![])
@@ -1391,19 +1384,11 @@ async fn run(
             TransportConfig::load_in(tx).await?,
         )]),
         "Set-TransportConfig" => {
-            let lists = ["TLSSendDomainSecureList", "TLSReceiveDomainSecureList"];
-            if lists
-                .iter()
-                .any(|l| matches!(b.get(l), Some(Arg::List(v)) if !v.is_empty()))
-            {
-                text.push_str(&format!(
-                    "WARNING: {}\n",
-                    format::DOMAIN_SECURE_LISTS_NOT_ENFORCED
-                ));
-            }
             let mut c = TransportConfig::load_in(tx).await?;
             whatif(b, text, "Setting Transport configuration".into());
+            let before = Obj::TransportConfig(c.clone());
             apply_transport_config(&mut c, b)?;
+            unenforced::warn(text, b, &before, &Obj::TransportConfig(c.clone()));
             c.update(tx).await?;
             Ok(vec![])
         }

@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 
 use super::parse::{format_bytes, format_timespan};
-use super::{Obj, Val};
+use super::{Obj, Val, unenforced};
 use crate::transport::queue::ops::{MessageInfo, QueueInfo, RecipientInfo};
 
 fn multi(v: &[String]) -> String {
@@ -12,21 +12,6 @@ fn multi(v: &[String]) -> String {
 fn b(v: bool) -> String {
     if v { "True" } else { "False" }.into()
 }
-/// Said whenever DomainSecureEnabled is set to $true: the setting is kept for Exchange's sake,
-/// but an admin must not believe it authenticates the partner.
-pub const DOMAIN_SECURE_NOT_ENFORCED: &str = "DomainSecureEnabled is saved but not enforced: hubgate does not implement domain-secure mail (mutual TLS against TLSSendDomainSecureList and TLSReceiveDomainSecureList) yet, so this connector does not authenticate the partner's certificate.";
-/// Said whenever a domain-secure list is set, for the same reason.
-pub const DOMAIN_SECURE_LISTS_NOT_ENFORCED: &str = "TLSSendDomainSecureList and TLSReceiveDomainSecureList are saved but not enforced: hubgate does not implement domain-secure mail (mutual TLS) yet.";
-
-/// DomainSecureEnabled as shown: True carries its caveat wherever it is read.
-fn domain_secure(v: bool) -> String {
-    if v {
-        "True (not enforced: hubgate does not implement domain-secure mutual TLS yet)".into()
-    } else {
-        b(false)
-    }
-}
-
 fn opt(v: &Option<String>) -> String {
     v.clone().unwrap_or_default()
 }
@@ -160,8 +145,17 @@ pub fn identity(o: &Obj) -> String {
     }
 }
 
-/// Every property, with Exchange's names, in Format-List order.
+/// Every property, with Exchange's names, in Format-List order; a value that hubgate stores but
+/// does not act on carries its caveat (`unenforced`).
 pub fn properties(o: &Obj) -> Vec<(&'static str, String)> {
+    raw_properties(o)
+        .into_iter()
+        .map(|(n, v)| (n, unenforced::shown(o, n, v)))
+        .collect()
+}
+
+/// Every property as stored, without caveats.
+pub fn raw_properties(o: &Obj) -> Vec<(&'static str, String)> {
     match o {
         Obj::AcceptedDomain(d) => vec![
             ("Identity", d.name.clone()),
@@ -212,10 +206,7 @@ pub fn properties(o: &Obj) -> Vec<(&'static str, String)> {
             ("SourceTransportServers", multi(&c.source_transport_servers)),
             ("ProtocolLoggingLevel", c.protocol_logging_level.clone()),
             ("ErrorPolicies", c.error_policies.clone()),
-            (
-                "DomainSecureEnabled",
-                domain_secure(c.domain_secure_enabled),
-            ),
+            ("DomainSecureEnabled", b(c.domain_secure_enabled)),
             (
                 "SmtpMaxMessagesPerConnection",
                 c.smtp_max_messages_per_connection.to_string(),
@@ -286,10 +277,7 @@ pub fn properties(o: &Obj) -> Vec<(&'static str, String)> {
             ("OrarEnabled", b(c.orar_enabled)),
             ("EnableAuthGSSAPI", b(c.enable_auth_gssapi)),
             ("SizeEnabled", c.size_enabled.clone()),
-            (
-                "DomainSecureEnabled",
-                domain_secure(c.domain_secure_enabled),
-            ),
+            ("DomainSecureEnabled", b(c.domain_secure_enabled)),
             ("PipeliningEnabled", b(c.pipelining_enabled)),
             ("DeliveryStatusNotificationEnabled", b(c.dsn_enabled)),
             (

@@ -11,6 +11,7 @@ pub mod interactive;
 pub mod parse;
 pub mod queue;
 pub mod render;
+pub mod unenforced;
 
 use std::collections::HashMap;
 use std::io::BufRead;
