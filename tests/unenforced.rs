@@ -1,0 +1,199 @@
+//! Parameters that hubgate stores but does not act on (src/shell/unenforced.rs): New-/Set- warn
+//! when a command gives one a value that asks for the missing behaviour, Format-List shows the
+//! value with its caveat, and a value hubgate honours says nothing.
+
+mod common;
+
+use common::*;
+use hubgate::shell::Shell;
+
+async fn run(sh: &mut Shell, line: &str) -> String {
+    sh.run_line(line)
+        .await
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// The value Format-List shows for one property.
+fn shown(out: &str, property: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(property))
+        .and_then(|rest| rest.trim_start().strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {property} in {out:?}"))
+        .trim()
+        .to_string()
+}
+
+fn warning(param: &str) -> String {
+    format!("WARNING: {param} is saved but not enforced: ")
+}
+
+fn warned(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("WARNING: "))
+        .filter_map(|l| l.split_once(" is saved but not enforced: "))
+        .map(|(p, _)| p)
+        .collect()
+}
+
+#[tokio::test]
+async fn transport_server_settings_without_effect_warn_and_show_it() {
+    let setup = Setup::new().await;
+    let mut sh = Shell::new(setup.pool.clone(), FQDN);
+
+    let out = run(
+        &mut sh,
+        "Set-TransportServer HUB1 -QueueMaxIdleTime 00:10:00 -MaxConcurrentMailboxSubmissions 5 -InternalDelayDsnEnabled $false -IntraOrgConnectorProtocolLoggingLevel Verbose -MessageRetryInterval 00:02:00",
+    )
+    .await;
+    assert_eq!(
+        warned(&out),
+        [
+            "MaxConcurrentMailboxSubmissions",
+            "QueueMaxIdleTime",
+            "InternalDelayDsnEnabled",
+            "IntraOrgConnectorProtocolLoggingLevel"
+        ],
+        "{out}"
+    );
+    let fl = run(&mut sh, "Get-TransportServer HUB1 | Format-List").await;
+    assert_eq!(
+        shown(&fl, "QueueMaxIdleTime"),
+        "00:10:00 (not enforced: hubgate does not delete idle delivery queues yet)"
+    );
+    assert!(
+        shown(&fl, "IntraOrgConnectorProtocolLoggingLevel").starts_with("Verbose (not enforced: "),
+        "{fl}"
+    );
+    assert_eq!(shown(&fl, "MessageRetryInterval"), "00:02:00");
+
+    // Back to Exchange's default, which hubgate's behaviour matches: silent, and shown plain.
+    let out = run(
+        &mut sh,
+        "Set-TransportServer HUB1 -QueueMaxIdleTime 00:03:00",
+    )
+    .await;
+    assert!(!out.contains("WARNING"), "{out}");
+    let fl = run(&mut sh, "Get-TransportServer HUB1 | fl QueueMaxIdleTime").await;
+    assert_eq!(shown(&fl, "QueueMaxIdleTime"), "00:03:00");
+
+    // A command that does not touch a stored caveat does not repeat it.
+    let out = run(&mut sh, "Set-TransportServer HUB1 -PoisonThreshold 3").await;
+    assert!(!out.contains("WARNING"), "{out}");
+}
+
+#[tokio::test]
+async fn organisation_limits_and_shadow_settings_warn_and_show_it() {
+    let setup = Setup::new().await;
+    let mut sh = Shell::new(setup.pool.clone(), FQDN);
+
+    // The organisation's default limits are shown with their caveat from the start: an admin
+    // reading "10 MB" must not believe it is checked.
+    let fl = run(&mut sh, "Get-TransportConfig | Format-List").await;
+    assert!(
+        shown(&fl, "MaxReceiveSize")
+            .contains("(not enforced: hubgate does not check the organization's size limits yet"),
+        "{fl}"
+    );
+    assert!(
+        shown(&fl, "ShadowRedundancyEnabled")
+            .starts_with("True (not enforced: hubgate does not implement shadow redundancy yet"),
+        "{fl}"
+    );
+    assert_eq!(shown(&fl, "ShadowHeartbeatRetryCount"), "12");
+
+    let out = run(
+        &mut sh,
+        "Set-TransportConfig -ShadowHeartbeatRetryCount 3 -MaxRecipientEnvelopeLimit unlimited -MaxSendSize 20MB -GenerateCopyOfDSNFor 5.4.8",
+    )
+    .await;
+    assert_eq!(
+        warned(&out),
+        [
+            "ShadowHeartbeatRetryCount",
+            "MaxSendSize",
+            "GenerateCopyOfDSNFor"
+        ],
+        "{out}"
+    );
+    let fl = run(&mut sh, "Get-TransportConfig | fl").await;
+    assert_eq!(shown(&fl, "MaxRecipientEnvelopeLimit"), "Unlimited");
+    assert_eq!(
+        shown(&fl, "ShadowHeartbeatRetryCount"),
+        "3 (not enforced: hubgate does not implement shadow redundancy yet)"
+    );
+
+    // Turning shadow redundancy off matches what hubgate does: nothing to say.
+    let out = run(
+        &mut sh,
+        "Set-TransportConfig -ShadowRedundancyEnabled $false -GenerateCopyOfDSNFor $null",
+    )
+    .await;
+    assert!(!out.contains("WARNING"), "{out}");
+    let fl = run(&mut sh, "Get-TransportConfig | fl").await;
+    assert_eq!(shown(&fl, "ShadowRedundancyEnabled"), "False");
+}
+
+#[tokio::test]
+async fn connector_settings_without_effect_warn_and_show_it() {
+    let setup = Setup::new().await;
+    let mut sh = Shell::new(setup.pool.clone(), FQDN);
+
+    // The Client preset brings Integrated authentication, which hubgate does not offer.
+    let out = run(
+        &mut sh,
+        "New-ReceiveConnector -Name Clients -Usage Client -RemoteIPRanges 10.3.0.0/16",
+    )
+    .await;
+    assert!(out.starts_with(&warning("AuthMechanism")), "{out}");
+    let fl = run(&mut sh, "Get-ReceiveConnector 'HUB1\\Clients' | fl").await;
+    assert!(
+        shown(&fl, "AuthMechanism").starts_with(
+            "Tls, Integrated, BasicAuth, BasicAuthRequireTLS (not enforced: hubgate offers no Integrated"
+        ),
+        "{fl}"
+    );
+    let out = run(
+        &mut sh,
+        "Set-ReceiveConnector 'HUB1\\Clients' -AuthMechanism Tls, BasicAuth, BasicAuthRequireTLS -MaxAcknowledgementDelay 00:00:00",
+    )
+    .await;
+    assert!(!out.contains("WARNING"), "{out}");
+    let fl = run(&mut sh, "Get-ReceiveConnector 'HUB1\\Clients' | fl").await;
+    assert_eq!(
+        shown(&fl, "AuthMechanism"),
+        "Tls, BasicAuth, BasicAuthRequireTLS"
+    );
+    assert_eq!(shown(&fl, "MaxAcknowledgementDelay"), "00:00:00");
+
+    let out = run(
+        &mut sh,
+        "Set-ReceiveConnector 'HUB1\\Clients' -EnableAuthGSSAPI $true -MaxAcknowledgementDelay 00:00:10",
+    )
+    .await;
+    assert_eq!(
+        warned(&out),
+        ["EnableAuthGSSAPI", "MaxAcknowledgementDelay"],
+        "{out}"
+    );
+
+    let out = run(
+        &mut sh,
+        "New-SendConnector -Name Partner -AddressSpaces partner.test -ErrorPolicies DowngradeAuthFailures",
+    )
+    .await;
+    assert!(out.starts_with(&warning("ErrorPolicies")), "{out}");
+    let fl = run(&mut sh, "Get-SendConnector Partner | fl ErrorPolicies").await;
+    assert!(
+        shown(&fl, "ErrorPolicies").starts_with("DowngradeAuthFailures (not enforced: "),
+        "{fl}"
+    );
+    // DowngradeDnsFailures is enforced: silent and plain.
+    let out = run(
+        &mut sh,
+        "Set-SendConnector Partner -ErrorPolicies DowngradeDnsFailures",
+    )
+    .await;
+    assert!(!out.contains("WARNING"), "{out}");
+    let fl = run(&mut sh, "Get-SendConnector Partner | fl ErrorPolicies").await;
+    assert_eq!(shown(&fl, "ErrorPolicies"), "DowngradeDnsFailures");
+}
