@@ -42,7 +42,7 @@ async fn transport_server_settings_without_effect_warn_and_show_it() {
 
     let out = run(
         &mut sh,
-        "Set-TransportServer HUB1 -QueueMaxIdleTime 00:10:00 -MaxConcurrentMailboxSubmissions 5 -InternalDelayDsnEnabled $false -IntraOrgConnectorProtocolLoggingLevel Verbose -MessageRetryInterval 00:02:00",
+        "Set-TransportServer HUB1 -QueueMaxIdleTime 00:10:00 -MaxConcurrentMailboxSubmissions 5 -IntraOrgConnectorProtocolLoggingLevel Verbose -MessageRetryInterval 00:02:00",
     )
     .await;
     assert_eq!(
@@ -50,7 +50,6 @@ async fn transport_server_settings_without_effect_warn_and_show_it() {
         [
             "MaxConcurrentMailboxSubmissions",
             "QueueMaxIdleTime",
-            "InternalDelayDsnEnabled",
             "IntraOrgConnectorProtocolLoggingLevel"
         ],
         "{out}"

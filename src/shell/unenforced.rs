@@ -103,11 +103,6 @@ pub const TABLE: &[Unenforced] = &[
         reason: "hubgate does not delete idle delivery queues yet",
     },
     Unenforced {
-        param: "InternalDelayDsnEnabled",
-        counts: |o| ts(o, |s| !s.internal_delay_dsn_enabled),
-        reason: "hubgate sends delay DSNs by ExternalDelayDsnEnabled alone, for every sender",
-    },
-    Unenforced {
         param: "IntraOrgConnectorProtocolLoggingLevel",
         counts: |o| {
             ts(o, |s| {

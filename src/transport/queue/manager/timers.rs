@@ -25,6 +25,14 @@ impl QueueManager {
                 let mut until = now;
                 let mut rep = Vec::new();
                 let mut unrouted = false;
+                // Exchange decides delay DSNs by the sender: one of ours (InternalDelayDsnEnabled)
+                // or anyone else (ExternalDelayDsnEnabled).
+                let delay_dsn =
+                    if categorizer::is_internal_sender(&org.accepted_domains, &m.meta.from) {
+                        org.server.internal_delay_dsn_enabled
+                    } else {
+                        org.server.external_delay_dsn_enabled
+                    };
                 for r in m.rcpts.iter_mut() {
                     if r.state == RState::Reporting {
                         if r.dsn_due.is_none_or(|t| t <= now)
@@ -55,7 +63,7 @@ impl QueueManager {
                     let delay_due = m.meta.received_at + t.delay_notification_timeout;
                     if !r.delay_notified
                         && now >= delay_due
-                        && org.server.external_delay_dsn_enabled
+                        && delay_dsn
                         && r.dsn_due.is_none_or(|t| t <= now)
                     {
                         r.delay_notified = true;
