@@ -196,3 +196,27 @@ async fn connector_settings_without_effect_warn_and_show_it() {
     let fl = run(&mut sh, "Get-SendConnector Partner | fl ErrorPolicies").await;
     assert_eq!(shown(&fl, "ErrorPolicies"), "DowngradeDnsFailures");
 }
+
+#[tokio::test]
+async fn send_connector_permissions_warn_but_receive_connector_ones_do_not() {
+    let setup = Setup::new().await;
+    let mut sh = Shell::new(setup.pool.clone(), FQDN);
+    run(&mut sh, "New-SendConnector -Name X -AddressSpaces x.test").await;
+    let out = run(
+        &mut sh,
+        "Get-SendConnector X | Add-ADPermission -User 'NT AUTHORITY\\ANONYMOUS LOGON' -ExtendedRights ms-Exch-SMTP-Send-XShadow, ms-Exch-Send-Headers-Organization",
+    )
+    .await;
+    assert_eq!(
+        out.matches("WARNING: A send connector's ExtendedRights is saved but not enforced: ")
+            .count(),
+        1,
+        "{out}"
+    );
+    let out = run(
+        &mut sh,
+        "Get-ReceiveConnector 'Default HUB1' | Add-ADPermission -User 'NT AUTHORITY\\ANONYMOUS LOGON' -ExtendedRights ms-Exch-SMTP-Accept-Any-Recipient",
+    )
+    .await;
+    assert!(!out.contains("WARNING"), "{out}");
+}

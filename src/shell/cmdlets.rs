@@ -560,10 +560,10 @@ async fn connector_for_acl(
     tx: &mut PgConnection,
     id: &Arg,
     cmdlet: &str,
-) -> Result<(uuid::Uuid, String), ShellError> {
+) -> Result<(uuid::Uuid, String, bool), ShellError> {
     match id {
-        Arg::Obj(Obj::SendConnector(c)) => Ok((c.id, c.name.clone())),
-        Arg::Obj(Obj::ReceiveConnector(c)) => Ok((c.id, c.identity())),
+        Arg::Obj(Obj::SendConnector(c)) => Ok((c.id, c.name.clone(), true)),
+        Arg::Obj(Obj::ReceiveConnector(c)) => Ok((c.id, c.identity(), false)),
         Arg::Str(s) => {
             let sends: Vec<SendConnector> = SendConnector::load_all_in(tx)
                 .await?
@@ -576,8 +576,8 @@ async fn connector_for_acl(
                 Err(e) => return Err(e),
             };
             match (sends.as_slice(), recvs.as_slice()) {
-                ([c], []) => Ok((c.id, c.name.clone())),
-                ([], [c]) => Ok((c.id, c.identity())),
+                ([c], []) => Ok((c.id, c.name.clone(), true)),
+                ([], [c]) => Ok((c.id, c.identity(), false)),
                 ([], []) => Err(ShellError::NotFound(s.clone())),
                 _ => Err(ShellError::Ambiguous(s.clone())),
             }
@@ -1394,9 +1394,12 @@ async fn run(
         }
         "Add-ADPermission" | "Remove-ADPermission" => {
             let id = b.get("Identity").ok_or_else(|| wrong_input(name))?;
-            let (cid, identity) = connector_for_acl(sh, tx, id, name).await?;
+            let (cid, identity, is_send) = connector_for_acl(sh, tx, id, name).await?;
             let user = rights::resolve_principal(&b.str("User").unwrap_or_default());
             let deny = b.switch("Deny");
+            if is_send && name == "Add-ADPermission" {
+                unenforced::warn_send_connector_permission(text);
+            }
             let mut out = vec![];
             for r in rights_of(b)? {
                 if name == "Add-ADPermission" {
@@ -1438,7 +1441,7 @@ async fn run(
         }
         "Get-ADPermission" => {
             let id = b.get("Identity").ok_or_else(|| wrong_input(name))?;
-            let (cid, identity) = connector_for_acl(sh, tx, id, name).await?;
+            let (cid, identity, _) = connector_for_acl(sh, tx, id, name).await?;
             acl_objects(tx, cid, &identity, b.str("User").as_deref()).await
         }
         "Enable-CrossForestConnector" => {

@@ -193,6 +193,20 @@ pub fn warn(text: &mut String, b: &Bound, before: &Obj, after: &Obj) {
     }
 }
 
+/// Add-ADPermission on a send connector: its ACL is stored (Exchange's scripts grant
+/// ms-Exch-SMTP-Send-XShadow and the Send-Headers rights there) but nothing sending mail reads it.
+pub const SEND_CONNECTOR_PERMISSIONS: &str = "hubgate does not check a send connector's permissions yet (XSHADOW and the Send-Headers rights)";
+
+pub fn warn_send_connector_permission(text: &mut String) {
+    let line = warning(
+        "A send connector's ExtendedRights",
+        SEND_CONNECTOR_PERMISSIONS,
+    );
+    if !text.contains(&line) {
+        text.push_str(&line);
+    }
+}
+
 /// The warning line for `param`.
 pub fn warning(param: &str, reason: &str) -> String {
     format!("WARNING: {param} is saved but not enforced: {reason}.\n")
