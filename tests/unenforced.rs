@@ -195,6 +195,22 @@ async fn connector_settings_without_effect_warn_and_show_it() {
     assert!(!out.contains("WARNING"), "{out}");
     let fl = run(&mut sh, "Get-SendConnector Partner | fl ErrorPolicies").await;
     assert_eq!(shown(&fl, "ErrorPolicies"), "DowngradeDnsFailures");
+
+    let out = run(
+        &mut sh,
+        "Set-SendConnector Partner -DNSRoutingEnabled $false -SmartHosts 127.0.0.83 -SmartHostAuthMechanism ExchangeServer",
+    )
+    .await;
+    assert_eq!(warned(&out), ["SmartHostAuthMechanism"], "{out}");
+    let fl = run(
+        &mut sh,
+        "Get-SendConnector Partner | fl SmartHostAuthMechanism",
+    )
+    .await;
+    assert!(
+        shown(&fl, "SmartHostAuthMechanism").starts_with("ExchangeServer (not enforced: "),
+        "{fl}"
+    );
 }
 
 #[tokio::test]

@@ -88,6 +88,11 @@ pub const TABLE: &[Unenforced] = &[
         reason: "hubgate does not delay the acknowledgement (shadow redundancy is not implemented yet); it answers 250 once the message is durably queued",
     },
     Unenforced {
+        param: "SmartHostAuthMechanism",
+        counts: |o| sc(o, |c| c.smart_host_auth_mechanism == "ExchangeServer"),
+        reason: "hubgate sends no credential for ExchangeServer (no Kerberos); to log on to another gateway as a server, use BasicAuthRequireTLS with an account in Exchange Servers",
+    },
+    Unenforced {
         param: "ErrorPolicies",
         counts: |o| sc(o, |c| c.error_policies == "DowngradeAuthFailures"),
         reason: "hubgate already treats every authentication failure at a smart host as transient and retries, whatever ErrorPolicies says",
