@@ -224,9 +224,12 @@ async fn another_local_user_cannot_connect_to_the_private_cluster() {
         "useradd: {}",
         String::from_utf8_lossy(&made.stderr)
     );
-    // A data directory as hubgate makes it (0700) in a place the server's user can reach: the
-    // cluster stays inside, and the data directory is opened for search only.
-    let base = scratch("intruder");
+    // A data directory as hubgate makes it (0700) in a place the server's user can reach (the
+    // system's temporary folder, since the checkout may be under /root): the cluster stays
+    // inside, and the data directory is opened for search only.
+    let base = std::env::temp_dir().join(format!("hubgate-intruder-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
     let dir = base.join("pgsql");
     let cluster = ManagedCluster::start(&dir)
