@@ -951,8 +951,11 @@ async fn no_send_protocol_log_without_verbose_logging() {
 
 #[tokio::test]
 async fn connection_refused_is_a_transient_error() {
-    // Reserved for this process, so no other test can be listening on it.
-    let addr = SocketAddr::from(([127, 0, 0, 1], common::peer_port()));
+    // A port this test holds bound but never listens on: the kernel refuses every connection to
+    // it, and nobody else can listen there meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = held.local_addr().unwrap();
     let err = Client::connect(addr, "nowhere.test", &config(TlsPolicy::Opportunistic))
         .await
         .err()
