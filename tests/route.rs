@@ -426,34 +426,12 @@ async fn mx_preference_fallback_implicit_mx_and_nonexistent_domain() {
     .await;
 }
 
-/// A private CA, its certificate as PEM, and a leaf for `name` signed by it (cert, key) as PEM.
-fn ca_and_leaf(names: &[&str]) -> (String, Vec<(String, String)>) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaves = names
-        .iter()
-        .map(|n| {
-            let key = KeyPair::generate().unwrap();
-            let cert = CertificateParams::new(vec![n.to_string()])
-                .unwrap()
-                .signed_by(&key, &issuer)
-                .unwrap();
-            (cert.pem(), key.serialize_pem())
-        })
-        .collect();
-    (ca_cert.pem(), leaves)
-}
-
 #[tokio::test]
 async fn basic_auth_require_tls_checks_the_smart_host_certificate() {
     use common::dns::{Dns, Zone};
     let port = peer_port();
     let certs = tempfile::tempdir().unwrap();
-    let (ca, leaves) = ca_and_leaf(&["good.hosts.example", "someone-else.hosts.example"]);
+    let (ca, leaves) = private_ca(&["good.hosts.example", "someone-else.hosts.example"]);
     let mut paths = Vec::new();
     for (i, (cert, key)) in leaves.iter().enumerate() {
         let c = certs.path().join(format!("{i}.crt"));

@@ -12,30 +12,6 @@ use std::time::{Duration, Instant};
 use common::mail::*;
 use common::*;
 
-/// A private CA (PEM) and, for each name, a server certificate and key it signed (PEM).
-fn ca_and_leaves(names: &[&str]) -> (String, Vec<(String, String)>) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Fabrikam Private CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaves = names
-        .iter()
-        .map(|n| {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(vec![n.to_string()]).unwrap();
-            params.distinguished_name.push(DnType::CommonName, *n);
-            let cert = params.signed_by(&key, &issuer).unwrap();
-            (cert.pem(), key.serialize_pem())
-        })
-        .collect();
-    (ca_cert.pem(), leaves)
-}
-
 /// Debian's Postfix as a next hop: its own configuration directory, queue and data directory
 /// under a temporary directory, smtpd on one 127.0.0.x address with STARTTLS and the given
 /// certificate. Every message it accepts goes to its hold queue, where the test counts it.
@@ -205,7 +181,7 @@ async fn a_partner_ca_dropped_into_a_running_gateway_validates_postfix_and_remov
         eprintln!("skipped: a real Postfix's master must be started as root");
         return;
     }
-    let (ca, leaves) = ca_and_leaves(&["mx.fabrikam.test"]);
+    let (ca, leaves) = private_ca(&["mx.fabrikam.test"]);
     let (cert, key) = &leaves[0];
     // A per-test address: nothing else in the suite uses it, so the fixed port cannot collide.
     let peer = Postfix::start(addr("127.0.0.211", 2625), cert, key);
@@ -297,7 +273,7 @@ print("VERIFIED")
 
 #[tokio::test]
 async fn a_new_starttls_certificate_is_served_without_a_restart() {
-    let (ca, leaves) = ca_and_leaves(&[FQDN]);
+    let (ca, leaves) = private_ca(&[FQDN]);
     let (cert, key) = &leaves[0];
     let s = Setup::new().await;
     let gw = s.start().await;

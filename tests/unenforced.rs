@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 use hubgate::shell::Shell;
 
@@ -235,4 +237,106 @@ async fn send_connector_permissions_warn_but_receive_connector_ones_do_not() {
     )
     .await;
     assert!(!out.contains("WARNING"), "{out}");
+}
+
+// DomainSecureEnabled (no mutual TLS yet): warned whenever it is set to $true, shown as not
+// enforced wherever it is True, never silently.
+const DOMAIN_SECURE_WARNING: &str = "WARNING: DomainSecureEnabled is saved but not enforced";
+const DOMAIN_SECURE_SHOWN: &str =
+    "True (not enforced: hubgate does not implement domain-secure mutual TLS yet)";
+
+#[tokio::test]
+async fn receive_connector_warns_when_set_and_shows_it_is_not_enforced() {
+    let setup = Setup::new().await;
+    let mut sh = Shell::new(setup.pool.clone(), FQDN);
+
+    // -Partner turns DomainSecureEnabled on by itself.
+    let out = run(
+        &mut sh,
+        "New-ReceiveConnector -Name 'From Fabrikam' -Usage Partner -Bindings 127.0.0.1:2526 -RemoteIPRanges 10.1.0.0/16",
+    )
+    .await;
+    assert!(out.starts_with(DOMAIN_SECURE_WARNING), "{out}");
+    let out = run(
+        &mut sh,
+        "Get-ReceiveConnector 'From Fabrikam' | Format-List DomainSecureEnabled",
+    )
+    .await;
+    assert_eq!(shown(&out, "DomainSecureEnabled"), DOMAIN_SECURE_SHOWN);
+
+    let out = run(
+        &mut sh,
+        "Set-ReceiveConnector 'From Fabrikam' -DomainSecureEnabled $false",
+    )
+    .await;
+    assert!(!out.contains("WARNING"), "{out}");
+    let out = run(&mut sh, "Get-ReceiveConnector 'From Fabrikam' | fl").await;
+    assert_eq!(shown(&out, "DomainSecureEnabled"), "False");
+
+    let out = run(
+        &mut sh,
+        "Set-ReceiveConnector 'From Fabrikam' -DomainSecureEnabled $true",
+    )
+    .await;
+    assert!(out.starts_with(DOMAIN_SECURE_WARNING), "{out}");
+    let out = run(&mut sh, "Get-ReceiveConnector 'From Fabrikam' | fl").await;
+    assert_eq!(shown(&out, "DomainSecureEnabled"), DOMAIN_SECURE_SHOWN);
+
+    // A connector created without it says nothing.
+    let out = run(
+        &mut sh,
+        "New-ReceiveConnector -Name Plain -Usage Custom -Bindings 127.0.0.1:2527 -RemoteIPRanges 10.2.0.0/16",
+    )
+    .await;
+    assert!(!out.contains("WARNING"), "{out}");
+}
+
+#[tokio::test]
+async fn send_connector_and_the_domain_secure_lists_warn_too() {
+    let setup = Setup::new().await;
+    let mut sh = Shell::new(setup.pool.clone(), FQDN);
+    let out = run(
+        &mut sh,
+        "New-SendConnector -Name Fabrikam -AddressSpaces fabrikam.test -DomainSecureEnabled $true",
+    )
+    .await;
+    assert!(out.starts_with(DOMAIN_SECURE_WARNING), "{out}");
+    let out = run(&mut sh, "Get-SendConnector Fabrikam | Format-List").await;
+    assert_eq!(shown(&out, "DomainSecureEnabled"), DOMAIN_SECURE_SHOWN);
+
+    let out = run(
+        &mut sh,
+        "New-SendConnector -Name Northwind -AddressSpaces northwind.test",
+    )
+    .await;
+    assert!(!out.contains("WARNING"), "{out}");
+
+    let out = run(
+        &mut sh,
+        "Set-TransportConfig -TLSReceiveDomainSecureList fabrikam.test",
+    )
+    .await;
+    assert!(
+        out.starts_with(
+            "WARNING: TLSReceiveDomainSecureList is saved but not enforced: hubgate does not implement domain-secure mutual TLS yet."
+        ),
+        "{out}"
+    );
+
+    // The command-line shell prints the warning too.
+    let out = Command::new(env!("CARGO_BIN_EXE_hubgate"))
+        .args([
+            "shell",
+            "-c",
+            "Set-SendConnector Northwind -DomainSecureEnabled $true",
+        ])
+        .env("DATABASE_URL", &setup.db_url)
+        .env("HUBGATE_DATA_DIR", setup.data_dir.path())
+        .env("HUBGATE_SERVER_NAME", FQDN)
+        .env("HUBGATE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with(DOMAIN_SECURE_WARNING), "{stdout}");
 }

@@ -509,3 +509,27 @@ where
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// A private CA (PEM) and, for each name, a server certificate and key it signed (PEM).
+pub fn private_ca(names: &[&str]) -> (String, Vec<(String, String)>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Fabrikam Private CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaves = names
+        .iter()
+        .map(|n| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec![n.to_string()]).unwrap();
+            params.distinguished_name.push(DnType::CommonName, *n);
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        })
+        .collect();
+    (ca_cert.pem(), leaves)
+}
