@@ -231,6 +231,8 @@ fn check_replies(out: &[u8]) {
     let mut rest = out;
     let mut first = true;
     let mut closed = false;
+    // True until the greeting's last line has been read.
+    let mut greeting = true;
     while !rest.is_empty() {
         let end = rest
             .windows(2)
@@ -267,6 +269,14 @@ fn check_replies(out: &[u8]) {
         let last_line = line.len() == 3 || line[3] == b' ';
         if last_line && (code == 221 || code == 421) {
             closed = true;
+        }
+        // A 220 after the greeting answers STARTTLS: what follows is TLS records (a handshake
+        // alert for the fuzzer's bytes), not replies.
+        if last_line && code == 220 && !greeting {
+            return;
+        }
+        if last_line {
+            greeting = false;
         }
     }
 }
