@@ -1,13 +1,14 @@
 //! The mailbox delivery queue (MapiDelivery): one task writes one message at a time to the
 //! recipients' Maildirs; MaxConcurrentMailboxDeliveries tasks run side by side.
 
+use super::Agents;
 use crate::smtp::proto::Reply;
-use crate::transport::queue::manager::{Attempt, Outcome, QueueManager, body_lost_reply};
+use crate::transport::queue::manager::{Attempt, Delivered, Lane, Outcome, body_lost_reply};
 
-pub async fn run(qm: &QueueManager, queue_id: i64) {
-    while let Some(job) = qm.take_job(queue_id) {
-        let mailboxes = qm.mailboxes().clone();
-        let path = qm.spool().path(job.message);
+pub(super) async fn run(agents: &Agents, lane: &dyn Lane) {
+    while let Some(job) = lane.next_job() {
+        let mailboxes = agents.mailboxes.clone();
+        let path = agents.spool.path(job.message);
         let from = job.from.clone();
         let recipients = job.recipients.clone();
         let results = tokio::task::spawn_blocking(move || {
@@ -68,6 +69,11 @@ pub async fn run(qm: &QueueManager, queue_id: i64) {
                 })
             }
         };
-        qm.finish(&job, results, &Attempt::default()).await;
+        lane.delivered(Delivered {
+            job,
+            results,
+            attempt: Attempt::default(),
+        })
+        .await;
     }
 }

@@ -30,7 +30,7 @@ use crate::logs::tracking::{TrackingEvent, TrackingLog};
 use crate::org::{Org, TransportServer};
 use crate::smtp::proto::Reply;
 use crate::transport::categorizer::{self, Resolution};
-use crate::transport::delivery::mailbox::Mailboxes;
+use crate::transport::clock::Clock;
 use crate::transport::dsn::{self, Original, RecipientOutcome, Reporter};
 use crate::transport::routing::{
     Decision, DeliveryType, EffectiveTimeouts, NextHopKey, Route, RoutingTable, effective_timeouts,
@@ -43,6 +43,7 @@ const SUBMIT_BATCH: usize = 256;
 
 mod admin;
 mod categorize;
+mod dispatch;
 mod job;
 mod load;
 mod report;
@@ -50,9 +51,13 @@ mod state;
 mod timers;
 
 use admin::admin_listener;
-pub use categorize::body_lost_reply;
 use categorize::submitter;
-pub use job::{Attempt, Job, JobRecipient, Outcome, Submitted, SubmittedRecipient};
+use dispatch::plan_dispatch;
+use job::GiveBack;
+pub use job::{
+    Attempt, BoxFuture, ConnectionFailed, Deliver, Delivered, Job, JobRecipient, Lane, Outcome,
+    Submitted, SubmittedRecipient, Target, body_lost_reply,
+};
 use load::load_pending;
 use state::*;
 pub use timers::connection_retry_interval;
@@ -61,7 +66,7 @@ use timers::scheduler;
 pub struct Settings {
     pub server_name: String,
     pub fqdn: String,
-    pub data_dir: std::path::PathBuf,
+    pub clock: Arc<dyn Clock>,
 }
 
 struct Inner {
@@ -70,9 +75,10 @@ struct Inner {
     org: watch::Receiver<Arc<Org>>,
     server: String,
     fqdn: String,
-    mailboxes: Mailboxes,
     tracking: TrackingLog,
-    delivery: crate::transport::delivery::smtp::Context,
+    /// How queues are delivered: the manager hands them jobs, never speaks to a next hop.
+    agents: Arc<dyn Deliver>,
+    clock: Arc<dyn Clock>,
     state: Mutex<State>,
     wake: Notify,
     writes: mpsc::UnboundedSender<Write>,
@@ -101,6 +107,7 @@ impl QueueManager {
         org: watch::Receiver<Arc<Org>>,
         settings: Settings,
         tracking: TrackingLog,
+        agents: Arc<dyn Deliver>,
         db_url: Option<String>,
     ) -> Result<QueueManager, sqlx::Error> {
         let (wtx, wrx) = mpsc::unbounded_channel();
@@ -112,8 +119,8 @@ impl QueueManager {
             wrx,
         ));
         let inner = Arc::new(Inner {
-            mailboxes: Mailboxes::new(&settings.data_dir, &settings.fqdn),
-            delivery: crate::transport::delivery::smtp::Context::new(&settings.data_dir),
+            agents,
+            clock: settings.clock.clone(),
             pool: pool.clone(),
             spool,
             org,
@@ -165,108 +172,6 @@ impl QueueManager {
 
     fn write(&self, w: Write) {
         let _ = self.inner.writes.send(w);
-    }
-
-    /// The next message of `queue_id` for a delivery task, its recipients marked in flight.
-    pub fn take_job(&self, queue_id: i64) -> Option<Job> {
-        let mut st = self.state();
-        let st = &mut *st;
-        let q = st.queues.get_mut(&queue_id)?;
-        if q.suspended {
-            return None;
-        }
-        while let Some(id) = q.ready.pop_front() {
-            q.pending.remove(&id);
-            let Some(m) = st.messages.get_mut(&id) else {
-                continue;
-            };
-            if m.suspended {
-                continue;
-            }
-            let mut recipients = Vec::new();
-            for r in m.rcpts.iter_mut() {
-                if r.queue == Some(queue_id)
-                    && r.state == RState::Ready
-                    && r.remove_with_ndr.is_none()
-                {
-                    r.state = RState::InFlight;
-                    recipients.push(JobRecipient {
-                        ordinal: r.ordinal,
-                        address: r.route_address.clone().unwrap_or_else(|| r.address.clone()),
-                        notify: r.notify.clone(),
-                        orcpt: r.orcpt.clone(),
-                    });
-                }
-            }
-            if recipients.is_empty() {
-                continue;
-            }
-            return Some(Job::new(self, &m.meta, recipients));
-        }
-        None
-    }
-
-    /// A delivery task could not reach any host of the queue's next hop: the queue goes to Retry.
-    /// `jobs` are the messages it had taken (they go back), and every waiting recipient shows the error.
-    pub fn connection_failed(
-        &self,
-        queue_id: i64,
-        reply: &Reply,
-        attempt: &Attempt,
-        jobs: Vec<Job>,
-    ) {
-        let now = OffsetDateTime::now_utc();
-        let org = self.inner.org.borrow().clone();
-        let text = reply.one_line();
-        for job in &jobs {
-            job.guard.disarm();
-        }
-        let mut writes = Vec::new();
-        {
-            let mut st = self.state();
-            let st = &mut *st;
-            for job in &jobs {
-                if let Some(m) = st.messages.get_mut(&job.message) {
-                    for r in m.rcpts.iter_mut().filter(|r| r.state == RState::InFlight) {
-                        if job.recipients.iter().any(|j| j.ordinal == r.ordinal) {
-                            r.state = RState::Ready;
-                        }
-                    }
-                }
-                if let Some(q) = st.queues.get_mut(&queue_id) {
-                    q.push(job.message);
-                }
-            }
-            let Some(q) = st.queues.get_mut(&queue_id) else {
-                return;
-            };
-            q.failures += 1;
-            let next = now + connection_retry_interval(&org.server, q.failures);
-            q.last_error = Some(text.clone());
-            q.last_retry = Some(now);
-            q.next_retry = Some(next);
-            writes.push(Write::Queue(queue_row(queue_id, q)));
-            let waiting: Vec<Uuid> = q.ready.iter().copied().collect();
-            for id in waiting {
-                let Some(m) = st.messages.get_mut(&id) else {
-                    continue;
-                };
-                for r in m.rcpts.iter_mut() {
-                    if r.queue == Some(queue_id) && r.state == RState::Ready {
-                        r.retry_count += 1;
-                        r.last_error = Some(text.clone());
-                        r.next_retry = Some(next);
-                        writes.push(Write::Recipient(recipient_row(id, r, "Retry", now)));
-                        writes.push(Write::Attempt(attempt_row(
-                            id, r.ordinal, now, attempt, &text,
-                        )));
-                    }
-                }
-            }
-        }
-        for w in writes {
-            self.write(w);
-        }
     }
 
     fn track_admin(&self, event_id: &str, source: &str, m: &Submitted) {
@@ -362,28 +267,12 @@ impl QueueManager {
         self.inner.wake.notify_one();
     }
 
-    /// A delivery task reached the next hop: the queue's failure count starts again.
-    pub fn connected(&self, queue_id: i64) {
-        let mut st = self.state();
-        if let Some(q) = st.queues.get_mut(&queue_id)
-            && (q.failures > 0 || q.next_retry.is_some())
-        {
-            q.failures = 0;
-            q.next_retry = None;
-            q.last_error = None;
-            let row = queue_row(queue_id, q);
-            drop(st);
-            self.write(Write::Queue(row));
-        }
-    }
-
     /// Records the outcome of one job. Permanent failures are reported (NDR) before they are
     /// written as final, so a crash in between repeats the NDR rather than losing it; when the
     /// NDR cannot be queued they are not final yet (Reporting) and the timers try again.
     pub async fn finish(&self, job: &Job, results: Vec<(i32, Outcome)>, attempt: &Attempt) {
-        let now = OffsetDateTime::now_utc();
+        let now = self.now();
         let org = self.inner.org.borrow().clone();
-        let retry = Duration::from_secs(org.server.message_retry_interval.max(1) as u64);
         let mut failed = Vec::new();
         for (ordinal, outcome) in &results {
             if let Outcome::Failed { reply } = outcome {
@@ -457,9 +346,7 @@ impl QueueManager {
                         ("Failed", reply)
                     }
                     Outcome::Deferred { reply } => {
-                        r.state = RState::Retry;
-                        r.retry_count += 1;
-                        r.next_retry = Some(now + retry);
+                        timers::defer(r, &org.server, now);
                         ("Retry", reply)
                     }
                 };
@@ -541,19 +428,6 @@ impl QueueManager {
         self.inner.wake.notify_one();
     }
 
-    /// A delivery task of `queue_id` ended.
-    pub fn worker_done(&self, queue_id: i64) {
-        let mut st = self.state();
-        let st = &mut *st;
-        if let Some(q) = st.queues.get_mut(&queue_id) {
-            q.connections = q.connections.saturating_sub(1);
-            if q.key.delivery_type != DeliveryType::MapiDelivery {
-                st.outbound = st.outbound.saturating_sub(1);
-            }
-        }
-        self.inner.wake.notify_one();
-    }
-
     pub fn org(&self) -> Arc<Org> {
         self.inner.org.borrow().clone()
     }
@@ -574,15 +448,12 @@ impl QueueManager {
         &self.inner.spool
     }
 
-    pub fn mailboxes(&self) -> &Mailboxes {
-        &self.inner.mailboxes
-    }
-
-    pub fn delivery_context(&self) -> &crate::transport::delivery::smtp::Context {
-        &self.inner.delivery
-    }
-
     pub fn fqdn(&self) -> &str {
         &self.inner.fqdn
+    }
+
+    /// The time every timer decision reads.
+    fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
     }
 }

@@ -25,7 +25,7 @@ impl QueueManager {
             &reporter(&org, &self.inner.fqdn),
             &original,
             &outcomes,
-            OffsetDateTime::now_utc(),
+            self.now(),
         ) else {
             return Ok(());
         };
@@ -178,7 +178,7 @@ impl QueueManager {
                 &original,
                 &outcomes,
                 until,
-                OffsetDateTime::now_utc(),
+                self.now(),
             ) {
                 Some(d) => self.queue_dsn(&meta, d).await,
                 None => Ok(()),
@@ -193,7 +193,7 @@ impl QueueManager {
 
     /// The delay DSN could not be queued: its recipients are due for one again after a backoff.
     fn delay_dsn_failed(&self, message: Uuid, ordinals: &[i32]) {
-        let now = OffsetDateTime::now_utc();
+        let now = self.now();
         let mut writes = Vec::new();
         {
             let mut st = self.state();
