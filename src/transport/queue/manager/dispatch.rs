@@ -25,8 +25,9 @@ impl QueueManager {
         }
     }
 
-    /// The next message of `queue_id` for a delivery task, its recipients marked in flight.
-    pub(super) fn take_job(&self, queue_id: i64) -> Option<Job> {
+    /// The next message of `queue_id` for a delivery task, its recipients marked in flight
+    /// (what a `Lane` hands its agent).
+    pub fn take_job(&self, queue_id: i64) -> Option<Job> {
         let mut st = self.state();
         let st = &mut *st;
         let q = st.queues.get_mut(&queue_id)?;
