@@ -156,13 +156,13 @@ impl QueueManager {
                         continue;
                     }
                 };
-                let domain = forwarded.as_deref().unwrap_or(&address);
-                let domain = domain.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-                let connector = route
-                    .as_ref()
-                    .and_then(|r| org.send_connectors.iter().find(|c| c.id == r.connector_id));
-                let timeouts =
-                    effective_timeouts(&org.server, &org.accepted_domains, connector, domain);
+                let timeouts = timers::timeouts_for(
+                    &org.server,
+                    &org.accepted_domains,
+                    &org.send_connectors,
+                    route.as_ref(),
+                    forwarded.as_deref().unwrap_or(&address),
+                );
                 let mut st = self.state();
                 let st = &mut *st;
                 let Some(m) = st.messages.get_mut(&id) else {
@@ -221,8 +221,7 @@ impl QueueManager {
     /// DSN run meanwhile on the server's timeouts.
     fn submission_failed(&self, id: Uuid, ordinal: i32, org: &Org, address: &str) {
         let now = self.now();
-        let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        let timeouts = effective_timeouts(&org.server, &org.accepted_domains, None, domain);
+        let timeouts = timers::timeouts_for(&org.server, &org.accepted_domains, &[], None, address);
         let row = {
             let mut st = self.state();
             let Some(m) = st.messages.get_mut(&id) else {

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::writer::{self, AdminState, AttemptRow, QueueRow, RecipientRow, RoutedRow, Write};
 use super::{AcceptError, Disposition, Envelope, EnvelopeRecipient, Spool};
 use crate::logs::tracking::{TrackingEvent, TrackingLog};
-use crate::org::{Org, TransportServer};
+use crate::org::{AcceptedDomain, Org, SendConnector, TransportServer};
 use crate::smtp::proto::Reply;
 use crate::transport::categorizer::{self, Resolution};
 use crate::transport::clock::Clock;
@@ -48,6 +48,8 @@ mod job;
 mod load;
 mod report;
 mod state;
+#[cfg(test)]
+mod timer_tests;
 mod timers;
 
 use admin::admin_listener;

@@ -17,7 +17,14 @@ impl QueueManager {
             let st = &mut *st;
             let mut writes = Vec::new();
             for (id, m) in st.messages.iter_mut().filter(|_| scan_timers) {
-                let mut d = scan_message(*id, m, &mut st.queues, &org, now);
+                let mut d = scan_message(
+                    *id,
+                    m,
+                    &mut st.queues,
+                    &org.server,
+                    &org.accepted_domains,
+                    now,
+                );
                 writes.append(&mut d.writes);
                 if !d.is_empty() {
                     due.push((*id, d));
@@ -90,7 +97,8 @@ pub(super) fn scan_message(
     id: Uuid,
     m: &mut Msg,
     queues: &mut HashMap<i64, Queue>,
-    org: &Org,
+    server: &TransportServer,
+    accepted_domains: &[AcceptedDomain],
     now: OffsetDateTime,
 ) -> Due {
     let mut due = Due {
@@ -103,10 +111,10 @@ pub(super) fn scan_message(
     };
     // Exchange decides delay DSNs by the sender: one of ours (InternalDelayDsnEnabled) or anyone
     // else (ExternalDelayDsnEnabled).
-    let delay_dsn = if categorizer::is_internal_sender(&org.accepted_domains, &m.meta.from) {
-        org.server.internal_delay_dsn_enabled
+    let delay_dsn = if categorizer::is_internal_sender(accepted_domains, &m.meta.from) {
+        server.internal_delay_dsn_enabled
     } else {
-        org.server.external_delay_dsn_enabled
+        server.external_delay_dsn_enabled
     };
     for r in m.rcpts.iter_mut() {
         if r.state == RState::Reporting {
@@ -157,6 +165,21 @@ pub(super) fn scan_message(
         }
     }
     due
+}
+
+/// The expiry and delay DSN times of a recipient: its AcceptedDomain's, else the SendConnector's
+/// that routes it, else the TransportServer's. `address` is where it really goes (a contact's
+/// external address).
+pub(super) fn timeouts_for(
+    server: &TransportServer,
+    accepted_domains: &[AcceptedDomain],
+    connectors: &[SendConnector],
+    route: Option<&Route>,
+    address: &str,
+) -> EffectiveTimeouts {
+    let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+    let connector = route.and_then(|r| connectors.iter().find(|c| c.id == r.connector_id));
+    effective_timeouts(server, accepted_domains, connector, domain)
 }
 
 /// A transient failure of one recipient (a 4xx, a dropped connection): it is tried again after
