@@ -127,7 +127,7 @@ impl QueueManager {
 
 impl GiveBack for QueueManager {
     fn abandoned(&self, message: Uuid, ordinals: &[i32], panicked: bool) {
-        QueueManager::abandoned(self, message, ordinals, panicked);
+        self.return_job(message, ordinals, panicked);
     }
 }
 
