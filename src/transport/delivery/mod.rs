@@ -70,7 +70,7 @@ impl Deliver for Agents {
     fn run(self: Arc<Self>, target: Target, lane: Box<dyn Lane>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             match target {
-                Target::Mailbox => local::run(&self, lane.as_ref()).await,
+                Target::Mailbox => local::run(&self.mailboxes, &self.spool, lane.as_ref()).await,
                 Target::Smtp(route) => smtp::run(&self, lane.as_ref(), route).await,
             }
         })

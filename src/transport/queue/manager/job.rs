@@ -166,6 +166,31 @@ impl Job {
     }
 }
 
+#[cfg(test)]
+impl Job {
+    /// A job no manager handed out, for testing a delivery agent alone: dropping it gives
+    /// nothing back.
+    pub(crate) fn detached(message: Uuid, from: &str, recipients: Vec<JobRecipient>) -> Job {
+        Job {
+            message,
+            internal_id: 0,
+            from: from.to_string(),
+            size: 0,
+            body_8bit: false,
+            smtp_utf8: false,
+            env_id: None,
+            ret: None,
+            subject: None,
+            internet_message_id: None,
+            recipients,
+            guard: JobGuard {
+                back: None,
+                finished: std::sync::atomic::AtomicBool::new(false),
+            },
+        }
+    }
+}
+
 /// Where an unreported job's recipients go back to (the manager that handed it out).
 pub(super) trait GiveBack: Send + Sync {
     fn abandoned(&self, message: Uuid, ordinals: &[i32], panicked: bool);
