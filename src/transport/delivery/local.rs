@@ -90,11 +90,13 @@ mod tests {
     use super::*;
     use crate::transport::queue::manager::{BoxFuture, ConnectionFailed, Job, JobRecipient};
 
+    type Results = Vec<(i32, Outcome)>;
+
     /// A queue of ready jobs, and what the agent reported for them.
     #[derive(Default)]
     struct Recorder {
         jobs: Mutex<VecDeque<Job>>,
-        delivered: Mutex<Vec<(Uuid, Vec<(i32, Outcome)>)>>,
+        delivered: Mutex<Vec<(Uuid, Results)>>,
     }
 
     impl Lane for Recorder {
