@@ -132,7 +132,10 @@ impl QueueManager {
                     reference: original.internet_message_id.as_deref(),
                     ..self.own_event("DSN", "DSN", internal_id)
                 });
-                self.submit(Submitted::accepted(&env, internal_id, size));
+                // Its expiry and delay DSN run from the manager's time, like every other timer.
+                let mut dsn = Submitted::accepted(&env, internal_id, size);
+                dsn.received_at = self.now();
+                self.submit(dsn);
                 Ok(())
             }
             Err(e) => Err(DsnError::Queue(e)),
