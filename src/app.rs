@@ -16,6 +16,8 @@ use crate::smtp::server::Gateway;
 use crate::smtp::server::backend::{PgDirectory, PgIntake};
 use crate::smtp::server::limits::ConnectionLimits;
 use crate::smtp::server::listener::Listeners;
+use crate::transport::clock::SystemClock;
+use crate::transport::delivery::Agents;
 use crate::transport::queue::{QueueManager, Spool, manager};
 
 pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
@@ -96,9 +98,17 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         manager::Settings {
             server_name: server_name.clone(),
             fqdn: fqdn.clone(),
-            data_dir: common.data_dir.clone(),
+            clock: SystemClock::shared(),
         },
         tracking.clone(),
+        Agents::new(
+            &common.data_dir,
+            &fqdn,
+            &server_name,
+            spool.clone(),
+            org_rx.clone(),
+            pool.clone(),
+        ),
         Some(db.url.clone()),
     )
     .await

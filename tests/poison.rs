@@ -12,6 +12,8 @@ use common::mail::*;
 use common::*;
 use hubgate::logs::tracking::TrackingLog;
 use hubgate::org::Org;
+use hubgate::transport::clock::SystemClock;
+use hubgate::transport::delivery::Agents;
 use hubgate::transport::queue::manager::{self, QueueManager, Submitted};
 use hubgate::transport::queue::{self, Disposition, Envelope, EnvelopeRecipient, Spool};
 
@@ -35,6 +37,14 @@ async fn a_message_that_panics_delivery_twice_is_poison() {
     let spool = Spool::open(s.data_dir.path()).unwrap();
     let org = Org::load(&s.pool, SERVER).await.unwrap();
     let (_tx, rx) = tokio::sync::watch::channel(Arc::new(org));
+    let agents = Agents::new(
+        s.data_dir.path(),
+        FQDN,
+        SERVER,
+        spool.clone(),
+        rx.clone(),
+        s.pool.clone(),
+    );
     let qm = QueueManager::start(
         s.pool.clone(),
         spool.clone(),
@@ -42,9 +52,10 @@ async fn a_message_that_panics_delivery_twice_is_poison() {
         manager::Settings {
             server_name: SERVER.into(),
             fqdn: FQDN.into(),
-            data_dir: s.data_dir.path().to_path_buf(),
+            clock: SystemClock::shared(),
         },
         TrackingLog::disabled(),
+        agents,
         Some(s.db_url.clone()),
     )
     .await

@@ -531,3 +531,65 @@ async fn mail_contact_forwards_to_its_external_address() {
             .contains("To: carol@contoso.test")
     );
 }
+
+/// The SMTP agent takes its queue's next message through its lane on the open connection, up
+/// to the connector's SmtpMaxMessagesPerConnection, then opens a new one.
+#[tokio::test]
+async fn a_connection_carries_up_to_smtp_max_messages_per_connection() {
+    let port = peer_port();
+    let sink = Sink::with(
+        addr("127.0.0.38", port),
+        SinkOptions {
+            // A slow next hop: the queue fills while the first message is in DATA.
+            delay: Some(0.2),
+            ..Default::default()
+        },
+    );
+    let s = setup().await;
+    configure(
+        &s,
+        &[
+            &format!(
+                "New-SendConnector -Name Three -AddressSpaces 'three.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.38' -Port {port} -SmtpMaxMessagesPerConnection 3"
+            ),
+            "Set-TransportServer HUB1 -MaxPerDomainOutboundConnections 1",
+        ],
+    )
+    .await;
+    let gw = s.start().await;
+    let server = gw.smtp();
+    const N: usize = 10;
+    let script = r#"
+import smtplib, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with smtplib.SMTP(host, port, timeout=30) as s:
+    for i in range(n):
+        s.sendmail("sender@contoso.test", ["r@three.example"], f"Subject: t{i}\r\n\r\nbody\r\n")
+"#;
+    let (ok, out) = python(
+        script,
+        &[
+            &server.ip().to_string(),
+            &server.port().to_string(),
+            &N.to_string(),
+        ],
+    );
+    assert!(ok, "{out}");
+    within(60, "every message delivered", || async {
+        sink.received().len() == N
+    })
+    .await;
+    let mut per_connection: std::collections::HashMap<u16, usize> = Default::default();
+    for r in sink.received() {
+        *per_connection.entry(r.peer.1).or_default() += 1;
+    }
+    let most = per_connection.values().copied().max().unwrap_or(0);
+    assert!(
+        most <= 3,
+        "a connection carried {most} messages: {per_connection:?}"
+    );
+    assert!(
+        most > 1,
+        "no connection carried more than one message: {per_connection:?}"
+    );
+}

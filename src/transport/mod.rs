@@ -1,6 +1,7 @@
 //! What happens to a message after the SMTP session: categorize, then make it durable.
 
 pub mod categorizer;
+pub mod clock;
 pub mod delivery;
 pub mod dsn;
 pub mod headers;

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::Agents;
 use crate::logs::protocol::{LogKind, ProtocolLog};
 use crate::org::SendConnector;
 use crate::org::org_key::{self, KeyError, OrganizationKey};
@@ -16,7 +17,9 @@ use crate::smtp::client::{
     Resolver, SendLog, Target, TlsPolicy, TrustStore, parse_dns_server,
 };
 use crate::smtp::proto::Reply;
-use crate::transport::queue::manager::{Attempt, Job, Outcome, QueueManager, body_lost_reply};
+use crate::transport::queue::manager::{
+    Attempt, ConnectionFailed, Delivered, Job, Lane, Outcome, body_lost_reply,
+};
 use crate::transport::routing::{NextHop, Route};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -69,21 +72,21 @@ impl Context {
     }
 }
 
-/// Runs one connection for queue `queue_id`.
-pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
+/// Runs one connection for the queue behind `lane`.
+pub(super) async fn run(agents: &Agents, lane: &dyn Lane, route: Route) {
     // Work first, connection second: a connection with nothing to send would only EHLO and
     // QUIT (the recipients may all be waiting for their retry time, or taken by another task).
-    let Some(first) = qm.take_job(queue_id) else {
+    let Some(first) = lane.next_job() else {
         return;
     };
-    let mut org = qm.org();
+    let mut org = agents.org();
     // A queue routed with configuration fresher than the watched snapshot (a resubmit right
     // after New-SendConnector) may name a connector the snapshot does not have yet.
     if !org
         .send_connectors
         .iter()
         .any(|c| c.id == route.connector_id)
-        && let Some(fresh) = qm.reload_org().await
+        && let Some(fresh) = agents.reload_org().await
     {
         org = fresh;
     }
@@ -99,20 +102,20 @@ pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
             "4.4.0",
             "The send connector of this queue no longer exists",
         );
-        qm.connection_failed(queue_id, &reply, &Attempt::default(), vec![first]);
+        failed(lane, reply, Attempt::default(), vec![first]);
         return;
     };
     let external = (connector.use_external_dns_servers_enabled
         && !org.server.external_dns_servers.is_empty())
     .then_some(org.server.external_dns_servers.as_slice());
-    let targets = match resolve(qm, &route, external).await {
+    let targets = match resolve(agents, &route, external).await {
         Ok(t) => t,
         Err(e) => {
             let downgrade = connector.error_policies == "DowngradeDnsFailures";
             if e.is_permanent() && !downgrade {
-                fail_queue(qm, queue_id, first, &e.reply()).await;
+                fail_queue(lane, first, &e.reply()).await;
             } else {
-                qm.connection_failed(queue_id, &e.reply(), &Attempt::default(), vec![first]);
+                failed(lane, e.reply(), Attempt::default(), vec![first]);
             }
             return;
         }
@@ -121,11 +124,11 @@ pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
         NextHop::SmartHosts { port, .. } => *port,
         NextHop::Dns { .. } => u16::try_from(connector.port).unwrap_or(25),
     };
-    let auth = match smart_host_credentials(qm.delivery_context(), &connector, &route.next_hop) {
+    let auth = match smart_host_credentials(&agents.smtp, &connector, &route.next_hop) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("send connector \"{}\": {e}", connector.name);
-            qm.connection_failed(queue_id, &e.reply(), &Attempt::default(), Vec::new());
+            failed(lane, e.reply(), Attempt::default(), Vec::new());
             return;
         }
     };
@@ -133,8 +136,8 @@ pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
     let mut client = None;
     'hosts: for t in &targets {
         let cfg = client_config(
-            qm.delivery_context(),
-            qm.fqdn(),
+            &agents.smtp,
+            &agents.fqdn,
             &connector,
             &t.host,
             auth.clone(),
@@ -166,10 +169,10 @@ pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
                 Attempt::default(),
             ),
         };
-        qm.connection_failed(queue_id, &reply, &attempt, vec![first]);
+        failed(lane, reply, attempt, vec![first]);
         return;
     };
-    qm.connected(queue_id);
+    lane.connected();
     let attempt = Attempt {
         host: Some(client.host().to_string()),
         ip: Some(client.remote().ip()),
@@ -178,11 +181,16 @@ pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
     let max = connector.smtp_max_messages_per_connection.max(1) as usize;
     let mut next = Some(first);
     for _ in 0..max {
-        let Some(job) = next.take().or_else(|| qm.take_job(queue_id)) else {
+        let Some(job) = next.take().or_else(|| lane.next_job()) else {
             break;
         };
-        let (results, usable) = send_one(qm, &mut client, &job).await;
-        qm.finish(&job, results, &attempt).await;
+        let (results, usable) = send_one(agents, &mut client, &job).await;
+        lane.delivered(Delivered {
+            job,
+            results,
+            attempt: attempt.clone(),
+        })
+        .await;
         if !usable || !client.is_usable() {
             break;
         }
@@ -191,12 +199,8 @@ pub async fn run(qm: &QueueManager, queue_id: i64, route: Route) {
 }
 
 /// Sends one job; returns the outcomes and whether the connection can carry another message.
-async fn send_one(
-    qm: &QueueManager,
-    client: &mut Client,
-    job: &Job,
-) -> (Vec<(i32, Outcome)>, bool) {
-    let body = match tokio::fs::read(qm.spool().path(job.message)).await {
+async fn send_one(agents: &Agents, client: &mut Client, job: &Job) -> (Vec<(i32, Outcome)>, bool) {
+    let body = match tokio::fs::read(agents.spool.path(job.message)).await {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             tracing::error!("the body of {} is missing from the spool", job.message);
@@ -266,27 +270,41 @@ fn deferred_all(job: &Job, reply: &Reply) -> Vec<(i32, Outcome)> {
 }
 
 /// A permanent DNS answer (no such domain) fails every message waiting in the queue.
-async fn fail_queue(qm: &QueueManager, queue_id: i64, first: Job, reply: &Reply) {
+async fn fail_queue(lane: &dyn Lane, first: Job, reply: &Reply) {
     let bound = 100_000;
     let mut next = Some(first);
     for _ in 0..bound {
-        let Some(job) = next.take().or_else(|| qm.take_job(queue_id)) else {
+        let Some(job) = next.take().or_else(|| lane.next_job()) else {
             break;
         };
         let results = job.all(|| Outcome::Failed {
             reply: reply.clone(),
         });
-        qm.finish(&job, results, &Attempt::default()).await;
+        lane.delivered(Delivered {
+            job,
+            results,
+            attempt: Attempt::default(),
+        })
+        .await;
     }
 }
 
+/// No host could be reached (or the connector is unusable): the queue retries later.
+fn failed(lane: &dyn Lane, reply: Reply, attempt: Attempt, jobs: Vec<Job>) {
+    lane.connection_failed(ConnectionFailed {
+        reply,
+        attempt,
+        jobs,
+    });
+}
+
 async fn resolve(
-    qm: &QueueManager,
+    agents: &Agents,
     route: &Route,
     external: Option<&[String]>,
 ) -> Result<Vec<Target>, DnsError> {
-    let resolver = qm
-        .delivery_context()
+    let resolver = agents
+        .smtp
         .resolver(external)
         .map_err(|e| DnsError::Transient {
             domain: String::new(),

@@ -38,7 +38,7 @@ impl QueueManager {
         admin: AdminState,
     ) -> (Vec<(Uuid, Vec<(i32, Outcome)>)>, Vec<Uuid>, Vec<Uuid>) {
         let mut released = Vec::new();
-        let now = OffsetDateTime::now_utc();
+        let now = self.now();
         let mut removals: HashMap<Uuid, Vec<(i32, Outcome)>> = HashMap::new();
         let mut silent: HashSet<(Uuid, i32)> = HashSet::new();
         let mut reroutes = HashSet::new();

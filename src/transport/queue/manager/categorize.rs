@@ -29,7 +29,7 @@ impl QueueManager {
                             orcpt: r.orcpt.clone(),
                             notify: r.notify.clone(),
                             queue: None,
-                            state: if r.next_retry.is_some_and(|t| t > OffsetDateTime::now_utc()) {
+                            state: if r.next_retry.is_some_and(|t| t > self.now()) {
                                 RState::Retry
                             } else {
                                 RState::Ready
@@ -156,13 +156,13 @@ impl QueueManager {
                         continue;
                     }
                 };
-                let domain = forwarded.as_deref().unwrap_or(&address);
-                let domain = domain.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-                let connector = route
-                    .as_ref()
-                    .and_then(|r| org.send_connectors.iter().find(|c| c.id == r.connector_id));
-                let timeouts =
-                    effective_timeouts(&org.server, &org.accepted_domains, connector, domain);
+                let timeouts = timers::timeouts_for(
+                    &org.server,
+                    &org.accepted_domains,
+                    &org.send_connectors,
+                    route.as_ref(),
+                    forwarded.as_deref().unwrap_or(&address),
+                );
                 let mut st = self.state();
                 let st = &mut *st;
                 let Some(m) = st.messages.get_mut(&id) else {
@@ -189,7 +189,7 @@ impl QueueManager {
                     {
                         r.last_error = Some(err.clone());
                         r.next_retry = Some(next);
-                        held = Some(recipient_row(id, r, "Retry", OffsetDateTime::now_utc()));
+                        held = Some(recipient_row(id, r, "Retry", self.now()));
                     }
                 }
                 let _ = self.inner.writes.send(Write::Routed(RoutedRow {
@@ -220,9 +220,8 @@ impl QueueManager {
     /// tried again after a backoff (the timers resubmit it), and its message's expiry and delay
     /// DSN run meanwhile on the server's timeouts.
     fn submission_failed(&self, id: Uuid, ordinal: i32, org: &Org, address: &str) {
-        let now = OffsetDateTime::now_utc();
-        let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        let timeouts = effective_timeouts(&org.server, &org.accepted_domains, None, domain);
+        let now = self.now();
+        let timeouts = timers::timeouts_for(&org.server, &org.accepted_domains, &[], None, address);
         let row = {
             let mut st = self.state();
             let Some(m) = st.messages.get_mut(&id) else {
@@ -253,7 +252,7 @@ impl QueueManager {
                     r.state = RState::InFlight;
                 }
             }
-            Job::new(self, &m.meta, Vec::new())
+            Job::new(self.give_back(), &m.meta, Vec::new())
         };
         self.finish(&job, results, &Attempt::default()).await;
     }
@@ -321,15 +320,6 @@ fn submission_error_reply() -> Reply {
         451,
         "4.3.0",
         "CAT.Error; the directory or the queue database could not be read, will retry",
-    )
-}
-
-/// The NDR reason for a message whose body was lost from the spool.
-pub fn body_lost_reply() -> Reply {
-    Reply::new(
-        550,
-        "5.3.0",
-        "QUEUE.BodyLost; message body lost from the queue and cannot be delivered",
     )
 }
 

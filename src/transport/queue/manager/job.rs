@@ -1,4 +1,9 @@
-//! What the queue manager hands out and takes back: submitted messages, delivery jobs, outcomes.
+//! The contract between the queue manager and delivery: submitted messages, the jobs a delivery
+//! agent takes from a queue's `Lane`, and the per-recipient outcomes it hands back. Delivery
+//! sees only this file; the manager sees only `Deliver` and `Target`, never how a hop is spoken.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use super::*;
 
@@ -111,9 +116,9 @@ pub struct Attempt {
     pub tls_version: Option<String>,
 }
 
-/// One message's recipients handed to a delivery task. Dropping it without `finish` (a panic
-/// in the delivery code, a cancelled task) gives its recipients back; a panic also counts as a
-/// crash towards PoisonThreshold.
+/// One message's recipients handed to a delivery task. Dropping it without reporting it (a
+/// panic in the delivery code, a cancelled task) gives its recipients back; a panic also counts
+/// as a crash towards PoisonThreshold.
 #[derive(Debug)]
 pub struct Job {
     pub message: Uuid,
@@ -131,7 +136,11 @@ pub struct Job {
 }
 
 impl Job {
-    pub(super) fn new(qm: &QueueManager, meta: &Submitted, recipients: Vec<JobRecipient>) -> Job {
+    pub(super) fn new(
+        back: Arc<dyn GiveBack>,
+        meta: &Submitted,
+        recipients: Vec<JobRecipient>,
+    ) -> Job {
         Job {
             message: meta.id,
             internal_id: meta.internal_id,
@@ -144,7 +153,7 @@ impl Job {
             subject: meta.subject.clone(),
             internet_message_id: meta.internet_message_id.clone(),
             recipients,
-            guard: JobGuard::new(qm),
+            guard: JobGuard::new(back),
         }
     }
 
@@ -157,15 +166,45 @@ impl Job {
     }
 }
 
+#[cfg(test)]
+impl Job {
+    /// A job no manager handed out, for testing a delivery agent alone: dropping it gives
+    /// nothing back.
+    pub(crate) fn detached(message: Uuid, from: &str, recipients: Vec<JobRecipient>) -> Job {
+        Job {
+            message,
+            internal_id: 0,
+            from: from.to_string(),
+            size: 0,
+            body_8bit: false,
+            smtp_utf8: false,
+            env_id: None,
+            ret: None,
+            subject: None,
+            internet_message_id: None,
+            recipients,
+            guard: JobGuard {
+                back: None,
+                finished: std::sync::atomic::AtomicBool::new(false),
+            },
+        }
+    }
+}
+
+/// Where an unreported job's recipients go back to (the manager that handed it out).
+pub(super) trait GiveBack: Send + Sync {
+    fn abandoned(&self, message: Uuid, ordinals: &[i32], panicked: bool);
+}
+
 pub(super) struct JobGuard {
-    pub(super) qm: Option<QueueManager>,
-    pub(super) finished: std::sync::atomic::AtomicBool,
+    back: Option<Arc<dyn GiveBack>>,
+    finished: std::sync::atomic::AtomicBool,
 }
 
 impl JobGuard {
-    pub(super) fn new(qm: &QueueManager) -> JobGuard {
+    fn new(back: Arc<dyn GiveBack>) -> JobGuard {
         JobGuard {
-            qm: Some(qm.clone()),
+            back: Some(back),
             finished: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -191,9 +230,9 @@ impl Drop for Job {
         {
             return;
         }
-        if let Some(qm) = self.guard.qm.take() {
+        if let Some(back) = self.guard.back.take() {
             let ordinals: Vec<i32> = self.recipients.iter().map(|r| r.ordinal).collect();
-            qm.abandoned(self.message, &ordinals, std::thread::panicking());
+            back.abandoned(self.message, &ordinals, std::thread::panicking());
         }
     }
 }
@@ -205,4 +244,60 @@ pub struct JobRecipient {
     pub address: String,
     pub notify: Option<String>,
     pub orcpt: Option<String>,
+}
+
+/// What a delivery queue delivers to: the manager names it, a delivery agent knows how.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// MapiDelivery: this server's mailboxes.
+    Mailbox,
+    /// A next hop reached over SMTP through a send connector.
+    Smtp(Route),
+}
+
+/// One job's per-recipient outcomes and where the attempt went.
+#[derive(Debug)]
+pub struct Delivered {
+    pub job: Job,
+    pub results: Vec<(i32, Outcome)>,
+    pub attempt: Attempt,
+}
+
+/// No host of the next hop could be reached: the queue waits for its retry, the `jobs` taken
+/// for this connection go back, and every waiting recipient shows `reply`.
+#[derive(Debug)]
+pub struct ConnectionFailed {
+    pub reply: Reply,
+    pub attempt: Attempt,
+    pub jobs: Vec<Job>,
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One delivery queue as a delivery agent sees it: where it takes the next message (so one
+/// connection carries several, up to SmtpMaxMessagesPerConnection) and reports what happened.
+pub trait Lane: Send + Sync {
+    /// The next message of this queue, its recipients marked in flight; None when nothing is
+    /// ready (or the queue is suspended).
+    fn next_job(&self) -> Option<Job>;
+    /// The agent reached the next hop: the queue's connection failures are over.
+    fn connected(&self);
+    fn connection_failed(&self, failure: ConnectionFailed);
+    /// Recorded (and any NDR queued) before it returns, so the next job sees the outcome.
+    fn delivered(&self, outcome: Delivered) -> BoxFuture<'_, ()>;
+}
+
+/// The delivery agents (SMTP, mailbox; shadow next): one call runs one connection or one
+/// mailbox worker for a queue, taking jobs from `lane` until it has none or must stop.
+pub trait Deliver: Send + Sync + 'static {
+    fn run(self: Arc<Self>, target: Target, lane: Box<dyn Lane>) -> BoxFuture<'static, ()>;
+}
+
+/// The NDR reason for a message whose body was lost from the spool.
+pub fn body_lost_reply() -> Reply {
+    Reply::new(
+        550,
+        "5.3.0",
+        "QUEUE.BodyLost; message body lost from the queue and cannot be delivered",
+    )
 }

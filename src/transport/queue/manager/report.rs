@@ -25,7 +25,7 @@ impl QueueManager {
             &reporter(&org, &self.inner.fqdn),
             &original,
             &outcomes,
-            OffsetDateTime::now_utc(),
+            self.now(),
         ) else {
             return Ok(());
         };
@@ -132,7 +132,10 @@ impl QueueManager {
                     reference: original.internet_message_id.as_deref(),
                     ..self.own_event("DSN", "DSN", internal_id)
                 });
-                self.submit(Submitted::accepted(&env, internal_id, size));
+                // Its expiry and delay DSN run from the manager's time, like every other timer.
+                let mut dsn = Submitted::accepted(&env, internal_id, size);
+                dsn.received_at = self.now();
+                self.submit(dsn);
                 Ok(())
             }
             Err(e) => Err(DsnError::Queue(e)),
@@ -178,7 +181,7 @@ impl QueueManager {
                 &original,
                 &outcomes,
                 until,
-                OffsetDateTime::now_utc(),
+                self.now(),
             ) {
                 Some(d) => self.queue_dsn(&meta, d).await,
                 None => Ok(()),
@@ -193,7 +196,7 @@ impl QueueManager {
 
     /// The delay DSN could not be queued: its recipients are due for one again after a backoff.
     fn delay_dsn_failed(&self, message: Uuid, ordinals: &[i32]) {
-        let now = OffsetDateTime::now_utc();
+        let now = self.now();
         let mut writes = Vec::new();
         {
             let mut st = self.state();

@@ -1,4 +1,5 @@
-//! The scheduler: retry, delay DSN and expiry timers, and starting delivery tasks.
+//! The scheduler: retry, delay DSN and expiry timers, as pure functions of (state, now,
+//! settings) and the tick that runs them on the manager's clock.
 
 use super::*;
 
@@ -8,176 +9,185 @@ impl QueueManager {
     /// every queued recipient (retry due, delay DSN, expiry). The scan is O(queued recipients),
     /// so it runs every TICK, not on every outcome.
     pub(super) async fn tick(&self, scan_timers: bool) {
-        let now = OffsetDateTime::now_utc();
+        let now = self.now();
         let org = self.inner.org.borrow().clone();
-        let mut expired: Vec<(Uuid, Vec<(i32, Outcome)>)> = Vec::new();
-        let mut delayed: Vec<(Uuid, Vec<i32>, OffsetDateTime)> = Vec::new();
-        let mut spawn: Vec<(i64, Option<Route>, DeliveryType)> = Vec::new();
-        let mut reports: Vec<(Uuid, Vec<(i32, Outcome)>)> = Vec::new();
-        let mut resubmit: Vec<Uuid> = Vec::new();
-        let mut writes = Vec::new();
-        {
+        let mut due: Vec<(Uuid, Due)> = Vec::new();
+        let (writes, starts) = {
             let mut st = self.state();
             let st = &mut *st;
+            let mut writes = Vec::new();
             for (id, m) in st.messages.iter_mut().filter(|_| scan_timers) {
-                let mut exp = Vec::new();
-                let mut del = Vec::new();
-                let mut until = now;
-                let mut rep = Vec::new();
-                let mut unrouted = false;
-                // Exchange decides delay DSNs by the sender: one of ours (InternalDelayDsnEnabled)
-                // or anyone else (ExternalDelayDsnEnabled).
-                let delay_dsn =
-                    if categorizer::is_internal_sender(&org.accepted_domains, &m.meta.from) {
-                        org.server.internal_delay_dsn_enabled
-                    } else {
-                        org.server.external_delay_dsn_enabled
-                    };
-                for r in m.rcpts.iter_mut() {
-                    if r.state == RState::Reporting {
-                        if r.dsn_due.is_none_or(|t| t <= now)
-                            && let Some(reply) = r.final_reply.clone()
-                        {
-                            rep.push((r.ordinal, Outcome::Failed { reply }));
-                        }
-                        continue;
-                    }
-                    if matches!(r.state, RState::Done | RState::InFlight) {
-                        continue;
-                    }
-                    let Some(t) = r.timeouts else { continue };
-                    let expires = m.meta.received_at + t.message_expiration_timeout;
-                    if now >= expires {
-                        let unreachable = r
-                            .queue
-                            .and_then(|q| st.queues.get(&q))
-                            .is_some_and(|q| q.key.delivery_type == DeliveryType::Unreachable);
-                        let reply = if unreachable {
-                            Decision::no_next_hop_reply()
-                        } else {
-                            Reply::new(550, "4.4.7", "QUEUE.Expired; message expired")
-                        };
-                        exp.push((r.ordinal, Outcome::Failed { reply }));
-                        continue;
-                    }
-                    let delay_due = m.meta.received_at + t.delay_notification_timeout;
-                    if !r.delay_notified
-                        && now >= delay_due
-                        && delay_dsn
-                        && r.dsn_due.is_none_or(|t| t <= now)
-                    {
-                        r.delay_notified = true;
-                        del.push(r.ordinal);
-                        until = until.max(expires);
-                        writes.push(Write::Recipient(recipient_row(
-                            *id,
-                            r,
-                            if r.retry_count > 0 { "Retry" } else { "Ready" },
-                            now,
-                        )));
-                    }
-                    if r.state == RState::Retry && r.next_retry.is_none_or(|t| t <= now) {
-                        r.state = RState::Ready;
-                        match r.queue.and_then(|q| st.queues.get_mut(&q)) {
-                            Some(q) => q.push(*id),
-                            // Still in Submission after a categorizer or routing error: again.
-                            None => unrouted = true,
-                        }
-                    }
-                }
-                if !exp.is_empty() {
-                    expired.push((*id, exp));
-                }
-                if !rep.is_empty() {
-                    reports.push((*id, rep));
-                }
-                if unrouted {
-                    resubmit.push(*id);
-                }
-                if !del.is_empty() {
-                    delayed.push((*id, del, until));
+                let mut d = scan_message(
+                    *id,
+                    m,
+                    &mut st.queues,
+                    &org.server,
+                    &org.accepted_domains,
+                    now,
+                );
+                writes.append(&mut d.writes);
+                if !d.is_empty() {
+                    due.push((*id, d));
                 }
             }
-            let max_total = org
-                .server
-                .max_outbound_connections
-                .map(|n| n as usize)
-                .unwrap_or(usize::MAX);
-            let per_domain = org
-                .server
-                .max_per_domain_outbound_connections
-                .map(|n| n as usize)
-                .unwrap_or(usize::MAX);
-            let mailbox_cap = org.server.max_concurrent_mailbox_deliveries.max(1) as usize;
-            for (id, q) in st.queues.iter_mut() {
-                let status = q.shown_status();
-                if status != q.status {
-                    q.status = status;
-                    writes.push(Write::Queue(queue_row(*id, q)));
-                }
-                if q.suspended
-                    || q.ready.is_empty()
-                    || q.key.delivery_type == DeliveryType::Unreachable
-                {
-                    continue;
-                }
-                if q.next_retry.is_some_and(|t| t > now) {
-                    continue;
-                }
-                let local = q.key.delivery_type == DeliveryType::MapiDelivery;
-                let cap = if local {
-                    mailbox_cap
-                } else if q.failures > 0 || q.next_retry.is_some() {
-                    1
-                } else {
-                    per_domain
-                };
-                let want = q.ready.len().min(cap);
-                while q.connections < want && (local || st.outbound < max_total) {
-                    q.connections += 1;
-                    if !local {
-                        st.outbound += 1;
-                    }
-                    spawn.push((*id, q.route.clone(), q.key.delivery_type));
-                }
-                if q.connections > 0 && q.status != "Active" && !q.suspended {
-                    q.status = "Active";
-                    writes.push(Write::Queue(queue_row(*id, q)));
-                }
-            }
-        }
+            let (mut w, starts) = plan_dispatch(st, &org.server, now);
+            writes.append(&mut w);
+            (writes, starts)
+        };
         for w in writes {
             self.write(w);
         }
-        for (queue_id, route, kind) in spawn {
-            let qm = self.clone();
-            tokio::spawn(async move {
-                // The delivery runs in a task of its own so that a panic in it still ends with
-                // worker_done (the Job's guard has already given its recipients back).
-                let worker = qm.clone();
-                let run = tokio::spawn(async move {
-                    if kind == DeliveryType::MapiDelivery {
-                        crate::transport::delivery::local::run(&worker, queue_id).await;
-                    } else if let Some(route) = route {
-                        crate::transport::delivery::smtp::run(&worker, queue_id, route).await;
-                    }
-                });
-                if let Err(e) = run.await {
-                    tracing::error!("a delivery task of queue {queue_id} failed: {e}");
-                }
-                qm.worker_done(queue_id);
-            });
+        self.start_agents(starts);
+        for (id, d) in &due {
+            if d.unrouted {
+                let _ = self.inner.submissions.send(Submission::Retry(*id));
+            }
         }
-        for id in resubmit {
-            let _ = self.inner.submissions.send(Submission::Retry(id));
-        }
+        let expired: Vec<_> = due
+            .iter_mut()
+            .map(|(id, d)| (*id, std::mem::take(&mut d.expired)))
+            .collect();
+        let reports: Vec<_> = due
+            .iter_mut()
+            .map(|(id, d)| (*id, std::mem::take(&mut d.reports)))
+            .collect();
         for (id, results) in expired.into_iter().chain(reports) {
-            self.finish_without_job(id, results).await;
+            if !results.is_empty() {
+                self.finish_without_job(id, results).await;
+            }
         }
-        for (id, ordinals, until) in delayed {
-            self.report_delay(id, &ordinals, until).await;
+        for (id, d) in due {
+            if !d.delayed.is_empty() {
+                self.report_delay(id, &d.delayed, d.until).await;
+            }
         }
     }
+}
+
+/// What the timers found due for one message.
+#[derive(Debug)]
+pub(super) struct Due {
+    /// Recipients past their MessageExpirationTimeout, failed with the reply their NDR carries.
+    pub(super) expired: Vec<(i32, Outcome)>,
+    /// Failed recipients whose NDR could not be queued, due to be tried again.
+    pub(super) reports: Vec<(i32, Outcome)>,
+    /// Recipients past their DelayNotificationTimeout, owed a delay DSN...
+    pub(super) delayed: Vec<i32>,
+    /// ...which says they are tried until this (their latest expiry).
+    pub(super) until: OffsetDateTime,
+    /// A recipient still in Submission (a categorizer or routing error) is due again.
+    pub(super) unrouted: bool,
+    /// Rows to persist (a delay DSN sent).
+    pub(super) writes: Vec<Write>,
+}
+
+impl Due {
+    fn is_empty(&self) -> bool {
+        self.expired.is_empty()
+            && self.reports.is_empty()
+            && self.delayed.is_empty()
+            && !self.unrouted
+    }
+}
+
+/// The timers of one message at `now`: expiry, delay DSN, retry due (the recipient is ready
+/// again and rejoins its queue). The expiry and delay times are the recipient's own, resolved at
+/// routing from the AcceptedDomain, the SendConnector and the TransportServer.
+pub(super) fn scan_message(
+    id: Uuid,
+    m: &mut Msg,
+    queues: &mut HashMap<i64, Queue>,
+    server: &TransportServer,
+    accepted_domains: &[AcceptedDomain],
+    now: OffsetDateTime,
+) -> Due {
+    let mut due = Due {
+        expired: Vec::new(),
+        reports: Vec::new(),
+        delayed: Vec::new(),
+        until: now,
+        unrouted: false,
+        writes: Vec::new(),
+    };
+    // Exchange decides delay DSNs by the sender: one of ours (InternalDelayDsnEnabled) or anyone
+    // else (ExternalDelayDsnEnabled).
+    let delay_dsn = if categorizer::is_internal_sender(accepted_domains, &m.meta.from) {
+        server.internal_delay_dsn_enabled
+    } else {
+        server.external_delay_dsn_enabled
+    };
+    for r in m.rcpts.iter_mut() {
+        if r.state == RState::Reporting {
+            if r.dsn_due.is_none_or(|t| t <= now)
+                && let Some(reply) = r.final_reply.clone()
+            {
+                due.reports.push((r.ordinal, Outcome::Failed { reply }));
+            }
+            continue;
+        }
+        if matches!(r.state, RState::Done | RState::InFlight) {
+            continue;
+        }
+        let Some(t) = r.timeouts else { continue };
+        let expires = m.meta.received_at + t.message_expiration_timeout;
+        if now >= expires {
+            let unreachable = r
+                .queue
+                .and_then(|q| queues.get(&q))
+                .is_some_and(|q| q.key.delivery_type == DeliveryType::Unreachable);
+            let reply = if unreachable {
+                Decision::no_next_hop_reply()
+            } else {
+                Reply::new(550, "4.4.7", "QUEUE.Expired; message expired")
+            };
+            due.expired.push((r.ordinal, Outcome::Failed { reply }));
+            continue;
+        }
+        let delay_due = m.meta.received_at + t.delay_notification_timeout;
+        if !r.delay_notified && now >= delay_due && delay_dsn && r.dsn_due.is_none_or(|t| t <= now)
+        {
+            r.delay_notified = true;
+            due.delayed.push(r.ordinal);
+            due.until = due.until.max(expires);
+            due.writes.push(Write::Recipient(recipient_row(
+                id,
+                r,
+                if r.retry_count > 0 { "Retry" } else { "Ready" },
+                now,
+            )));
+        }
+        if r.state == RState::Retry && r.next_retry.is_none_or(|t| t <= now) {
+            r.state = RState::Ready;
+            match r.queue.and_then(|q| queues.get_mut(&q)) {
+                Some(q) => q.push(id),
+                None => due.unrouted = true,
+            }
+        }
+    }
+    due
+}
+
+/// The expiry and delay DSN times of a recipient: its AcceptedDomain's, else the SendConnector's
+/// that routes it, else the TransportServer's. `address` is where it really goes (a contact's
+/// external address).
+pub(super) fn timeouts_for(
+    server: &TransportServer,
+    accepted_domains: &[AcceptedDomain],
+    connectors: &[SendConnector],
+    route: Option<&Route>,
+    address: &str,
+) -> EffectiveTimeouts {
+    let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+    let connector = route.and_then(|r| connectors.iter().find(|c| c.id == r.connector_id));
+    effective_timeouts(server, accepted_domains, connector, domain)
+}
+
+/// A transient failure of one recipient (a 4xx, a dropped connection): it is tried again after
+/// MessageRetryInterval.
+pub(super) fn defer(r: &mut Rcpt, server: &TransportServer, now: OffsetDateTime) {
+    r.state = RState::Retry;
+    r.retry_count += 1;
+    r.next_retry = Some(now + Duration::from_secs(server.message_retry_interval.max(1) as u64));
 }
 
 /// How long a queue waits after its `failures`-th consecutive connection failure (reference
@@ -193,15 +203,16 @@ pub fn connection_retry_interval(server: &TransportServer, failures: u32) -> Dur
 }
 
 pub(super) async fn scheduler(qm: QueueManager) {
-    let mut last_scan = tokio::time::Instant::now();
+    let clock = qm.inner.clock.clone();
+    let mut last_scan = clock.monotonic();
     loop {
         tokio::select! {
             _ = qm.inner.wake.notified() => {}
-            _ = tokio::time::sleep(TICK) => {}
+            _ = clock.sleep(TICK) => {}
         }
-        let scan = last_scan.elapsed() >= TICK;
+        let scan = clock.monotonic().saturating_sub(last_scan) >= TICK;
         if scan {
-            last_scan = tokio::time::Instant::now();
+            last_scan = clock.monotonic();
         }
         qm.tick(scan).await;
     }

@@ -1,0 +1,215 @@
+//! What a job's outcome does to the state: delivered recipients are done, failed ones reported
+//! (NDR) and done, deferred ones wait for their retry; a job dropped unreported goes back.
+
+use super::*;
+
+impl QueueManager {
+    /// A job was dropped unfinished. After a panic in its delivery the message counts a crash,
+    /// and at PoisonThreshold crashes it goes to the Poison queue (permanently suspended until an
+    /// administrator releases it); otherwise its recipients are ready again.
+    pub(super) fn return_job(&self, message: Uuid, ordinals: &[i32], panicked: bool) {
+        let org = self.inner.org.borrow().clone();
+        let mut write = None;
+        {
+            let mut st = self.state();
+            let st = &mut *st;
+            let Some(m) = st.messages.get_mut(&message) else {
+                return;
+            };
+            if panicked {
+                m.crashes += 1;
+                let poison = org.server.poison_message_detection_enabled
+                    && m.crashes >= org.server.poison_threshold;
+                write = Some(Write::Crashed {
+                    message,
+                    crash_count: m.crashes,
+                    poison,
+                });
+                if poison {
+                    self.track_admin("POISONMESSAGE", "POISONMESSAGE", &m.meta);
+                    tracing::error!(
+                        "message {message} crashed delivery {} times: moved to the Poison queue",
+                        m.crashes
+                    );
+                    st.messages.remove(&message);
+                    st.poisoned.insert(message);
+                }
+            }
+            if let Some(m) = st.messages.get_mut(&message) {
+                for r in m.rcpts.iter_mut() {
+                    if r.state == RState::InFlight && ordinals.contains(&r.ordinal) {
+                        r.state = RState::Ready;
+                        if let Some(q) = r.queue.and_then(|q| st.queues.get_mut(&q)) {
+                            q.push(message);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(w) = write {
+            self.write(w);
+        }
+        self.inner.wake.notify_one();
+    }
+
+    /// Records the outcome of one job. Permanent failures are reported (NDR) before they are
+    /// written as final, so a crash in between repeats the NDR rather than losing it; when the
+    /// NDR cannot be queued they are not final yet (Reporting) and the timers try again.
+    pub async fn finish(&self, job: &Job, results: Vec<(i32, Outcome)>, attempt: &Attempt) {
+        let now = self.now();
+        let org = self.inner.org.borrow().clone();
+        let mut failed = Vec::new();
+        for (ordinal, outcome) in &results {
+            if let Outcome::Failed { reply } = outcome {
+                failed.push((*ordinal, reply.clone()));
+            }
+        }
+        // An NDR that cannot be queued (database down, disk full) keeps its recipients, and so
+        // the message, until a later try queues it: the sender must hear, and nothing is lost.
+        let mut report_pending = false;
+        if !failed.is_empty()
+            && let Err(e) = self
+                .report_failures(job.message, &failed, attempt.host.clone())
+                .await
+        {
+            tracing::error!(
+                "the NDR for message {} was not queued, it will be retried: {e}",
+                job.message
+            );
+            report_pending = true;
+        }
+        let mut writes = Vec::new();
+        let mut events = Vec::new();
+        {
+            let mut st = self.state();
+            let st = &mut *st;
+            let Some(m) = st.messages.get_mut(&job.message) else {
+                return;
+            };
+            let first_try = m.rcpts.iter().all(|r| r.retry_count == 0);
+            for (ordinal, outcome) in results {
+                let Some(r) = m.rcpts.iter_mut().find(|r| r.ordinal == ordinal) else {
+                    continue;
+                };
+                let (status, reply) = match outcome {
+                    Outcome::Delivered { reply } => {
+                        r.state = RState::Done;
+                        ("Delivered", reply)
+                    }
+                    Outcome::Failed { reply } if report_pending => {
+                        let retried = r.dsn_failures > 0;
+                        r.state = RState::Reporting;
+                        r.dsn_failures = r.dsn_failures.saturating_add(1);
+                        r.dsn_due = Some(now + report::dsn_backoff(r.dsn_failures));
+                        r.final_reply = Some(reply.clone());
+                        r.last_error = Some(reply.one_line());
+                        if attempt.host.is_some() {
+                            r.remote_mta = attempt.host.clone();
+                        }
+                        // Shown (and kept across a restart) as waiting for a retry: after a
+                        // restart the recipient is tried again and fails again, or is delivered.
+                        r.next_retry = r.dsn_due;
+                        writes.push(Write::Recipient(recipient_row(
+                            job.message,
+                            r,
+                            "Retry",
+                            now,
+                        )));
+                        if !retried {
+                            writes.push(Write::Attempt(attempt_row(
+                                job.message,
+                                ordinal,
+                                now,
+                                attempt,
+                                &reply.one_line(),
+                            )));
+                        }
+                        continue;
+                    }
+                    Outcome::Failed { reply } => {
+                        r.state = RState::Done;
+                        ("Failed", reply)
+                    }
+                    Outcome::Deferred { reply } => {
+                        timers::defer(r, &org.server, now);
+                        ("Retry", reply)
+                    }
+                };
+                let text = reply.one_line();
+                r.last_error = (status != "Delivered").then(|| text.clone());
+                if attempt.host.is_some() {
+                    r.remote_mta = attempt.host.clone();
+                }
+                events.push((
+                    status,
+                    r.route_address.clone().unwrap_or(r.address.clone()),
+                    text.clone(),
+                ));
+                writes.push(Write::Recipient(recipient_row(job.message, r, status, now)));
+                // A DSN retry's attempt was recorded when the recipient failed.
+                let dsn_retry = status == "Failed" && r.dsn_failures > 0;
+                if !(dsn_retry || first_try && status == "Delivered") {
+                    writes.push(Write::Attempt(attempt_row(
+                        job.message,
+                        ordinal,
+                        now,
+                        attempt,
+                        &text,
+                    )));
+                }
+            }
+            if m.rcpts.iter().all(|r| r.state == RState::Done) {
+                st.messages.remove(&job.message);
+                writes.retain(|w| !matches!(w, Write::Recipient(_) | Write::Attempt(_)));
+                writes.push(Write::Delete(job.message));
+            }
+        }
+        for w in writes {
+            self.write(w);
+        }
+        // One tracking line per event of this attempt, its recipients `;`-joined, as Exchange
+        // writes them.
+        let tracking = &self.inner.tracking;
+        for status in ["Delivered", "Failed", "Retry"] {
+            let (recipients, statuses): (Vec<&str>, Vec<&str>) = events
+                .iter()
+                .filter(|(s, _, _)| *s == status)
+                .map(|(_, a, t)| (a.as_str(), t.as_str()))
+                .unzip();
+            if recipients.is_empty() {
+                continue;
+            }
+            let local = attempt.ip.is_none();
+            let (event_id, source) = match status {
+                "Delivered" if local => ("DELIVER", "STOREDRIVER"),
+                "Delivered" => ("SEND", "SMTP"),
+                "Failed" => ("FAIL", "SMTP"),
+                _ => ("DEFER", "SMTP"),
+            };
+            tracking.record(&TrackingEvent {
+                event_id,
+                source,
+                client_ip: None,
+                client_hostname: Some(&self.inner.fqdn),
+                server_ip: attempt.ip,
+                server_hostname: attempt.host.as_deref(),
+                source_context: None,
+                connector_id: None,
+                internal_message_id: job.internal_id,
+                message_id: job.internet_message_id.as_deref(),
+                recipients: &recipients,
+                recipient_status: &statuses,
+                total_bytes: job.size,
+                related_recipient_address: None,
+                reference: None,
+                subject: job.subject.as_deref(),
+                sender: &job.from,
+                return_path: &job.from,
+                message_info: None,
+                directionality: None,
+            });
+        }
+        job.guard.disarm();
+        self.inner.wake.notify_one();
+    }
+}
