@@ -17,8 +17,11 @@ impl QueueManager {
         let mut failures: Vec<(Uuid, Vec<(i32, Reply)>)> = Vec::new();
         for item in items {
             let (id, todo) = match item {
-                Submission::New(m) => {
+                Submission::New(mut m) => {
                     let id = m.id;
+                    if let Some(held) = self.state().held.remove(&id) {
+                        held.apply(&mut m);
+                    }
                     let rcpts: Vec<Rcpt> = m
                         .recipients
                         .iter()
@@ -27,7 +30,12 @@ impl QueueManager {
                             address: r.address.clone(),
                             route_address: None,
                             orcpt: r.orcpt.clone(),
-                            notify: r.notify.clone(),
+                            // Removed without an NDR: nobody is told, whatever happens.
+                            notify: if r.remove_with_ndr == Some(false) {
+                                Some("NEVER".into())
+                            } else {
+                                r.notify.clone()
+                            },
                             queue: None,
                             state: if r.next_retry.is_some_and(|t| t > OffsetDateTime::now_utc()) {
                                 RState::Retry

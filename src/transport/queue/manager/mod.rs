@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use super::writer::{self, AdminState, AttemptRow, QueueRow, RecipientRow, RoutedRow, Write};
+use super::writer::{self, AdminRow, AttemptRow, QueueRow, RecipientRow, RoutedRow, Write};
 use super::{AcceptError, Disposition, Envelope, EnvelopeRecipient, Spool};
 use crate::logs::tracking::{TrackingEvent, TrackingLog};
 use crate::org::{Org, TransportServer};
@@ -49,7 +49,7 @@ mod report;
 mod state;
 mod timers;
 
-use admin::admin_listener;
+use admin::command_listener;
 pub use categorize::body_lost_reply;
 use categorize::submitter;
 pub use job::{Attempt, Job, JobRecipient, Outcome, Submitted, SubmittedRecipient};
@@ -105,12 +105,7 @@ impl QueueManager {
     ) -> Result<QueueManager, sqlx::Error> {
         let (wtx, wrx) = mpsc::unbounded_channel();
         let (stx, srx) = mpsc::unbounded_channel();
-        tokio::spawn(writer::run(
-            pool.clone(),
-            spool.clone(),
-            settings.server_name.clone(),
-            wrx,
-        ));
+        tokio::spawn(writer::run(pool.clone(), spool.clone(), wrx));
         let inner = Arc::new(Inner {
             mailboxes: Mailboxes::new(&settings.data_dir, &settings.fqdn),
             delivery: crate::transport::delivery::smtp::Context::new(&settings.data_dir),
@@ -126,6 +121,18 @@ impl QueueManager {
             submissions: stx,
         });
         let qm = QueueManager { inner };
+        // The queue writer's lock says this gateway runs; commands recorded while it did not
+        // are applied to the stored state before it is loaded.
+        let mut lock = match &db_url {
+            Some(_) => admin::take_writer_lock(&pool, &settings.server_name).await,
+            None => None,
+        };
+        if let Some(conn) = lock.as_mut()
+            && let Err(e) =
+                crate::transport::queue::ops::command::run_stored(conn, &settings.server_name).await
+        {
+            tracing::warn!("applying the recorded queue commands: {e}");
+        }
         let poisoned: Vec<(Uuid,)> =
             sqlx::query_as("SELECT id FROM message WHERE server = $1 AND poison")
                 .bind(&settings.server_name)
@@ -149,7 +156,7 @@ impl QueueManager {
         tokio::spawn(submitter(qm.clone(), srx));
         tokio::spawn(scheduler(qm.clone()));
         if let Some(url) = db_url {
-            tokio::spawn(admin_listener(qm.clone(), url));
+            tokio::spawn(command_listener(qm.clone(), url, lock));
         }
         Ok(qm)
     }

@@ -93,6 +93,8 @@ pub(super) struct State {
     pub(super) outbound: usize,
     /// Messages in the Poison queue: not held here, but watched for Resume-Message.
     pub(super) poisoned: HashSet<Uuid>,
+    /// Queue commands on messages accepted but not filed by the submitter yet.
+    pub(super) held: HashMap<Uuid, super::admin::Held>,
 }
 
 pub(super) fn queue_row(id: i64, q: &Queue) -> QueueRow {

@@ -45,6 +45,18 @@ impl QueueManager {
                     if matches!(r.state, RState::Done | RState::InFlight) {
                         continue;
                     }
+                    // Remove-Message on a recipient that was in flight (and not delivered), or
+                    // loaded marked: finalised here, once (in flight until then).
+                    if r.remove_with_ndr.is_some() {
+                        r.state = RState::InFlight;
+                        exp.push((
+                            r.ordinal,
+                            Outcome::Failed {
+                                reply: super::admin::removal_reply(),
+                            },
+                        ));
+                        continue;
+                    }
                     let Some(t) = r.timeouts else { continue };
                     let expires = m.meta.received_at + t.message_expiration_timeout;
                     if now >= expires {
