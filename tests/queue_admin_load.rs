@@ -221,6 +221,13 @@ async fn queue_commands_under_load_never_lose_duplicate_or_resurrect_a_recipient
     })
     .await;
     let ndrs = reported(&gw);
+    eprintln!(
+        "delivered {}, removed with NDR {} ({} NDRs), without {}",
+        delivered.len(),
+        with_ndr.len(),
+        ndrs.len(),
+        without_ndr.len()
+    );
     for k in 0..TOTAL {
         let a = format!("m{k}@load.example");
         let sent = times.contains_key(&a);
