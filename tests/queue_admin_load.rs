@@ -351,3 +351,74 @@ async fn a_command_issued_while_the_gateway_is_stopped_says_so_and_applies_when_
     let (ok, _, err) = shell_process(&gw.setup, &format!("Resume-Queue HUB1\\{q}"));
     assert!(ok && !err.contains("WARNING"), "{err}");
 }
+
+#[tokio::test]
+async fn a_recipient_removed_in_flight_is_removed_when_its_attempt_does_not_deliver_it() {
+    let sink = Sink::with(
+        addr("127.0.0.193", PEER_PORT),
+        SinkOptions {
+            // A long DATA keeps both recipients in flight while the removal arrives.
+            delay: Some(3.0),
+            tempfail: vec!["later@slow.example".into()],
+            ..Default::default()
+        },
+    );
+    let s = setup().await;
+    configure(
+        &s,
+        &[
+            &format!(
+                "New-SendConnector -Name Slow -AddressSpaces 'slow.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.193' -Port {PEER_PORT}"
+            ),
+            "Set-TransportServer HUB1 -MessageRetryInterval 00:00:01",
+        ],
+    )
+    .await;
+    let gw = s.start().await;
+    send(
+        &gw,
+        &["now@slow.example", "later@slow.example"],
+        "in flight",
+    );
+    within(30, "the attempt under way", || async {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM delivery_queue WHERE status = 'Active'")
+                .fetch_one(gw.pool())
+                .await
+                .unwrap();
+        n == 1
+    })
+    .await;
+    let (id,): (i64,) = sqlx::query_as("SELECT internal_id FROM message")
+        .fetch_one(gw.pool())
+        .await
+        .unwrap();
+    run(&gw, &format!("Remove-Message HUB1\\*\\{id}")).await;
+    // The attempt delivers one recipient and is deferred for the other: the deferred one is
+    // removed (and reported), not retried.
+    let dir = gw.data_dir();
+    within(
+        60,
+        "the deferred recipient removed and reported",
+        || async {
+            mailbox(&dir, SENDER)
+                .iter()
+                .any(|m| m.contains("QUEUE.Admin") && m.contains("later@slow.example"))
+        },
+    )
+    .await;
+    within(30, "nothing left in the queues", || async {
+        gw.message_count().await == 0
+    })
+    .await;
+    assert_eq!(sink.recipients(), ["now@slow.example"]);
+    let ndrs = mailbox(&dir, SENDER);
+    assert_eq!(ndrs.len(), 1, "{ndrs:?}");
+    // It reports the removed recipient only (the returned original still names both).
+    assert!(
+        ndrs[0].contains("Final-Recipient: rfc822;later@slow.example")
+            && !ndrs[0].contains("Final-Recipient: rfc822;now@slow.example"),
+        "{}",
+        ndrs[0]
+    );
+}
