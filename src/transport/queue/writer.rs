@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::Spool;
+use super::{QueueStatus, RecipientStatus, Spool};
 
 /// Most writes gathered into one transaction.
 const MAX_BATCH: usize = 2048;
@@ -37,7 +37,7 @@ pub struct RoutedRow {
 pub struct RecipientRow {
     pub message: Uuid,
     pub ordinal: i32,
-    pub status: &'static str,
+    pub status: RecipientStatus,
     pub retry_count: i32,
     pub last_error: Option<String>,
     pub last_retry: Option<OffsetDateTime>,
@@ -61,7 +61,7 @@ pub struct AttemptRow {
 #[derive(Debug)]
 pub struct QueueRow {
     pub id: i64,
-    pub status: &'static str,
+    pub status: QueueStatus,
     pub last_error: Option<String>,
     pub last_retry: Option<OffsetDateTime>,
     pub next_retry: Option<OffsetDateTime>,
@@ -253,7 +253,7 @@ async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
         )
         .bind(r.iter().map(|x| x.message).collect::<Vec<_>>())
         .bind(r.iter().map(|x| x.ordinal).collect::<Vec<_>>())
-        .bind(r.iter().map(|x| x.status).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.status.as_str()).collect::<Vec<_>>())
         .bind(r.iter().map(|x| x.retry_count).collect::<Vec<_>>())
         .bind(r.iter().map(|x| x.last_error.clone()).collect::<Vec<_>>())
         .bind(r.iter().map(|x| x.last_retry).collect::<Vec<_>>())
@@ -287,7 +287,7 @@ async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
              WHERE id = $1",
         )
         .bind(q.id)
-        .bind(q.status)
+        .bind(q.status.as_str())
         .bind(&q.last_error)
         .bind(q.last_retry)
         .bind(q.next_retry)

@@ -197,7 +197,12 @@ impl QueueManager {
                     {
                         r.last_error = Some(err.clone());
                         r.next_retry = Some(next);
-                        held = Some(recipient_row(id, r, "Retry", OffsetDateTime::now_utc()));
+                        held = Some(recipient_row(
+                            id,
+                            r,
+                            RecipientStatus::Retry,
+                            OffsetDateTime::now_utc(),
+                        ));
                     }
                 }
                 let _ = self.inner.writes.send(Write::Routed(RoutedRow {
@@ -244,7 +249,7 @@ impl QueueManager {
             r.next_retry = Some(now + submission_backoff(r.submit_failures));
             r.last_error = Some(submission_error_reply().one_line());
             r.timeouts.get_or_insert(timeouts);
-            recipient_row(id, r, "Retry", now)
+            recipient_row(id, r, RecipientStatus::Retry, now)
         };
         self.write(Write::Recipient(row));
     }
@@ -304,7 +309,7 @@ impl QueueManager {
             key: key.clone(),
             route,
             suspended,
-            status: "Ready",
+            status: QueueStatus::Ready,
             last_error: last_error.filter(|_| waiting),
             last_retry: last_retry.filter(|_| waiting),
             next_retry: next_retry.filter(|_| waiting),

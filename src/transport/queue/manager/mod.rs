@@ -25,7 +25,9 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::writer::{self, AdminRow, AttemptRow, QueueRow, RecipientRow, RoutedRow, Write};
-use super::{AcceptError, Disposition, Envelope, EnvelopeRecipient, Spool};
+use super::{
+    AcceptError, Disposition, Envelope, EnvelopeRecipient, QueueStatus, RecipientStatus, Spool,
+};
 use crate::logs::tracking::{TrackingEvent, TrackingLog};
 use crate::org::{Org, TransportServer};
 use crate::smtp::proto::Reply;
@@ -263,7 +265,12 @@ impl QueueManager {
                         r.retry_count += 1;
                         r.last_error = Some(text.clone());
                         r.next_retry = Some(next);
-                        writes.push(Write::Recipient(recipient_row(id, r, "Retry", now)));
+                        writes.push(Write::Recipient(recipient_row(
+                            id,
+                            r,
+                            RecipientStatus::Retry,
+                            now,
+                        )));
                         writes.push(Write::Attempt(attempt_row(
                             id, r.ordinal, now, attempt, &text,
                         )));
@@ -427,7 +434,7 @@ impl QueueManager {
                 let (status, reply) = match outcome {
                     Outcome::Delivered { reply } => {
                         r.state = RState::Done;
-                        ("Delivered", reply)
+                        (RecipientStatus::Delivered, reply)
                     }
                     Outcome::Failed { reply } if report_pending => {
                         let retried = r.dsn_failures > 0;
@@ -445,7 +452,7 @@ impl QueueManager {
                         writes.push(Write::Recipient(recipient_row(
                             job.message,
                             r,
-                            "Retry",
+                            RecipientStatus::Retry,
                             now,
                         )));
                         if !retried {
@@ -461,17 +468,17 @@ impl QueueManager {
                     }
                     Outcome::Failed { reply } => {
                         r.state = RState::Done;
-                        ("Failed", reply)
+                        (RecipientStatus::Failed, reply)
                     }
                     Outcome::Deferred { reply } => {
                         r.state = RState::Retry;
                         r.retry_count += 1;
                         r.next_retry = Some(now + retry);
-                        ("Retry", reply)
+                        (RecipientStatus::Retry, reply)
                     }
                 };
                 let text = reply.one_line();
-                r.last_error = (status != "Delivered").then(|| text.clone());
+                r.last_error = (status != RecipientStatus::Delivered).then(|| text.clone());
                 if attempt.host.is_some() {
                     r.remote_mta = attempt.host.clone();
                 }
@@ -482,8 +489,8 @@ impl QueueManager {
                 ));
                 writes.push(Write::Recipient(recipient_row(job.message, r, status, now)));
                 // A DSN retry's attempt was recorded when the recipient failed.
-                let dsn_retry = status == "Failed" && r.dsn_failures > 0;
-                if !(dsn_retry || first_try && status == "Delivered") {
+                let dsn_retry = status == RecipientStatus::Failed && r.dsn_failures > 0;
+                if !(dsn_retry || first_try && status == RecipientStatus::Delivered) {
                     writes.push(Write::Attempt(attempt_row(
                         job.message,
                         ordinal,
@@ -505,7 +512,11 @@ impl QueueManager {
         // One tracking line per event of this attempt, its recipients `;`-joined, as Exchange
         // writes them.
         let tracking = &self.inner.tracking;
-        for status in ["Delivered", "Failed", "Retry"] {
+        for status in [
+            RecipientStatus::Delivered,
+            RecipientStatus::Failed,
+            RecipientStatus::Retry,
+        ] {
             let (recipients, statuses): (Vec<&str>, Vec<&str>) = events
                 .iter()
                 .filter(|(s, _, _)| *s == status)
@@ -516,9 +527,9 @@ impl QueueManager {
             }
             let local = attempt.ip.is_none();
             let (event_id, source) = match status {
-                "Delivered" if local => ("DELIVER", "STOREDRIVER"),
-                "Delivered" => ("SEND", "SMTP"),
-                "Failed" => ("FAIL", "SMTP"),
+                RecipientStatus::Delivered if local => ("DELIVER", "STOREDRIVER"),
+                RecipientStatus::Delivered => ("SEND", "SMTP"),
+                RecipientStatus::Failed => ("FAIL", "SMTP"),
                 _ => ("DEFER", "SMTP"),
             };
             tracking.record(&TrackingEvent {

@@ -84,7 +84,11 @@ impl QueueManager {
                         writes.push(Write::Recipient(recipient_row(
                             *id,
                             r,
-                            if r.retry_count > 0 { "Retry" } else { "Ready" },
+                            if r.retry_count > 0 {
+                                RecipientStatus::Retry
+                            } else {
+                                RecipientStatus::Ready
+                            },
                             now,
                         )));
                     }
@@ -152,8 +156,8 @@ impl QueueManager {
                     }
                     spawn.push((*id, q.route.clone(), q.key.delivery_type));
                 }
-                if q.connections > 0 && q.status != "Active" && !q.suspended {
-                    q.status = "Active";
+                if q.connections > 0 && q.status != QueueStatus::Active && !q.suspended {
+                    q.status = QueueStatus::Active;
                     writes.push(Write::Queue(queue_row(*id, q)));
                 }
             }

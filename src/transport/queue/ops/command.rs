@@ -544,3 +544,96 @@ pub async fn run_stored(conn: &mut PgConnection, server: &str) -> Result<(), Que
 }
 
 mod stored;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_round_trip_and_name_their_cmdlets() {
+        for (verb, text, cmdlet) in VERBS {
+            assert_eq!(Verb::parse(text), Some(verb));
+            assert_eq!(verb.as_str(), text);
+            assert_eq!(verb.cmdlet(), cmdlet);
+        }
+        assert_eq!(Verb::parse("Suspend-Queue"), None);
+    }
+
+    #[test]
+    fn commands_parse_their_identities_for_the_local_server() {
+        let cmd = QueueCommand::parse(Verb::RetryQueue, "3", "hub1", true).unwrap();
+        assert_eq!(
+            cmd,
+            QueueCommand::RetryQueue {
+                id: QueueIdentity {
+                    server: "HUB1".into(),
+                    queue: QueueName::Delivery(3),
+                },
+                resubmit: true,
+            }
+        );
+        let cmd = QueueCommand::parse(Verb::RemoveMessage, "17", "HUB1", false).unwrap();
+        assert_eq!(cmd.verb(), Verb::RemoveMessage);
+        assert!(matches!(
+            QueueCommand::parse(Verb::SuspendMessage, "HUB1\\Nope\\3", "HUB1", false),
+            Err(QueueError::BadMessageIdentity(_))
+        ));
+        assert!(matches!(
+            QueueCommand::parse(Verb::SuspendQueue, "HUB1\\Shadow", "HUB1", false),
+            Err(QueueError::BadQueueIdentity(_))
+        ));
+    }
+
+    #[test]
+    fn what_a_command_did_is_announced_as_before() {
+        let p = |verb, identity: &str, flag| Prepared {
+            verb,
+            server: "HUB1".into(),
+            identity: identity.into(),
+            queue_id: None,
+            message_id: None,
+            ordinals: vec![],
+            flag,
+        };
+        let cases = [
+            (
+                p(Verb::SuspendQueue, "HUB1\\3", false),
+                "Suspend-Queue HUB1\\3",
+            ),
+            (p(Verb::RetryQueue, "HUB1\\3", false), "Retry-Queue HUB1\\3"),
+            (
+                p(Verb::RetryQueue, "HUB1\\Unreachable", true),
+                "Retry-Queue -Resubmit HUB1\\Unreachable",
+            ),
+            (
+                p(Verb::RemoveMessage, "HUB1\\*\\5", true),
+                "Remove-Message HUB1\\*\\5 with NDR",
+            ),
+            (
+                p(Verb::RemoveMessage, "HUB1\\3\\5", false),
+                "Remove-Message HUB1\\3\\5 without NDR",
+            ),
+            (
+                p(Verb::ResumeMessage, "HUB1\\Poison\\5", false),
+                "Resume-Message HUB1\\Poison\\5",
+            ),
+        ];
+        for (prepared, text) in cases {
+            assert_eq!(prepared.description(), text);
+        }
+    }
+
+    #[test]
+    fn errors_come_back_typed_from_their_recorded_kind() {
+        for e in [
+            QueueError::QueueNotFound("HUB1\\3".into()),
+            QueueError::NotInRetry("HUB1\\3".into()),
+            QueueError::MessageNotFound("HUB1\\3".into()),
+        ] {
+            let back = error_from(error_kind(&e), Some(e.to_string()), "HUB1\\3");
+            assert_eq!(back.to_string(), e.to_string());
+        }
+        let failed = error_from("Failed", Some("database: gone".into()), "HUB1\\3");
+        assert_eq!(failed.to_string(), "database: gone");
+    }
+}

@@ -11,6 +11,8 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::{QueueStatus, RecipientStatus};
+
 pub mod command;
 pub mod read;
 
@@ -189,7 +191,7 @@ pub struct QueueInfo {
     pub identity: QueueIdentity,
     pub delivery_type: String,
     /// Active, Ready, Retry or Suspended.
-    pub status: String,
+    pub status: QueueStatus,
     pub message_count: i64,
     pub next_hop_domain: String,
     pub next_hop_connector: Option<Uuid>,
@@ -237,7 +239,7 @@ pub struct RecipientInfo {
     /// A mail contact's external address, where the recipient is really sent.
     pub route_address: Option<String>,
     /// Ready or Retry (final recipients are not in any queue).
-    pub status: String,
+    pub status: RecipientStatus,
     pub retry_count: i32,
     pub last_error: Option<String>,
     pub last_retry_time: Option<OffsetDateTime>,

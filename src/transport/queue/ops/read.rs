@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::org::{AcceptedDomain, SendConnector, TransportServer};
-use crate::transport::queue::Spool;
+use crate::transport::queue::{QueueStatus, RecipientStatus, Spool};
 use crate::transport::routing::effective_timeouts;
 
 #[derive(sqlx::FromRow)]
@@ -47,9 +47,10 @@ impl QueueRow {
             },
             delivery_type: self.delivery_type,
             status: if self.suspended {
-                "Suspended".into()
+                QueueStatus::Suspended
             } else {
-                self.status
+                // The schema's CHECK allows nothing else.
+                QueueStatus::parse(&self.status).unwrap_or(QueueStatus::Ready)
             },
             message_count: self.message_count,
             next_hop_domain: self.next_hop_domain,
@@ -98,7 +99,7 @@ fn empty_unreachable(server: &str) -> QueueInfo {
             queue: QueueName::Unreachable,
         },
         delivery_type: "Unreachable".into(),
-        status: "Ready".into(),
+        status: QueueStatus::Ready,
         message_count: 0,
         next_hop_domain: "Unreachable Domain".into(),
         next_hop_connector: None,
@@ -136,7 +137,7 @@ async fn virtual_queue(
             queue,
         },
         delivery_type: "Undefined".into(),
-        status: "Ready".into(),
+        status: QueueStatus::Ready,
         message_count: count,
         next_hop_domain: if queue == QueueName::Poison {
             "Poison Message".into()
@@ -350,7 +351,12 @@ async fn entries(
             ordinal: r.ordinal,
             address: r.address,
             route_address: r.route_address,
-            status: r.status,
+            status: RecipientStatus::parse(&r.status).ok_or_else(|| {
+                QueueError::Failed(format!(
+                    "message_recipient holds an unknown status \"{}\"",
+                    r.status
+                ))
+            })?,
             retry_count: r.retry_count,
             last_error: r.last_error,
             last_retry_time: r.last_retry_time,
@@ -414,7 +420,9 @@ fn summarise(e: &mut MessageInfo) {
         // The administrator's latest word on the message wins over its suspension.
         e.status = MessageStatus::PendingRemove;
     } else if e.status != MessageStatus::Suspended
-        && e.recipients.iter().any(|r| r.status == "Retry")
+        && e.recipients
+            .iter()
+            .any(|r| r.status == RecipientStatus::Retry)
     {
         e.status = MessageStatus::Retry;
     }
