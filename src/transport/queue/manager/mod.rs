@@ -49,6 +49,7 @@ mod job;
 mod load;
 mod report;
 mod state;
+mod stored;
 mod timers;
 
 use admin::command_listener;
@@ -57,6 +58,7 @@ use categorize::submitter;
 pub use job::{Attempt, Job, JobRecipient, Outcome, Submitted, SubmittedRecipient};
 use load::load_pending;
 use state::*;
+pub(crate) use stored::run_stored;
 pub use timers::connection_retry_interval;
 use timers::scheduler;
 
@@ -130,8 +132,7 @@ impl QueueManager {
             None => None,
         };
         if let Some(conn) = lock.as_mut()
-            && let Err(e) =
-                crate::transport::queue::ops::command::run_stored(conn, &settings.server_name).await
+            && let Err(e) = run_stored(conn, &settings.server_name).await
         {
             tracing::warn!("applying the recorded queue commands: {e}");
         }

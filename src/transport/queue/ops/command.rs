@@ -7,7 +7,7 @@
 //! it applies the command to its in-memory queues, writes the rows through its writer and records
 //! the result, which the caller waits for (bounded). When no gateway holds the lock, the caller
 //! takes it and applies the recorded commands, in order, to the stored queue state
-//! (`run_stored`), exactly as a gateway does when it starts; the reply says the change takes
+//! (`manager::run_stored`), exactly as a gateway does when it starts; the reply says the change takes
 //! effect when the gateway starts. Either way one process at a time writes the queue rows.
 
 use std::fmt;
@@ -323,7 +323,7 @@ pub async fn submit(pool: &PgPool, p: &Prepared) -> Result<CommandReply, QueueEr
         if lock_tried.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             lock_tried = Some(Instant::now());
             if let Some(mut conn) = try_writer_lock(pool, &p.server).await? {
-                run_stored(&mut conn, &p.server).await?;
+                crate::transport::queue::manager::run_stored(&mut conn, &p.server).await?;
                 // Closing the connection releases the lock.
                 let _ = conn.close().await;
                 continue;
@@ -516,34 +516,6 @@ pub async fn finish(
     }
     tx.commit().await
 }
-
-/// Runs the recorded commands of `server` on the stored queue state, in order. Only the holder
-/// of the queue writer's lock calls this: a caller when no gateway runs, and the gateway itself
-/// when it starts, before it loads its queues.
-pub async fn run_stored(conn: &mut PgConnection, server: &str) -> Result<(), QueueError> {
-    // Bounded: each pass finishes one command, and callers record one at a time.
-    for _ in 0..10_000 {
-        let Some(rec) = next_pending(conn, server).await? else {
-            return Ok(());
-        };
-        let outcome = {
-            let mut tx = conn.begin().await?;
-            let outcome = stored::apply(&mut tx, &rec.command).await;
-            match &outcome {
-                Err(QueueError::Db(_)) => tx.rollback().await?,
-                _ => tx.commit().await?,
-            }
-            outcome
-        };
-        if let Err(QueueError::Db(e)) = outcome {
-            return Err(QueueError::Db(e));
-        }
-        finish(conn, &rec, &outcome, "Stored").await?;
-    }
-    Ok(())
-}
-
-mod stored;
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,15 @@
-//! A command applied to the stored queue state, by the holder of the queue writer's lock while
-//! no gateway runs (or by the gateway as it starts, before it loads its queues).
+//! Queue commands applied to the stored queue state: the queue manager's writing for a gateway
+//! that is not running. The holder of the queue writer's lock runs it: the gateway itself as it
+//! starts (before it loads its queues), or, while no gateway runs, the shell or console that
+//! records a command (ops::command), which is then the one writer for that moment.
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
-use super::{Prepared, Verb};
+use crate::transport::queue::ops::command::{Prepared, Verb, finish, next_pending};
 use crate::transport::queue::ops::{FINAL, QueueError};
 
 /// Applies `p` in the caller's transaction; returns the messages and recipients it changed.
-pub(super) async fn apply(tx: &mut PgConnection, p: &Prepared) -> Result<(u32, u32), QueueError> {
+async fn apply(tx: &mut PgConnection, p: &Prepared) -> Result<(u32, u32), QueueError> {
     let queue_gone = || QueueError::QueueNotFound(p.identity.clone());
     let message_gone = || QueueError::MessageNotFound(p.identity.clone());
     match (p.verb, p.queue_id, p.message_id) {
@@ -163,4 +165,30 @@ async fn queue_counts(tx: &mut PgConnection, q: i64) -> Result<(u32, u32), Queue
     .fetch_one(&mut *tx)
     .await?;
     Ok((m as u32, r as u32))
+}
+
+/// Runs the recorded commands of `server` on the stored queue state, in order. Only the holder
+/// of the queue writer's lock calls this: a caller when no gateway runs, and the gateway itself
+/// when it starts, before it loads its queues.
+pub async fn run_stored(conn: &mut PgConnection, server: &str) -> Result<(), QueueError> {
+    // Bounded: each pass finishes one command, and callers record one at a time.
+    for _ in 0..10_000 {
+        let Some(rec) = next_pending(conn, server).await? else {
+            return Ok(());
+        };
+        let outcome = {
+            let mut tx = conn.begin().await?;
+            let outcome = apply(&mut tx, &rec.command).await;
+            match &outcome {
+                Err(QueueError::Db(_)) => tx.rollback().await?,
+                _ => tx.commit().await?,
+            }
+            outcome
+        };
+        if let Err(QueueError::Db(e)) = outcome {
+            return Err(QueueError::Db(e));
+        }
+        finish(conn, &rec, &outcome, "Stored").await?;
+    }
+    Ok(())
 }
