@@ -106,36 +106,12 @@ impl QueueManager {
     }
 
     /// Retry-Queue -Resubmit: the queue's waiting recipients go back through categorization and
-    /// routing. Recipients in flight finish where they are; those pending removal stay.
+    /// routing.
     fn resubmit(&self, queue: Option<i64>) -> (u32, u32) {
         let Some(qid) = queue else {
             return (0, 0);
         };
-        let mut rows = Vec::new();
-        let mut moved = Vec::new();
-        {
-            let mut st = self.state();
-            for (id, m) in st.messages.iter_mut() {
-                let before = rows.len();
-                for r in m.rcpts.iter_mut().filter(|r| {
-                    r.queue == Some(qid)
-                        && matches!(r.state, RState::Ready | RState::Retry)
-                        && r.remove_with_ndr.is_none()
-                }) {
-                    r.queue = None;
-                    r.route_address = None;
-                    r.state = RState::Ready;
-                    r.next_retry = None;
-                    rows.push(AdminRow::Resubmitted {
-                        message: *id,
-                        ordinal: r.ordinal,
-                    });
-                }
-                if rows.len() > before {
-                    moved.push(*id);
-                }
-            }
-        }
+        let (rows, moved) = resubmit_in(&mut self.state(), qid);
         let recipients = rows.len() as u32;
         for r in rows {
             self.write(Write::Admin(r));
@@ -150,40 +126,7 @@ impl QueueManager {
     fn retry_now(&self, p: &Prepared) -> Result<(u32, u32), QueueError> {
         let not_in_retry = || QueueError::NotInRetry(p.identity.clone());
         let qid = p.queue_id.ok_or_else(not_in_retry)?;
-        let (row, counts) = {
-            let mut st = self.state();
-            let st = &mut *st;
-            let q = st.queues.get_mut(&qid).ok_or_else(not_in_retry)?;
-            if q.suspended || q.next_retry.is_none() {
-                return Err(not_in_retry());
-            }
-            q.next_retry = None;
-            q.failures = 0;
-            let row = queue_row(qid, q);
-            let mut due = Vec::new();
-            let mut recipients = 0;
-            for (id, m) in st.messages.iter_mut() {
-                let mut any = false;
-                for r in m.rcpts.iter_mut() {
-                    if r.queue == Some(qid) && r.state == RState::Retry {
-                        r.state = RState::Ready;
-                        r.next_retry = None;
-                        recipients += 1;
-                        any = true;
-                    }
-                }
-                if any {
-                    due.push(*id);
-                }
-            }
-            let messages = due.len() as u32;
-            if let Some(q) = st.queues.get_mut(&qid) {
-                for id in due {
-                    q.push(id);
-                }
-            }
-            (row, (messages, recipients))
-        };
+        let (row, counts) = retry_in(&mut self.state(), qid).ok_or_else(not_in_retry)?;
         self.write(Write::Queue(row));
         self.inner.wake.notify_one();
         Ok(counts)
@@ -280,43 +223,11 @@ impl QueueManager {
             let mut st = self.state();
             match place {
                 Place::Memory => {
-                    if let Some(m) = st.messages.get_mut(&id) {
-                        for r in m
-                            .rcpts
-                            .iter_mut()
-                            .filter(|r| p.ordinals.contains(&r.ordinal))
-                        {
-                            match r.state {
-                                RState::Done => continue,
-                                // Its NDR is on its way: only -WithNDR $false changes that (the
-                                // administrator gives up on telling the sender).
-                                RState::Reporting if with_ndr => continue,
-                                RState::Ready | RState::Retry => {
-                                    // No delivery task takes it, and the timers leave it alone:
-                                    // it is finalised below, once.
-                                    r.state = RState::InFlight;
-                                    now.push((
-                                        r.ordinal,
-                                        Outcome::Failed {
-                                            reply: removal_reply(),
-                                        },
-                                    ));
-                                }
-                                RState::InFlight | RState::Reporting => {}
-                            }
-                            r.remove_with_ndr = Some(with_ndr);
-                            if !with_ndr {
-                                r.notify = Some("NEVER".into());
-                            }
-                            rows.push(AdminRow::RemoveMarked {
-                                message: id,
-                                ordinal: r.ordinal,
-                                with_ndr,
-                            });
-                        }
-                        if !now.is_empty() {
-                            job = Some(Job::new(self, &m.meta, Vec::new()));
-                        }
+                    (rows, now) = remove_in(&mut st, id, &p.ordinals, with_ndr);
+                    if !now.is_empty()
+                        && let Some(m) = st.messages.get(&id)
+                    {
+                        job = Some(Job::new(self, &m.meta, Vec::new()));
                     }
                 }
                 Place::Arriving | Place::Poison => {
@@ -345,6 +256,116 @@ impl QueueManager {
         self.inner.wake.notify_one();
         Ok((1, recipients))
     }
+}
+
+/// Resubmit in memory: the waiting recipients of queue `qid` leave it for Submission. Those
+/// in flight finish where they are; those pending removal stay. Returns the rows to write and
+/// the messages to route again.
+fn resubmit_in(st: &mut State, qid: i64) -> (Vec<AdminRow>, Vec<Uuid>) {
+    let mut rows = Vec::new();
+    let mut moved = Vec::new();
+    for (id, m) in st.messages.iter_mut() {
+        let before = rows.len();
+        for r in m.rcpts.iter_mut().filter(|r| {
+            r.queue == Some(qid)
+                && matches!(r.state, RState::Ready | RState::Retry)
+                && r.remove_with_ndr.is_none()
+        }) {
+            r.queue = None;
+            r.route_address = None;
+            r.state = RState::Ready;
+            r.next_retry = None;
+            rows.push(AdminRow::Resubmitted {
+                message: *id,
+                ordinal: r.ordinal,
+            });
+        }
+        if rows.len() > before {
+            moved.push(*id);
+        }
+    }
+    (rows, moved)
+}
+
+/// Retry in memory: queue `qid`, if it is in Retry (and not suspended), and its recipients
+/// waiting for their retry time are due now. Returns its row and (messages, recipients) made
+/// ready; None when it is not in Retry.
+fn retry_in(st: &mut State, qid: i64) -> Option<(QueueRow, (u32, u32))> {
+    let q = st.queues.get_mut(&qid)?;
+    if q.suspended || q.next_retry.is_none() {
+        return None;
+    }
+    q.next_retry = None;
+    q.failures = 0;
+    let row = queue_row(qid, q);
+    let mut due = Vec::new();
+    let mut recipients = 0;
+    for (id, m) in st.messages.iter_mut() {
+        let mut any = false;
+        for r in m.rcpts.iter_mut() {
+            if r.queue == Some(qid) && r.state == RState::Retry {
+                r.state = RState::Ready;
+                r.next_retry = None;
+                recipients += 1;
+                any = true;
+            }
+        }
+        if any {
+            due.push(*id);
+        }
+    }
+    let messages = due.len() as u32;
+    if let Some(q) = st.queues.get_mut(&qid) {
+        for id in due {
+            q.push(id);
+        }
+    }
+    Some((row, (messages, recipients)))
+}
+
+/// Remove-Message in memory, on the recipients `ordinals` of message `id`: each is marked (no
+/// delivery task takes it again). Waiting ones are returned to be finalised now (held in flight
+/// until then, so the timers leave them alone); one in flight is finalised by the timers if its
+/// attempt does not deliver it; a delivered one is left alone. Without an NDR nobody is told.
+fn remove_in(
+    st: &mut State,
+    id: Uuid,
+    ordinals: &[i32],
+    with_ndr: bool,
+) -> (Vec<AdminRow>, Vec<(i32, Outcome)>) {
+    let mut rows = Vec::new();
+    let mut now = Vec::new();
+    let Some(m) = st.messages.get_mut(&id) else {
+        return (rows, now);
+    };
+    for r in m.rcpts.iter_mut().filter(|r| ordinals.contains(&r.ordinal)) {
+        match r.state {
+            RState::Done => continue,
+            // Its NDR is on its way: only -WithNDR $false changes that (the administrator
+            // gives up on telling the sender).
+            RState::Reporting if with_ndr => continue,
+            RState::Ready | RState::Retry => {
+                r.state = RState::InFlight;
+                now.push((
+                    r.ordinal,
+                    Outcome::Failed {
+                        reply: removal_reply(),
+                    },
+                ));
+            }
+            RState::InFlight | RState::Reporting => {}
+        }
+        r.remove_with_ndr = Some(with_ndr);
+        if !with_ndr {
+            r.notify = Some("NEVER".into());
+        }
+        rows.push(AdminRow::RemoveMarked {
+            message: id,
+            ordinal: r.ordinal,
+            with_ndr,
+        });
+    }
+    (rows, now)
 }
 
 /// Messages and recipients not final in queue `id`.
@@ -433,5 +454,224 @@ pub(super) async fn command_listener(qm: QueueManager, url: String, lock: Option
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rcpt(ordinal: i32, queue: Option<i64>, state: RState) -> Rcpt {
+        Rcpt {
+            ordinal,
+            address: format!("r{ordinal}@fabrikam.test"),
+            route_address: None,
+            orcpt: None,
+            notify: None,
+            queue,
+            state,
+            retry_count: 0,
+            last_error: None,
+            next_retry: None,
+            delay_notified: false,
+            remove_with_ndr: None,
+            timeouts: None,
+            remote_mta: None,
+            dsn_failures: 0,
+            dsn_due: None,
+            final_reply: None,
+            submit_failures: 0,
+        }
+    }
+
+    fn message(id: Uuid, rcpts: Vec<Rcpt>) -> Msg {
+        Msg {
+            meta: Submitted {
+                id,
+                internal_id: 1,
+                from: "a@contoso.test".into(),
+                size: 10,
+                received_at: OffsetDateTime::now_utc(),
+                env_id: None,
+                ret: None,
+                body_8bit: false,
+                smtp_utf8: false,
+                subject: None,
+                internet_message_id: None,
+                source_ip: None,
+                suspended: false,
+                crash_count: 0,
+                recipients: vec![],
+                body_lost: false,
+            },
+            suspended: false,
+            crashes: 0,
+            rcpts,
+        }
+    }
+
+    fn queue(next_retry: Option<OffsetDateTime>) -> Queue {
+        Queue {
+            key: NextHopKey {
+                delivery_type: DeliveryType::DnsConnectorDelivery,
+                next_hop_domain: "fabrikam.test".into(),
+                connector_id: None,
+            },
+            route: None,
+            suspended: false,
+            status: QueueStatus::Ready,
+            last_error: None,
+            last_retry: None,
+            next_retry,
+            failures: 1,
+            connections: 0,
+            ready: VecDeque::new(),
+            pending: HashSet::new(),
+        }
+    }
+
+    fn states(st: &State, id: Uuid) -> Vec<(RState, Option<i64>, Option<bool>)> {
+        st.messages[&id]
+            .rcpts
+            .iter()
+            .map(|r| (r.state, r.queue, r.remove_with_ndr))
+            .collect()
+    }
+
+    #[test]
+    fn remove_finalises_waiting_recipients_marks_those_in_flight_and_spares_the_delivered() {
+        let id = Uuid::new_v4();
+        let mut st = State::default();
+        st.messages.insert(
+            id,
+            message(
+                id,
+                vec![
+                    rcpt(0, Some(3), RState::Ready),
+                    rcpt(1, Some(3), RState::InFlight),
+                    rcpt(2, Some(3), RState::Done),
+                    rcpt(3, Some(3), RState::Retry),
+                    rcpt(4, Some(4), RState::Ready),
+                ],
+            ),
+        );
+        let (rows, now) = remove_in(&mut st, id, &[0, 1, 2, 3], false);
+        let finalised: Vec<i32> = now.iter().map(|(o, _)| *o).collect();
+        assert_eq!(finalised, [0, 3]);
+        assert!(now.iter().all(|(_, o)| matches!(o, Outcome::Failed { reply } if reply.one_line().contains("QUEUE.Admin"))));
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(
+            states(&st, id),
+            [
+                (RState::InFlight, Some(3), Some(false)),
+                (RState::InFlight, Some(3), Some(false)),
+                (RState::Done, Some(3), None),
+                (RState::InFlight, Some(3), Some(false)),
+                (RState::Ready, Some(4), None),
+            ]
+        );
+        // Without an NDR nobody hears of it, even if the attempt in flight fails for good.
+        let m = &st.messages[&id];
+        assert_eq!(m.rcpts[1].notify.as_deref(), Some("NEVER"));
+        assert_eq!(m.rcpts[4].notify, None);
+    }
+
+    #[test]
+    fn remove_with_ndr_leaves_an_ndr_on_its_way_and_without_ndr_silences_it() {
+        let id = Uuid::new_v4();
+        let mut st = State::default();
+        st.messages
+            .insert(id, message(id, vec![rcpt(0, Some(3), RState::Reporting)]));
+        let (rows, now) = remove_in(&mut st, id, &[0], true);
+        assert!(rows.is_empty() && now.is_empty());
+        let (rows, now) = remove_in(&mut st, id, &[0], false);
+        assert_eq!(rows.len(), 1);
+        assert!(now.is_empty(), "the timers report it, once");
+        assert_eq!(st.messages[&id].rcpts[0].notify.as_deref(), Some("NEVER"));
+        // A message that is gone changes nothing.
+        assert_eq!(remove_in(&mut st, Uuid::new_v4(), &[0], true).0, vec![]);
+    }
+
+    #[test]
+    fn resubmit_moves_waiting_recipients_only() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut st = State::default();
+        let mut marked = rcpt(2, Some(3), RState::Ready);
+        marked.remove_with_ndr = Some(true);
+        let mut waiting = rcpt(3, Some(3), RState::Retry);
+        waiting.next_retry = Some(OffsetDateTime::now_utc());
+        st.messages.insert(
+            a,
+            message(
+                a,
+                vec![
+                    rcpt(0, Some(3), RState::Ready),
+                    rcpt(1, Some(3), RState::InFlight),
+                    marked,
+                    waiting,
+                ],
+            ),
+        );
+        st.messages
+            .insert(b, message(b, vec![rcpt(0, Some(4), RState::Ready)]));
+        let (rows, moved) = resubmit_in(&mut st, 3);
+        assert_eq!(moved, [a]);
+        assert_eq!(
+            rows,
+            [
+                AdminRow::Resubmitted {
+                    message: a,
+                    ordinal: 0
+                },
+                AdminRow::Resubmitted {
+                    message: a,
+                    ordinal: 3
+                }
+            ]
+        );
+        assert_eq!(
+            states(&st, a),
+            [
+                (RState::Ready, None, None),
+                (RState::InFlight, Some(3), None),
+                (RState::Ready, Some(3), Some(true)),
+                (RState::Ready, None, None),
+            ]
+        );
+        assert_eq!(st.messages[&a].rcpts[3].next_retry, None);
+        assert_eq!(states(&st, b), [(RState::Ready, Some(4), None)]);
+    }
+
+    #[test]
+    fn retry_only_a_queue_in_retry_and_its_waiting_recipients_are_due() {
+        let id = Uuid::new_v4();
+        let later = OffsetDateTime::now_utc() + Duration::from_secs(600);
+        let mut st = State::default();
+        st.queues.insert(3, queue(Some(later)));
+        st.queues.insert(4, queue(None));
+        let mut waiting = rcpt(0, Some(3), RState::Retry);
+        waiting.next_retry = Some(later);
+        st.messages.insert(
+            id,
+            message(id, vec![waiting, rcpt(1, Some(3), RState::InFlight)]),
+        );
+        assert!(retry_in(&mut st, 4).is_none(), "Ready is not Retry");
+        assert!(retry_in(&mut st, 99).is_none());
+        st.queues.get_mut(&3).unwrap().suspended = true;
+        assert!(retry_in(&mut st, 3).is_none(), "Suspended is not Retry");
+        st.queues.get_mut(&3).unwrap().suspended = false;
+        let (row, counts) = retry_in(&mut st, 3).unwrap();
+        assert_eq!(counts, (1, 1));
+        assert_eq!((row.id, row.next_retry), (3, None));
+        let q = &st.queues[&3];
+        assert_eq!((q.failures, q.next_retry), (0, None));
+        assert_eq!(q.ready.iter().copied().collect::<Vec<_>>(), [id]);
+        assert_eq!(
+            states(&st, id),
+            [
+                (RState::Ready, Some(3), None),
+                (RState::InFlight, Some(3), None)
+            ]
+        );
     }
 }

@@ -171,6 +171,13 @@ async fn queue_counts(tx: &mut PgConnection, q: i64) -> Result<(u32, u32), Queue
 /// of the queue writer's lock calls this: a caller when no gateway runs, and the gateway itself
 /// when it starts, before it loads its queues.
 pub async fn run_stored(conn: &mut PgConnection, server: &str) -> Result<(), QueueError> {
+    // The record of what ran is kept a week, for an administrator who asks what happened.
+    sqlx::query(
+        "DELETE FROM queue_command WHERE lower(server) = lower($1) AND done_at < now() - interval '7 days'",
+    )
+    .bind(server)
+    .execute(&mut *conn)
+    .await?;
     // Bounded: each pass finishes one command, and callers record one at a time.
     for _ in 0..10_000 {
         let Some(rec) = next_pending(conn, server).await? else {
