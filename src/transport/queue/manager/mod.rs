@@ -46,16 +46,17 @@ const SUBMIT_BATCH: usize = 256;
 mod admin;
 mod categorize;
 mod job;
+mod listener;
 mod load;
 mod report;
 mod state;
 mod stored;
 mod timers;
 
-use admin::command_listener;
 pub use categorize::body_lost_reply;
 use categorize::submitter;
 pub use job::{Attempt, Job, JobRecipient, Outcome, Submitted, SubmittedRecipient};
+use listener::command_listener;
 use load::load_pending;
 use state::*;
 pub(crate) use stored::run_stored;
@@ -128,7 +129,7 @@ impl QueueManager {
         // The queue writer's lock says this gateway runs; commands recorded while it did not
         // are applied to the stored state before it is loaded.
         let mut lock = match &db_url {
-            Some(_) => admin::take_writer_lock(&pool, &settings.server_name).await,
+            Some(_) => listener::take_writer_lock(&pool, &settings.server_name).await,
             None => None,
         };
         if let Some(conn) = lock.as_mut()
