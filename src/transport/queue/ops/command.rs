@@ -428,18 +428,15 @@ pub async fn try_writer_lock(
     pool: &PgPool,
     server: &str,
 ) -> Result<Option<PgConnection>, sqlx::Error> {
-    let mut conn = pool.acquire().await?.detach();
+    let mut conn = pool.acquire().await?;
     let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1, hashtext(lower($2)))")
         .bind(LOCK_CLASS)
         .bind(server)
-        .fetch_one(&mut conn)
+        .fetch_one(&mut *conn)
         .await?;
-    if got {
-        Ok(Some(conn))
-    } else {
-        let _ = conn.close().await;
-        Ok(None)
-    }
+    // Not got: the connection goes back to the pool holding nothing. Got: it leaves the pool,
+    // so the lock ends with it and never with a pooled connection someone else reuses.
+    Ok(got.then(|| conn.detach()))
 }
 
 /// The oldest command of `server` not run yet.
