@@ -68,8 +68,34 @@ impl QueueManager {
             let outcome = self.apply_command(&rec.command).await;
             self.flush().await;
             command::finish(conn, &rec, &outcome, "Gateway").await?;
+            self.prune_held().await;
         }
         Ok(())
+    }
+
+    /// Forgets what was held for messages that are gone without being filed (finished between
+    /// the command's check and its run), so the map stays small.
+    async fn prune_held(&self) {
+        let ids: Vec<Uuid> = {
+            let st = self.state();
+            if st.held.len() < 64 {
+                return;
+            }
+            st.held.keys().copied().collect()
+        };
+        let present: Result<Vec<(Uuid,)>, _> =
+            sqlx::query_as("SELECT id FROM message WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&self.inner.pool)
+                .await;
+        if let Ok(present) = present {
+            let present: HashSet<Uuid> = present.into_iter().map(|(id,)| id).collect();
+            let asked: HashSet<Uuid> = ids.into_iter().collect();
+            // Entries held since the question was asked stay.
+            self.state()
+                .held
+                .retain(|id, _| present.contains(id) || !asked.contains(id));
+        }
     }
 
     /// Applies one command; returns the messages and recipients it changed.
