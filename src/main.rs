@@ -79,7 +79,7 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> ExitCode {
     let mut sh = Shell::new(db.pool.clone(), &args.common.fqdn())
         .with_data_dir(args.common.data_dir.clone());
     let ok = if let Some(line) = &args.command {
-        match runtime.block_on(sh.run_line(line)) {
+        let ok = match runtime.block_on(sh.run_line(line)) {
             Ok(out) => {
                 print!("{out}");
                 true
@@ -88,7 +88,11 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> ExitCode {
                 eprintln!("{e}");
                 false
             }
+        };
+        for w in sh.take_warnings() {
+            eprintln!("{w}");
         }
+        ok
     } else if let Some(path) = &args.file {
         match std::fs::read_to_string(path) {
             Err(e) => {
@@ -97,13 +101,17 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> ExitCode {
             }
             Ok(script) => {
                 let mut stdout = std::io::stdout();
-                match runtime.block_on(sh.run_script(&script, &mut stdout)) {
+                let ok = match runtime.block_on(sh.run_script(&script, &mut stdout)) {
                     Ok(()) => true,
                     Err((line, e)) => {
                         eprintln!("{}:{line}: {e}", path.display());
                         false
                     }
+                };
+                for w in sh.take_warnings() {
+                    eprintln!("{w}");
                 }
+                ok
             }
         }
     } else {
@@ -147,6 +155,9 @@ fn interactive(runtime: &tokio::runtime::Runtime, sh: &mut hubgate::shell::Shell
                 match runtime.block_on(sh.run_line(&line)) {
                     Ok(out) => print!("{out}"),
                     Err(e) => eprintln!("{e}"),
+                }
+                for w in sh.take_warnings() {
+                    eprintln!("{w}");
                 }
             }
             Err(ReadlineError::Interrupted) => continue,

@@ -52,7 +52,7 @@ fn queue_properties(q: &QueueInfo) -> Vec<(&'static str, String)> {
     vec![
         ("Identity", q.identity.to_string()),
         ("DeliveryType", q.delivery_type.clone()),
-        ("Status", q.status.clone()),
+        ("Status", q.status.to_string()),
         ("MessageCount", q.message_count.to_string()),
         ("NextHopDomain", q.next_hop_domain.clone()),
         (

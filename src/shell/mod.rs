@@ -125,6 +125,8 @@ pub struct Shell {
     pub fqdn: String,
     /// The gateway's data directory (spool, logs), for Export-Message and the tracking log.
     pub data_dir: Option<PathBuf>,
+    /// WARNING lines of the last line run, for the error stream (`take_warnings`).
+    pub warnings: Vec<String>,
     vars: HashMap<String, Val>,
     credentials: Option<CredentialSource>,
     /// Loaded when a credential is first stored (`org::org_key::prepare`).
@@ -138,6 +140,7 @@ impl Shell {
             server: org::bootstrap::server_name_from_fqdn(fqdn),
             fqdn: fqdn.to_string(),
             data_dir: None,
+            warnings: Vec::new(),
             vars: HashMap::new(),
             credentials: None,
             organization_key: None,
@@ -166,6 +169,14 @@ impl Shell {
             .map_err(OrgError::from)?;
         self.organization_key = Some(key.clone());
         Ok(key)
+    }
+
+    /// The warnings raised since the last call, as PowerShell's warning stream shows them.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+            .into_iter()
+            .map(|w| format!("WARNING: {w}"))
+            .collect()
     }
 
     /// Runs one line; returns what it prints. Each statement runs in its own transaction, so a

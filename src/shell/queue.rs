@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::bind::{Arg, Bound, Param, Ty, at, m, p};
 use super::{Obj, Shell, ShellError};
 use crate::logs::tracking::{self, TrackingQuery};
+use crate::transport::queue::ops::command::{self, Applied, QueueCommand, Verb};
 use crate::transport::queue::ops::{self, MessageFilter};
 
 /// What a queue cmdlet does.
@@ -165,6 +166,31 @@ fn whatif(b: &Bound, text: &mut String, action: String) -> bool {
     false
 }
 
+/// A queue command for the queue manager of the server it names. It is checked in the line's
+/// transaction (so -WhatIf refuses what the real run would refuse), but runs outside it: the
+/// manager applies it as soon as it is recorded, and a later failing stage cannot take it back.
+async fn command(
+    sh: &mut Shell,
+    tx: &mut PgConnection,
+    server: &str,
+    verb: Verb,
+    identity: &str,
+    flag: bool,
+    whatif: bool,
+) -> Result<(), ShellError> {
+    let local = ops::resolve_server(&mut *tx, server).await?;
+    let cmd = QueueCommand::parse(verb, identity, &local, flag)?;
+    let prepared = command::prepare(&mut *tx, &cmd).await?;
+    if whatif {
+        return Ok(());
+    }
+    let reply = command::submit(&sh.pool, &prepared).await?;
+    if reply.applied != Applied::Now {
+        sh.warnings.push(reply.to_string());
+    }
+    Ok(())
+}
+
 fn data_dir(sh: &Shell) -> Result<&std::path::Path, ShellError> {
     sh.data_dir.as_deref().ok_or_else(|| {
         ShellError::Parse(
@@ -194,18 +220,14 @@ pub async fn run(
         Op::SuspendQueue | Op::ResumeQueue | Op::RetryQueue => {
             let id = queue_id(identity.ok_or_else(|| wrong_input(name))?, name)?;
             let resubmit = matches!(b.get("Resubmit"), Some(Arg::Bool(true)));
-            let action = match c.op {
-                Op::SuspendQueue => "Suspending",
-                Op::ResumeQueue => "Resuming",
-                _ if resubmit => "Resubmitting the messages of",
-                _ => "Retrying",
+            let (verb, action) = match c.op {
+                Op::SuspendQueue => (Verb::SuspendQueue, "Suspending"),
+                Op::ResumeQueue => (Verb::ResumeQueue, "Resuming"),
+                _ if resubmit => (Verb::RetryQueue, "Resubmitting the messages of"),
+                _ => (Verb::RetryQueue, "Retrying"),
             };
-            whatif(b, text, format!("{action} queue \"{id}\""));
-            match c.op {
-                Op::SuspendQueue => ops::suspend_queue(&mut *tx, &server, &id).await?,
-                Op::ResumeQueue => ops::resume_queue(&mut *tx, &server, &id).await?,
-                _ => ops::retry_queue(&mut *tx, &server, &id, resubmit).await?,
-            };
+            let whatif = whatif(b, text, format!("{action} queue \"{id}\""));
+            command(sh, tx, &server, verb, &id, resubmit, whatif).await?;
             Ok(vec![])
         }
         Op::GetMessage => {
@@ -238,18 +260,14 @@ pub async fn run(
             let id = message_id(identity.ok_or_else(|| wrong_input(name))?, name)?;
             // Exchange's default: the sender hears of the removal.
             let with_ndr = !matches!(b.get("WithNDR"), Some(Arg::Bool(false)));
-            let action = match c.op {
-                Op::SuspendMessage => "Suspending".to_string(),
-                Op::ResumeMessage => "Resuming".to_string(),
-                _ if with_ndr => "Removing (with NDR)".to_string(),
-                _ => "Removing (without NDR)".to_string(),
+            let (verb, action) = match c.op {
+                Op::SuspendMessage => (Verb::SuspendMessage, "Suspending"),
+                Op::ResumeMessage => (Verb::ResumeMessage, "Resuming"),
+                _ if with_ndr => (Verb::RemoveMessage, "Removing (with NDR)"),
+                _ => (Verb::RemoveMessage, "Removing (without NDR)"),
             };
-            whatif(b, text, format!("{action} message \"{id}\""));
-            match c.op {
-                Op::SuspendMessage => ops::suspend_message(&mut *tx, &server, &id).await?,
-                Op::ResumeMessage => ops::resume_message(&mut *tx, &server, &id).await?,
-                _ => ops::remove_message(&mut *tx, &server, &id, with_ndr).await?,
-            };
+            let whatif = whatif(b, text, format!("{action} message \"{id}\""));
+            command(sh, tx, &server, verb, &id, with_ndr, whatif).await?;
             Ok(vec![])
         }
         Op::ExportMessage => {

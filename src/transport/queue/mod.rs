@@ -3,9 +3,11 @@
 pub mod manager;
 pub mod ops;
 pub mod spool;
+pub mod status;
 pub mod store;
 pub mod writer;
 
 pub use manager::{QueueManager, Submitted};
 pub use spool::{Incoming, Spool};
+pub use status::{QueueStatus, RecipientStatus};
 pub use store::{AcceptError, Disposition, Envelope, EnvelopeRecipient, accept, accept_incoming};

@@ -6,9 +6,9 @@
 //! times and then dropped: the rows it would have changed still say "Ready"/"Retry", so the
 //! worst case after a crash is a second delivery, never a lost message.
 //!
-//! Administrative changes (NOTIFY hubgate_queue) are read through the same task, after every
-//! write queued before them, so the manager never mistakes its own unwritten routing for an
-//! administrator's resubmit.
+//! The queue manager's administrative changes (queue commands) are rows here too, each written
+//! in a batch of its own so that it lands in order between the outcomes around it; a `Flush`
+//! answers once everything queued before it is written.
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::Spool;
+use super::{QueueStatus, RecipientStatus, Spool};
 
 /// Most writes gathered into one transaction.
 const MAX_BATCH: usize = 2048;
@@ -37,7 +37,7 @@ pub struct RoutedRow {
 pub struct RecipientRow {
     pub message: Uuid,
     pub ordinal: i32,
-    pub status: &'static str,
+    pub status: RecipientStatus,
     pub retry_count: i32,
     pub last_error: Option<String>,
     pub last_retry: Option<OffsetDateTime>,
@@ -61,29 +61,29 @@ pub struct AttemptRow {
 #[derive(Debug)]
 pub struct QueueRow {
     pub id: i64,
-    pub status: &'static str,
+    pub status: QueueStatus,
     pub last_error: Option<String>,
     pub last_retry: Option<OffsetDateTime>,
     pub next_retry: Option<OffsetDateTime>,
 }
 
-/// What an administrator changed, read back for the manager.
-#[derive(Debug, Default)]
-pub struct AdminState {
-    /// (queue id, suspended)
-    pub queues: Vec<(i64, bool)>,
-    pub recipients: Vec<AdminRecipient>,
-}
-
-#[derive(Debug)]
-pub struct AdminRecipient {
-    pub message: Uuid,
-    pub message_suspended: bool,
-    pub poison: bool,
-    pub ordinal: i32,
-    pub queue_id: Option<i64>,
-    pub remove_with_ndr: Option<bool>,
-    pub next_retry: Option<OffsetDateTime>,
+/// What a queue command changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRow {
+    /// Suspend-Queue, Resume-Queue.
+    QueueSuspended { id: i64, suspended: bool },
+    /// Suspend-Message, Resume-Message.
+    MessageSuspended { message: Uuid, suspended: bool },
+    /// Remove-Message on a recipient the manager finalises later (in flight, or not loaded).
+    RemoveMarked {
+        message: Uuid,
+        ordinal: i32,
+        with_ndr: bool,
+    },
+    /// Retry-Queue -Resubmit: back to Submission.
+    Resubmitted { message: Uuid, ordinal: i32 },
+    /// Resume-Message on a poison message: back to Submission, its crash count cleared.
+    Released(Uuid),
 }
 
 #[derive(Debug)]
@@ -100,7 +100,15 @@ pub enum Write {
         crash_count: i32,
         poison: bool,
     },
-    ReadAdmin(oneshot::Sender<AdminState>),
+    Admin(AdminRow),
+    /// Answered once every write queued before it is written (or dropped after its retries).
+    Flush(oneshot::Sender<()>),
+}
+
+impl Write {
+    fn is_admin(&self) -> bool {
+        matches!(self, Write::Admin(_))
+    }
 }
 
 #[derive(Default)]
@@ -111,7 +119,8 @@ struct Batch {
     queues: Vec<QueueRow>,
     deletes: Vec<Uuid>,
     crashes: Vec<(Uuid, i32, bool)>,
-    admin: Vec<oneshot::Sender<AdminState>>,
+    admin: Vec<AdminRow>,
+    flushes: Vec<oneshot::Sender<()>>,
 }
 
 impl Batch {
@@ -127,7 +136,8 @@ impl Batch {
                 crash_count,
                 poison,
             } => self.crashes.push((message, crash_count, poison)),
-            Write::ReadAdmin(tx) => self.admin.push(tx),
+            Write::Admin(a) => self.admin.push(a),
+            Write::Flush(tx) => self.flushes.push(tx),
         }
     }
 
@@ -137,29 +147,40 @@ impl Batch {
             && self.attempts.is_empty()
             && self.queues.is_empty()
             && self.deletes.is_empty()
-            && self.crashes.is_empty())
+            && self.crashes.is_empty()
+            && self.admin.is_empty())
     }
 }
 
 /// Runs until every sender is gone.
-pub async fn run(
-    pool: PgPool,
-    spool: Spool,
-    server: String,
-    mut rx: mpsc::UnboundedReceiver<Write>,
-) {
-    while let Some(first) = rx.recv().await {
+pub async fn run(pool: PgPool, spool: Spool, mut rx: mpsc::UnboundedReceiver<Write>) {
+    let mut carried: Option<Write> = None;
+    loop {
+        let first = match carried.take() {
+            Some(w) => w,
+            None => match rx.recv().await {
+                Some(w) => w,
+                None => break,
+            },
+        };
         let mut batch = Batch::default();
+        // Administrative changes are batched only with each other, so each is written after
+        // the writes queued before it and before the ones after (a resubmit's cleared queue
+        // before the new routing).
+        let admin = first.is_admin();
         batch.add(first);
         let mut n = 1;
         while n < MAX_BATCH {
             match rx.try_recv() {
+                Ok(w) if w.is_admin() != admin => {
+                    carried = Some(w);
+                    break;
+                }
                 Ok(w) => {
-                    // A read must see the writes queued before it, not the ones after.
-                    let is_read = matches!(w, Write::ReadAdmin(_));
+                    let flush = matches!(w, Write::Flush(_));
                     batch.add(w);
                     n += 1;
-                    if is_read {
+                    if flush {
                         break;
                     }
                 }
@@ -169,13 +190,8 @@ pub async fn run(
         if batch.has_writes() {
             write_with_retries(&pool, &spool, &batch).await;
         }
-        for tx in batch.admin.drain(..) {
-            match read_admin(&pool, &server).await {
-                Ok(state) => {
-                    let _ = tx.send(state);
-                }
-                Err(e) => tracing::warn!("reading queue changes: {e}"),
-            }
+        for tx in batch.flushes.drain(..) {
+            let _ = tx.send(());
         }
     }
 }
@@ -237,7 +253,7 @@ async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
         )
         .bind(r.iter().map(|x| x.message).collect::<Vec<_>>())
         .bind(r.iter().map(|x| x.ordinal).collect::<Vec<_>>())
-        .bind(r.iter().map(|x| x.status).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.status.as_str()).collect::<Vec<_>>())
         .bind(r.iter().map(|x| x.retry_count).collect::<Vec<_>>())
         .bind(r.iter().map(|x| x.last_error.clone()).collect::<Vec<_>>())
         .bind(r.iter().map(|x| x.last_retry).collect::<Vec<_>>())
@@ -271,7 +287,7 @@ async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
              WHERE id = $1",
         )
         .bind(q.id)
-        .bind(q.status)
+        .bind(q.status.as_str())
         .bind(&q.last_error)
         .bind(q.last_retry)
         .bind(q.next_retry)
@@ -286,6 +302,9 @@ async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
             .execute(&mut *tx)
             .await?;
     }
+    for a in &b.admin {
+        write_admin(&mut tx, a).await?;
+    }
     if !b.deletes.is_empty() {
         sqlx::query("DELETE FROM message WHERE id = ANY($1)")
             .bind(&b.deletes)
@@ -295,54 +314,50 @@ async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-async fn read_admin(pool: &PgPool, server: &str) -> Result<AdminState, sqlx::Error> {
-    let queues: Vec<(i64, bool)> =
-        sqlx::query_as("SELECT id, suspended FROM delivery_queue WHERE server = $1")
-            .bind(server)
-            .fetch_all(pool)
-            .await?;
-    type Row = (
-        Uuid,
-        bool,
-        bool,
-        i32,
-        Option<i64>,
-        Option<bool>,
-        Option<OffsetDateTime>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT r.message_id, m.suspended, m.poison, r.ordinal, r.queue_id, r.remove_with_ndr, r.next_retry_time
-         FROM message_recipient r JOIN message m ON m.id = r.message_id
-         WHERE m.server = $1 AND r.status IN ('Ready', 'Retry')",
-    )
-    .bind(server)
-    .fetch_all(pool)
-    .await?;
-    Ok(AdminState {
-        queues,
-        recipients: rows
-            .into_iter()
-            .map(
-                |(
-                    message,
-                    message_suspended,
-                    poison,
-                    ordinal,
-                    queue_id,
-                    remove_with_ndr,
-                    next_retry,
-                )| {
-                    AdminRecipient {
-                        message,
-                        message_suspended,
-                        poison,
-                        ordinal,
-                        queue_id,
-                        remove_with_ndr,
-                        next_retry,
-                    }
-                },
+async fn write_admin(tx: &mut sqlx::PgConnection, a: &AdminRow) -> Result<(), sqlx::Error> {
+    let q = match a {
+        AdminRow::QueueSuspended { id, suspended } => {
+            sqlx::query("UPDATE delivery_queue SET suspended = $2 WHERE id = $1")
+                .bind(id)
+                .bind(suspended)
+        }
+        AdminRow::MessageSuspended { message, suspended } => {
+            sqlx::query("UPDATE message SET suspended = $2 WHERE id = $1")
+                .bind(message)
+                .bind(suspended)
+        }
+        AdminRow::RemoveMarked {
+            message,
+            ordinal,
+            with_ndr,
+        } => sqlx::query(
+            "UPDATE message_recipient SET remove_with_ndr = $3
+              WHERE message_id = $1 AND ordinal = $2 AND status NOT IN ('Delivered', 'Failed')",
+        )
+        .bind(message)
+        .bind(ordinal)
+        .bind(with_ndr),
+        AdminRow::Resubmitted { message, ordinal } => sqlx::query(
+            "UPDATE message_recipient SET queue_id = NULL, route_address = NULL, status = 'Ready',
+                    next_retry_time = NULL
+              WHERE message_id = $1 AND ordinal = $2 AND status NOT IN ('Delivered', 'Failed')",
+        )
+        .bind(message)
+        .bind(ordinal),
+        AdminRow::Released(message) => {
+            sqlx::query(
+                "UPDATE message SET suspended = false, poison = false, crash_count = 0 WHERE id = $1",
             )
-            .collect(),
-    })
+            .bind(message)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE message_recipient SET queue_id = NULL, status = 'Ready', next_retry_time = NULL
+                  WHERE message_id = $1 AND status NOT IN ('Delivered', 'Failed') AND remove_with_ndr IS NULL",
+            )
+            .bind(message)
+        }
+    };
+    q.execute(&mut *tx).await?;
+    Ok(())
 }

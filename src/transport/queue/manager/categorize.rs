@@ -17,8 +17,11 @@ impl QueueManager {
         let mut failures: Vec<(Uuid, Vec<(i32, Reply)>)> = Vec::new();
         for item in items {
             let (id, todo) = match item {
-                Submission::New(m) => {
+                Submission::New(mut m) => {
                     let id = m.id;
+                    if let Some(held) = self.state().held.remove(&id) {
+                        held.apply(&mut m);
+                    }
                     let rcpts: Vec<Rcpt> = m
                         .recipients
                         .iter()
@@ -27,7 +30,12 @@ impl QueueManager {
                             address: r.address.clone(),
                             route_address: None,
                             orcpt: r.orcpt.clone(),
-                            notify: r.notify.clone(),
+                            // Removed without an NDR: nobody is told, whatever happens.
+                            notify: if r.remove_with_ndr == Some(false) {
+                                Some("NEVER".into())
+                            } else {
+                                r.notify.clone()
+                            },
                             queue: None,
                             state: if r.next_retry.is_some_and(|t| t > self.now()) {
                                 RState::Retry
@@ -189,7 +197,7 @@ impl QueueManager {
                     {
                         r.last_error = Some(err.clone());
                         r.next_retry = Some(next);
-                        held = Some(recipient_row(id, r, "Retry", self.now()));
+                        held = Some(recipient_row(id, r, RecipientStatus::Retry, self.now()));
                     }
                 }
                 let _ = self.inner.writes.send(Write::Routed(RoutedRow {
@@ -235,7 +243,7 @@ impl QueueManager {
             r.next_retry = Some(now + submission_backoff(r.submit_failures));
             r.last_error = Some(submission_error_reply().one_line());
             r.timeouts.get_or_insert(timeouts);
-            recipient_row(id, r, "Retry", now)
+            recipient_row(id, r, RecipientStatus::Retry, now)
         };
         self.write(Write::Recipient(row));
     }
@@ -295,7 +303,7 @@ impl QueueManager {
             key: key.clone(),
             route,
             suspended,
-            status: "Ready",
+            status: QueueStatus::Ready,
             last_error: last_error.filter(|_| waiting),
             last_retry: last_retry.filter(|_| waiting),
             next_retry: next_retry.filter(|_| waiting),

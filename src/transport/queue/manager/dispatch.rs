@@ -208,8 +208,8 @@ pub(super) fn plan_dispatch(
             }
             starts.push((*id, target.clone()));
         }
-        if q.connections > 0 && q.status != "Active" && !q.suspended {
-            q.status = "Active";
+        if q.connections > 0 && q.status != QueueStatus::Active && !q.suspended {
+            q.status = QueueStatus::Active;
             writes.push(Write::Queue(queue_row(*id, q)));
         }
     }
@@ -261,7 +261,12 @@ pub(super) fn fail_connection(
                 r.retry_count += 1;
                 r.last_error = Some(text.clone());
                 r.next_retry = Some(next);
-                writes.push(Write::Recipient(recipient_row(id, r, "Retry", now)));
+                writes.push(Write::Recipient(recipient_row(
+                    id,
+                    r,
+                    RecipientStatus::Retry,
+                    now,
+                )));
                 writes.push(Write::Attempt(attempt_row(
                     id, r.ordinal, now, attempt, &text,
                 )));

@@ -24,8 +24,10 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use super::writer::{self, AdminState, AttemptRow, QueueRow, RecipientRow, RoutedRow, Write};
-use super::{AcceptError, Disposition, Envelope, EnvelopeRecipient, Spool};
+use super::writer::{self, AdminRow, AttemptRow, QueueRow, RecipientRow, RoutedRow, Write};
+use super::{
+    AcceptError, Disposition, Envelope, EnvelopeRecipient, QueueStatus, RecipientStatus, Spool,
+};
 use crate::logs::tracking::{TrackingEvent, TrackingLog};
 use crate::org::{AcceptedDomain, Org, SendConnector, TransportServer};
 use crate::smtp::proto::Reply;
@@ -45,15 +47,16 @@ mod admin;
 mod categorize;
 mod dispatch;
 mod job;
+mod listener;
 mod load;
 mod outcome;
 mod report;
 mod state;
+mod stored;
 #[cfg(test)]
 mod timer_tests;
 mod timers;
 
-use admin::admin_listener;
 use categorize::submitter;
 use dispatch::plan_dispatch;
 use job::GiveBack;
@@ -61,8 +64,10 @@ pub use job::{
     Attempt, BoxFuture, ConnectionFailed, Deliver, Delivered, Job, JobRecipient, Lane, Outcome,
     Submitted, SubmittedRecipient, Target, body_lost_reply,
 };
+use listener::command_listener;
 use load::load_pending;
 use state::*;
+pub(crate) use stored::run_stored;
 pub use timers::connection_retry_interval;
 use timers::scheduler;
 
@@ -115,12 +120,7 @@ impl QueueManager {
     ) -> Result<QueueManager, sqlx::Error> {
         let (wtx, wrx) = mpsc::unbounded_channel();
         let (stx, srx) = mpsc::unbounded_channel();
-        tokio::spawn(writer::run(
-            pool.clone(),
-            spool.clone(),
-            settings.server_name.clone(),
-            wrx,
-        ));
+        tokio::spawn(writer::run(pool.clone(), spool.clone(), wrx));
         let inner = Arc::new(Inner {
             agents,
             clock: settings.clock.clone(),
@@ -136,6 +136,17 @@ impl QueueManager {
             submissions: stx,
         });
         let qm = QueueManager { inner };
+        // The queue writer's lock says this gateway runs; commands recorded while it did not
+        // are applied to the stored state before it is loaded.
+        let mut lock = match &db_url {
+            Some(_) => listener::take_writer_lock(&pool, &settings.server_name).await,
+            None => None,
+        };
+        if let Some(conn) = lock.as_mut()
+            && let Err(e) = run_stored(conn, &settings.server_name).await
+        {
+            tracing::warn!("applying the recorded queue commands: {e}");
+        }
         let poisoned: Vec<(Uuid,)> =
             sqlx::query_as("SELECT id FROM message WHERE server = $1 AND poison")
                 .bind(&settings.server_name)
@@ -159,7 +170,7 @@ impl QueueManager {
         tokio::spawn(submitter(qm.clone(), srx));
         tokio::spawn(scheduler(qm.clone()));
         if let Some(url) = db_url {
-            tokio::spawn(admin_listener(qm.clone(), url));
+            tokio::spawn(command_listener(qm.clone(), url, lock));
         }
         Ok(qm)
     }

@@ -94,7 +94,7 @@ impl QueueManager {
                 let (status, reply) = match outcome {
                     Outcome::Delivered { reply } => {
                         r.state = RState::Done;
-                        ("Delivered", reply)
+                        (RecipientStatus::Delivered, reply)
                     }
                     Outcome::Failed { reply } if report_pending => {
                         let retried = r.dsn_failures > 0;
@@ -112,7 +112,7 @@ impl QueueManager {
                         writes.push(Write::Recipient(recipient_row(
                             job.message,
                             r,
-                            "Retry",
+                            RecipientStatus::Retry,
                             now,
                         )));
                         if !retried {
@@ -128,15 +128,15 @@ impl QueueManager {
                     }
                     Outcome::Failed { reply } => {
                         r.state = RState::Done;
-                        ("Failed", reply)
+                        (RecipientStatus::Failed, reply)
                     }
                     Outcome::Deferred { reply } => {
                         timers::defer(r, &org.server, now);
-                        ("Retry", reply)
+                        (RecipientStatus::Retry, reply)
                     }
                 };
                 let text = reply.one_line();
-                r.last_error = (status != "Delivered").then(|| text.clone());
+                r.last_error = (status != RecipientStatus::Delivered).then(|| text.clone());
                 if attempt.host.is_some() {
                     r.remote_mta = attempt.host.clone();
                 }
@@ -147,8 +147,8 @@ impl QueueManager {
                 ));
                 writes.push(Write::Recipient(recipient_row(job.message, r, status, now)));
                 // A DSN retry's attempt was recorded when the recipient failed.
-                let dsn_retry = status == "Failed" && r.dsn_failures > 0;
-                if !(dsn_retry || first_try && status == "Delivered") {
+                let dsn_retry = status == RecipientStatus::Failed && r.dsn_failures > 0;
+                if !(dsn_retry || first_try && status == RecipientStatus::Delivered) {
                     writes.push(Write::Attempt(attempt_row(
                         job.message,
                         ordinal,
@@ -170,7 +170,11 @@ impl QueueManager {
         // One tracking line per event of this attempt, its recipients `;`-joined, as Exchange
         // writes them.
         let tracking = &self.inner.tracking;
-        for status in ["Delivered", "Failed", "Retry"] {
+        for status in [
+            RecipientStatus::Delivered,
+            RecipientStatus::Failed,
+            RecipientStatus::Retry,
+        ] {
             let (recipients, statuses): (Vec<&str>, Vec<&str>) = events
                 .iter()
                 .filter(|(s, _, _)| *s == status)
@@ -181,9 +185,9 @@ impl QueueManager {
             }
             let local = attempt.ip.is_none();
             let (event_id, source) = match status {
-                "Delivered" if local => ("DELIVER", "STOREDRIVER"),
-                "Delivered" => ("SEND", "SMTP"),
-                "Failed" => ("FAIL", "SMTP"),
+                RecipientStatus::Delivered if local => ("DELIVER", "STOREDRIVER"),
+                RecipientStatus::Delivered => ("SEND", "SMTP"),
+                RecipientStatus::Failed => ("FAIL", "SMTP"),
                 _ => ("DEFER", "SMTP"),
             };
             tracking.record(&TrackingEvent {

@@ -207,7 +207,11 @@ impl QueueManager {
                 r.delay_notified = false;
                 r.dsn_failures = r.dsn_failures.saturating_add(1);
                 r.dsn_due = Some(now + dsn_backoff(r.dsn_failures));
-                let status = if r.retry_count > 0 { "Retry" } else { "Ready" };
+                let status = if r.retry_count > 0 {
+                    RecipientStatus::Retry
+                } else {
+                    RecipientStatus::Ready
+                };
                 writes.push(Write::Recipient(recipient_row(message, r, status, now)));
             }
         }

@@ -53,7 +53,7 @@ pub(super) struct Queue {
     pub(super) key: NextHopKey,
     pub(super) route: Option<Route>,
     pub(super) suspended: bool,
-    pub(super) status: &'static str,
+    pub(super) status: QueueStatus,
     pub(super) last_error: Option<String>,
     pub(super) last_retry: Option<OffsetDateTime>,
     pub(super) next_retry: Option<OffsetDateTime>,
@@ -72,15 +72,15 @@ impl Queue {
         }
     }
 
-    pub(super) fn shown_status(&self) -> &'static str {
+    pub(super) fn shown_status(&self) -> QueueStatus {
         if self.suspended {
-            "Suspended"
+            QueueStatus::Suspended
         } else if self.connections > 0 {
-            "Active"
+            QueueStatus::Active
         } else if self.next_retry.is_some() {
-            "Retry"
+            QueueStatus::Retry
         } else {
-            "Ready"
+            QueueStatus::Ready
         }
     }
 }
@@ -93,6 +93,8 @@ pub(super) struct State {
     pub(super) outbound: usize,
     /// Messages in the Poison queue: not held here, but watched for Resume-Message.
     pub(super) poisoned: HashSet<Uuid>,
+    /// Queue commands on messages accepted but not filed by the submitter yet.
+    pub(super) held: HashMap<Uuid, super::admin::Held>,
 }
 
 pub(super) fn queue_row(id: i64, q: &Queue) -> QueueRow {
@@ -108,7 +110,7 @@ pub(super) fn queue_row(id: i64, q: &Queue) -> QueueRow {
 pub(super) fn recipient_row(
     message: Uuid,
     r: &Rcpt,
-    status: &'static str,
+    status: RecipientStatus,
     now: OffsetDateTime,
 ) -> RecipientRow {
     RecipientRow {
@@ -118,7 +120,7 @@ pub(super) fn recipient_row(
         retry_count: r.retry_count,
         last_error: r.last_error.clone(),
         last_retry: Some(now),
-        next_retry: if status == "Retry" {
+        next_retry: if status == RecipientStatus::Retry {
             r.next_retry
         } else {
             None

@@ -48,7 +48,7 @@ fn queue(kind: DeliveryType, route: Option<Route>) -> Queue {
         },
         route,
         suspended: false,
-        status: "Ready",
+        status: QueueStatus::Ready,
         last_error: None,
         last_retry: None,
         next_retry: None,
@@ -239,7 +239,7 @@ fn connection_failures_retry_transient_then_outbound_interval_and_hold_the_queue
         let next = clock.now() + interval;
         let q = &st.queues[&7];
         assert_eq!(q.next_retry, Some(next), "try {n}");
-        assert_eq!(q.shown_status(), "Retry");
+        assert_eq!(q.shown_status(), QueueStatus::Retry);
         for id in &ids {
             let r = &st.messages[id].rcpts[0];
             assert_eq!(

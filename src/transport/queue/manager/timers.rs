@@ -128,6 +128,18 @@ pub(super) fn scan_message(
         if matches!(r.state, RState::Done | RState::InFlight) {
             continue;
         }
+        // Remove-Message on a recipient that was in flight (and not delivered), or loaded
+        // marked: finalised here, once (in flight until then).
+        if r.remove_with_ndr.is_some() {
+            r.state = RState::InFlight;
+            due.expired.push((
+                r.ordinal,
+                Outcome::Failed {
+                    reply: super::admin::removal_reply(),
+                },
+            ));
+            continue;
+        }
         let Some(t) = r.timeouts else { continue };
         let expires = m.meta.received_at + t.message_expiration_timeout;
         if now >= expires {
@@ -152,7 +164,11 @@ pub(super) fn scan_message(
             due.writes.push(Write::Recipient(recipient_row(
                 id,
                 r,
-                if r.retry_count > 0 { "Retry" } else { "Ready" },
+                if r.retry_count > 0 {
+                    RecipientStatus::Retry
+                } else {
+                    RecipientStatus::Ready
+                },
                 now,
             )));
         }
