@@ -58,7 +58,7 @@ impl Recipient {
 
     pub fn validate(&self, extra_addresses: &[String]) -> Result<(), OrgError> {
         if self.name.trim().is_empty() || self.name.len() > 64 {
-            return Err(OrgError::Invalid("Name must be 1 to 64 characters.".into()));
+            return Err(super::invalid("Name", "Name must be 1 to 64 characters."));
         }
         for a in std::iter::once(&self.primary_smtp_address)
             .chain(self.external_email_address.iter())

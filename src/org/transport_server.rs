@@ -141,9 +141,12 @@ impl TransportServer {
             if let Some(total) = self.max_outbound_connections
                 && v > total
             {
-                return Err(OrgError::Invalid(format!(
-                    "MaxPerDomainOutboundConnections ({v}) cannot be greater than MaxOutboundConnections ({total})."
-                )));
+                return Err(super::invalid(
+                    "MaxPerDomainOutboundConnections",
+                    format!(
+                        "MaxPerDomainOutboundConnections ({v}) cannot be greater than MaxOutboundConnections ({total})."
+                    ),
+                ));
             }
         }
         check_range(
@@ -174,9 +177,10 @@ impl TransportServer {
         // hubgate also takes `ip:port` (`[v6]:port`), for resolvers off port 53.
         for ip in &self.external_dns_servers {
             if crate::smtp::client::parse_dns_server(ip).is_none() {
-                return Err(OrgError::Invalid(format!(
-                    "'{ip}' is not a valid IP address (or IP address and port)."
-                )));
+                return Err(super::invalid(
+                    "ExternalDNSServers",
+                    format!("'{ip}' is not a valid IP address (or IP address and port)."),
+                ));
             }
         }
         Ok(())

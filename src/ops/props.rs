@@ -1,0 +1,496 @@
+//! Property tables: one per object type, the one place an Exchange property is described.
+//!
+//! An entry says what the property is called, its type, how to read it (a typed [`Value`], from
+//! which the Format-List text and the Export-Cmdlet argument follow), how to write it, on which
+//! verbs it is a parameter and whether Export-Cmdlet writes it. The shell binds its parameters,
+//! prints its views and writes its exports from these tables; the console builds its property
+//! pages from them. Adding a property to an object is one entry here.
+
+use super::OpError;
+use crate::org::org_key::OrganizationKey;
+
+/// A property value as an operation takes it and a table reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// No value: an unset optional string or TimeSpan (`$null`).
+    Null,
+    Bool(bool),
+    Str(String),
+    List(Vec<String>),
+    Int(i64),
+    /// A TimeSpan in whole seconds.
+    Span(i64),
+    /// A ByteQuantifiedSize in bytes.
+    Bytes(i64),
+    /// `unlimited`, for the Unlimited[] and ByteQuantifiedSize properties that allow it.
+    Unlimited,
+    Cred {
+        user: String,
+        password: String,
+    },
+}
+
+/// A property's Exchange type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Bool,
+    /// One of these values, stored with this spelling.
+    Enum(&'static [&'static str]),
+    List,
+    /// A set of these values (AuthMechanism, PermissionGroups); empty reads `None`.
+    Flags(&'static [&'static str]),
+    Int,
+    /// An Int that may be `unlimited`.
+    Unlimited,
+    TimeSpan,
+    ByteSize,
+    Credential,
+    /// An object's identity: read only.
+    Identity,
+    /// A verb's switch (`-Internet`), never a property.
+    Switch,
+}
+
+/// When Export-Cmdlet writes a property into the line that re-creates the object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Export {
+    Never,
+    Always,
+    /// When the value differs from the object the bare New-* line makes.
+    IfChanged,
+    /// A credential: its user name, through a variable that Get-Credential fills when the
+    /// script runs; the password is never written.
+    Credential,
+}
+
+/// Which verbs take a property as a parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    No,
+    Optional,
+    Mandatory,
+    /// Mandatory, and also bound from the first positional argument.
+    First,
+}
+
+/// What a setter may need besides the value.
+#[derive(Default)]
+pub struct Ctx<'a> {
+    /// The organisation key, to seal a credential.
+    pub key: Option<&'a OrganizationKey>,
+}
+
+pub type Getter<T> = fn(&T) -> Value;
+pub type Setter<T> = fn(&mut T, Value, &Ctx) -> Result<(), OpError>;
+
+pub struct Prop<T: 'static> {
+    /// Exchange's name, as Format-List shows it and the cmdlets take it.
+    pub name: &'static str,
+    pub kind: Kind,
+    /// None: a write-only parameter (MakeDefault).
+    pub get: Option<Getter<T>>,
+    /// None: read only.
+    pub set: Option<Setter<T>>,
+    pub on_new: Verb,
+    pub on_set: Verb,
+    pub export: Export,
+}
+
+impl<T> Prop<T> {
+    /// A read-only property.
+    pub const fn read(name: &'static str, kind: Kind, get: Getter<T>) -> Prop<T> {
+        Prop {
+            name,
+            kind,
+            get: Some(get),
+            set: None,
+            on_new: Verb::No,
+            on_set: Verb::No,
+            export: Export::Never,
+        }
+    }
+    /// A property set on New and Set, exported when it differs from the default.
+    pub const fn rw(name: &'static str, kind: Kind, get: Getter<T>, set: Setter<T>) -> Prop<T> {
+        Prop {
+            name,
+            kind,
+            get: Some(get),
+            set: Some(set),
+            on_new: Verb::Optional,
+            on_set: Verb::Optional,
+            export: Export::IfChanged,
+        }
+    }
+    pub const fn new_as(self, v: Verb) -> Self {
+        Prop { on_new: v, ..self }
+    }
+    pub const fn set_as(self, v: Verb) -> Self {
+        Prop { on_set: v, ..self }
+    }
+    pub const fn export(self, e: Export) -> Self {
+        Prop { export: e, ..self }
+    }
+    /// A parameter that is not a property (MakeDefault): written, never read.
+    pub const fn write_only(name: &'static str, kind: Kind, set: Setter<T>) -> Prop<T> {
+        Prop {
+            name,
+            kind,
+            get: None,
+            set: Some(set),
+            on_new: Verb::No,
+            on_set: Verb::Optional,
+            export: Export::Never,
+        }
+    }
+}
+
+/// An object type: its table and what its verbs add around it.
+pub struct Object<T: 'static> {
+    pub props: &'static [Prop<T>],
+    /// What New- takes besides properties (a usage's switches, the server), bound after the
+    /// first parameter.
+    pub new_extra: &'static [(&'static str, Kind)],
+    /// The cmdlet Export-Cmdlet writes, and the object it compares with for `IfChanged`.
+    pub export_cmdlet: &'static str,
+    pub base: fn(&T) -> T,
+    /// The name a credential's variable is made from.
+    pub name: fn(&T) -> String,
+    /// Exchange parameters hubgate refuses, per verb (New, Set).
+    pub unsupported_new: &'static [&'static str],
+    pub unsupported_set: &'static [&'static str],
+}
+
+impl<T> Object<T> {
+    pub fn prop(&self, name: &str) -> Option<&'static Prop<T>> {
+        self.props
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Format-List's rows, in the table's order.
+    pub fn rows(&self, o: &T) -> Vec<(&'static str, String)> {
+        self.props
+            .iter()
+            .filter_map(|p| p.get.map(|g| (p.name, display(p.kind, &g(o)))))
+            .collect()
+    }
+
+    /// Applies `values` in the table's order: each setter checks its own value. A name that is
+    /// neither a settable property of this verb nor one of its extras is refused.
+    pub fn apply(&self, o: &mut T, values: &Values, new: bool, ctx: &Ctx) -> Result<(), OpError> {
+        for (name, _) in &values.0 {
+            let settable = self.prop(name).is_some_and(|p| {
+                p.set.is_some() && if new { p.on_new } else { p.on_set } != Verb::No
+            });
+            let extra = new
+                && self
+                    .new_extra
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case(name));
+            if !settable && !extra {
+                return Err(OpError::invalid(
+                    name,
+                    format!("A parameter cannot be found that matches parameter name '{name}'."),
+                ));
+            }
+        }
+        for p in self.props {
+            if let (Some(set), Some(v)) = (p.set, values.get(p.name)) {
+                set(o, v.clone(), ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The lines that re-create `o`: the cmdlet with every property the table exports.
+    pub fn export(&self, o: &T) -> String {
+        let base = (self.base)(o);
+        let mut before = String::new();
+        let mut line = self.export_cmdlet.to_string();
+        for p in self.props {
+            let Some(get) = p.get else { continue };
+            let v = get(o);
+            let text = match p.export {
+                Export::Never => None,
+                Export::Always => Some(script(p.kind, &v)),
+                Export::IfChanged => (v != get(&base)).then(|| script(p.kind, &v)),
+                Export::Credential => match &v {
+                    Value::Str(user) => {
+                        let var = credential_variable(&(self.name)(o));
+                        before.push_str(&format!(
+                            "# The password of {} is not exported: Get-Credential asks for it.\n{var} = Get-Credential -UserName {}\n",
+                            quote(&(self.name)(o)),
+                            quote(user),
+                        ));
+                        Some(var)
+                    }
+                    _ => None,
+                },
+            };
+            if let Some(t) = text {
+                line.push_str(&format!(" -{} {t}", p.name));
+            }
+        }
+        format!("{before}{line}\n")
+    }
+
+    /// Every parameter of New- (`new`) or Set-, in the table's order, the extras after the
+    /// first: (name, kind, mandatory, positional).
+    pub fn params(&self, new: bool) -> Vec<(&'static str, Kind, bool, bool)> {
+        let mut out = vec![];
+        for p in self.props {
+            let verb = if new { p.on_new } else { p.on_set };
+            if p.set.is_none() || verb == Verb::No {
+                continue;
+            }
+            out.push((
+                p.name,
+                p.kind,
+                matches!(verb, Verb::Mandatory | Verb::First),
+                verb == Verb::First,
+            ));
+            if new && out.len() == 1 {
+                out.extend(self.new_extra.iter().map(|(n, k)| (*n, *k, false, false)));
+            }
+        }
+        out
+    }
+}
+
+/// The variable an exported credential is kept in.
+fn credential_variable(name: &str) -> String {
+    let clean: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    format!("$cred{clean}")
+}
+
+/// The values an operation sets, by property name.
+#[derive(Clone, Debug, Default)]
+pub struct Values(pub Vec<(&'static str, Value)>);
+
+impl Values {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+    pub fn with(mut self, name: &'static str, v: Value) -> Values {
+        self.0.push((name, v));
+        self
+    }
+    pub fn str(&self, name: &str) -> Option<String> {
+        match self.get(name) {
+            Some(Value::Str(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
+fn multi(v: &[String]) -> String {
+    format!("{{{}}}", v.join(", "))
+}
+
+/// The Format-List text of a value.
+pub fn display(kind: Kind, v: &Value) -> String {
+    use crate::shell::parse::{format_bytes, format_timespan};
+    match (kind, v) {
+        (_, Value::Null) => String::new(),
+        (_, Value::Bool(b)) => if *b { "True" } else { "False" }.into(),
+        (Kind::Flags(_), Value::List(l)) if l.is_empty() => "None".into(),
+        (Kind::Flags(_), Value::List(l)) => l.join(", "),
+        (_, Value::List(l)) => multi(l),
+        (Kind::ByteSize, Value::Unlimited) => format_bytes(None),
+        (_, Value::Unlimited) => "Unlimited".into(),
+        (_, Value::Bytes(n)) => format_bytes(Some(*n)),
+        (_, Value::Span(s)) => format_timespan(*s),
+        (_, Value::Int(n)) => n.to_string(),
+        (_, Value::Str(s)) => s.clone(),
+        (_, Value::Cred { user, .. }) => user.clone(),
+    }
+}
+
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The argument text that sets a value in a script line.
+pub fn script(kind: Kind, v: &Value) -> String {
+    use crate::shell::parse::format_timespan;
+    match (kind, v) {
+        (_, Value::Null) => "$null".into(),
+        (_, Value::Bool(b)) => if *b { "$true" } else { "$false" }.into(),
+        (Kind::Flags(_), Value::List(l)) if l.is_empty() => "None".into(),
+        (Kind::Flags(_), Value::List(l)) => l.join(","),
+        (_, Value::List(l)) if l.is_empty() => "$null".into(),
+        (_, Value::List(l)) => l.iter().map(|s| quote(s)).collect::<Vec<_>>().join(","),
+        (_, Value::Unlimited) => "unlimited".into(),
+        (_, Value::Bytes(n)) | (_, Value::Int(n)) => n.to_string(),
+        (_, Value::Span(s)) => format_timespan(*s),
+        (Kind::Enum(_), Value::Str(s)) => s.clone(),
+        (_, Value::Str(s)) => quote(s),
+        (_, Value::Cred { user, .. }) => quote(user),
+    }
+}
+
+/// A field type a table reads and writes through a [`Value`].
+pub trait Field: Sized {
+    fn to_value(&self, kind: Kind) -> Value;
+    fn from_value(v: Value, param: &'static str) -> Result<Self, OpError>;
+}
+
+fn wrong(param: &'static str, v: &Value) -> OpError {
+    OpError::Invalid {
+        param: Some(param),
+        message: format!("The value {v:?} does not fit {param}."),
+    }
+}
+
+fn not_unlimited(param: &'static str) -> OpError {
+    OpError::Invalid {
+        param: Some(param),
+        message: format!("{param} cannot be unlimited."),
+    }
+}
+
+impl Field for String {
+    fn to_value(&self, _: Kind) -> Value {
+        Value::Str(self.clone())
+    }
+    fn from_value(v: Value, param: &'static str) -> Result<Self, OpError> {
+        match v {
+            Value::Str(s) => Ok(s),
+            v => Err(wrong(param, &v)),
+        }
+    }
+}
+
+impl Field for Option<String> {
+    fn to_value(&self, _: Kind) -> Value {
+        self.clone().map(Value::Str).unwrap_or(Value::Null)
+    }
+    fn from_value(v: Value, param: &'static str) -> Result<Self, OpError> {
+        match v {
+            Value::Str(s) if !s.is_empty() => Ok(Some(s)),
+            Value::Str(_) | Value::Null => Ok(None),
+            v => Err(wrong(param, &v)),
+        }
+    }
+}
+
+impl Field for bool {
+    fn to_value(&self, _: Kind) -> Value {
+        Value::Bool(*self)
+    }
+    fn from_value(v: Value, param: &'static str) -> Result<Self, OpError> {
+        match v {
+            Value::Bool(b) => Ok(b),
+            v => Err(wrong(param, &v)),
+        }
+    }
+}
+
+impl Field for Vec<String> {
+    fn to_value(&self, _: Kind) -> Value {
+        Value::List(self.clone())
+    }
+    fn from_value(v: Value, param: &'static str) -> Result<Self, OpError> {
+        match v {
+            Value::List(l) => Ok(l),
+            Value::Null => Ok(vec![]),
+            v => Err(wrong(param, &v)),
+        }
+    }
+}
+
+fn as_i32(param: &'static str, v: i64) -> Result<i32, OpError> {
+    i32::try_from(v).map_err(|_| OpError::Invalid {
+        param: Some(param),
+        message: format!(
+            "The value {v} of {param} is out of range. It must be between {} and {}.",
+            i32::MIN,
+            i32::MAX
+        ),
+    })
+}
+
+impl Field for i32 {
+    fn to_value(&self, _: Kind) -> Value {
+        Value::Int((*self).into())
+    }
+    fn from_value(v: Value, param: &'static str) -> Result<Self, OpError> {
+        match v {
+            Value::Int(n) => as_i32(param, n),
+            Value::Unlimited => Err(not_unlimited(param)),
+            v => Err(wrong(param, &v)),
+        }
+    }
+}
+
+impl Field for Option<i32> {
+    fn to_value(&self, _: Kind) -> Value {
+        self.map(|n| Value::Int(n.into()))
+            .unwrap_or(Value::Unlimited)
+    }
+    fn from_value(v: Value, param: &'static str) -> Result<Self, OpError> {
+        match v {
+            Value::Int(n) => as_i32(param, n).map(Some),
+            Value::Unlimited | Value::Null => Ok(None),
+            v => Err(wrong(param, &v)),
+        }
+    }
+}
+
+/// TimeSpans and sizes, told apart by the table's kind.
+impl Field for i64 {
+    fn to_value(&self, kind: Kind) -> Value {
+        match kind {
+            Kind::ByteSize => Value::Bytes(*self),
+            _ => Value::Span(*self),
+        }
+    }
+    fn from_value(v: Value, param: &'static str) -> Result<Self, OpError> {
+        match v {
+            Value::Span(n) | Value::Bytes(n) => Ok(n),
+            Value::Unlimited => Err(not_unlimited(param)),
+            v => Err(wrong(param, &v)),
+        }
+    }
+}
+
+/// An optional TimeSpan (None: `$null`) or a size that may be unlimited (None: `unlimited`).
+impl Field for Option<i64> {
+    fn to_value(&self, kind: Kind) -> Value {
+        match (kind, self) {
+            (Kind::ByteSize, None) => Value::Unlimited,
+            (_, None) => Value::Null,
+            (k, Some(n)) => n.to_value(k),
+        }
+    }
+    fn from_value(v: Value, param: &'static str) -> Result<Self, OpError> {
+        match v {
+            Value::Span(n) | Value::Bytes(n) => Ok(Some(n)),
+            Value::Unlimited | Value::Null => Ok(None),
+            v => Err(wrong(param, &v)),
+        }
+    }
+}
+
+/// A table entry for a plain field: `field!(Type, "Name", Kind, field)`, read and written as is.
+#[macro_export]
+macro_rules! field {
+    ($t:ty, $name:literal, $kind:expr, $($f:ident).+) => {
+        $crate::ops::props::Prop::rw(
+            $name,
+            $kind,
+            |o: &$t| $crate::ops::props::Field::to_value(&o.$($f).+, $kind),
+            |o: &mut $t, v, _| {
+                o.$($f).+ = $crate::ops::props::Field::from_value(v, $name)?;
+                Ok(())
+            },
+        )
+    };
+}
