@@ -278,7 +278,9 @@ impl Values {
     pub fn has(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
+    /// These values with `name` set to `v` (replacing a value given before).
     pub fn with(mut self, name: &'static str, v: Value) -> Values {
+        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self.0.push((name, v));
         self
     }
