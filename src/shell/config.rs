@@ -157,10 +157,12 @@ async fn acl_connector(
     })
 }
 
+fn objects<T>(v: Vec<T>, obj: impl Fn(T) -> Obj) -> Vec<Obj> {
+    v.into_iter().map(obj).collect()
+}
+
 fn acl_objects(c: &permission::Connector, acl: Vec<crate::org::Permission>) -> Vec<Obj> {
-    acl.into_iter()
-        .map(|e| Obj::AdPermission(c.identity.clone(), e))
-        .collect()
+    objects(acl, |e| Obj::AdPermission(c.identity.clone(), e))
 }
 
 /// Runs one configuration cmdlet on bound parameters.
@@ -176,11 +178,10 @@ pub async fn run(
     Ok(match c.op {
         Op::GetAcceptedDomain => {
             let id = identity(b, name, ad_key)?;
-            accepted_domain::get(tx, id.as_ref(), true)
-                .await?
-                .into_iter()
-                .map(Obj::AcceptedDomain)
-                .collect()
+            objects(
+                accepted_domain::get(tx, id.as_ref(), true).await?,
+                Obj::AcceptedDomain,
+            )
         }
         Op::NewAcceptedDomain => {
             let d = accepted_domain::new(tx, &vals()).await?;
@@ -205,11 +206,10 @@ pub async fn run(
         }
         Op::GetSendConnector => {
             let id = identity(b, name, sc_key)?;
-            send_connector::get(tx, id.as_ref(), true)
-                .await?
-                .into_iter()
-                .map(Obj::SendConnector)
-                .collect()
+            objects(
+                send_connector::get(tx, id.as_ref(), true).await?,
+                Obj::SendConnector,
+            )
         }
         Op::NewSendConnector => {
             let key = key_for_credential(sh, b).await?;
@@ -243,10 +243,10 @@ pub async fn run(
         Op::GetReceiveConnector => {
             let id = identity(b, name, rc_key)?;
             let all = receive_connector::get(tx, &sh.server, id.as_ref(), true).await?;
-            receive_connector::on_server(all, b.str("Server").as_deref())
-                .into_iter()
-                .map(Obj::ReceiveConnector)
-                .collect()
+            objects(
+                receive_connector::on_server(all, b.str("Server").as_deref()),
+                Obj::ReceiveConnector,
+            )
         }
         Op::NewReceiveConnector => {
             let ch = receive_connector::new(tx, &sh.server, &vals()).await?;
@@ -274,11 +274,10 @@ pub async fn run(
         }
         Op::GetTransportServer => {
             let id = identity(b, name, ts_key)?;
-            transport::get_servers(tx, id.as_ref(), true)
-                .await?
-                .into_iter()
-                .map(Obj::TransportServer)
-                .collect()
+            objects(
+                transport::get_servers(tx, id.as_ref(), true).await?,
+                Obj::TransportServer,
+            )
         }
         Op::SetTransportServer => {
             // Without -Identity: the server this shell runs on.
@@ -364,9 +363,7 @@ pub async fn run(
                     sc.name
                 ),
             );
-            acl.into_iter()
-                .map(|e| Obj::AdPermission(sc.name.clone(), e))
-                .collect()
+            objects(acl, |e| Obj::AdPermission(sc.name.clone(), e))
         }
         Op::GetCredential => {
             let (user, password) = match (b.str("UserName"), b.str("Password")) {
@@ -377,11 +374,9 @@ pub async fn run(
         }
         Op::GetRecipient(t) => {
             let id = identity(b, name, recipient_key)?;
-            recipient::get(tx, t, id.as_ref(), true)
-                .await?
-                .into_iter()
-                .map(|(r, e)| Obj::Recipient(r, e))
-                .collect()
+            objects(recipient::get(tx, t, id.as_ref(), true).await?, |(r, e)| {
+                Obj::Recipient(r, e)
+            })
         }
         Op::NewRecipient(t) => {
             let (r, extra) = recipient::new(tx, t, &vals()).await?;
