@@ -192,6 +192,10 @@ async fn transport_server_and_config_set_and_their_errors() {
         .unwrap();
     assert_eq!(ch.after.max_send_size, Some(20 << 20));
     let (p, e) = param(
+        transport::set_config(tx, &v(&[("TLSSendDomainSecureList", l(&["not a domain"]))])).await,
+    );
+    assert_eq!(p, Some("TLSSendDomainSecureList"), "{e}");
+    let (p, e) = param(
         transport::set_config(tx, &v(&[("ShadowHeartbeatRetryCount", Value::Int(99))])).await,
     );
     assert_eq!(p, Some("ShadowHeartbeatRetryCount"), "{e}");
@@ -479,6 +483,26 @@ async fn recipients_create_set_remove_and_their_errors() {
     let (p, e) =
         param(recipient::set(tx, Type::Mailbox, &id("User"), &v(&[("Name", s(""))])).await);
     assert_eq!(p, Some("Name"), "{e}");
+    let (p, e) = param(
+        recipient::set(
+            tx,
+            Type::Mailbox,
+            &id("User"),
+            &v(&[("PrimarySmtpAddress", s("nobody"))]),
+        )
+        .await,
+    );
+    assert_eq!(p, Some("PrimarySmtpAddress"), "{e}");
+    let (p, e) = param(
+        recipient::set(
+            tx,
+            Type::Mailbox,
+            &id("User"),
+            &v(&[("EmailAddresses", l(&["x@", "SMTP:u@contoso.test"]))]),
+        )
+        .await,
+    );
+    assert_eq!(p, Some("EmailAddresses"), "{e}");
     // A contact's parameter is not a mailbox's.
     let (p, _) = param(
         recipient::set(

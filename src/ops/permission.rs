@@ -3,6 +3,7 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::props::{Export, Kind, Object, Prop, Value};
 use super::{Identity, OpError, one};
 use crate::org::rights::{self, ExtendedRight, principal};
 use crate::org::{Permission, SendConnector};
@@ -28,6 +29,52 @@ pub const RIGHTS: &[&str] = &[
     "ms-Exch-SMTP-Send-XShadow",
     "ms-Exch-SMTP-Accept-XShadow",
 ];
+
+/// One ACL entry with the identity of its connector.
+pub type Entry = (String, Permission);
+
+/// An ACL entry's view and the Add-ADPermission line that re-creates it; entries are added and
+/// removed whole, never set.
+pub static OBJECT: Object<Entry> = Object {
+    props: &[
+        Prop::read("Identity", Kind::Identity, |(id, _): &Entry| {
+            Value::Str(id.clone())
+        })
+        .export(Export::Always),
+        Prop::read("User", Kind::Str, |(_, p): &Entry| {
+            Value::Str(p.principal.clone())
+        })
+        .export(Export::Always),
+        Prop::read("ExtendedRights", Kind::Str, |(_, p): &Entry| {
+            Value::Str(p.extended_right.clone())
+        })
+        .export(Export::Always),
+        Prop::read("Deny", Kind::Switch, |(_, p): &Entry| Value::Bool(p.deny))
+            .export(Export::IfChanged),
+        // hubgate's connector ACLs have no inheritance.
+        Prop::read("Inherited", Kind::Bool, |_: &Entry| Value::Bool(false)),
+        Prop::read("PermissionGroup", Kind::Str, |(_, p): &Entry| {
+            p.permission_group
+                .clone()
+                .map(Value::Str)
+                .unwrap_or(Value::Null)
+        }),
+    ],
+    new_extra: &[],
+    export_cmdlet: "Add-ADPermission",
+    base: |(id, p)| {
+        (
+            id.clone(),
+            Permission {
+                deny: false,
+                ..p.clone()
+            },
+        )
+    },
+    name: |(id, _)| id.clone(),
+    unsupported_new: &[],
+    unsupported_set: &[],
+};
 
 /// The connector an ACL belongs to.
 #[derive(Clone, Debug)]

@@ -228,8 +228,10 @@ impl<T> Object<T> {
                     _ => None,
                 },
             };
-            if let Some(t) = text {
-                line.push_str(&format!(" -{} {t}", p.name));
+            match text {
+                Some(t) if t.is_empty() => line.push_str(&format!(" -{}", p.name)),
+                Some(t) => line.push_str(&format!(" -{} {t}", p.name)),
+                None => {}
             }
         }
         format!("{before}{line}\n")
@@ -324,6 +326,8 @@ pub fn script(kind: Kind, v: &Value) -> String {
     use crate::shell::parse::format_timespan;
     match (kind, v) {
         (_, Value::Null) => "$null".into(),
+        // A switch is written by its name alone.
+        (Kind::Switch, Value::Bool(_)) => String::new(),
         (_, Value::Bool(b)) => if *b { "$true" } else { "$false" }.into(),
         (Kind::Flags(_), Value::List(l)) if l.is_empty() => "None".into(),
         (Kind::Flags(_), Value::List(l)) => l.join(","),
@@ -495,4 +499,113 @@ macro_rules! field {
             },
         )
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::transport;
+    use crate::ops::{accepted_domain, permission, receive_connector, recipient, send_connector};
+
+    #[test]
+    fn values_read_and_write_as_exchange_prints_them() {
+        let cases = [
+            (Kind::Bool, Value::Bool(true), "True", "$true"),
+            (Kind::Str, Value::Str("it's".into()), "it's", "'it''s'"),
+            (Kind::Enum(&["A"]), Value::Str("A".into()), "A", "A"),
+            (Kind::List, Value::List(vec![]), "{}", "$null"),
+            (
+                Kind::List,
+                Value::List(vec!["a".into(), "b".into()]),
+                "{a, b}",
+                "'a','b'",
+            ),
+            (Kind::Flags(&["X"]), Value::List(vec![]), "None", "None"),
+            (
+                Kind::Flags(&["X"]),
+                Value::List(vec!["X".into(), "Y".into()]),
+                "X, Y",
+                "X,Y",
+            ),
+            (Kind::Unlimited, Value::Unlimited, "Unlimited", "unlimited"),
+            (Kind::Int, Value::Int(5), "5", "5"),
+            (
+                Kind::TimeSpan,
+                Value::Span(90061),
+                "1.01:01:01",
+                "1.01:01:01",
+            ),
+            (Kind::TimeSpan, Value::Null, "", "$null"),
+            (
+                Kind::ByteSize,
+                Value::Bytes(10 << 20),
+                "10 MB (10,485,760 bytes)",
+                "10485760",
+            ),
+            (Kind::ByteSize, Value::Unlimited, "Unlimited", "unlimited"),
+            (Kind::Switch, Value::Bool(true), "True", ""),
+        ];
+        for (kind, v, shown, written) in cases {
+            assert_eq!(display(kind, &v), shown, "{v:?}");
+            assert_eq!(script(kind, &v), written, "{v:?}");
+        }
+    }
+
+    fn check<T>(o: &Object<T>) {
+        let mut seen = std::collections::HashSet::new();
+        for p in o.props {
+            assert!(seen.insert(p.name.to_ascii_lowercase()), "{}", p.name);
+            // What Export-Cmdlet writes, it must be able to read; what a verb takes, it must
+            // be able to write.
+            assert!(p.export == Export::Never || p.get.is_some(), "{}", p.name);
+            assert!(
+                (p.on_new == Verb::No && p.on_set == Verb::No) || p.set.is_some(),
+                "{}",
+                p.name
+            );
+        }
+        for n in o.unsupported_new.iter().chain(o.unsupported_set) {
+            assert!(o.prop(n).is_none(), "{n} is both supported and not");
+        }
+    }
+
+    #[test]
+    fn every_table_is_consistent() {
+        check(&accepted_domain::OBJECT);
+        check(&send_connector::OBJECT);
+        check(&receive_connector::OBJECT);
+        check(&transport::SERVER);
+        check(&transport::CONFIG);
+        check(&recipient::MAILBOX);
+        check(&recipient::CONTACT);
+        check(&permission::OBJECT);
+    }
+
+    #[test]
+    fn a_refused_value_names_its_parameter() {
+        let mut d = crate::org::AcceptedDomain::new(
+            "a",
+            "a.example",
+            crate::org::DomainType::Authoritative,
+        );
+        let e = accepted_domain::OBJECT
+            .apply(
+                &mut d,
+                &Values::default().with("AddressBookEnabled", Value::Int(1)),
+                false,
+                &Ctx::default(),
+            )
+            .unwrap_err();
+        assert_eq!(e.param(), Some("AddressBookEnabled"));
+        let e = transport::SERVER
+            .apply(
+                &mut crate::org::TransportServer::with_defaults("H", "h"),
+                &Values::default().with("PoisonThreshold", Value::Int(1 << 40)),
+                false,
+                &Ctx::default(),
+            )
+            .unwrap_err();
+        assert_eq!(e.param(), Some("PoisonThreshold"));
+        assert!(e.to_string().contains("out of range"), "{e}");
+    }
 }

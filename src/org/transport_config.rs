@@ -72,15 +72,21 @@ impl TransportConfig {
         if let Some(v) = self.max_recipient_envelope_limit {
             check_range("MaxRecipientEnvelopeLimit", v.into(), 0, 2147483647)?;
         }
-        for d in self
-            .tls_receive_domain_secure_list
-            .iter()
-            .chain(&self.tls_send_domain_secure_list)
-        {
-            if !super::accepted_domain::valid_domain_name(d) {
-                return Err(OrgError::Invalid(format!(
-                    "'{d}' is not a valid SMTP domain."
-                )));
+        for (param, list) in [
+            (
+                "TLSReceiveDomainSecureList",
+                &self.tls_receive_domain_secure_list,
+            ),
+            ("TLSSendDomainSecureList", &self.tls_send_domain_secure_list),
+        ] {
+            if let Some(d) = list
+                .iter()
+                .find(|d| !super::accepted_domain::valid_domain_name(d))
+            {
+                return Err(super::invalid(
+                    param,
+                    format!("'{d}' is not a valid SMTP domain."),
+                ));
             }
         }
         Ok(())

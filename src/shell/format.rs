@@ -4,7 +4,9 @@ use time::OffsetDateTime;
 
 use super::parse::format_bytes;
 use super::{Obj, Val, unenforced};
-use crate::ops::{accepted_domain, receive_connector, recipient, send_connector, transport};
+use crate::ops::{
+    accepted_domain, permission, receive_connector, recipient, send_connector, transport,
+};
 use crate::transport::queue::ops::{MessageInfo, QueueInfo, RecipientInfo};
 
 fn multi(v: &[String]) -> String {
@@ -156,17 +158,7 @@ pub fn raw_properties(o: &Obj) -> Vec<(&'static str, String)> {
         Obj::ReceiveConnector(c) => receive_connector::OBJECT.rows(c),
         Obj::TransportServer(s) => transport::SERVER.rows(s),
         Obj::TransportConfig(c) => transport::CONFIG.rows(c),
-        Obj::AdPermission(id, p) => vec![
-            ("Identity", id.clone()),
-            ("User", p.principal.clone()),
-            ("ExtendedRights", p.extended_right.clone()),
-            ("Deny", b(p.deny)),
-            ("Inherited", "False".into()),
-            (
-                "PermissionGroup",
-                p.permission_group.clone().unwrap_or_default(),
-            ),
-        ],
+        Obj::AdPermission(id, p) => permission::OBJECT.rows(&(id.clone(), p.clone())),
         Obj::Recipient(r, extra) => recipient::Type::of(r)
             .object()
             .rows(&(r.clone(), extra.clone())),

@@ -6,26 +6,12 @@ use sqlx::PgConnection;
 
 use super::{Obj, ShellError};
 use crate::ops::props::quote as q;
-use crate::ops::{accepted_domain, receive_connector, recipient, send_connector, transport};
+use crate::ops::{
+    accepted_domain, permission, receive_connector, recipient, send_connector, transport,
+};
 use crate::org::{
     AcceptedDomain, ReceiveConnector, Recipient, SendConnector, TransportConfig, TransportServer,
 };
-
-/// Collects ` -Name value` pairs.
-struct Line(String);
-
-impl Line {
-    fn new(cmdlet: &str) -> Line {
-        Line(cmdlet.to_string())
-    }
-    fn arg(&mut self, name: &str, value: String) -> &mut Self {
-        self.0.push_str(&format!(" -{name} {value}"));
-        self
-    }
-    fn done(&self) -> String {
-        format!("{}\n", self.0)
-    }
-}
 
 /// The cmdlet (or, for a credential, the lines) that creates `o`.
 pub fn new_cmdlet(o: &Obj) -> String {
@@ -35,16 +21,7 @@ pub fn new_cmdlet(o: &Obj) -> String {
         Obj::ReceiveConnector(c) => receive_connector(c),
         Obj::TransportServer(s) => transport_server(s),
         Obj::TransportConfig(c) => transport_config(c),
-        Obj::AdPermission(id, p) => {
-            let mut l = Line::new("Add-ADPermission");
-            l.arg("Identity", q(id))
-                .arg("User", q(&p.principal))
-                .arg("ExtendedRights", q(&p.extended_right));
-            if p.deny {
-                l.0.push_str(" -Deny");
-            }
-            l.done()
-        }
+        Obj::AdPermission(id, p) => permission::OBJECT.export(&(id.clone(), p.clone())),
         Obj::Recipient(r, extra) => recipient(r, extra),
         // The password is never printed: Get-Credential asks for it when the line runs.
         Obj::Credential { user, .. } => format!("Get-Credential -UserName {}\n", q(user)),
