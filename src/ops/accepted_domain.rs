@@ -31,13 +31,15 @@ pub static OBJECT: Object<D> = Object {
             "MessageExpirationTimeout",
             Kind::TimeSpan,
             message_expiration_timeout
-        ),
+        )
+        .range(5, 7776000),
         field!(
             D,
             "DelayNotificationTimeout",
             Kind::TimeSpan,
             delay_notification_timeout
-        ),
+        )
+        .range(1, 2592000),
         Prop::write_only("MakeDefault", Kind::Bool, make_default),
     ],
     new_extra: &[],
@@ -98,6 +100,7 @@ pub async fn new(tx: &mut PgConnection, values: &Values) -> Result<D, OpError> {
     let mut d = AcceptedDomain::new("", &values.str("DomainName").unwrap_or_default(), kind);
     OBJECT.apply(&mut d, values, true, &Ctx::default())?;
     d.domain_name = d.domain_name.to_ascii_lowercase();
+    OBJECT.validate(&d)?;
     d.insert_in(tx).await?;
     let saved = AcceptedDomain::load_all_in(tx).await?;
     Ok(saved.into_iter().find(|x| x.id == d.id).unwrap_or(d))
@@ -111,6 +114,7 @@ pub async fn set(
     let before = one(get(tx, Some(identity), false).await?);
     let mut after = before.clone();
     OBJECT.apply(&mut after, values, false, &Ctx::default())?;
+    OBJECT.validate(&after)?;
     after.update(tx).await?;
     Ok(Change { before, after })
 }

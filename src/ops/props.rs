@@ -95,6 +95,9 @@ pub struct Prop<T: 'static> {
     pub on_new: Verb,
     pub on_set: Verb,
     pub export: Export,
+    /// The allowed values of a number, size or TimeSpan (in seconds), inclusive; `unlimited`
+    /// and `$null` are outside any range.
+    pub range: Option<(i64, i64)>,
 }
 
 impl<T> Prop<T> {
@@ -108,6 +111,7 @@ impl<T> Prop<T> {
             on_new: Verb::No,
             on_set: Verb::No,
             export: Export::Never,
+            range: None,
         }
     }
     /// A property set on New and Set, exported when it differs from the default.
@@ -120,6 +124,7 @@ impl<T> Prop<T> {
             on_new: Verb::Optional,
             on_set: Verb::Optional,
             export: Export::IfChanged,
+            range: None,
         }
     }
     pub const fn new_as(self, v: Verb) -> Self {
@@ -131,6 +136,12 @@ impl<T> Prop<T> {
     pub const fn export(self, e: Export) -> Self {
         Prop { export: e, ..self }
     }
+    pub const fn range(self, min: i64, max: i64) -> Self {
+        Prop {
+            range: Some((min, max)),
+            ..self
+        }
+    }
     /// A parameter that is not a property (MakeDefault): written, never read.
     pub const fn write_only(name: &'static str, kind: Kind, set: Setter<T>) -> Prop<T> {
         Prop {
@@ -141,6 +152,7 @@ impl<T> Prop<T> {
             on_new: Verb::No,
             on_set: Verb::Optional,
             export: Export::Never,
+            range: None,
         }
     }
 }
@@ -198,6 +210,25 @@ impl<T> Object<T> {
         for p in self.props {
             if let (Some(set), Some(v)) = (p.set, values.get(p.name)) {
                 set(o, v.clone(), ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every value against its table entry: a number, size or TimeSpan within its range,
+    /// an enumeration's value one of its values. Rules across properties are the model's
+    /// (`validate` in `org`).
+    pub fn validate(&self, o: &T) -> Result<(), OpError> {
+        use crate::org::{check_one_of, check_range, check_span};
+        for p in self.props {
+            let Some(get) = p.get else { continue };
+            match (p.kind, get(o), p.range) {
+                (_, Value::Span(v), Some((min, max))) => check_span(p.name, v, min, max)?,
+                (_, Value::Int(v) | Value::Bytes(v), Some((min, max))) => {
+                    check_range(p.name, v, min, max)?
+                }
+                (Kind::Enum(allowed), Value::Str(v), _) => check_one_of(p.name, &v, allowed)?,
+                _ => {}
             }
         }
         Ok(())
@@ -579,6 +610,78 @@ mod tests {
         check(&recipient::MAILBOX);
         check(&recipient::CONTACT);
         check(&permission::OBJECT);
+    }
+
+    /// Each range's ends are accepted and one past either end is refused, naming the property.
+    fn ranges_hold<T: Clone>(o: &Object<T>, base: &T) {
+        for p in o.props {
+            let (Some((min, max)), Some(set)) = (p.range, p.set) else {
+                continue;
+            };
+            let val = |n| match p.kind {
+                Kind::TimeSpan => Value::Span(n),
+                Kind::ByteSize => Value::Bytes(n),
+                _ => Value::Int(n),
+            };
+            let ctx = Ctx::default();
+            for n in [min, max] {
+                let mut x = base.clone();
+                set(&mut x, val(n), &ctx).unwrap();
+                o.validate(&x)
+                    .unwrap_or_else(|e| panic!("{} = {n}: {e}", p.name));
+            }
+            for n in [min - 1, max + 1] {
+                let mut x = base.clone();
+                let e = set(&mut x, val(n), &ctx)
+                    .and_then(|_| o.validate(&x))
+                    .expect_err(p.name);
+                assert_eq!(e.param(), Some(p.name), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_range_is_enforced_by_name() {
+        use crate::org::{
+            AcceptedDomain, DomainType, ReceiveConnector, SendConnector, TransportConfig,
+            TransportServer,
+        };
+        ranges_hold(
+            &accepted_domain::OBJECT,
+            &AcceptedDomain::new("a", "a.example", DomainType::Authoritative),
+        );
+        ranges_hold(
+            &send_connector::OBJECT,
+            &SendConnector::new("s", &["*"], "H"),
+        );
+        ranges_hold(
+            &receive_connector::OBJECT,
+            &ReceiveConnector::new("H", "r", "h"),
+        );
+        ranges_hold(
+            &transport::SERVER,
+            &TransportServer::with_defaults("H", "h"),
+        );
+        ranges_hold(
+            &transport::CONFIG,
+            &TransportConfig {
+                shadow_redundancy_enabled: true,
+                shadow_heartbeat_timeout_interval: 900,
+                shadow_heartbeat_retry_count: 12,
+                shadow_message_auto_discard_interval: 172800,
+                max_receive_size: None,
+                max_send_size: None,
+                max_recipient_envelope_limit: None,
+                generate_copy_of_dsn_for: vec![],
+                tls_receive_domain_secure_list: vec![],
+                tls_send_domain_secure_list: vec![],
+            },
+        );
+        let sc = SendConnector::new("s", &["*"], "H");
+        let mut bad = sc.clone();
+        bad.error_policies = "Sometimes".into();
+        let e = send_connector::OBJECT.validate(&bad).unwrap_err();
+        assert_eq!(e.param(), Some("ErrorPolicies"));
     }
 
     #[test]

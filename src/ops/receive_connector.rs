@@ -62,57 +62,63 @@ pub static OBJECT: Object<R> = Object {
             set_groups,
         )
         .export(Export::Always),
-        field!(R, "MaxMessageSize", Kind::ByteSize, max_message_size),
-        field!(R, "MaxHeaderSize", Kind::ByteSize, max_header_size),
+        field!(R, "MaxMessageSize", Kind::ByteSize, max_message_size).range(65536, 2147483647),
+        field!(R, "MaxHeaderSize", Kind::ByteSize, max_header_size).range(1, 2147483647),
         field!(
             R,
             "MaxRecipientsPerMessage",
             Kind::Int,
             max_recipients_per_message
-        ),
+        )
+        .range(1, 512000),
         field!(
             R,
             "MaxInboundConnection",
             Kind::Unlimited,
             max_inbound_connection
-        ),
+        )
+        .range(1, 2147483647),
         field!(
             R,
             "MaxInboundConnectionPerSource",
             Kind::Unlimited,
             max_inbound_connection_per_source
-        ),
+        )
+        .range(1, 10000),
         field!(
             R,
             "MaxInboundConnectionPercentagePerSource",
             Kind::Int,
             max_inbound_connection_percentage_per_source
-        ),
-        field!(R, "ConnectionTimeout", Kind::TimeSpan, connection_timeout),
+        )
+        .range(1, 100),
+        field!(R, "ConnectionTimeout", Kind::TimeSpan, connection_timeout).range(1, 86400),
         field!(
             R,
             "ConnectionInactivityTimeout",
             Kind::TimeSpan,
             connection_inactivity_timeout
-        ),
-        field!(R, "MaxHopCount", Kind::Int, max_hop_count),
-        field!(R, "MaxLocalHopCount", Kind::Int, max_local_hop_count),
-        field!(R, "MaxLogonFailures", Kind::Int, max_logon_failures),
-        field!(R, "MaxProtocolErrors", Kind::Unlimited, max_protocol_errors),
-        field!(R, "MessageRateLimit", Kind::Unlimited, message_rate_limit),
+        )
+        .range(1, 86400),
+        field!(R, "MaxHopCount", Kind::Int, max_hop_count).range(1, 500),
+        field!(R, "MaxLocalHopCount", Kind::Int, max_local_hop_count).range(0, 50),
+        field!(R, "MaxLogonFailures", Kind::Int, max_logon_failures).range(0, 10),
+        field!(R, "MaxProtocolErrors", Kind::Unlimited, max_protocol_errors).range(0, 2147483647),
+        field!(R, "MessageRateLimit", Kind::Unlimited, message_rate_limit).range(1, 2147483647),
         field!(
             R,
             "MessageRateSource",
             Kind::Enum(RATE_SOURCE),
             message_rate_source
         ),
-        field!(R, "TarpitInterval", Kind::TimeSpan, tarpit_interval),
+        field!(R, "TarpitInterval", Kind::TimeSpan, tarpit_interval).range(0, 600),
         field!(
             R,
             "MaxAcknowledgementDelay",
             Kind::TimeSpan,
             max_acknowledgement_delay
-        ),
+        )
+        .range(0, 600),
         field!(
             R,
             "ProtocolLoggingLevel",
@@ -316,6 +322,7 @@ pub async fn new(
         return Err(OpError::MissingMandatory(missing));
     }
     OBJECT.apply(&mut c, values, true, &Ctx::default())?;
+    OBJECT.validate(&c)?;
     c.insert_in(tx).await?;
     Ok(Change { before, after: c })
 }
@@ -329,6 +336,7 @@ pub async fn set(
     let before = one(get(tx, local, Some(identity), false).await?);
     let mut after = before.clone();
     OBJECT.apply(&mut after, values, false, &Ctx::default())?;
+    OBJECT.validate(&after)?;
     after.update(tx).await?;
     Ok(Change { before, after })
 }

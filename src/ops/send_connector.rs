@@ -61,7 +61,7 @@ pub static OBJECT: Object<C> = Object {
             set_credential,
         )
         .export(Export::Credential),
-        field!(C, "Port", Kind::Int, port),
+        field!(C, "Port", Kind::Int, port).range(0, 65535),
         field!(C, "RequireTLS", Kind::Bool, require_tls),
         field!(C, "IgnoreSTARTTLS", Kind::Bool, ignore_starttls),
         field!(
@@ -71,13 +71,14 @@ pub static OBJECT: Object<C> = Object {
             tls_auth_level
         ),
         field!(C, "TlsDomain", Kind::Str, tls_domain),
-        field!(C, "MaxMessageSize", Kind::ByteSize, max_message_size),
+        field!(C, "MaxMessageSize", Kind::ByteSize, max_message_size).range(0, 2147483647),
         field!(
             C,
             "ConnectionInactivityTimeOut",
             Kind::TimeSpan,
             connection_inactivity_timeout
-        ),
+        )
+        .range(1, 86400),
         field!(C, "ForceHELO", Kind::Bool, force_helo),
         field!(C, "Fqdn", Kind::Str, fqdn),
         field!(
@@ -111,20 +112,23 @@ pub static OBJECT: Object<C> = Object {
             "SmtpMaxMessagesPerConnection",
             Kind::Int,
             smtp_max_messages_per_connection
-        ),
+        )
+        .range(1, 2147483647),
         field!(C, "Comment", Kind::Str, comment),
         field!(
             C,
             "MessageExpirationTimeout",
             Kind::TimeSpan,
             message_expiration_timeout
-        ),
+        )
+        .range(5, 7776000),
         field!(
             C,
             "DelayNotificationTimeout",
             Kind::TimeSpan,
             delay_notification_timeout
-        ),
+        )
+        .range(1, 2592000),
     ],
     new_extra: &[
         ("Custom", Kind::Switch),
@@ -236,6 +240,7 @@ pub async fn new(
     );
     OBJECT.apply(&mut c, &values, true, &Ctx { key })?;
     settle(&mut c, &values)?;
+    OBJECT.validate(&c)?;
     c.insert_in(tx).await?;
     Ok(Change { before, after: c })
 }
@@ -250,6 +255,7 @@ pub async fn set(
     let mut after = before.clone();
     OBJECT.apply(&mut after, values, false, &Ctx { key })?;
     settle(&mut after, values)?;
+    OBJECT.validate(&after)?;
     after.update(tx).await?;
     Ok(Change { before, after })
 }

@@ -26,6 +26,7 @@ pub static SERVER: Object<S> = Object {
             Kind::TimeSpan,
             message_expiration_timeout
         )
+        .range(5, 7776000)
         .export(Export::Always),
         field!(
             S,
@@ -33,6 +34,7 @@ pub static SERVER: Object<S> = Object {
             Kind::TimeSpan,
             delay_notification_timeout
         )
+        .range(1, 2592000)
         .export(Export::Always),
         field!(
             S,
@@ -40,6 +42,7 @@ pub static SERVER: Object<S> = Object {
             Kind::TimeSpan,
             message_retry_interval
         )
+        .range(1, 86400)
         .export(Export::Always),
         field!(
             S,
@@ -47,6 +50,7 @@ pub static SERVER: Object<S> = Object {
             Kind::Int,
             transient_failure_retry_count
         )
+        .range(0, 15)
         .export(Export::Always),
         field!(
             S,
@@ -54,6 +58,7 @@ pub static SERVER: Object<S> = Object {
             Kind::TimeSpan,
             transient_failure_retry_interval
         )
+        .range(1, 43200)
         .export(Export::Always),
         field!(
             S,
@@ -61,6 +66,7 @@ pub static SERVER: Object<S> = Object {
             Kind::TimeSpan,
             outbound_connection_failure_retry_interval
         )
+        .range(1, 1728000)
         .export(Export::Always),
         field!(
             S,
@@ -68,6 +74,7 @@ pub static SERVER: Object<S> = Object {
             Kind::Unlimited,
             max_outbound_connections
         )
+        .range(1, 2147483647)
         .export(Export::Always),
         field!(
             S,
@@ -75,6 +82,7 @@ pub static SERVER: Object<S> = Object {
             Kind::Unlimited,
             max_per_domain_outbound_connections
         )
+        .range(1, 2147483647)
         .export(Export::Always),
         field!(
             S,
@@ -82,6 +90,7 @@ pub static SERVER: Object<S> = Object {
             Kind::Int,
             max_concurrent_mailbox_deliveries
         )
+        .range(1, 256)
         .export(Export::Always),
         field!(
             S,
@@ -89,6 +98,7 @@ pub static SERVER: Object<S> = Object {
             Kind::Int,
             max_concurrent_mailbox_submissions
         )
+        .range(1, 256)
         .export(Export::Always),
         field!(
             S,
@@ -96,8 +106,11 @@ pub static SERVER: Object<S> = Object {
             Kind::Int,
             max_connection_rate_per_minute
         )
+        .range(1, 2147483647)
         .export(Export::Always),
-        field!(S, "QueueMaxIdleTime", Kind::TimeSpan, queue_max_idle_time).export(Export::Always),
+        field!(S, "QueueMaxIdleTime", Kind::TimeSpan, queue_max_idle_time)
+            .range(5, 3600)
+            .export(Export::Always),
         field!(
             S,
             "PoisonMessageDetectionEnabled",
@@ -105,7 +118,9 @@ pub static SERVER: Object<S> = Object {
             poison_message_detection_enabled
         )
         .export(Export::Always),
-        field!(S, "PoisonThreshold", Kind::Int, poison_threshold).export(Export::Always),
+        field!(S, "PoisonThreshold", Kind::Int, poison_threshold)
+            .range(1, 10)
+            .export(Export::Always),
         field!(
             S,
             "ExternalDelayDsnEnabled",
@@ -177,6 +192,7 @@ pub static CONFIG: Object<C> = Object {
             Kind::TimeSpan,
             shadow_heartbeat_timeout_interval
         )
+        .range(1, 86400)
         .export(Export::Always),
         field!(
             C,
@@ -184,6 +200,7 @@ pub static CONFIG: Object<C> = Object {
             Kind::Int,
             shadow_heartbeat_retry_count
         )
+        .range(1, 15)
         .export(Export::Always),
         field!(
             C,
@@ -191,15 +208,21 @@ pub static CONFIG: Object<C> = Object {
             Kind::TimeSpan,
             shadow_message_auto_discard_interval
         )
+        .range(5, 7776000)
         .export(Export::Always),
-        field!(C, "MaxReceiveSize", Kind::ByteSize, max_receive_size).export(Export::Always),
-        field!(C, "MaxSendSize", Kind::ByteSize, max_send_size).export(Export::Always),
+        field!(C, "MaxReceiveSize", Kind::ByteSize, max_receive_size)
+            .range(0, 2147483647)
+            .export(Export::Always),
+        field!(C, "MaxSendSize", Kind::ByteSize, max_send_size)
+            .range(0, 2147483647)
+            .export(Export::Always),
         field!(
             C,
             "MaxRecipientEnvelopeLimit",
             Kind::Unlimited,
             max_recipient_envelope_limit
         )
+        .range(0, 2147483647)
         .export(Export::Always),
         field!(
             C,
@@ -261,6 +284,7 @@ pub async fn set_server(
     let before = super::one(get_servers(tx, Some(identity), false).await?);
     let mut after = before.clone();
     SERVER.apply(&mut after, values, false, &Ctx::default())?;
+    SERVER.validate(&after)?;
     after.update(tx).await?;
     Ok(Change { before, after })
 }
@@ -273,6 +297,7 @@ pub async fn set_config(tx: &mut PgConnection, values: &Values) -> Result<Change
     let before = get_config(tx).await?;
     let mut after = before.clone();
     CONFIG.apply(&mut after, values, false, &Ctx::default())?;
+    CONFIG.validate(&after)?;
     after.update(tx).await?;
     Ok(Change { before, after })
 }

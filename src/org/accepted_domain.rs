@@ -105,12 +105,6 @@ impl AcceptedDomain {
                 ),
             ));
         }
-        if let Some(v) = self.message_expiration_timeout {
-            super::check_span("MessageExpirationTimeout", v, 5, 7776000)?;
-        }
-        if let Some(v) = self.delay_notification_timeout {
-            super::check_span("DelayNotificationTimeout", v, 1, 2592000)?;
-        }
         if self.name.trim().is_empty() || self.name.len() > 64 {
             return Err(super::invalid("Name", "Name must be 1 to 64 characters."));
         }

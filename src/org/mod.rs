@@ -1,6 +1,8 @@
 //! The organisation: Exchange's configuration objects, their validation, load and save.
 //!
-//! The console and the shell are two faces of these operations; validation lives here once.
+//! The console and the shell are two faces of the operations over these objects (`ops`). A
+//! model's `validate` holds its rules across properties; each property's own range and values
+//! are in its table (`ops::props`), checked by the operations.
 
 pub mod accepted_domain;
 pub mod account;

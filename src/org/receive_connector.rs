@@ -273,65 +273,6 @@ impl ReceiveConnector {
         {
             return invalid("Banner", "A custom Banner must start with \"220 \".".into());
         }
-        use super::{check_one_of, check_range, check_span};
-        check_range("MaxMessageSize", self.max_message_size, 65536, 2147483647)?;
-        check_range("MaxHeaderSize", self.max_header_size, 1, 2147483647)?;
-        check_range(
-            "MaxRecipientsPerMessage",
-            self.max_recipients_per_message.into(),
-            1,
-            512000,
-        )?;
-        if let Some(v) = self.max_inbound_connection {
-            check_range("MaxInboundConnection", v.into(), 1, 2147483647)?;
-        }
-        if let Some(v) = self.max_inbound_connection_per_source {
-            check_range("MaxInboundConnectionPerSource", v.into(), 1, 10000)?;
-        }
-        check_range(
-            "MaxInboundConnectionPercentagePerSource",
-            self.max_inbound_connection_percentage_per_source.into(),
-            1,
-            100,
-        )?;
-        check_span("ConnectionTimeout", self.connection_timeout, 1, 86400)?;
-        check_span(
-            "ConnectionInactivityTimeout",
-            self.connection_inactivity_timeout,
-            1,
-            86400,
-        )?;
-        check_range("MaxHopCount", self.max_hop_count.into(), 1, 500)?;
-        check_range("MaxLocalHopCount", self.max_local_hop_count.into(), 0, 50)?;
-        check_range("MaxLogonFailures", self.max_logon_failures.into(), 0, 10)?;
-        if let Some(v) = self.max_protocol_errors {
-            check_range("MaxProtocolErrors", v.into(), 0, 2147483647)?;
-        }
-        if let Some(v) = self.message_rate_limit {
-            check_range("MessageRateLimit", v.into(), 1, 2147483647)?;
-        }
-        check_one_of(
-            "MessageRateSource",
-            &self.message_rate_source,
-            &["None", "IPAddress", "User", "All"],
-        )?;
-        check_span("TarpitInterval", self.tarpit_interval, 0, 600)?;
-        check_span(
-            "MaxAcknowledgementDelay",
-            self.max_acknowledgement_delay,
-            0,
-            600,
-        )?;
-        check_one_of(
-            "ProtocolLoggingLevel",
-            &self.protocol_logging_level,
-            &["None", "Verbose"],
-        )?;
-        check_one_of(
-            "SizeEnabled",
-            &self.size_enabled,
-            &["Enabled", "Disabled", "EnabledWithoutValue"],
-        )?;
         if self.connection_timeout <= self.connection_inactivity_timeout {
             return invalid(
                 "ConnectionTimeout",

@@ -177,68 +177,8 @@ impl SendConnector {
                 ),
             ));
         }
-        use super::{check_one_of, check_range, check_span};
         if self.name.trim().is_empty() || self.name.len() > 64 {
             return Err(super::invalid("Name", "Name must be 1 to 64 characters."));
-        }
-        check_one_of(
-            "Usage",
-            &self.usage,
-            &["Custom", "Internal", "Internet", "Partner"],
-        )?;
-        check_one_of(
-            "SmartHostAuthMechanism",
-            &self.smart_host_auth_mechanism,
-            &[
-                "None",
-                "BasicAuth",
-                "BasicAuthRequireTLS",
-                "ExchangeServer",
-                "ExternalAuthoritative",
-            ],
-        )?;
-        check_range("Port", self.port.into(), 0, 65535)?;
-        if let Some(m) = self.max_message_size {
-            check_range("MaxMessageSize", m, 0, 2147483647)?;
-        }
-        check_span(
-            "ConnectionInactivityTimeOut",
-            self.connection_inactivity_timeout,
-            1,
-            86400,
-        )?;
-        check_one_of(
-            "ProtocolLoggingLevel",
-            &self.protocol_logging_level,
-            &["None", "Verbose"],
-        )?;
-        check_one_of(
-            "ErrorPolicies",
-            &self.error_policies,
-            &["Default", "DowngradeAuthFailures", "DowngradeDnsFailures"],
-        )?;
-        if let Some(v) = self.message_expiration_timeout {
-            check_span("MessageExpirationTimeout", v, 5, 7776000)?;
-        }
-        if let Some(v) = self.delay_notification_timeout {
-            check_span("DelayNotificationTimeout", v, 1, 2592000)?;
-        }
-        check_range(
-            "SmtpMaxMessagesPerConnection",
-            self.smtp_max_messages_per_connection.into(),
-            1,
-            2147483647,
-        )?;
-        if let Some(l) = &self.tls_auth_level {
-            check_one_of(
-                "TlsAuthLevel",
-                l,
-                &[
-                    "EncryptionOnly",
-                    "CertificateValidation",
-                    "DomainValidation",
-                ],
-            )?;
         }
         if self.smart_host_auth_mechanism == "BasicAuthRequireTLS" && self.ignore_starttls {
             return Err(super::invalid(
