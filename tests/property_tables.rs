@@ -312,3 +312,37 @@ async fn properties_set_on_new_only_round_trip_too() {
         run(&mut sb, "Get-SendConnector S | fl").await
     );
 }
+
+/// The lines Export-Cmdlet writes, argument for argument.
+#[tokio::test]
+async fn exported_lines_open_with_what_the_object_is() {
+    let a = Setup::new().await;
+    let mut sh = Shell::new(a.pool.clone(), FQDN);
+    run(
+        &mut sh,
+        "New-ReceiveConnector P -Bindings 127.0.0.1:2599 -RemoteIPRanges 10.8.0.0/16 -Banner '220 x' -MaxHopCount 40",
+    )
+    .await;
+    assert_eq!(
+        run(&mut sh, "Get-ReceiveConnector P | Export-Cmdlet").await,
+        "New-ReceiveConnector -Name 'P' -Server 'HUB1' -Bindings '127.0.0.1:2599' -RemoteIPRanges '10.8.0.0/16' -Fqdn 'hub1.contoso.test' -AuthMechanism Tls,Integrated,BasicAuth,BasicAuthRequireTLS,ExchangeServer -PermissionGroups ExchangeUsers,ExchangeServers,ExchangeLegacyServers -Banner '220 x' -MaxHopCount 40\n"
+    );
+    run(
+        &mut sh,
+        "New-MailContact C -ExternalEmailAddress c@fabrikam.example -EmailAddresses 'SMTP:c@fabrikam.example', 'c@contoso.test'",
+    )
+    .await;
+    assert_eq!(
+        run(&mut sh, "Get-MailContact C | Export-Cmdlet").await,
+        "New-MailContact -Name 'C' -ExternalEmailAddress 'c@fabrikam.example' -EmailAddresses 'SMTP:c@fabrikam.example','smtp:c@contoso.test'\n"
+    );
+    run(
+        &mut sh,
+        "New-AcceptedDomain R -DomainName r.example -DomainType InternalRelay -MessageExpirationTimeout 1.00:00:00",
+    )
+    .await;
+    assert_eq!(
+        run(&mut sh, "Get-AcceptedDomain R | Export-Cmdlet").await,
+        "New-AcceptedDomain -Name 'R' -DomainName 'r.example' -DomainType InternalRelay -MessageExpirationTimeout 1.00:00:00\n"
+    );
+}

@@ -44,6 +44,7 @@ pub static OBJECT: Object<D> = Object {
     ],
     new_extra: &[],
     export_cmdlet: "New-AcceptedDomain",
+    export_first: &[],
     base,
     name: |d| d.name.clone(),
     unsupported_new: &["Organization", "OutboundOnly"],

@@ -62,6 +62,7 @@ pub static OBJECT: Object<Entry> = Object {
     ],
     new_extra: &[],
     export_cmdlet: "Add-ADPermission",
+    export_first: &[],
     base: |(id, p)| {
         (
             id.clone(),

@@ -165,6 +165,9 @@ pub struct Object<T: 'static> {
     pub new_extra: &'static [(&'static str, Kind)],
     /// The cmdlet Export-Cmdlet writes, and the object it compares with for `IfChanged`.
     pub export_cmdlet: &'static str,
+    /// The properties that open the exported line, in this order (the ones that say what the
+    /// object is); the others follow in the table's order.
+    pub export_first: &'static [&'static str],
     pub base: fn(&T) -> T,
     /// The name a credential's variable is made from.
     pub name: fn(&T) -> String,
@@ -239,7 +242,12 @@ impl<T> Object<T> {
         let base = (self.base)(o);
         let mut before = String::new();
         let mut line = self.export_cmdlet.to_string();
-        for p in self.props {
+        let head = self.export_first.iter().filter_map(|n| self.prop(n));
+        let rest = self
+            .props
+            .iter()
+            .filter(|p| !self.export_first.contains(&p.name));
+        for p in head.chain(rest) {
             let Some(get) = p.get else { continue };
             let v = get(o);
             let text = match p.export {

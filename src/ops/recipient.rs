@@ -94,6 +94,7 @@ pub static MAILBOX: Object<R> = Object {
     props: &props(Type::Mailbox),
     new_extra: &[],
     export_cmdlet: "New-Mailbox",
+    export_first: &[],
     base: |(r, _)| (r.clone(), vec![]),
     name: |(r, _)| r.name.clone(),
     unsupported_new: &[
@@ -111,6 +112,7 @@ pub static CONTACT: Object<R> = Object {
     props: &props(Type::MailContact),
     new_extra: &[],
     export_cmdlet: "New-MailContact",
+    export_first: &["Name", "ExternalEmailAddress"],
     base: |(r, _)| (r.clone(), vec![]),
     name: |(r, _)| r.name.clone(),
     unsupported_new: &["Alias", "OrganizationalUnit", "DisplayName"],

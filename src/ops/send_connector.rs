@@ -137,6 +137,7 @@ pub static OBJECT: Object<C> = Object {
         ("Partner", Kind::Switch),
     ],
     export_cmdlet: "New-SendConnector",
+    export_first: &["Name", "Usage"],
     base: |_| SendConnector::new("", &[], ""),
     name: |c| c.name.clone(),
     unsupported_new: UNSUPPORTED,
