@@ -46,6 +46,7 @@ pub static OBJECT: Object<D> = Object {
     export_cmdlet: "New-AcceptedDomain",
     export_first: &[],
     base,
+    noun: "Accepted Domain",
     name: |d| d.name.clone(),
     unsupported_new: &["Organization", "OutboundOnly"],
     unsupported_set: &["OutboundOnly", "PendingRemoval"],

@@ -72,6 +72,7 @@ pub static OBJECT: Object<Entry> = Object {
             },
         )
     },
+    noun: "ADPermission",
     name: |(id, _)| id.clone(),
     unsupported_new: &[],
     unsupported_set: &[],

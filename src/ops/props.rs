@@ -169,7 +169,9 @@ pub struct Object<T: 'static> {
     /// object is); the others follow in the table's order.
     pub export_first: &'static [&'static str],
     pub base: fn(&T) -> T,
-    /// The name a credential's variable is made from.
+    /// What Exchange calls one of these in its messages ("Send connector").
+    pub noun: &'static str,
+    /// The object's identity as messages show it; a credential's variable is named after it.
     pub name: fn(&T) -> String,
     /// Exchange parameters hubgate refuses, per verb (New, Set).
     pub unsupported_new: &'static [&'static str],

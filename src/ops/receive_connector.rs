@@ -176,6 +176,7 @@ pub static OBJECT: Object<R> = Object {
         "Enabled",
     ],
     base: |_| ReceiveConnector::new("", "", ""),
+    noun: "Receive connector",
     name: |c| c.identity(),
     unsupported_new: UNSUPPORTED,
     unsupported_set: UNSUPPORTED,

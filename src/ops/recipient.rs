@@ -96,6 +96,7 @@ pub static MAILBOX: Object<R> = Object {
     export_cmdlet: "New-Mailbox",
     export_first: &[],
     base: |(r, _)| (r.clone(), vec![]),
+    noun: "Mailbox",
     name: |(r, _)| r.name.clone(),
     unsupported_new: &[
         "UserPrincipalName",
@@ -114,6 +115,7 @@ pub static CONTACT: Object<R> = Object {
     export_cmdlet: "New-MailContact",
     export_first: &["Name", "ExternalEmailAddress"],
     base: |(r, _)| (r.clone(), vec![]),
+    noun: "MailContact",
     name: |(r, _)| r.name.clone(),
     unsupported_new: &["Alias", "OrganizationalUnit", "DisplayName"],
     unsupported_set: &["DisplayName"],

@@ -139,6 +139,7 @@ pub static OBJECT: Object<C> = Object {
     export_cmdlet: "New-SendConnector",
     export_first: &["Name", "Usage"],
     base: |_| SendConnector::new("", &[], ""),
+    noun: "Send connector",
     name: |c| c.name.clone(),
     unsupported_new: UNSUPPORTED,
     unsupported_set: UNSUPPORTED,

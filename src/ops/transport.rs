@@ -162,6 +162,7 @@ pub static SERVER: Object<S> = Object {
     export_cmdlet: "Set-TransportServer",
     export_first: &[],
     base: S::clone,
+    noun: "Transport server",
     name: |s| s.name.clone(),
     unsupported_new: &[],
     unsupported_set: &[
@@ -251,6 +252,7 @@ pub static CONFIG: Object<C> = Object {
     export_cmdlet: "Set-TransportConfig",
     export_first: &[],
     base: C::clone,
+    noun: "Transport configuration",
     name: |_| String::new(),
     unsupported_new: &[],
     unsupported_set: &[

@@ -8,7 +8,7 @@ use super::bind::{Arg, Bound, Param, Ty};
 use super::cmdlets::{Cmdlet, Op};
 use super::{Obj, Shell, ShellError, queue, unenforced};
 use crate::ops::permission::{self, AddADPermission};
-use crate::ops::props::{Value, Values};
+use crate::ops::props::{Object, Value, Values};
 use crate::ops::recipient;
 use crate::ops::{Change, Identity, accepted_domain, receive_connector, send_connector, transport};
 use crate::org::OrgError;
@@ -71,39 +71,53 @@ fn identity(
     }
 }
 
-fn required(i: Option<Identity>, cmdlet: &str) -> Result<Identity, ShellError> {
-    i.ok_or_else(|| wrong_input(cmdlet))
+/// The one object a Set- or Remove- acts on.
+fn target(
+    b: &Bound,
+    cmdlet: &str,
+    key: impl Fn(&Obj) -> Option<(Uuid, String)>,
+) -> Result<Identity, ShellError> {
+    identity(b, cmdlet, key)?.ok_or_else(|| wrong_input(cmdlet))
 }
 
-fn ad_key(o: &Obj) -> Option<(Uuid, String)> {
-    match o {
-        Obj::AcceptedDomain(d) => Some((d.id, d.id.to_string())),
-        _ => None,
-    }
+/// How the -Identity of a cmdlet recognises a piped object of its type: (id, shown).
+macro_rules! key {
+    ($f:ident, $p:pat => $e:expr) => {
+        fn $f(o: &Obj) -> Option<(Uuid, String)> {
+            match o {
+                $p => Some($e),
+                _ => None,
+            }
+        }
+    };
 }
-fn sc_key(o: &Obj) -> Option<(Uuid, String)> {
-    match o {
-        Obj::SendConnector(c) => Some((c.id, c.name.clone())),
-        _ => None,
-    }
+key!(ad_key, Obj::AcceptedDomain(d) => (d.id, d.id.to_string()));
+key!(sc_key, Obj::SendConnector(c) => (c.id, c.name.clone()));
+key!(rc_key, Obj::ReceiveConnector(c) => (c.id, c.identity()));
+key!(ts_key, Obj::TransportServer(s) => (Uuid::nil(), s.name.clone()));
+key!(recipient_key, Obj::Recipient(r, _) => (r.id, r.name.clone()));
+
+/// -WhatIf's line for `verb` ("Creating") done to `x`.
+fn did<T>(b: &Bound, text: &mut String, verb: &str, o: &Object<T>, x: &T) {
+    whatif(b, text, format!("{verb} {} \"{}\"", o.noun, (o.name)(x)));
 }
-fn rc_key(o: &Obj) -> Option<(Uuid, String)> {
-    match o {
-        Obj::ReceiveConnector(c) => Some((c.id, c.identity())),
-        _ => None,
-    }
-}
-fn ts_key(o: &Obj) -> Option<(Uuid, String)> {
-    match o {
-        Obj::TransportServer(s) => Some((Uuid::nil(), s.name.clone())),
-        _ => None,
-    }
-}
-fn recipient_key(o: &Obj) -> Option<(Uuid, String)> {
-    match o {
-        Obj::Recipient(r, _) => Some((r.id, r.name.clone())),
-        _ => None,
-    }
+
+/// A New- or Set-: its -WhatIf line, then its warnings.
+fn changed<T: Clone>(
+    b: &Bound,
+    text: &mut String,
+    verb: &str,
+    o: &Object<T>,
+    ch: &Change<T>,
+    obj: impl Fn(T) -> Obj,
+) {
+    let shown = if verb == "Creating" {
+        &ch.after
+    } else {
+        &ch.before
+    };
+    did(b, text, verb, o, shown);
+    warn(text, b, ch, obj);
 }
 
 /// The organisation key when this command stores a credential. Fetched before the statement
@@ -185,23 +199,17 @@ pub async fn run(
         }
         Op::NewAcceptedDomain => {
             let d = accepted_domain::new(tx, &vals()).await?;
-            whatif(b, text, format!("Creating Accepted Domain \"{}\"", d.name));
+            did(b, text, "Creating", &accepted_domain::OBJECT, &d);
             vec![Obj::AcceptedDomain(d)]
         }
         Op::SetAcceptedDomain => {
-            let id = required(identity(b, name, ad_key)?, name)?;
-            let ch = accepted_domain::set(tx, &id, &vals()).await?;
-            whatif(
-                b,
-                text,
-                format!("Setting Accepted Domain \"{}\"", ch.before.name),
-            );
+            let ch = accepted_domain::set(tx, &target(b, name, ad_key)?, &vals()).await?;
+            did(b, text, "Setting", &accepted_domain::OBJECT, &ch.before);
             vec![]
         }
         Op::RemoveAcceptedDomain => {
-            let id = required(identity(b, name, ad_key)?, name)?;
-            let d = accepted_domain::remove(tx, &id).await?;
-            whatif(b, text, format!("Removing Accepted Domain \"{}\"", d.name));
+            let d = accepted_domain::remove(tx, &target(b, name, ad_key)?).await?;
+            did(b, text, "Removing", &accepted_domain::OBJECT, &d);
             vec![]
         }
         Op::GetSendConnector => {
@@ -214,62 +222,71 @@ pub async fn run(
         Op::NewSendConnector => {
             let key = key_for_credential(sh, b).await?;
             let ch = send_connector::new(tx, &sh.server, &vals(), key.as_ref()).await?;
-            whatif(
+            changed(
                 b,
                 text,
-                format!("Creating Send connector \"{}\"", ch.after.name),
+                "Creating",
+                &send_connector::OBJECT,
+                &ch,
+                Obj::SendConnector,
             );
-            warn(text, b, &ch, Obj::SendConnector);
             vec![Obj::SendConnector(ch.after)]
         }
         Op::SetSendConnector => {
             let key = key_for_credential(sh, b).await?;
-            let id = required(identity(b, name, sc_key)?, name)?;
+            let id = target(b, name, sc_key)?;
             let ch = send_connector::set(tx, &id, &vals(), key.as_ref()).await?;
-            whatif(
+            changed(
                 b,
                 text,
-                format!("Setting Send connector \"{}\"", ch.before.name),
+                "Setting",
+                &send_connector::OBJECT,
+                &ch,
+                Obj::SendConnector,
             );
-            warn(text, b, &ch, Obj::SendConnector);
             vec![]
         }
         Op::RemoveSendConnector => {
-            let id = required(identity(b, name, sc_key)?, name)?;
-            let c = send_connector::remove(tx, &id).await?;
-            whatif(b, text, format!("Removing Send connector \"{}\"", c.name));
+            let c = send_connector::remove(tx, &target(b, name, sc_key)?).await?;
+            did(b, text, "Removing", &send_connector::OBJECT, &c);
             vec![]
         }
         Op::GetReceiveConnector => {
             let id = identity(b, name, rc_key)?;
             let all = receive_connector::get(tx, &sh.server, id.as_ref(), true).await?;
-            objects(
-                receive_connector::on_server(all, b.str("Server").as_deref()),
-                Obj::ReceiveConnector,
-            )
+            let on = receive_connector::on_server(all, b.str("Server").as_deref());
+            objects(on, Obj::ReceiveConnector)
         }
         Op::NewReceiveConnector => {
             let ch = receive_connector::new(tx, &sh.server, &vals()).await?;
-            let shown = ch.after.identity();
-            whatif(b, text, format!("Creating Receive connector \"{shown}\""));
             // A preset (-Partner turns DomainSecureEnabled on by itself) warns too: that is when
             // an admin most needs to hear it.
-            warn(text, b, &ch, Obj::ReceiveConnector);
+            changed(
+                b,
+                text,
+                "Creating",
+                &receive_connector::OBJECT,
+                &ch,
+                Obj::ReceiveConnector,
+            );
             vec![Obj::ReceiveConnector(ch.after)]
         }
         Op::SetReceiveConnector => {
-            let id = required(identity(b, name, rc_key)?, name)?;
+            let id = target(b, name, rc_key)?;
             let ch = receive_connector::set(tx, &sh.server, &id, &vals()).await?;
-            let shown = ch.before.identity();
-            whatif(b, text, format!("Setting Receive connector \"{shown}\""));
-            warn(text, b, &ch, Obj::ReceiveConnector);
+            changed(
+                b,
+                text,
+                "Setting",
+                &receive_connector::OBJECT,
+                &ch,
+                Obj::ReceiveConnector,
+            );
             vec![]
         }
         Op::RemoveReceiveConnector => {
-            let id = required(identity(b, name, rc_key)?, name)?;
-            let c = receive_connector::remove(tx, &sh.server, &id).await?;
-            let shown = c.identity();
-            whatif(b, text, format!("Removing Receive connector \"{shown}\""));
+            let c = receive_connector::remove(tx, &sh.server, &target(b, name, rc_key)?).await?;
+            did(b, text, "Removing", &receive_connector::OBJECT, &c);
             vec![]
         }
         Op::GetTransportServer => {
@@ -286,12 +303,14 @@ pub async fn run(
                 shown: sh.server.clone(),
             });
             let ch = transport::set_server(tx, &id, &vals()).await?;
-            whatif(
+            changed(
                 b,
                 text,
-                format!("Setting Transport server \"{}\"", ch.before.name),
+                "Setting",
+                &transport::SERVER,
+                &ch,
+                Obj::TransportServer,
             );
-            warn(text, b, &ch, Obj::TransportServer);
             vec![]
         }
         Op::GetTransportConfig => vec![Obj::TransportConfig(transport::get_config(tx).await?)],
@@ -380,27 +399,18 @@ pub async fn run(
         }
         Op::NewRecipient(t) => {
             let (r, extra) = recipient::new(tx, t, &vals()).await?;
-            whatif(
-                b,
-                text,
-                format!("Creating {} \"{}\"", r.recipient_type, r.name),
-            );
-            vec![Obj::Recipient(r, extra)]
+            let o = (r, extra);
+            did(b, text, "Creating", t.object(), &o);
+            vec![Obj::Recipient(o.0, o.1)]
         }
         Op::SetRecipient(t) => {
-            let id = required(identity(b, name, recipient_key)?, name)?;
-            let ch = recipient::set(tx, t, &id, &vals()).await?;
-            whatif(
-                b,
-                text,
-                format!("Setting {} \"{}\"", t.name(), ch.before.0.name),
-            );
+            let ch = recipient::set(tx, t, &target(b, name, recipient_key)?, &vals()).await?;
+            did(b, text, "Setting", t.object(), &ch.before);
             vec![]
         }
         Op::RemoveRecipient(t) => {
-            let id = required(identity(b, name, recipient_key)?, name)?;
-            let (r, _) = recipient::remove(tx, t, &id).await?;
-            whatif(b, text, format!("Removing {} \"{}\"", t.name(), r.name));
+            let o = recipient::remove(tx, t, &target(b, name, recipient_key)?).await?;
+            did(b, text, "Removing", t.object(), &o);
             vec![]
         }
         Op::Queue(_) => match queue::find(name) {
