@@ -231,17 +231,10 @@ pub async fn new(
 ) -> Result<Change<C>, OpError> {
     let before = SendConnector::new("", &[], server);
     let mut c = before.clone();
+    // -Usage or one of its switches; the table's setter then finds the same value.
     c.usage = usage(values, USAGE)?.unwrap_or_else(|| "Custom".into());
-    let values = Values(
-        values
-            .0
-            .iter()
-            .filter(|(n, _)| !n.eq_ignore_ascii_case("Usage"))
-            .cloned()
-            .collect(),
-    );
-    OBJECT.apply(&mut c, &values, true, &Ctx { key })?;
-    settle(&mut c, &values)?;
+    OBJECT.apply(&mut c, values, true, &Ctx { key })?;
+    settle(&mut c, values)?;
     OBJECT.validate(&c)?;
     c.insert_in(tx).await?;
     Ok(Change { before, after: c })
