@@ -88,25 +88,25 @@ impl AcceptedDomain {
 
     pub fn validate(&self) -> Result<(), OrgError> {
         if !valid_domain_name(&self.domain_name) {
-            return Err(OrgError::Invalid(format!(
-                "'{}' is not a valid SMTP domain. Use a domain such as contoso.com, or *.contoso.com for the domain and all its subdomains.",
-                self.domain_name
-            )));
+            return Err(super::invalid(
+                "DomainName",
+                format!(
+                    "'{}' is not a valid SMTP domain. Use a domain such as contoso.com, or *.contoso.com for the domain and all its subdomains.",
+                    self.domain_name
+                ),
+            ));
         }
         if DomainType::parse(&self.domain_type).is_none() {
-            return Err(OrgError::Invalid(format!(
-                "'{}' is not a valid DomainType. Valid values: Authoritative, InternalRelay, ExternalRelay.",
-                self.domain_type
-            )));
-        }
-        if let Some(v) = self.message_expiration_timeout {
-            super::check_span("MessageExpirationTimeout", v, 5, 7776000)?;
-        }
-        if let Some(v) = self.delay_notification_timeout {
-            super::check_span("DelayNotificationTimeout", v, 1, 2592000)?;
+            return Err(super::invalid(
+                "DomainType",
+                format!(
+                    "'{}' is not a valid DomainType. Valid values: Authoritative, InternalRelay, ExternalRelay.",
+                    self.domain_type
+                ),
+            ));
         }
         if self.name.trim().is_empty() || self.name.len() > 64 {
-            return Err(OrgError::Invalid("Name must be 1 to 64 characters.".into()));
+            return Err(super::invalid("Name", "Name must be 1 to 64 characters."));
         }
         Ok(())
     }
@@ -163,10 +163,13 @@ impl AcceptedDomain {
             let on_domain = matches!(&e, sqlx::Error::Database(d)
                 if d.constraint().is_some_and(|c| c.contains("domain_name")));
             if on_domain {
-                OrgError::Invalid(format!(
-                    "The domain \"{}\" is already an accepted domain.",
-                    self.domain_name
-                ))
+                super::invalid(
+                    "DomainName",
+                    format!(
+                        "The domain \"{}\" is already an accepted domain.",
+                        self.domain_name
+                    ),
+                )
             } else {
                 OrgError::from_unique(e, "AcceptedDomain", &self.name)
             }
@@ -177,10 +180,13 @@ impl AcceptedDomain {
     /// Exchange refuses to remove the default accepted domain.
     pub async fn delete(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
         if self.is_default {
-            return Err(OrgError::Invalid(format!(
-                "The accepted domain \"{}\" is the default domain and cannot be removed. Make another accepted domain the default first.",
-                self.name
-            )));
+            return Err(super::invalid(
+                "Identity",
+                format!(
+                    "The accepted domain \"{}\" is the default domain and cannot be removed. Make another accepted domain the default first.",
+                    self.name
+                ),
+            ));
         }
         sqlx::query("DELETE FROM accepted_domain WHERE id = $1")
             .bind(self.id)

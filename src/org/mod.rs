@@ -1,6 +1,8 @@
 //! The organisation: Exchange's configuration objects, their validation, load and save.
 //!
-//! The console and the shell are two faces of these operations; validation lives here once.
+//! The console and the shell are two faces of the operations over these objects (`ops`). A
+//! model's `validate` holds its rules across properties; each property's own range and values
+//! are in its table (`ops::props`), checked by the operations.
 
 pub mod accepted_domain;
 pub mod account;
@@ -29,6 +31,12 @@ pub use transport_server::TransportServer;
 pub enum OrgError {
     #[error("{0}")]
     Invalid(String),
+    /// A value refused because of one parameter, named so a form can show it beside its field.
+    #[error("{message}")]
+    Param {
+        param: &'static str,
+        message: String,
+    },
     #[error("The {kind} \"{name}\" already exists.")]
     Duplicate { kind: &'static str, name: String },
     #[error("The TransportServer \"{0}\" does not exist.")]
@@ -61,26 +69,40 @@ impl OrgError {
 }
 
 /// Checks that `value` of parameter `param` lies in `min..=max`, with Exchange's wording.
-pub fn check_range(param: &str, value: i64, min: i64, max: i64) -> Result<(), OrgError> {
+pub fn check_range(param: &'static str, value: i64, min: i64, max: i64) -> Result<(), OrgError> {
     if (min..=max).contains(&value) {
         return Ok(());
     }
-    Err(OrgError::Invalid(format!(
-        "The value {value} of {param} is out of range. It must be between {min} and {max}."
-    )))
+    Err(OrgError::Param {
+        param,
+        message: format!(
+            "The value {value} of {param} is out of range. It must be between {min} and {max}."
+        ),
+    })
 }
 
 /// Like `check_range`, for TimeSpans held in seconds, printed as `d.hh:mm:ss`.
-pub fn check_span(param: &str, secs: i64, min: i64, max: i64) -> Result<(), OrgError> {
+pub fn check_span(param: &'static str, secs: i64, min: i64, max: i64) -> Result<(), OrgError> {
     if (min..=max).contains(&secs) {
         return Ok(());
     }
-    Err(OrgError::Invalid(format!(
-        "The value {} of {param} is out of range. It must be between {} and {}.",
-        timespan(secs),
-        timespan(min),
-        timespan(max)
-    )))
+    Err(OrgError::Param {
+        param,
+        message: format!(
+            "The value {} of {param} is out of range. It must be between {} and {}.",
+            timespan(secs),
+            timespan(min),
+            timespan(max)
+        ),
+    })
+}
+
+/// An error about one parameter.
+pub fn invalid(param: &'static str, message: impl Into<String>) -> OrgError {
+    OrgError::Param {
+        param,
+        message: message.into(),
+    }
 }
 
 /// Exchange's TimeSpan text: `d.hh:mm:ss`, days only when non-zero.
@@ -91,14 +113,17 @@ pub fn timespan(secs: i64) -> String {
 }
 
 /// Checks that `value` of `param` is one of `allowed` (exact spelling, as stored).
-pub fn check_one_of(param: &str, value: &str, allowed: &[&str]) -> Result<(), OrgError> {
+pub fn check_one_of(param: &'static str, value: &str, allowed: &[&str]) -> Result<(), OrgError> {
     if allowed.contains(&value) {
         return Ok(());
     }
-    Err(OrgError::Invalid(format!(
-        "'{value}' is not a valid {param}. Valid values: {}.",
-        allowed.join(", ")
-    )))
+    Err(OrgError::Param {
+        param,
+        message: format!(
+            "'{value}' is not a valid {param}. Valid values: {}.",
+            allowed.join(", ")
+        ),
+    })
 }
 
 /// A consistent snapshot of everything the transport needs, reloaded on every change.

@@ -178,26 +178,33 @@ impl ReceiveConnector {
 
     /// Checks every rule that Exchange enforces when the object is saved.
     pub fn validate(&self) -> Result<(), OrgError> {
-        let invalid = |msg: String| Err(OrgError::Invalid(msg));
+        let invalid = |param: &'static str, msg: String| Err(super::invalid(param, msg));
         if self.name.trim().is_empty() || self.name.len() > 64 {
-            return invalid("Name must be 1 to 64 characters.".into());
+            return invalid("Name", "Name must be 1 to 64 characters.".into());
         }
         if self.bindings.is_empty() {
-            return invalid("Bindings must contain at least one IP:port.".into());
+            return invalid(
+                "Bindings",
+                "Bindings must contain at least one IP:port.".into(),
+            );
         }
         for b in &self.bindings {
             b.parse::<Binding>()
-                .map_err(|e| OrgError::Invalid(e.to_string()))?;
+                .map_err(|e| super::invalid("Bindings", e.to_string()))?;
         }
         if self.remote_ip_ranges.is_empty() {
-            return invalid("RemoteIPRanges must contain at least one range.".into());
+            return invalid(
+                "RemoteIPRanges",
+                "RemoteIPRanges must contain at least one range.".into(),
+            );
         }
         let ranges: Vec<IpRange> = self
             .remote_ip_ranges
             .iter()
             .map(|r| {
-                r.parse()
-                    .map_err(|e: super::network::NetworkError| OrgError::Invalid(e.to_string()))
+                r.parse().map_err(|e: super::network::NetworkError| {
+                    super::invalid("RemoteIPRanges", e.to_string())
+                })
             })
             .collect::<Result<_, _>>()?;
         for (i, a) in ranges.iter().enumerate() {
@@ -206,34 +213,49 @@ impl ReceiveConnector {
                 let nested = (a.contains(b.start) && a.contains(b.end))
                     || (b.contains(a.start) && b.contains(a.end));
                 if overlap && !nested {
-                    return invalid(format!(
-                        "The remote IP ranges {a} and {b} overlap; ranges may overlap only when one contains the other."
-                    ));
+                    return invalid(
+                        "RemoteIPRanges",
+                        format!(
+                            "The remote IP ranges {a} and {b} overlap; ranges may overlap only when one contains the other."
+                        ),
+                    );
                 }
             }
         }
         for m in &self.auth_mechanism {
             if AuthMechanism::parse(m).is_none() {
-                return invalid(format!(
-                    "'{m}' is not a valid AuthMechanism. Valid values: None, Tls, Integrated, BasicAuth, BasicAuthRequireTLS, ExchangeServer, ExternalAuthoritative."
-                ));
+                return invalid(
+                    "AuthMechanism",
+                    format!(
+                        "'{m}' is not a valid AuthMechanism. Valid values: None, Tls, Integrated, BasicAuth, BasicAuthRequireTLS, ExchangeServer, ExternalAuthoritative."
+                    ),
+                );
             }
         }
         for g in &self.permission_groups {
             if PermissionGroup::parse(g).is_none() {
-                return invalid(format!(
-                    "'{g}' is not a valid PermissionGroups value. Valid values: None, AnonymousUsers, ExchangeUsers, ExchangeServers, ExchangeLegacyServers, Partners."
-                ));
+                return invalid(
+                    "PermissionGroups",
+                    format!(
+                        "'{g}' is not a valid PermissionGroups value. Valid values: None, AnonymousUsers, ExchangeUsers, ExchangeServers, ExchangeLegacyServers, Partners."
+                    ),
+                );
             }
         }
         if self.has_auth(AuthMechanism::BasicAuthRequireTls)
             && !(self.has_auth(AuthMechanism::BasicAuth) && self.has_auth(AuthMechanism::Tls))
         {
-            return invalid("BasicAuthRequireTLS requires BasicAuth and Tls.".into());
+            return invalid(
+                "AuthMechanism",
+                "BasicAuthRequireTLS requires BasicAuth and Tls.".into(),
+            );
         }
         if self.has_auth(AuthMechanism::ExternalAuthoritative) {
             if !self.has_auth(AuthMechanism::Tls) && self.auth_mechanism.len() > 1 {
-                return invalid("ExternalAuthoritative can only be combined with Tls.".into());
+                return invalid(
+                    "AuthMechanism",
+                    "ExternalAuthoritative can only be combined with Tls.".into(),
+                );
             }
             if !self
                 .permission_groups
@@ -241,6 +263,7 @@ impl ReceiveConnector {
                 .any(|g| PermissionGroup::parse(g) == Some(PermissionGroup::ExchangeServers))
             {
                 return invalid(
+                    "PermissionGroups",
                     "The ExternalAuthoritative authentication mechanism requires the ExchangeServers permission group.".into(),
                 );
             }
@@ -248,69 +271,11 @@ impl ReceiveConnector {
         if let Some(b) = &self.banner
             && !b.starts_with("220 ")
         {
-            return invalid("A custom Banner must start with \"220 \".".into());
+            return invalid("Banner", "A custom Banner must start with \"220 \".".into());
         }
-        use super::{check_one_of, check_range, check_span};
-        check_range("MaxMessageSize", self.max_message_size, 65536, 2147483647)?;
-        check_range("MaxHeaderSize", self.max_header_size, 1, 2147483647)?;
-        check_range(
-            "MaxRecipientsPerMessage",
-            self.max_recipients_per_message.into(),
-            1,
-            512000,
-        )?;
-        if let Some(v) = self.max_inbound_connection {
-            check_range("MaxInboundConnection", v.into(), 1, 2147483647)?;
-        }
-        if let Some(v) = self.max_inbound_connection_per_source {
-            check_range("MaxInboundConnectionPerSource", v.into(), 1, 10000)?;
-        }
-        check_range(
-            "MaxInboundConnectionPercentagePerSource",
-            self.max_inbound_connection_percentage_per_source.into(),
-            1,
-            100,
-        )?;
-        check_span("ConnectionTimeout", self.connection_timeout, 1, 86400)?;
-        check_span(
-            "ConnectionInactivityTimeout",
-            self.connection_inactivity_timeout,
-            1,
-            86400,
-        )?;
-        check_range("MaxHopCount", self.max_hop_count.into(), 1, 500)?;
-        check_range("MaxLocalHopCount", self.max_local_hop_count.into(), 0, 50)?;
-        check_range("MaxLogonFailures", self.max_logon_failures.into(), 0, 10)?;
-        if let Some(v) = self.max_protocol_errors {
-            check_range("MaxProtocolErrors", v.into(), 0, 2147483647)?;
-        }
-        if let Some(v) = self.message_rate_limit {
-            check_range("MessageRateLimit", v.into(), 1, 2147483647)?;
-        }
-        check_one_of(
-            "MessageRateSource",
-            &self.message_rate_source,
-            &["None", "IPAddress", "User", "All"],
-        )?;
-        check_span("TarpitInterval", self.tarpit_interval, 0, 600)?;
-        check_span(
-            "MaxAcknowledgementDelay",
-            self.max_acknowledgement_delay,
-            0,
-            600,
-        )?;
-        check_one_of(
-            "ProtocolLoggingLevel",
-            &self.protocol_logging_level,
-            &["None", "Verbose"],
-        )?;
-        check_one_of(
-            "SizeEnabled",
-            &self.size_enabled,
-            &["Enabled", "Disabled", "EnabledWithoutValue"],
-        )?;
         if self.connection_timeout <= self.connection_inactivity_timeout {
             return invalid(
+                "ConnectionTimeout",
                 "ConnectionTimeout must be greater than ConnectionInactivityTimeout.".into(),
             );
         }

@@ -58,21 +58,26 @@ impl Recipient {
 
     pub fn validate(&self, extra_addresses: &[String]) -> Result<(), OrgError> {
         if self.name.trim().is_empty() || self.name.len() > 64 {
-            return Err(OrgError::Invalid("Name must be 1 to 64 characters.".into()));
+            return Err(super::invalid("Name", "Name must be 1 to 64 characters."));
         }
-        for a in std::iter::once(&self.primary_smtp_address)
-            .chain(self.external_email_address.iter())
-            .chain(extra_addresses)
-        {
+        let addresses = std::iter::once(("PrimarySmtpAddress", &self.primary_smtp_address))
+            .chain(
+                self.external_email_address
+                    .iter()
+                    .map(|a| ("ExternalEmailAddress", a)),
+            )
+            .chain(extra_addresses.iter().map(|a| ("EmailAddresses", a)));
+        for (param, a) in addresses {
             let ok = a.rsplit_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
                     && super::accepted_domain::valid_domain_name(domain)
                     && !domain.starts_with("*.")
             });
             if !ok {
-                return Err(OrgError::Invalid(format!(
-                    "'{a}' is not a valid SMTP address."
-                )));
+                return Err(super::invalid(
+                    param,
+                    format!("'{a}' is not a valid SMTP address."),
+                ));
             }
         }
         Ok(())

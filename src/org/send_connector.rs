@@ -17,8 +17,12 @@ pub struct AddressSpace {
 
 impl AddressSpace {
     pub fn parse(s: &str) -> Result<AddressSpace, OrgError> {
-        let bad =
-            |why: &str| OrgError::Invalid(format!("'{s}' is not a valid address space: {why}"));
+        let bad = |why: &str| {
+            super::invalid(
+                "AddressSpaces",
+                format!("'{s}' is not a valid address space: {why}"),
+            )
+        };
         let (typed, cost) = match s.trim().rsplit_once(';') {
             Some((a, c)) => {
                 let cost: u8 = c
@@ -140,19 +144,24 @@ impl SendConnector {
 
     pub fn validate(&self) -> Result<(), OrgError> {
         if self.address_spaces.is_empty() {
-            return Err(OrgError::Invalid("AddressSpaces must not be empty.".into()));
+            return Err(super::invalid(
+                "AddressSpaces",
+                "AddressSpaces must not be empty.",
+            ));
         }
         for s in &self.address_spaces {
             AddressSpace::parse(s)?;
         }
         if self.dns_routing_enabled && !self.smart_hosts.is_empty() {
-            return Err(OrgError::Invalid(
-                "DNSRoutingEnabled must be $false when SmartHosts are given.".into(),
+            return Err(super::invalid(
+                "DNSRoutingEnabled",
+                "DNSRoutingEnabled must be $false when SmartHosts are given.",
             ));
         }
         if !self.dns_routing_enabled && self.smart_hosts.is_empty() {
-            return Err(OrgError::Invalid(
-                "SmartHosts must be given when DNSRoutingEnabled is $false.".into(),
+            return Err(super::invalid(
+                "SmartHosts",
+                "SmartHosts must be given when DNSRoutingEnabled is $false.",
             ));
         }
         let basic = matches!(
@@ -160,85 +169,29 @@ impl SendConnector {
             "BasicAuth" | "BasicAuthRequireTLS"
         );
         if basic && self.auth_username.is_none() {
-            return Err(OrgError::Invalid(format!(
-                "SmartHostAuthMechanism {} requires AuthenticationCredential.",
-                self.smart_host_auth_mechanism
-            )));
+            return Err(super::invalid(
+                "AuthenticationCredential",
+                format!(
+                    "SmartHostAuthMechanism {} requires AuthenticationCredential.",
+                    self.smart_host_auth_mechanism
+                ),
+            ));
         }
-        use super::{check_one_of, check_range, check_span};
         if self.name.trim().is_empty() || self.name.len() > 64 {
-            return Err(OrgError::Invalid("Name must be 1 to 64 characters.".into()));
-        }
-        check_one_of(
-            "Usage",
-            &self.usage,
-            &["Custom", "Internal", "Internet", "Partner"],
-        )?;
-        check_one_of(
-            "SmartHostAuthMechanism",
-            &self.smart_host_auth_mechanism,
-            &[
-                "None",
-                "BasicAuth",
-                "BasicAuthRequireTLS",
-                "ExchangeServer",
-                "ExternalAuthoritative",
-            ],
-        )?;
-        check_range("Port", self.port.into(), 0, 65535)?;
-        if let Some(m) = self.max_message_size {
-            check_range("MaxMessageSize", m, 0, 2147483647)?;
-        }
-        check_span(
-            "ConnectionInactivityTimeOut",
-            self.connection_inactivity_timeout,
-            1,
-            86400,
-        )?;
-        check_one_of(
-            "ProtocolLoggingLevel",
-            &self.protocol_logging_level,
-            &["None", "Verbose"],
-        )?;
-        check_one_of(
-            "ErrorPolicies",
-            &self.error_policies,
-            &["Default", "DowngradeAuthFailures", "DowngradeDnsFailures"],
-        )?;
-        if let Some(v) = self.message_expiration_timeout {
-            check_span("MessageExpirationTimeout", v, 5, 7776000)?;
-        }
-        if let Some(v) = self.delay_notification_timeout {
-            check_span("DelayNotificationTimeout", v, 1, 2592000)?;
-        }
-        check_range(
-            "SmtpMaxMessagesPerConnection",
-            self.smtp_max_messages_per_connection.into(),
-            1,
-            2147483647,
-        )?;
-        if let Some(l) = &self.tls_auth_level {
-            check_one_of(
-                "TlsAuthLevel",
-                l,
-                &[
-                    "EncryptionOnly",
-                    "CertificateValidation",
-                    "DomainValidation",
-                ],
-            )?;
+            return Err(super::invalid("Name", "Name must be 1 to 64 characters."));
         }
         if self.smart_host_auth_mechanism == "BasicAuthRequireTLS" && self.ignore_starttls {
-            return Err(OrgError::Invalid(
+            return Err(super::invalid(
+                "IgnoreSTARTTLS",
                 "SmartHostAuthMechanism BasicAuthRequireTLS cannot be used when IgnoreSTARTTLS is \
                  $true: the credential would be sent without TLS. Set IgnoreSTARTTLS to $false, or \
-                 choose another SmartHostAuthMechanism."
-                    .into(),
+                 choose another SmartHostAuthMechanism.",
             ));
         }
         if self.require_tls && self.ignore_starttls {
-            return Err(OrgError::Invalid(
-                "RequireTLS cannot be $true when IgnoreSTARTTLS is $true.".into(),
+            return Err(super::invalid(
+                "IgnoreSTARTTLS",
+                "RequireTLS cannot be $true when IgnoreSTARTTLS is $true.",
             ));
         }
         Ok(())

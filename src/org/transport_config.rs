@@ -42,45 +42,21 @@ impl TransportConfig {
     }
 
     pub fn validate(&self) -> Result<(), OrgError> {
-        use super::{check_range, check_span};
-        check_span(
-            "ShadowHeartbeatTimeoutInterval",
-            self.shadow_heartbeat_timeout_interval,
-            1,
-            86400,
-        )?;
-        check_range(
-            "ShadowHeartbeatRetryCount",
-            self.shadow_heartbeat_retry_count.into(),
-            1,
-            15,
-        )?;
-        check_span(
-            "ShadowMessageAutoDiscardInterval",
-            self.shadow_message_auto_discard_interval,
-            5,
-            7776000,
-        )?;
-        for (n, v) in [
-            ("MaxReceiveSize", self.max_receive_size),
-            ("MaxSendSize", self.max_send_size),
+        for (param, list) in [
+            (
+                "TLSReceiveDomainSecureList",
+                &self.tls_receive_domain_secure_list,
+            ),
+            ("TLSSendDomainSecureList", &self.tls_send_domain_secure_list),
         ] {
-            if let Some(v) = v {
-                check_range(n, v, 0, 2147483647)?;
-            }
-        }
-        if let Some(v) = self.max_recipient_envelope_limit {
-            check_range("MaxRecipientEnvelopeLimit", v.into(), 0, 2147483647)?;
-        }
-        for d in self
-            .tls_receive_domain_secure_list
-            .iter()
-            .chain(&self.tls_send_domain_secure_list)
-        {
-            if !super::accepted_domain::valid_domain_name(d) {
-                return Err(OrgError::Invalid(format!(
-                    "'{d}' is not a valid SMTP domain."
-                )));
+            if let Some(d) = list
+                .iter()
+                .find(|d| !super::accepted_domain::valid_domain_name(d))
+            {
+                return Err(super::invalid(
+                    param,
+                    format!("'{d}' is not a valid SMTP domain."),
+                ));
             }
         }
         Ok(())

@@ -94,89 +94,27 @@ impl TransportServer {
         )
     }
 
-    /// The Limits tab's ranges (reference §6.1).
+    /// The rules across the Limits tab's values; each value's range (reference §6.1) is in its
+    /// property table (`ops::transport::SERVER`).
     pub fn validate(&self) -> Result<(), OrgError> {
-        use super::{check_one_of, check_range, check_span};
-        check_span(
-            "MessageExpirationTimeout",
-            self.message_expiration_timeout,
-            5,
-            7776000,
-        )?;
-        check_span(
-            "DelayNotificationTimeout",
-            self.delay_notification_timeout,
-            1,
-            2592000,
-        )?;
-        check_span(
-            "MessageRetryInterval",
-            self.message_retry_interval,
-            1,
-            86400,
-        )?;
-        check_range(
-            "TransientFailureRetryCount",
-            self.transient_failure_retry_count.into(),
-            0,
-            15,
-        )?;
-        check_span(
-            "TransientFailureRetryInterval",
-            self.transient_failure_retry_interval,
-            1,
-            43200,
-        )?;
-        check_span(
-            "OutboundConnectionFailureRetryInterval",
-            self.outbound_connection_failure_retry_interval,
-            1,
-            1728000,
-        )?;
-        if let Some(v) = self.max_outbound_connections {
-            check_range("MaxOutboundConnections", v.into(), 1, 2147483647)?;
-        }
-        if let Some(v) = self.max_per_domain_outbound_connections {
-            check_range("MaxPerDomainOutboundConnections", v.into(), 1, 2147483647)?;
-            if let Some(total) = self.max_outbound_connections
-                && v > total
-            {
-                return Err(OrgError::Invalid(format!(
+        if let Some(v) = self.max_per_domain_outbound_connections
+            && let Some(total) = self.max_outbound_connections
+            && v > total
+        {
+            return Err(super::invalid(
+                "MaxPerDomainOutboundConnections",
+                format!(
                     "MaxPerDomainOutboundConnections ({v}) cannot be greater than MaxOutboundConnections ({total})."
-                )));
-            }
+                ),
+            ));
         }
-        check_range(
-            "MaxConcurrentMailboxDeliveries",
-            self.max_concurrent_mailbox_deliveries.into(),
-            1,
-            256,
-        )?;
-        check_range(
-            "MaxConcurrentMailboxSubmissions",
-            self.max_concurrent_mailbox_submissions.into(),
-            1,
-            256,
-        )?;
-        check_range(
-            "MaxConnectionRatePerMinute",
-            self.max_connection_rate_per_minute.into(),
-            1,
-            2147483647,
-        )?;
-        check_span("QueueMaxIdleTime", self.queue_max_idle_time, 5, 3600)?;
-        check_range("PoisonThreshold", self.poison_threshold.into(), 1, 10)?;
-        check_one_of(
-            "IntraOrgConnectorProtocolLoggingLevel",
-            &self.intra_org_connector_protocol_logging_level,
-            &["None", "Verbose"],
-        )?;
         // hubgate also takes `ip:port` (`[v6]:port`), for resolvers off port 53.
         for ip in &self.external_dns_servers {
             if crate::smtp::client::parse_dns_server(ip).is_none() {
-                return Err(OrgError::Invalid(format!(
-                    "'{ip}' is not a valid IP address (or IP address and port)."
-                )));
+                return Err(super::invalid(
+                    "ExternalDNSServers",
+                    format!("'{ip}' is not a valid IP address (or IP address and port)."),
+                ));
             }
         }
         Ok(())

@@ -2,8 +2,11 @@
 
 use time::OffsetDateTime;
 
-use super::parse::{format_bytes, format_timespan};
+use super::parse::format_bytes;
 use super::{Obj, Val, unenforced};
+use crate::ops::{
+    accepted_domain, permission, receive_connector, recipient, send_connector, transport,
+};
 use crate::transport::queue::ops::{MessageInfo, QueueInfo, RecipientInfo};
 
 fn multi(v: &[String]) -> String {
@@ -14,13 +17,6 @@ fn b(v: bool) -> String {
 }
 fn opt(v: &Option<String>) -> String {
     v.clone().unwrap_or_default()
-}
-fn unl(v: Option<i32>) -> String {
-    v.map(|n| n.to_string())
-        .unwrap_or_else(|| "Unlimited".into())
-}
-fn span_opt(v: Option<i64>) -> String {
-    v.map(format_timespan).unwrap_or_default()
 }
 
 /// A DateTime as Exchange's shell prints it under en-US (`1/25/2019 12:03:58 AM`), in UTC:
@@ -157,260 +153,15 @@ pub fn properties(o: &Obj) -> Vec<(&'static str, String)> {
 /// Every property as stored, without caveats.
 pub fn raw_properties(o: &Obj) -> Vec<(&'static str, String)> {
     match o {
-        Obj::AcceptedDomain(d) => vec![
-            ("Identity", d.name.clone()),
-            ("Name", d.name.clone()),
-            ("DomainName", d.domain_name.clone()),
-            ("DomainType", d.domain_type.clone()),
-            ("Default", b(d.is_default)),
-            ("AddressBookEnabled", b(d.address_book_enabled)),
-            (
-                "MessageExpirationTimeout",
-                span_opt(d.message_expiration_timeout),
-            ),
-            (
-                "DelayNotificationTimeout",
-                span_opt(d.delay_notification_timeout),
-            ),
-        ],
-        Obj::SendConnector(c) => vec![
-            ("Identity", c.name.clone()),
-            ("Name", c.name.clone()),
-            ("AddressSpaces", multi(&c.address_spaces)),
-            ("Enabled", b(c.enabled)),
-            ("Usage", c.usage.clone()),
-            ("IsScopedConnector", b(c.is_scoped_connector)),
-            ("DNSRoutingEnabled", b(c.dns_routing_enabled)),
-            ("SmartHosts", multi(&c.smart_hosts)),
-            (
-                "SmartHostAuthMechanism",
-                c.smart_host_auth_mechanism.clone(),
-            ),
-            ("AuthenticationCredential", opt(&c.auth_username)),
-            ("Port", c.port.to_string()),
-            ("RequireTLS", b(c.require_tls)),
-            ("IgnoreSTARTTLS", b(c.ignore_starttls)),
-            ("TlsAuthLevel", opt(&c.tls_auth_level)),
-            ("TlsDomain", opt(&c.tls_domain)),
-            ("MaxMessageSize", format_bytes(c.max_message_size)),
-            (
-                "ConnectionInactivityTimeOut",
-                format_timespan(c.connection_inactivity_timeout),
-            ),
-            ("ForceHELO", b(c.force_helo)),
-            ("Fqdn", opt(&c.fqdn)),
-            (
-                "UseExternalDNSServersEnabled",
-                b(c.use_external_dns_servers_enabled),
-            ),
-            ("SourceTransportServers", multi(&c.source_transport_servers)),
-            ("ProtocolLoggingLevel", c.protocol_logging_level.clone()),
-            ("ErrorPolicies", c.error_policies.clone()),
-            ("DomainSecureEnabled", b(c.domain_secure_enabled)),
-            (
-                "SmtpMaxMessagesPerConnection",
-                c.smtp_max_messages_per_connection.to_string(),
-            ),
-            ("Comment", opt(&c.comment)),
-            (
-                "MessageExpirationTimeout",
-                span_opt(c.message_expiration_timeout),
-            ),
-            (
-                "DelayNotificationTimeout",
-                span_opt(c.delay_notification_timeout),
-            ),
-        ],
-        Obj::ReceiveConnector(c) => vec![
-            ("Identity", c.identity()),
-            ("Name", c.name.clone()),
-            ("Server", c.server.clone()),
-            ("Bindings", multi(&c.bindings)),
-            ("RemoteIPRanges", multi(&c.remote_ip_ranges)),
-            ("Enabled", b(c.enabled)),
-            ("Fqdn", c.fqdn.clone()),
-            ("Banner", opt(&c.banner)),
-            ("Comment", opt(&c.comment)),
-            ("AuthMechanism", c.auth_mechanism.join(", ")),
-            (
-                "PermissionGroups",
-                if c.permission_groups.is_empty() {
-                    "None".into()
-                } else {
-                    c.permission_groups.join(", ")
-                },
-            ),
-            ("MaxMessageSize", format_bytes(Some(c.max_message_size))),
-            ("MaxHeaderSize", format_bytes(Some(c.max_header_size))),
-            (
-                "MaxRecipientsPerMessage",
-                c.max_recipients_per_message.to_string(),
-            ),
-            ("MaxInboundConnection", unl(c.max_inbound_connection)),
-            (
-                "MaxInboundConnectionPerSource",
-                unl(c.max_inbound_connection_per_source),
-            ),
-            (
-                "MaxInboundConnectionPercentagePerSource",
-                c.max_inbound_connection_percentage_per_source.to_string(),
-            ),
-            ("ConnectionTimeout", format_timespan(c.connection_timeout)),
-            (
-                "ConnectionInactivityTimeout",
-                format_timespan(c.connection_inactivity_timeout),
-            ),
-            ("MaxHopCount", c.max_hop_count.to_string()),
-            ("MaxLocalHopCount", c.max_local_hop_count.to_string()),
-            ("MaxLogonFailures", c.max_logon_failures.to_string()),
-            ("MaxProtocolErrors", unl(c.max_protocol_errors)),
-            ("MessageRateLimit", unl(c.message_rate_limit)),
-            ("MessageRateSource", c.message_rate_source.clone()),
-            ("TarpitInterval", format_timespan(c.tarpit_interval)),
-            (
-                "MaxAcknowledgementDelay",
-                format_timespan(c.max_acknowledgement_delay),
-            ),
-            ("ProtocolLoggingLevel", c.protocol_logging_level.clone()),
-            ("RequireTLS", b(c.require_tls)),
-            ("RequireEHLODomain", b(c.require_ehlo_domain)),
-            ("OrarEnabled", b(c.orar_enabled)),
-            ("EnableAuthGSSAPI", b(c.enable_auth_gssapi)),
-            ("SizeEnabled", c.size_enabled.clone()),
-            ("DomainSecureEnabled", b(c.domain_secure_enabled)),
-            ("PipeliningEnabled", b(c.pipelining_enabled)),
-            ("DeliveryStatusNotificationEnabled", b(c.dsn_enabled)),
-            (
-                "EnhancedStatusCodesEnabled",
-                b(c.enhanced_status_codes_enabled),
-            ),
-            ("EightBitMimeEnabled", b(c.eight_bit_mime_enabled)),
-            ("BinaryMimeEnabled", b(c.binary_mime_enabled)),
-            ("ChunkingEnabled", b(c.chunking_enabled)),
-            ("SmtpUtf8Enabled", b(c.smtp_utf8_enabled)),
-            // hubgate's own: the bindings its server could not listen on (address in use...).
-            ("BindingErrors", multi(&c.binding_errors)),
-        ],
-        Obj::TransportServer(s) => vec![
-            ("Identity", s.name.clone()),
-            ("Name", s.name.clone()),
-            ("Fqdn", s.fqdn.clone()),
-            (
-                "MessageExpirationTimeout",
-                format_timespan(s.message_expiration_timeout),
-            ),
-            (
-                "DelayNotificationTimeout",
-                format_timespan(s.delay_notification_timeout),
-            ),
-            (
-                "MessageRetryInterval",
-                format_timespan(s.message_retry_interval),
-            ),
-            (
-                "TransientFailureRetryCount",
-                s.transient_failure_retry_count.to_string(),
-            ),
-            (
-                "TransientFailureRetryInterval",
-                format_timespan(s.transient_failure_retry_interval),
-            ),
-            (
-                "OutboundConnectionFailureRetryInterval",
-                format_timespan(s.outbound_connection_failure_retry_interval),
-            ),
-            ("MaxOutboundConnections", unl(s.max_outbound_connections)),
-            (
-                "MaxPerDomainOutboundConnections",
-                unl(s.max_per_domain_outbound_connections),
-            ),
-            (
-                "MaxConcurrentMailboxDeliveries",
-                s.max_concurrent_mailbox_deliveries.to_string(),
-            ),
-            (
-                "MaxConcurrentMailboxSubmissions",
-                s.max_concurrent_mailbox_submissions.to_string(),
-            ),
-            (
-                "MaxConnectionRatePerMinute",
-                s.max_connection_rate_per_minute.to_string(),
-            ),
-            ("QueueMaxIdleTime", format_timespan(s.queue_max_idle_time)),
-            (
-                "PoisonMessageDetectionEnabled",
-                b(s.poison_message_detection_enabled),
-            ),
-            ("PoisonThreshold", s.poison_threshold.to_string()),
-            ("ExternalDelayDsnEnabled", b(s.external_delay_dsn_enabled)),
-            ("InternalDelayDsnEnabled", b(s.internal_delay_dsn_enabled)),
-            ("ExternalDNSServers", multi(&s.external_dns_servers)),
-            (
-                "MessageTrackingLogEnabled",
-                b(s.message_tracking_log_enabled),
-            ),
-            (
-                "MessageTrackingLogSubjectLoggingEnabled",
-                b(s.message_tracking_log_subject_logging_enabled),
-            ),
-            (
-                "IntraOrgConnectorProtocolLoggingLevel",
-                s.intra_org_connector_protocol_logging_level.clone(),
-            ),
-        ],
-        Obj::TransportConfig(c) => vec![
-            ("ShadowRedundancyEnabled", b(c.shadow_redundancy_enabled)),
-            (
-                "ShadowHeartbeatTimeoutInterval",
-                format_timespan(c.shadow_heartbeat_timeout_interval),
-            ),
-            (
-                "ShadowHeartbeatRetryCount",
-                c.shadow_heartbeat_retry_count.to_string(),
-            ),
-            (
-                "ShadowMessageAutoDiscardInterval",
-                format_timespan(c.shadow_message_auto_discard_interval),
-            ),
-            ("MaxReceiveSize", format_bytes(c.max_receive_size)),
-            ("MaxSendSize", format_bytes(c.max_send_size)),
-            (
-                "MaxRecipientEnvelopeLimit",
-                unl(c.max_recipient_envelope_limit),
-            ),
-            ("GenerateCopyOfDSNFor", multi(&c.generate_copy_of_dsn_for)),
-            (
-                "TLSReceiveDomainSecureList",
-                multi(&c.tls_receive_domain_secure_list),
-            ),
-            (
-                "TLSSendDomainSecureList",
-                multi(&c.tls_send_domain_secure_list),
-            ),
-        ],
-        Obj::AdPermission(id, p) => vec![
-            ("Identity", id.clone()),
-            ("User", p.principal.clone()),
-            ("ExtendedRights", p.extended_right.clone()),
-            ("Deny", b(p.deny)),
-            ("Inherited", "False".into()),
-            (
-                "PermissionGroup",
-                p.permission_group.clone().unwrap_or_default(),
-            ),
-        ],
-        Obj::Recipient(r, extra) => {
-            let mut addrs = vec![format!("SMTP:{}", r.primary_smtp_address)];
-            addrs.extend(extra.iter().map(|a| format!("smtp:{a}")));
-            vec![
-                ("Identity", r.name.clone()),
-                ("Name", r.name.clone()),
-                ("RecipientType", r.recipient_type.clone()),
-                ("PrimarySmtpAddress", r.primary_smtp_address.clone()),
-                ("EmailAddresses", multi(&addrs)),
-                ("ExternalEmailAddress", opt(&r.external_email_address)),
-            ]
-        }
+        Obj::AcceptedDomain(d) => accepted_domain::OBJECT.rows(d),
+        Obj::SendConnector(c) => send_connector::OBJECT.rows(c),
+        Obj::ReceiveConnector(c) => receive_connector::OBJECT.rows(c),
+        Obj::TransportServer(s) => transport::SERVER.rows(s),
+        Obj::TransportConfig(c) => transport::CONFIG.rows(c),
+        Obj::AdPermission(id, p) => permission::OBJECT.rows(&(id.clone(), p.clone())),
+        Obj::Recipient(r, extra) => recipient::Type::of(r)
+            .object()
+            .rows(&(r.clone(), extra.clone())),
         Obj::Credential { user, .. } => vec![
             ("UserName", user.clone()),
             ("Password", "System.Security.SecureString".into()),

@@ -6,6 +6,7 @@
 
 pub mod bind;
 pub mod cmdlets;
+pub mod config;
 pub mod format;
 pub mod interactive;
 pub mod parse;
@@ -69,6 +70,8 @@ pub enum ShellError {
     BadPipelineInput(String),
     #[error("{0}")]
     Org(#[from] OrgError),
+    #[error("{0}")]
+    Op(#[from] crate::ops::OpError),
     #[error("{0}")]
     Queue(#[from] QueueError),
     #[error("{0}")]
