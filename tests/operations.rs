@@ -414,6 +414,53 @@ async fn receive_connector_usage_presets_required_parameters_and_errors() {
         .await,
     );
     assert_eq!(p, Some("RemoteIPRanges"), "{e}");
+
+    // A second connector on the same IP:port for a range the first already serves is refused,
+    // by New and by Set, and changes nothing; another range on that binding is allowed.
+    let (p, e) = param(
+        receive_connector::new(
+            tx,
+            SERVER,
+            &name("Twin")
+                .with("Usage", s("Custom"))
+                .with("Bindings", l(&["127.0.0.1:2590"]))
+                .with("RemoteIPRanges", l(&["192.0.2.7", "10.20.0.0/16"])),
+        )
+        .await,
+    );
+    assert_eq!(p, Some("Bindings"), "{e}");
+    assert!(
+        e.contains("From Partner") && e.contains("127.0.0.1:2590"),
+        "{e}"
+    );
+    receive_connector::new(
+        tx,
+        SERVER,
+        &name("Twin")
+            .with("Usage", s("Custom"))
+            .with("Bindings", l(&["127.0.0.1:2590"]))
+            .with("RemoteIPRanges", l(&["192.0.2.7"])),
+    )
+    .await
+    .unwrap();
+    let (p, e) = param(
+        receive_connector::set(
+            tx,
+            SERVER,
+            &id("Twin"),
+            &v(&[("RemoteIPRanges", l(&["10.20.0.0/16"]))]),
+        )
+        .await,
+    );
+    assert_eq!(p, Some("Bindings"), "{e}");
+    let twin = receive_connector::get(tx, SERVER, Some(&id("Twin")), false)
+        .await
+        .unwrap();
+    assert_eq!(twin[0].remote_ip_ranges, ["192.0.2.7"]);
+    receive_connector::remove(tx, SERVER, &id("Twin"))
+        .await
+        .unwrap();
+
     let (p, _) =
         param(receive_connector::set(tx, SERVER, &id(&format!("{SERVER}\\*")), &v(&[])).await);
     assert_eq!(p, Some("Identity"));

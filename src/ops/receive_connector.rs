@@ -336,6 +336,7 @@ pub async fn new(
     }
     OBJECT.apply(&mut c, values, true, &Ctx::default())?;
     OBJECT.validate(&c)?;
+    unique_on_server(tx, &c).await?;
     c.insert_in(tx).await?;
     Ok(Change { before, after: c })
 }
@@ -350,8 +351,35 @@ pub async fn set(
     let mut after = before.clone();
     OBJECT.apply(&mut after, values, false, &Ctx::default())?;
     OBJECT.validate(&after)?;
+    unique_on_server(tx, &after).await?;
     after.update(tx).await?;
     Ok(Change { before, after })
+}
+
+/// Two connectors of one server that listen on the same IP:port for the same remote range would
+/// leave the choice between them to chance, so Exchange refuses the second one.
+async fn unique_on_server(tx: &mut PgConnection, c: &R) -> Result<(), OpError> {
+    let bindings = c.parsed_bindings();
+    let ranges = c.parsed_ranges();
+    for other in ReceiveConnector::load_all(tx).await? {
+        if other.id == c.id || !other.server.eq_ignore_ascii_case(&c.server) {
+            continue;
+        }
+        let binding = bindings
+            .iter()
+            .find(|b| other.parsed_bindings().contains(b));
+        let range = ranges.iter().find(|r| other.parsed_ranges().contains(r));
+        if let (Some(b), Some(r)) = (binding, range) {
+            return Err(OpError::Invalid {
+                param: Some("Bindings"),
+                message: format!(
+                    "The values that you specified for the Bindings and RemoteIPRanges parameters conflict with the settings on Receive connector \"{}\": both listen on {b} for {r}. Receive connectors on the same server need a unique combination of Bindings and RemoteIPRanges.",
+                    other.identity()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub async fn remove(tx: &mut PgConnection, local: &str, identity: &Identity) -> Result<R, OpError> {
