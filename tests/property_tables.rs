@@ -134,7 +134,10 @@ async fn check<T>(case: Case<T>, failures: &mut Vec<String>) {
     for (i, p) in settable.enumerate() {
         let tag = format!("p{i}");
         for l in case.create {
-            run(&mut sa, &l.replace("{tag}", &tag)).await;
+            // {n}: a number of this property's own (connectors of one server need their own
+            // Bindings + RemoteIPRanges).
+            let line = l.replace("{tag}", &tag).replace("{n}", &(2600 + i).to_string());
+            run(&mut sa, &line).await;
         }
         let mut identity = case.identity.replace("{tag}", &tag);
         let view = |id: &str| format!("{} {} | fl", case.get, arg(id));
@@ -226,7 +229,7 @@ async fn every_settable_property_round_trips_through_view_and_export() {
         Case {
             object: &receive_connector::OBJECT,
             create: &[
-                "New-ReceiveConnector {tag} -Bindings 127.0.0.1:2599 -RemoteIPRanges 10.8.0.0/16",
+                "New-ReceiveConnector {tag} -Bindings 127.0.0.1:{n} -RemoteIPRanges 10.8.0.0/16",
             ],
             get: "Get-ReceiveConnector",
             set: "Set-ReceiveConnector",
