@@ -136,7 +136,9 @@ async fn check<T>(case: Case<T>, failures: &mut Vec<String>) {
         for l in case.create {
             // {n}: a number of this property's own (connectors of one server need their own
             // Bindings + RemoteIPRanges).
-            let line = l.replace("{tag}", &tag).replace("{n}", &(2600 + i).to_string());
+            let line = l
+                .replace("{tag}", &tag)
+                .replace("{n}", &(2600 + i).to_string());
             run(&mut sa, &line).await;
         }
         let mut identity = case.identity.replace("{tag}", &tag);

@@ -225,7 +225,9 @@ async fn output_follows_exchange_views() {
 const CRED_STDIN: &str = "CONTOSO\\FourthCoffee\nP@ssw0rd-1\nCONTOSO\\FourthCoffee\nP@ssw0rd-1\n";
 
 /// The seeds' lines as printed; only the `<IP address ...>` placeholder is replaced (by
-/// 127.0.0.3), and the article's alternatives are separated by removing the connector again.
+/// 127.0.0.3 for the Exchange 2007 forest, 127.0.0.4 for the Exchange 2003 one: one server's
+/// receive connectors need their own Bindings + RemoteIPRanges), and the article's alternatives
+/// are separated by removing the connector again.
 /// Seed 000 gives its Add-ADPermission lines only in prose; they are written out here.
 const SEED_SCRIPT: &str = r#"
 $mycred = get-credential
@@ -239,7 +241,7 @@ New-ReceiveConnector -Name "Cross-Forest" -Server HubA -PermissionGroups Exchang
 $mycred = get-credential
 New-SendConnector -Name "Legacy Forest" -SmartHostAuthMechanism BasicAuth -AuthenticationCredential $mycred -AddressSpaces FourthCoffee.com -SmartHosts Bridgehead1.FourthCoffee.Com, Bridgehead2.FourthCoffee.com -SourceTransportServers HubA.Contoso.com, HubB.Contoso.com -RequireTLS $True -DNSRoutingEnabled $False
 Enable-CrossForestConnector -Connector "Legacy Forest" -user "ANONYMOUS LOGON" -genericMTA
-New-ReceiveConnector -Name "Legacy Forest" -Usage Internal -Server HubA -PermissionGroups ExchangeServers -RemoteIPRanges 127.0.0.3 -AuthMechanism ExternalAuthoritative -Bindings 0.0.0.0:25
+New-ReceiveConnector -Name "Legacy Forest" -Usage Internal -Server HubA -PermissionGroups ExchangeServers -RemoteIPRanges 127.0.0.4 -AuthMechanism ExternalAuthoritative -Bindings 0.0.0.0:25
 # Seed 000: Send-XShadow and Accept-XShadow by Add-ADPermission, then protocol logging.
 Get-SendConnector "Cross-Forest" | Add-ADPermission -User "NT AUTHORITY\ANONYMOUS LOGON" -ExtendedRights ms-Exch-SMTP-Send-XSHADOW
 Get-ReceiveConnector "HubA\Cross-Forest" | Add-ADPermission -User "MS Exchange\Externally Secured Servers" -ExtendedRights ms-Exch-SMTP-Accept-XSHADOW
