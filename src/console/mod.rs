@@ -103,7 +103,8 @@ pub fn router(state: ConsoleState, static_dir: &Path) -> Router {
         ))
         .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
         .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(security_header(header::REFERRER_POLICY, "no-referrer"))
+        // Not no-referrer: with it browsers send `Origin: null` on the console's own forms.
+        .layer(security_header(header::REFERRER_POLICY, "same-origin"))
         .layer(security_header(
             HeaderName::from_static("cross-origin-opener-policy"),
             "same-origin",

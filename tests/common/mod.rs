@@ -5,7 +5,9 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod dns;
+pub mod https;
 pub mod mail;
 pub mod peers;
 
