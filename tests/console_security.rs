@@ -20,6 +20,7 @@ const LOGON: &str = "__Host-hubgate-logon";
 struct Console {
     setup: Setup,
     child: Child,
+    env: Vec<(String, String)>,
     log: std::path::PathBuf,
     _log_dir: tempfile::TempDir,
 }
@@ -28,18 +29,46 @@ impl Console {
     async fn start(setup: Setup, env: &[(&str, &str)]) -> Console {
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("hubgate.log");
-        let mut cmd = serve_command(&setup, setup.data_dir.path());
-        cmd.envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let mut child = cmd.spawn().expect("spawn hubgate");
-        wait_ready(&mut child).await;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = Console::spawn(&setup, &env, &log).await;
         Console {
             setup,
             child,
+            env,
             log,
             _log_dir: log_dir,
         }
+    }
+
+    async fn spawn(setup: &Setup, env: &[(String, String)], log: &std::path::Path) -> Child {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut cmd = serve_command(setup, setup.data_dir.path());
+        cmd.envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        let mut child = cmd.spawn().expect("spawn hubgate");
+        wait_ready(&mut child).await;
+        child
+    }
+
+    /// SIGTERM, wait for the exit, start again with the same settings.
+    async fn restart(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "hubgate did not stop");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.child = Console::spawn(&self.setup, &self.env, &self.log).await;
     }
 
     fn client(&self) -> https::Client {
@@ -574,4 +603,78 @@ async fn plain_http_is_refused_off_loopback() {
         err.contains("plain HTTP only on a loopback address"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_session_outlives_a_restart() {
+    let mut console = Console::start(Setup::new().await, &[]).await;
+    let c = console.client();
+    let s = sign_in(&c, "Administrator", ADMIN_PASSWORD)
+        .await
+        .expect("signed in");
+    console.restart().await;
+    let page = c.get("/", &[("Cookie", &session_cookie(&s))]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Administrator"));
+}
+
+#[tokio::test]
+async fn a_certificate_installed_while_running_is_served_by_the_console() {
+    let console = Console::start(Setup::new().await, &[]).await;
+    let (ca, leaves) = private_ca(&["localhost"]);
+    let (cert, key) = &leaves[0];
+    let certs = console.setup.data_dir.path().join("certs");
+    // Key first, then the certificate, each replaced whole, as a renewal script does.
+    for (file, pem) in [(format!("{FQDN}.key"), key), (format!("{FQDN}.crt"), cert)] {
+        let tmp = certs.join(format!("{file}.new"));
+        std::fs::write(&tmp, pem).unwrap();
+        std::fs::rename(&tmp, certs.join(&file)).unwrap();
+    }
+    let addr = std::net::SocketAddr::from((console.setup.ip, console.setup.console_port));
+    let c = https::Client::trusting(addr, ca.as_bytes());
+    eventually("the console to present the new certificate", || {
+        let c = &c;
+        async move {
+            c.try_request("GET", "/healthz", &[], None)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn plain_http_on_loopback_serves_the_console() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let console = Console::start(
+        Setup::new().await,
+        &[("HUBGATE_CONSOLE_PLAIN_HTTP", "true")],
+    )
+    .await;
+    let addr = std::net::SocketAddr::from((console.setup.ip, console.setup.console_port));
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        format!("GET /logon HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tcp.read_to_end(&mut raw),
+    )
+    .await
+    .expect("response timeout")
+    .unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // Without HTTPS the cookie cannot be Secure, nor carry the __Host- prefix.
+    let cookie = text
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: hubgate-logon=")
+        })
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(!cookie.contains("Secure"), "{cookie}");
 }

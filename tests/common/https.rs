@@ -66,8 +66,13 @@ impl Client {
     pub fn new(addr: SocketAddr, data_dir: &Path, fqdn: &str) -> Client {
         let pem = std::fs::read(data_dir.join(format!("certs/{fqdn}.crt")))
             .expect("the gateway's certificate");
+        Client::trusting(addr, &pem)
+    }
+
+    /// Trusts only the certificates in `pem` (a CA, or the server's own).
+    pub fn trusting(addr: SocketAddr, pem: &[u8]) -> Client {
         let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        for c in rustls_pemfile::certs(&mut &pem[..]) {
             roots.add(c.unwrap()).unwrap();
         }
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -121,20 +126,33 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<String>,
     ) -> Response {
+        self.try_request(method, path, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// As `request`, with a failed connection or handshake as an error.
+    pub async fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Result<Response, String> {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         if let Some(s) = self.source {
             socket.bind(SocketAddr::new(s, 0)).unwrap();
         }
         let tcp = tokio::time::timeout(TIMEOUT, socket.connect(self.addr))
             .await
-            .expect("connect timeout")
-            .expect("connect to the console");
+            .map_err(|_| "connect timeout".to_string())?
+            .map_err(|e| format!("connect to the console: {e}"))?;
         let connector = tokio_rustls::TlsConnector::from(self.config.clone());
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let mut tls = tokio::time::timeout(TIMEOUT, connector.connect(name, tcp))
             .await
-            .expect("handshake timeout")
-            .expect("TLS handshake with the console");
+            .map_err(|_| "handshake timeout".to_string())?
+            .map_err(|e| format!("TLS handshake with the console: {e}"))?;
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             self.addr
@@ -152,14 +170,14 @@ impl Client {
         }
         tokio::time::timeout(TIMEOUT, tls.write_all(req.as_bytes()))
             .await
-            .expect("write timeout")
-            .unwrap();
+            .map_err(|_| "write timeout".to_string())?
+            .map_err(|e| format!("write: {e}"))?;
         let mut raw = Vec::new();
         // The server may close without close_notify; what arrived is the response.
         let _ = tokio::time::timeout(TIMEOUT, tls.read_to_end(&mut raw))
             .await
-            .expect("response timeout");
-        parse(&raw)
+            .map_err(|_| "response timeout".to_string())?;
+        Ok(parse(&raw))
     }
 }
 
