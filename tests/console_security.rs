@@ -678,3 +678,40 @@ async fn plain_http_on_loopback_serves_the_console() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(!cookie.contains("Secure"), "{cookie}");
 }
+
+#[tokio::test]
+async fn signed_out_requests_are_sent_to_the_sign_in_page() {
+    let console = Console::start(Setup::new().await, &[]).await;
+    let c = console.client();
+    let r = c.get("/?view=1", &[]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/logon?next=%2F%3Fview%3D1"));
+    // htmx would swap the sign-in page into a part of the frame: it is told to go there instead.
+    let r = c.get("/", &[("HX-Request", "true")]).await;
+    assert_eq!(r.header("hx-redirect"), Some("/logon?next=%2F"));
+
+    // A second sign-in tab keeps the browser's token, so the first tab's form still works.
+    let first = c.get("/logon", &[]).await;
+    let pre = first.set_cookie(LOGON).unwrap();
+    let second = c
+        .get("/logon", &[("Cookie", &format!("{LOGON}={pre}"))])
+        .await;
+    assert_eq!(second.hidden("csrf"), first.hidden("csrf"));
+    let r = c
+        .post_form(
+            "/logon",
+            &[
+                ("Cookie", &format!("{LOGON}={pre}")),
+                ("Origin", &c.origin()),
+            ],
+            &[
+                ("csrf", &first.hidden("csrf").unwrap()),
+                ("username", "Administrator"),
+                ("password", ADMIN_PASSWORD),
+                ("next", "/?view=1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), Some("/?view=1"));
+}

@@ -59,16 +59,21 @@ pub struct LogonForm {
     next: Option<String>,
 }
 
-/// The form, with a fresh pre-sign-in token in a cookie and in the form: a logon posted from
-/// another site (to sign the victim into the attacker's session) lacks the pair.
+/// The form, with a pre-sign-in token in a cookie and in the form: a logon posted from another
+/// site (to sign the victim into the attacker's session) lacks the pair. The browser's current
+/// token is kept, so that two sign-in tabs do not invalidate each other.
 fn page(
     state: &ConsoleState,
+    headers: &HeaderMap,
     status: StatusCode,
     next: &str,
     username: &str,
     error: Option<String>,
 ) -> Response {
-    let token = session::random_token();
+    let token = session::cookie(headers, session::logon_cookie_name(state.https))
+        .filter(|t| session::is_token(t))
+        .map(str::to_string)
+        .unwrap_or_else(session::random_token);
     let cookie = session::set_cookie(
         session::logon_cookie_name(state.https),
         &token,
@@ -84,9 +89,14 @@ fn page(
     (status, [(header::SET_COOKIE, cookie)], body).into_response()
 }
 
-pub async fn show(State(state): State<ConsoleState>, Query(q): Query<LogonQuery>) -> Response {
+pub async fn show(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(q): Query<LogonQuery>,
+) -> Response {
     page(
         &state,
+        &headers,
         StatusCode::OK,
         &session::safe_next(q.next.as_deref()),
         "",
@@ -97,6 +107,7 @@ pub async fn show(State(state): State<ConsoleState>, Query(q): Query<LogonQuery>
 pub async fn submit(
     State(state): State<ConsoleState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<LogonForm>,
 ) -> Response {
     let next = session::safe_next(form.next.as_deref());
@@ -105,6 +116,7 @@ pub async fn submit(
     if user.is_empty() || user.len() > 256 || form.password.len() > 1024 {
         return page(
             &state,
+            &headers,
             StatusCode::UNAUTHORIZED,
             &next,
             "",
@@ -118,16 +130,16 @@ pub async fn submit(
                 Ok(token) => {
                     tracing::info!(%source, account = %acc.name, "console: signed in");
                     let https = state.https;
-                    let mut headers = HeaderMap::new();
-                    headers.append(
+                    let mut out = HeaderMap::new();
+                    out.append(
                         header::SET_COOKIE,
                         session::set_cookie(session::cookie_name(https), &token, https, None),
                     );
-                    headers.append(
+                    out.append(
                         header::SET_COOKIE,
                         session::clear_cookie(session::logon_cookie_name(https), https),
                     );
-                    (headers, Redirect::to(&next)).into_response()
+                    (out, Redirect::to(&next)).into_response()
                 }
                 Err(e) => session::SessionError::from(e).into_response(),
             };
@@ -160,7 +172,7 @@ pub async fn submit(
             "Too many sign-ins are in progress. Try again in a moment.".to_string(),
         ),
     };
-    page(&state, refusal.0, &next, user, Some(refusal.1))
+    page(&state, &headers, refusal.0, &next, user, Some(refusal.1))
 }
 
 const INCORRECT: &str =

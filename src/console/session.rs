@@ -78,6 +78,13 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Whether `t` looks like one of `random_token`'s: 43 base64url characters.
+pub fn is_token(t: &str) -> bool {
+    t.len() == 43
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// What is stored for a session id: its SHA-256, so the table does not hold live cookies.
 fn id_hash(token: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
@@ -179,23 +186,35 @@ impl IntoResponse for SessionError {
 
 /// Why a request has no administrator: where to sign in, or a database failure.
 pub enum NotSignedIn {
-    Logon(Redirect),
+    /// The sign-in page's URL; `htmx`: the request came from htmx, which is told to load it as a
+    /// whole page rather than swap it into a part of one.
+    Logon {
+        location: String,
+        htmx: bool,
+    },
     Unavailable(SessionError),
 }
 
 impl IntoResponse for NotSignedIn {
     fn into_response(self) -> Response {
         match self {
-            NotSignedIn::Logon(r) => r.into_response(),
+            NotSignedIn::Logon {
+                location,
+                htmx: true,
+            } => match HeaderValue::from_str(&location) {
+                Ok(v) => ([("hx-redirect", v)], "").into_response(),
+                Err(_) => Redirect::to("/logon").into_response(),
+            },
+            NotSignedIn::Logon { location, .. } => Redirect::to(&location).into_response(),
             NotSignedIn::Unavailable(e) => e.into_response(),
         }
     }
 }
 
 /// `/logon?next=<this page>`, so that signing in comes back here.
-pub fn logon_redirect(path_and_query: &str) -> Redirect {
+pub fn logon_location(path_and_query: &str) -> String {
     let next: String = form_urlencoded::byte_serialize(path_and_query.as_bytes()).collect();
-    Redirect::to(&format!("/logon?next={next}"))
+    format!("/logon?next={next}")
 }
 
 impl FromRequestParts<ConsoleState> for Admin {
@@ -215,7 +234,10 @@ impl FromRequestParts<ConsoleState> for Admin {
                     .map(|u| u.0.clone())
                     .unwrap_or_else(|| parts.uri.clone());
                 let here = uri.path_and_query().map_or("/", |p| p.as_str());
-                Err(NotSignedIn::Logon(logon_redirect(here)))
+                Err(NotSignedIn::Logon {
+                    location: logon_location(here),
+                    htmx: parts.headers.contains_key("hx-request"),
+                })
             }
             Err(e) => Err(NotSignedIn::Unavailable(e)),
         }
