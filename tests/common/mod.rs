@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod console;
 pub mod dns;
 pub mod https;
 pub mod mail;
