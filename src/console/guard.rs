@@ -138,3 +138,42 @@ pub async fn require_admin(
         Err(not_signed_in) => not_signed_in.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_console_itself_is_the_same_origin() {
+        let host = ("host", "mx.contoso.test:8080");
+        assert!(
+            same_origin(
+                &headers(&[host, ("origin", "https://mx.contoso.test:8080")]),
+                true
+            )
+            .is_ok()
+        );
+        assert!(same_origin(&headers(&[host, ("sec-fetch-site", "same-origin")]), true).is_ok());
+        // Not a browser: nothing to forge, the token still decides.
+        assert!(same_origin(&headers(&[host]), true).is_ok());
+        for bad in [
+            vec![host, ("origin", "https://attacker.example")],
+            vec![host, ("origin", "http://mx.contoso.test:8080")],
+            vec![host, ("origin", "null")],
+            vec![host, ("sec-fetch-site", "cross-site")],
+            vec![host, ("sec-fetch-site", "same-site")],
+            vec![("origin", "https://mx.contoso.test:8080")],
+        ] {
+            assert!(same_origin(&headers(&bad), true).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -21,3 +21,17 @@ pub struct ConsoleState {
     /// thresholds, separate from SMTP AUTH's.
     pub logon_throttle: AuthThrottle,
 }
+
+impl ConsoleState {
+    /// HTTPS, the default idle timeout (30 minutes) and a fresh sign-in throttle.
+    pub fn new(pool: PgPool, server: &str, fqdn: &str) -> ConsoleState {
+        ConsoleState {
+            pool,
+            server: server.to_string(),
+            fqdn: fqdn.to_string(),
+            https: true,
+            idle_timeout: Duration::from_secs(1800),
+            logon_throttle: super::logon::throttle(),
+        }
+    }
+}
