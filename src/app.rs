@@ -120,7 +120,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
             queue,
         }),
         org: org_rx.clone(),
-        tls: Some(tls),
+        tls: Some(tls.clone()),
         spool,
         receive_log: ProtocolLog::new(&common.data_dir, LogKind::Receive),
         limits: ConnectionLimits::default(),
@@ -133,6 +133,15 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         crate::org::account::dummy_hash();
     });
 
+    // Listening before the ready line, so that whoever waits for it can use the console at once.
+    let console = match start_console(&settings, &pool, &server_name, &fqdn, &tls).await {
+        Ok(c) => c,
+        Err(e) => {
+            listeners.close_all();
+            db.close().await;
+            return Err(e);
+        }
+    };
     listeners.start(&gw);
     let mut bound = listeners.bound();
     bound.sort();
@@ -150,7 +159,6 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
             .join(", ")
     );
 
-    let console = crate::console::spawn(&settings.console_bind, pool.clone()).await?;
     let reload = tokio::spawn(watch_config(
         db.url.clone(),
         pool.clone(),
@@ -193,6 +201,39 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     drop(gw);
     db.close().await;
     Ok(())
+}
+
+/// The console on its address, over HTTPS with the STARTTLS certificate (the same files, followed
+/// while running); the sender is dropped, so the configuration stays what it is until an ACME
+/// client is given one to hold.
+async fn start_console(
+    settings: &ServeSettings,
+    pool: &sqlx::PgPool,
+    server_name: &str,
+    fqdn: &str,
+    tls: &Arc<rustls::ServerConfig>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut https = (**tls).clone();
+    https.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (_swap, source) = watch::channel(Arc::new(https));
+    let console = crate::console::ConsoleSettings {
+        bind: settings.console_bind.clone(),
+        plain_http: settings.console_plain_http,
+        idle_timeout: Duration::from_secs(settings.console_idle_timeout.max(1)),
+        static_dir: settings
+            .console_static_dir
+            .clone()
+            .unwrap_or_else(crate::console::default_static_dir),
+    };
+    let state = crate::console::ConsoleState {
+        pool: pool.clone(),
+        server: server_name.to_string(),
+        fqdn: fqdn.to_string(),
+        https: !console.plain_http,
+        idle_timeout: console.idle_timeout,
+        logon_throttle: crate::console::logon::throttle(),
+    };
+    Ok(crate::console::spawn(&console, state, Some(source)).await?)
 }
 
 /// How often bindings that could not be opened are tried again.

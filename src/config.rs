@@ -23,9 +23,19 @@ pub struct Settings {
 pub struct ServeSettings {
     #[command(flatten)]
     pub common: Settings,
-    /// Where the console listens.
+    /// Where the console listens (HTTPS, with the certificate STARTTLS uses).
     #[arg(long, env = "HUBGATE_CONSOLE_BIND", default_value = "127.0.0.1:8080")]
     pub console_bind: String,
+    /// Serve the console over plain HTTP; refused unless the console's address is loopback.
+    #[arg(long, env = "HUBGATE_CONSOLE_PLAIN_HTTP", default_value_t = false)]
+    pub console_plain_http: bool,
+    /// A console session unused for this many seconds is signed off.
+    #[arg(long, env = "HUBGATE_CONSOLE_IDLE_TIMEOUT", default_value_t = 1800)]
+    pub console_idle_timeout: u64,
+    /// The console's static files (style sheets, htmx); by default /usr/share/hubgate/static
+    /// when it exists, else the source tree's static/.
+    #[arg(long, env = "HUBGATE_CONSOLE_STATIC_DIR")]
+    pub console_static_dir: Option<PathBuf>,
     /// Bindings given to the default receive connectors on first start:
     /// `IP:port` entries for `Default <SERVER>`, `Client=IP:port` for `Client <SERVER>`, comma-separated.
     #[arg(long, env = "HUBGATE_DEFAULT_BINDINGS")]

@@ -5,7 +5,10 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod console;
 pub mod dns;
+pub mod https;
 pub mod mail;
 pub mod peers;
 

@@ -1,7 +1,7 @@
 //! Who an inbound session is, and what its connector's ACL lets it do (identity-and-rights.md).
 
-use crate::org::account::{Account, EXCHANGE_SERVERS, PARTNER_SERVERS};
-use crate::org::rights::{Permission, Rights, principal, session_rights};
+use crate::org::account::{Account, EXCHANGE_SERVERS, ORGANIZATION_MANAGEMENT, PARTNER_SERVERS};
+use crate::org::rights::{ExtendedRight, Permission, Rights, principal, session_rights};
 use crate::org::{AuthMechanism, ReceiveConnector};
 
 #[derive(Clone, Debug)]
@@ -35,7 +35,16 @@ impl Identity {
         if account.is_member(PARTNER_SERVERS) {
             ps.push(principal::PARTNER_SERVERS.to_string());
         }
-        Identity::of(ps, Some(account.name.clone()), acl)
+        let mut identity = Identity::of(ps, Some(account.name.clone()), acl);
+        // An administrator's password opens the console; whoever learns it must not also get an
+        // open relay. The group's Authenticated Users right to relay is withheld unless an
+        // ADPermission names the account itself.
+        if account.is_member(ORGANIZATION_MANAGEMENT)
+            && !granted_by_name(acl, &account.name, ExtendedRight::AcceptAnyRecipient)
+        {
+            identity.rights.remove(ExtendedRight::AcceptAnyRecipient);
+        }
+        identity
     }
 
     fn of(principals: Vec<String>, account: Option<String>, acl: &[Permission]) -> Identity {
@@ -59,5 +68,63 @@ impl Identity {
                 .principals
                 .iter()
                 .any(|p| principal::same(p, principal::EXTERNALLY_SECURED_SERVERS))
+    }
+}
+
+/// Whether an entry for `account` by name (Add-ADPermission -User <account>) allows `right`,
+/// and none denies it.
+fn granted_by_name(acl: &[Permission], account: &str, right: ExtendedRight) -> bool {
+    session_rights(acl, &[account]).has(right)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::org::rights::PermissionGroup;
+
+    fn acl(extra: &[(&str, ExtendedRight)]) -> Vec<Permission> {
+        let entry = |p: &str, r: ExtendedRight, deny| Permission {
+            connector_id: uuid::Uuid::nil(),
+            principal: p.to_string(),
+            extended_right: r.ad_name().to_string(),
+            deny,
+            permission_group: None,
+        };
+        PermissionGroup::ExchangeUsers
+            .entries()
+            .into_iter()
+            .map(|(p, r, d)| entry(p, r, d))
+            .chain(extra.iter().map(|(p, r)| entry(p, *r, false)))
+            .collect()
+    }
+
+    fn account(name: &str, groups: &[&str]) -> Account {
+        Account {
+            id: uuid::Uuid::nil(),
+            name: name.into(),
+            password_hash: String::new(),
+            member_of: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_administrator_relays_only_when_named_in_the_acl() {
+        let admin = account("Administrator", &[ORGANIZATION_MANAGEMENT]);
+        let user = account("relay", &[]);
+        let plain = acl(&[]);
+        assert!(
+            Identity::authenticated(&user, &plain)
+                .rights
+                .has(ExtendedRight::AcceptAnyRecipient)
+        );
+        let id = Identity::authenticated(&admin, &plain);
+        assert!(!id.rights.has(ExtendedRight::AcceptAnyRecipient));
+        assert!(id.rights.has(ExtendedRight::Submit));
+        let granted = acl(&[("administrator", ExtendedRight::AcceptAnyRecipient)]);
+        assert!(
+            Identity::authenticated(&admin, &granted)
+                .rights
+                .has(ExtendedRight::AcceptAnyRecipient)
+        );
     }
 }

@@ -1,0 +1,37 @@
+//! What every console handler is given.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::smtp::server::auth_throttle::AuthThrottle;
+
+#[derive(Clone)]
+pub struct ConsoleState {
+    pub pool: PgPool,
+    /// This node's TransportServer name (`HUB1`).
+    pub server: String,
+    pub fqdn: String,
+    /// Whether the console is served over HTTPS: the session cookie is then `Secure` and
+    /// `__Host-` prefixed, and same-origin checks expect `https://`.
+    pub https: bool,
+    /// A session unused this long is signed off.
+    pub idle_timeout: Duration,
+    /// Failed sign-ins per source and per (account, source); the console's own, with its own
+    /// thresholds, separate from SMTP AUTH's.
+    pub logon_throttle: AuthThrottle,
+}
+
+impl ConsoleState {
+    /// HTTPS, the default idle timeout (30 minutes) and a fresh sign-in throttle.
+    pub fn new(pool: PgPool, server: &str, fqdn: &str) -> ConsoleState {
+        ConsoleState {
+            pool,
+            server: server.to_string(),
+            fqdn: fqdn.to_string(),
+            https: true,
+            idle_timeout: Duration::from_secs(1800),
+            logon_throttle: super::logon::throttle(),
+        }
+    }
+}
