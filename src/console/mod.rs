@@ -1,4 +1,8 @@
-//! The browser console. For now it serves a health check; the EMC pages arrive with their issue.
+//! The browser console: the EMC frame, lists and property pages (`pages`), behind a session.
+
+pub mod pages;
+pub mod session;
+pub mod state;
 
 use axum::Router;
 use axum::routing::get;
