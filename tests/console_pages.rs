@@ -17,7 +17,11 @@ use tower::ServiceExt;
 struct Console {
     app: Router,
     sh: Shell,
-    setup: Setup,
+    pool: sqlx::PgPool,
+    ip: std::net::Ipv4Addr,
+    smtp: std::net::SocketAddr,
+    /// The database and data directory live as long as the console (None: a gateway holds them).
+    _setup: Option<Setup>,
 }
 
 struct Reply {
@@ -48,13 +52,26 @@ fn form_encode(pairs: &[(&str, &str)]) -> String {
 impl Console {
     async fn new() -> Console {
         let setup = Setup::new().await;
+        let mut c = Console::on(&setup);
+        c._setup = Some(setup);
+        c
+    }
+
+    /// The pages over `setup`'s database (also while its gateway runs).
+    fn on(setup: &Setup) -> Console {
         let app = pages::routes().with_state(ConsoleState {
             pool: setup.pool.clone(),
             server: SERVER.into(),
             fqdn: FQDN.into(),
         });
-        let sh = Shell::new(setup.pool.clone(), FQDN);
-        Console { app, sh, setup }
+        Console {
+            app,
+            sh: Shell::new(setup.pool.clone(), FQDN),
+            pool: setup.pool.clone(),
+            ip: setup.ip,
+            smtp: setup.smtp(),
+            _setup: None,
+        }
     }
 
     async fn send(&self, req: Request<Body>) -> Reply {
@@ -151,7 +168,7 @@ impl Console {
         let (id,): (uuid::Uuid,) =
             sqlx::query_as(&format!("SELECT id FROM {table} WHERE name = $1"))
                 .bind(name)
-                .fetch_one(&self.setup.pool)
+                .fetch_one(&self.pool)
                 .await
                 .unwrap();
         id.to_string()
@@ -201,7 +218,7 @@ async fn every_list_renders_its_rows_in_the_emc_frame() {
     let p = c.get("/server/hub").await;
     assert!(p.contains(">HUB1</a>") && p.contains(FQDN), "{p}");
     let p = c.get("/server/hub/HUB1").await;
-    let binding = c.setup.smtp().to_string();
+    let binding = c.smtp.to_string();
     for want in [
         "Receive Connectors",
         ">Default HUB1</a>",
@@ -293,6 +310,10 @@ async fn each_tab_shows_current_values_and_saves_what_the_shell_reads_back() {
         p.contains("name=\"DNSRoutingEnabled\" value=\"true\" checked"),
         "{p}"
     );
+    assert!(
+        p.contains("Route mail through the following smart hosts:"),
+        "{p}"
+    );
     c.saved(
         &tab("network"),
         &[
@@ -329,8 +350,8 @@ async fn each_tab_shows_current_values_and_saves_what_the_shell_reads_back() {
         c.fl("Get-ReceiveConnector 'Default HUB1'", "Banner").await,
         "220 console banner"
     );
-    let port = c.setup.another_port();
-    let binding = format!("{}:{port}", c.setup.ip);
+    let port = gateway_port();
+    let binding = format!("{}:{port}", c.ip);
     c.saved(
         &tab("network"),
         &[
@@ -582,17 +603,17 @@ async fn an_invalid_value_is_refused_beside_its_field_and_nothing_changes() {
 
     // Two connectors of one server on the same binding and range: the second is refused on its
     // Network tab.
-    let other = c.setup.another_port();
+    let other = gateway_port();
     c.shell(&format!(
         "New-ReceiveConnector Other -Bindings {}:{other} -RemoteIPRanges 0.0.0.0-255.255.255.255",
-        c.setup.ip
+        c.ip
     ))
     .await;
     let o = c.id("receive_connector", "Other").await;
     c.refused(
         &format!("/receive-connectors/{o}/properties/network"),
         &[
-            ("Bindings", &c.setup.smtp().to_string()),
+            ("Bindings", &c.smtp.to_string()),
             ("RemoteIPRanges", "0.0.0.0-255.255.255.255"),
         ],
         "Bindings",
@@ -800,13 +821,13 @@ async fn new_remove_enable_disable_act_through_the_operations() {
         c.fl("Get-MailContact Lee", "ExternalEmailAddress").await,
         "lee@partner.test"
     );
-    let port = c.setup.another_port();
+    let port = gateway_port();
     c.saved(
         "/receive-connectors/new?server=HUB1",
         &[
             ("Name", "Partner"),
             ("Usage", "Partner"),
-            ("Bindings", &format!("{}:{port}", c.setup.ip)),
+            ("Bindings", &format!("{}:{port}", c.ip)),
             ("RemoteIPRanges", "192.0.2.1"),
         ],
     )
@@ -845,7 +866,7 @@ async fn a_connector_named_with_markup_is_shown_as_text() {
         "New-SendConnector '{name}' -AddressSpaces evil.test"
     ))
     .await;
-    c.shell(&format!("New-ReceiveConnector '{name}' -Bindings {}:{} -RemoteIPRanges 192.0.2.9 -Banner '220 <script>alert(2)</script>'", c.setup.ip, c.setup.another_port()))
+    c.shell(&format!("New-ReceiveConnector '{name}' -Bindings {}:{} -RemoteIPRanges 192.0.2.9 -Banner '220 <script>alert(2)</script>'", c.ip, gateway_port()))
         .await;
     let s = c.id("send_connector", name).await;
     let r = c.id("receive_connector", name).await;
@@ -869,4 +890,56 @@ async fn a_connector_named_with_markup_is_shown_as_text() {
             "{path}: {p}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_binding_changed_on_the_network_tab_listens_without_a_restart_and_one_in_use_is_reported()
+{
+    let gw = Setup::new().await.start().await;
+    let mut c = Console::on(&gw.setup);
+    let r = c.id("receive_connector", "Default HUB1").await;
+    let network = format!("/receive-connectors/{r}/properties/network");
+    let moved = std::net::SocketAddr::from((c.ip, gateway_port()));
+    c.saved(&network, &[("Bindings", &moved.to_string())]).await;
+    eventually("the new binding answers SMTP", || async move {
+        match tokio::net::TcpStream::connect(moved).await {
+            Ok(s) => {
+                drop(s);
+                true
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+    let mut raw = Raw::connect(moved).await;
+    assert!(raw.reply().await.starts_with("220 "));
+
+    // A port someone else holds: the connector's General tab says so, the gateway runs on.
+    let holder = std::net::TcpListener::bind((c.ip, gateway_port())).unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    c.saved(&network, &[("Bindings", &taken)]).await;
+    let general = format!("/receive-connectors/{r}/properties/general");
+    let app = c.app.clone();
+    eventually("the binding error on the General tab", || {
+        let (app, general, taken) = (app.clone(), general.clone(), taken.clone());
+        async move {
+            let req = Request::get(&general)
+                .header(TEST_ADMIN_HEADER, "Administrator")
+                .body(Body::empty())
+                .unwrap();
+            let resp = app.oneshot(req).await.unwrap();
+            let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
+                .await
+                .unwrap();
+            let body = String::from_utf8_lossy(&body);
+            body.contains(&format!("{taken}: Address already in use"))
+        }
+    })
+    .await;
+    assert!(
+        c.shell("Get-ReceiveConnector")
+            .await
+            .contains("Default HUB1")
+    );
+    drop(holder);
 }

@@ -155,7 +155,11 @@ pub fn tab_fields<T>(o: &Object<T>, t: &T, tab: &str, form: Option<&FormData>) -
         .filter_map(|n| o.prop(n))
         .map(|p| {
             let v = p.get.map(|g| g(t)).unwrap_or(Value::Null);
-            field(p, &v, form)
+            let mut f = field(p, &v, form);
+            if let Some(l) = super::labels::label(o.noun, p.name) {
+                f.label = l.into();
+            }
+            f
         })
         .collect()
 }

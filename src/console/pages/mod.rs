@@ -8,6 +8,7 @@
 //! these forms carry.
 
 mod fields;
+mod labels;
 mod limits;
 mod object;
 mod org_hub;
