@@ -325,3 +325,36 @@ async fn a_binding_changed_on_the_network_tab_listens_without_a_restart_and_one_
     );
     drop(holder);
 }
+
+#[tokio::test]
+async fn an_unknown_object_or_tab_is_not_found_and_a_page_needs_an_admin() {
+    let c = Console::new().await;
+    let r = c.id("receive_connector", "Default HUB1").await;
+    let missing = uuid::Uuid::new_v4();
+    for path in [
+        format!("/send-connectors/{missing}/properties/general"),
+        "/send-connectors/not-an-id/properties/general".to_string(),
+        format!("/receive-connectors/{r}/properties/limits"),
+        "/servers/NOPE/properties/general".to_string(),
+        "/servers/*/properties/general".to_string(),
+        "/server/hub/NOPE".to_string(),
+    ] {
+        let reply = c
+            .send(
+                Request::get(&path)
+                    .header(TEST_ADMIN_HEADER, "Administrator")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let reply = c
+        .send(
+            Request::get("/org/hub/accepted-domains")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
