@@ -173,6 +173,14 @@ async fn new_remove_enable_disable_act_through_the_operations() {
         c.fl("Get-AcceptedDomain Fabrikam", "DomainType").await,
         "ExternalRelay"
     );
+    let d = c.id("accepted_domain", "Fabrikam").await;
+    let p = c
+        .get(&format!("/org/hub/accepted-domains?selected={d}"))
+        .await;
+    assert!(p.contains("Set as Default"), "{p}");
+    c.saved(&format!("/accepted-domains/{d}/set-as-default"), &[])
+        .await;
+    assert_eq!(c.fl("Get-AcceptedDomain Fabrikam", "Default").await, "True");
     c.saved(
         "/send-connectors/new",
         &[

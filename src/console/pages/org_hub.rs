@@ -27,6 +27,10 @@ pub fn routes() -> Router<ConsoleState> {
         .route(SENDS, get(sends))
         .route(GLOBAL, get(global))
         .merge(object_routes::<Domain>("/accepted-domains/{id}"))
+        .route(
+            "/accepted-domains/{id}/set-as-default",
+            axum::routing::post(set_as_default),
+        )
         .merge(new_routes::<Domain>("/accepted-domains/new"))
         .merge(object_routes::<Send>("/send-connectors/{id}"))
         .merge(new_routes::<Send>("/send-connectors/new"))
@@ -242,6 +246,20 @@ impl Managed for Config {
     }
 }
 
+/// Set-AcceptedDomain -MakeDefault $true.
+async fn set_as_default(
+    State(st): State<ConsoleState>,
+    _: Admin,
+    axum::extract::Path(p): axum::extract::Path<Params>,
+) -> PageResult {
+    let mut tx = st.pool.begin().await?;
+    let d = Domain::load(&st, &mut tx, &p).await?;
+    let v = Values::default().with("MakeDefault", crate::ops::props::Value::Bool(true));
+    Domain::set(&st, &mut tx, &d, &v).await?;
+    tx.commit().await?;
+    super::see_other(&Domain::list_url(&d))
+}
+
 fn refresh(list: &str) -> Action {
     Action::get("Refresh", list)
 }
@@ -263,7 +281,17 @@ pub async fn domains(
             ],
         );
     if let Some(d) = all.iter().find(|d| is(&sel, &d.id)) {
-        frame = frame.actions(d.name.clone(), object_actions::<Domain>(d));
+        let mut actions = object_actions::<Domain>(d);
+        if !d.is_default {
+            actions.insert(
+                0,
+                Action::post(
+                    "Set as Default",
+                    format!("{}/set-as-default", Domain::url(d)),
+                ),
+            );
+        }
+        frame = frame.actions(d.name.clone(), actions);
     }
     let rows = all
         .iter()
