@@ -34,7 +34,7 @@ async fn sign_in_and_log_off_in_the_browser() {
     assert_eq!(console.sessions().await, 0);
 
     b.log_on("Administrator", ADMIN_PASSWORD).await;
-    b.wait_for_path("the console", |p| p == "/").await;
+    b.wait_for_path("the console", |p| p == HOME).await;
     assert_eq!(b.text("#signed-in-as").await, "Administrator");
     assert_eq!(console.sessions().await, 1);
     b.screenshot("signed-in").await;
@@ -63,7 +63,7 @@ async fn an_idle_session_expires() {
     let s = sign_in(&c, "Administrator", ADMIN_PASSWORD)
         .await
         .expect("signed in");
-    let page = c.get("/", &[("Cookie", &session_cookie(&s))]).await;
+    let page = c.get(HOME, &[("Cookie", &session_cookie(&s))]).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Administrator"));
 
@@ -208,7 +208,7 @@ async fn a_cross_site_post_with_the_admins_cookie_changes_nothing() {
         .await
         .expect("signed in");
     let cookie = session_cookie(&s);
-    let page = c.get("/", &[("Cookie", &cookie)]).await;
+    let page = c.get(HOME, &[("Cookie", &cookie)]).await;
     let csrf = page.hidden("csrf").expect("the page's token");
 
     let evil = "https://attacker.example";
@@ -251,7 +251,7 @@ async fn a_cross_site_post_with_the_admins_cookie_changes_nothing() {
         assert_eq!(r.status, 403, "{what}: {}", r.body);
         assert!(r.body.contains("Nothing was changed"), "{what}: {}", r.body);
         assert_eq!(console.sessions().await, 1, "{what} changed something");
-        assert_eq!(c.get("/", &[("Cookie", &cookie)]).await.status, 200);
+        assert_eq!(c.get(HOME, &[("Cookie", &cookie)]).await.status, 200);
     }
     // A sign-in posted from elsewhere (to slip the admin into someone else's session) too.
     let r = c
@@ -349,9 +349,13 @@ async fn a_connector_named_like_markup_is_shown_as_text() {
     .unwrap();
     let console = Console::start(setup, &[]).await;
     let b = Browser::start(&console.client().origin()).await;
-    b.goto("/").await;
+    // The receive connector list, in the result pane under the server.
+    b.goto(&format!("/server/hub/{SERVER}")).await;
     b.log_on("Administrator", ADMIN_PASSWORD).await;
-    b.wait_for_path("the console", |p| p == "/").await;
+    b.wait_for_path("the server's connectors", |p| {
+        p == format!("/server/hub/{SERVER}")
+    })
+    .await;
     b.wait_for("#receive-connectors td.name").await;
     let cells = b
         .client
@@ -388,7 +392,7 @@ async fn every_response_carries_the_security_headers() {
     let s = sign_in(&c, "Administrator", ADMIN_PASSWORD)
         .await
         .expect("signed in");
-    let page = c.get("/", &[("Cookie", &session_cookie(&s))]).await;
+    let page = c.get(HOME, &[("Cookie", &session_cookie(&s))]).await;
     assert_eq!(page.status, 200);
     for (what, r) in [("logon", &logon), ("signed-in page", &page)] {
         let csp = r.header("content-security-policy").unwrap_or_default();
@@ -478,7 +482,7 @@ async fn a_session_outlives_a_restart() {
         .await
         .expect("signed in");
     console.restart().await;
-    let page = c.get("/", &[("Cookie", &session_cookie(&s))]).await;
+    let page = c.get(HOME, &[("Cookie", &session_cookie(&s))]).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("Administrator"));
 }

@@ -50,6 +50,18 @@ pub static OBJECT: Object<D> = Object {
     name: |d| d.name.clone(),
     unsupported_new: &["Organization", "OutboundOnly"],
     unsupported_set: &["OutboundOnly", "PendingRemoval"],
+    tabs: &[(
+        "General",
+        &[
+            "Name",
+            "DomainName",
+            "DomainType",
+            "Default",
+            "AddressBookEnabled",
+            "MessageExpirationTimeout",
+            "DelayNotificationTimeout",
+        ],
+    )],
 };
 
 fn make_default(d: &mut D, v: Value, _: &Ctx) -> Result<(), OpError> {

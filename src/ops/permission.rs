@@ -76,6 +76,7 @@ pub static OBJECT: Object<Entry> = Object {
     name: |(id, _)| id.clone(),
     unsupported_new: &[],
     unsupported_set: &[],
+    tabs: &[],
 };
 
 /// The connector an ACL belongs to.

@@ -176,7 +176,13 @@ pub struct Object<T: 'static> {
     /// Exchange parameters hubgate refuses, per verb (New, Set).
     pub unsupported_new: &'static [&'static str],
     pub unsupported_set: &'static [&'static str],
+    /// The tabs of the console's Properties dialog, as the EMC names them, with the properties
+    /// each one shows in this order; the shell ignores them.
+    pub tabs: &'static [Tab],
 }
+
+/// A Properties tab: its EMC name and the properties on it.
+pub type Tab = (&'static str, &'static [&'static str]);
 
 impl<T> Object<T> {
     pub fn prop(&self, name: &str) -> Option<&'static Prop<T>> {
@@ -448,6 +454,14 @@ mod tests {
         }
         for n in o.unsupported_new.iter().chain(o.unsupported_set) {
             assert!(o.prop(n).is_none(), "{n} is both supported and not");
+        }
+        // A tab shows properties of the table, each on one tab at most.
+        let mut shown = std::collections::HashSet::new();
+        for (tab, names) in o.tabs {
+            for n in *names {
+                assert!(o.prop(n).is_some(), "{tab}: {n} is not a property");
+                assert!(shown.insert(*n), "{n} is on two tabs");
+            }
         }
     }
 

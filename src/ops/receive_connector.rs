@@ -180,6 +180,28 @@ pub static OBJECT: Object<R> = Object {
     name: |c| c.identity(),
     unsupported_new: UNSUPPORTED,
     unsupported_set: UNSUPPORTED,
+    tabs: &[
+        (
+            "General",
+            &[
+                "Name",
+                "Server",
+                "Enabled",
+                "ProtocolLoggingLevel",
+                "Fqdn",
+                "Banner",
+                "Comment",
+                "MaxMessageSize",
+                "BindingErrors",
+            ],
+        ),
+        ("Network", &["Bindings", "RemoteIPRanges"]),
+        (
+            "Authentication",
+            &["AuthMechanism", "RequireTLS", "DomainSecureEnabled"],
+        ),
+        ("Permission Groups", &["PermissionGroups"]),
+    ],
 };
 
 const UNSUPPORTED: &[&str] = &[

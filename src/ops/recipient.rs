@@ -107,6 +107,10 @@ pub static MAILBOX: Object<R> = Object {
         "DisplayName",
     ],
     unsupported_set: &["EmailAddressPolicyEnabled", "DisplayName"],
+    tabs: &[
+        ("General", &["Name", "RecipientType", "PrimarySmtpAddress"]),
+        ("E-Mail Addresses", &["EmailAddresses"]),
+    ],
 };
 
 pub static CONTACT: Object<R> = Object {
@@ -119,6 +123,13 @@ pub static CONTACT: Object<R> = Object {
     name: |(r, _)| r.name.clone(),
     unsupported_new: &["Alias", "OrganizationalUnit", "DisplayName"],
     unsupported_set: &["DisplayName"],
+    tabs: &[
+        (
+            "General",
+            &["Name", "RecipientType", "ExternalEmailAddress"],
+        ),
+        ("E-Mail Addresses", &["EmailAddresses"]),
+    ],
 };
 
 fn text(param: &'static str, v: Value) -> Result<String, OpError> {

@@ -143,6 +143,44 @@ pub static OBJECT: Object<C> = Object {
     name: |c| c.name.clone(),
     unsupported_new: UNSUPPORTED,
     unsupported_set: UNSUPPORTED,
+    tabs: &[
+        (
+            "General",
+            &[
+                "Name",
+                "Usage",
+                "Enabled",
+                "ProtocolLoggingLevel",
+                "Fqdn",
+                "MaxMessageSize",
+                "Comment",
+                "ForceHELO",
+                "ConnectionInactivityTimeOut",
+                "SmtpMaxMessagesPerConnection",
+                "ErrorPolicies",
+                "MessageExpirationTimeout",
+                "DelayNotificationTimeout",
+            ],
+        ),
+        ("Address Space", &["AddressSpaces", "IsScopedConnector"]),
+        (
+            "Network",
+            &[
+                "DNSRoutingEnabled",
+                "UseExternalDNSServersEnabled",
+                "SmartHosts",
+                "SmartHostAuthMechanism",
+                "AuthenticationCredential",
+                "Port",
+                "RequireTLS",
+                "IgnoreSTARTTLS",
+                "TlsAuthLevel",
+                "TlsDomain",
+                "DomainSecureEnabled",
+            ],
+        ),
+        ("Source Server", &["SourceTransportServers"]),
+    ],
 };
 
 const UNSUPPORTED: &[&str] = &[

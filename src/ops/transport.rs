@@ -175,6 +175,46 @@ pub static SERVER: Object<S> = Object {
         "ConnectivityLogEnabled",
         "AntispamAgentsEnabled",
     ],
+    tabs: &[
+        (
+            "General",
+            &[
+                "Name",
+                "Fqdn",
+                "MessageRetryInterval",
+                "MaxConcurrentMailboxDeliveries",
+                "MaxConcurrentMailboxSubmissions",
+                "MaxConnectionRatePerMinute",
+                "QueueMaxIdleTime",
+                "PoisonMessageDetectionEnabled",
+                "PoisonThreshold",
+                "ExternalDelayDsnEnabled",
+                "InternalDelayDsnEnabled",
+                "ExternalDNSServers",
+            ],
+        ),
+        // The console draws this tab in the EMC's units (minutes, days, hours).
+        (
+            "Limits",
+            &[
+                "OutboundConnectionFailureRetryInterval",
+                "TransientFailureRetryInterval",
+                "TransientFailureRetryCount",
+                "MessageExpirationTimeout",
+                "DelayNotificationTimeout",
+                "MaxOutboundConnections",
+                "MaxPerDomainOutboundConnections",
+            ],
+        ),
+        (
+            "Log Settings",
+            &[
+                "MessageTrackingLogEnabled",
+                "MessageTrackingLogSubjectLoggingEnabled",
+                "IntraOrgConnectorProtocolLoggingLevel",
+            ],
+        ),
+    ],
 };
 
 type C = TransportConfig;
@@ -262,6 +302,26 @@ pub static CONFIG: Object<C> = Object {
         "InternalSMTPServers",
         "JournalingReportNdrTo",
         "ClearCategories",
+    ],
+    tabs: &[
+        (
+            "General",
+            &["MaxReceiveSize", "MaxSendSize", "MaxRecipientEnvelopeLimit"],
+        ),
+        ("Message Delivery", &["GenerateCopyOfDSNFor"]),
+        (
+            "Shadow Redundancy",
+            &[
+                "ShadowRedundancyEnabled",
+                "ShadowHeartbeatTimeoutInterval",
+                "ShadowHeartbeatRetryCount",
+                "ShadowMessageAutoDiscardInterval",
+            ],
+        ),
+        (
+            "Domain Security",
+            &["TLSReceiveDomainSecureList", "TLSSendDomainSecureList"],
+        ),
     ],
 };
 

@@ -7,6 +7,8 @@ use super::*;
 
 pub const SESSION: &str = "__Host-hubgate-session";
 pub const LOGON: &str = "__Host-hubgate-logon";
+/// Where `/` leads a signed-in administrator: Organization Configuration › Hub Transport.
+pub const HOME: &str = "/org/hub/accepted-domains";
 
 /// A running gateway with its console; its log (stderr) goes to a file the test can read.
 pub struct Console {
