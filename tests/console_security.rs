@@ -200,6 +200,20 @@ async fn the_administrator_relays_through_smtp_auth_only_when_granted() {
     .await;
 }
 
+const LIMITS_TAB: &str = "/servers/HUB1/properties/limits";
+
+/// The server's Limits tab as its form posts it, with the expiry raised from 2 to 3 days.
+const LIMITS_3_DAYS: [(&str, &str); 8] = [
+    ("OutboundConnectionFailureRetryInterval", "10"),
+    ("TransientFailureRetryInterval", "300"),
+    ("TransientFailureRetryCount", "6"),
+    ("MessageExpirationTimeout", "3"),
+    ("DelayNotificationTimeout", "4"),
+    ("MaxOutboundConnections", "1000"),
+    ("MaxPerDomainOutboundConnections", "20"),
+    ("action", "ok"),
+];
+
 #[tokio::test]
 async fn a_cross_site_post_with_the_admins_cookie_changes_nothing() {
     let console = Console::start(Setup::new().await, &[]).await;
@@ -246,13 +260,41 @@ async fn a_cross_site_post_with_the_admins_cookie_changes_nothing() {
             vec![("csrf", "AAAA")],
         ),
     ];
+    let mut sh = Shell::new(console.setup.pool.clone(), FQDN);
+    let expiry = "Get-TransportServer | Format-List MessageExpirationTimeout";
+    let before = sh.run_line(expiry).await.unwrap();
     for (what, headers, fields) in &attempts {
         let r = c.post_form("/logoff", headers, fields).await;
         assert_eq!(r.status, 403, "{what}: {}", r.body);
         assert!(r.body.contains("Nothing was changed"), "{what}: {}", r.body);
         assert_eq!(console.sessions().await, 1, "{what} changed something");
         assert_eq!(c.get(HOME, &[("Cookie", &cookie)]).await.status, 200);
+
+        // A configuration change: the server's Limits tab saved with OK.
+        let mut limits = fields.clone();
+        limits.extend(LIMITS_3_DAYS);
+        let r = c.post_form(LIMITS_TAB, headers, &limits).await;
+        assert_eq!(r.status, 403, "{what}: {}", r.body);
+        assert!(r.body.contains("Nothing was changed"), "{what}: {}", r.body);
+        assert_eq!(sh.run_line(expiry).await.unwrap(), before, "{what}");
     }
+    // The same save from the console's own page takes effect: the refusals above were the guard's.
+    let mut limits = vec![("csrf", csrf.as_str())];
+    limits.extend(LIMITS_3_DAYS);
+    let own = [
+        ("Cookie", cookie.as_str()),
+        ("Origin", origin.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    let r = c.post_form(LIMITS_TAB, &own, &limits).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        sh.run_line(expiry)
+            .await
+            .unwrap()
+            .contains("MessageExpirationTimeout : 3.00:00:00"),
+        "{before}"
+    );
     // A sign-in posted from elsewhere (to slip the admin into someone else's session) too.
     let r = c
         .post_form(
