@@ -231,14 +231,263 @@ async fn seed_004_limits_and_the_star_cost_saved_in_the_browser_read_back_by_the
     b.goto(&tab).await;
     b.fill("#in-AddressSpaces", "SMTP:*;2").await;
     b.click("button[value=apply]").await;
+    // Apply comes back to the same URL: the shell says when the save is in.
+    let pool = console.setup.pool.clone();
+    eventually("the cost of 2 in Get-SendConnector", || {
+        let pool = pool.clone();
+        async move {
+            let mut sh = Shell::new(pool, FQDN);
+            fl(&mut sh, "Get-SendConnector Internet", "AddressSpaces").await == "{SMTP:*;2}"
+        }
+    })
+    .await;
     b.wait_for_path("the tab after Apply", |p| p == tab).await;
-    assert_eq!(
-        fl(&mut sh, "Get-SendConnector Internet", "AddressSpaces").await,
-        "{SMTP:*;2}"
-    );
+    b.wait_for("#in-AddressSpaces").await;
     b.goto("/org/hub/send-connectors").await;
     let cost = b.text("#send-connectors tbody tr td:nth-child(4)").await;
     assert_eq!(cost, "2");
     b.screenshot("list-send-connectors-cost-2").await;
+    b.close().await;
+}
+
+/// How a test changes one field of a tab.
+enum Edit {
+    /// Clears the input and types.
+    Fill(&'static str, &'static str),
+    /// Types at the end of what the input holds.
+    Append(&'static str, &'static str),
+    Select(&'static str, &'static str),
+    /// Toggles a checkbox of a flags field: (name, value).
+    Toggle(&'static str, &'static str),
+}
+
+/// What Format-List shows after the save.
+enum Want {
+    Is(&'static str),
+    Has(&'static str),
+    Lacks(&'static str),
+}
+
+#[tokio::test]
+async fn an_edit_on_every_tab_in_the_browser_is_read_back_by_the_shell() {
+    use Edit::*;
+    use Want::*;
+    let (console, b, mut sh) = signed_in().await;
+    let d = id(&console, "accepted_domain", "Fabrikam").await;
+    let s = id(&console, "send_connector", "Internet").await;
+    let r = id(&console, "receive_connector", "Default HUB1").await;
+    let m = id(&console, "recipient", "Kim").await;
+    let c = id(&console, "recipient", "Lee").await;
+    let ad = format!("/accepted-domains/{d}/properties");
+    let sc = format!("/send-connectors/{s}/properties");
+    let rc = format!("/receive-connectors/{r}/properties");
+    let sv = "/servers/HUB1/properties".to_string();
+    let ts = "/transport-settings/properties".to_string();
+    let mb = format!("/mailboxes/{m}/properties");
+    let ct = format!("/mail-contacts/{c}/properties");
+    let (get_ad, get_sc, get_rc) = (
+        "Get-AcceptedDomain Fabrikam",
+        "Get-SendConnector Internet",
+        "Get-ReceiveConnector 'Default HUB1'",
+    );
+    let (get_sv, get_ts, get_mb, get_ct) = (
+        "Get-TransportServer HUB1",
+        "Get-TransportConfig",
+        "Get-Mailbox Kim",
+        "Get-MailContact Lee",
+    );
+    // (dialog, tab, edit, cmdlet, property, expected); the Source Server tab can only name HUB1
+    // again (one server), so its save is checked for being accepted, not for a change.
+    let edits = [
+        (
+            &ad,
+            "general",
+            Select("#in-DomainType", "Authoritative"),
+            get_ad,
+            "DomainType",
+            Is("Authoritative"),
+        ),
+        (
+            &sc,
+            "general",
+            Fill("#in-MaxMessageSize", "20MB"),
+            get_sc,
+            "MaxMessageSize",
+            Is("20 MB (20,971,520 bytes)"),
+        ),
+        (
+            &sc,
+            "address-space",
+            Fill("#in-AddressSpaces", "SMTP:*;2"),
+            get_sc,
+            "AddressSpaces",
+            Is("{SMTP:*;2}"),
+        ),
+        (
+            &sc,
+            "network",
+            Fill("#in-Port", "2525"),
+            get_sc,
+            "Port",
+            Is("2525"),
+        ),
+        (
+            &sc,
+            "source-server",
+            Fill("#in-SourceTransportServers", "HUB1"),
+            get_sc,
+            "SourceTransportServers",
+            Is("{HUB1}"),
+        ),
+        (
+            &rc,
+            "general",
+            Fill("#in-Banner", "220 set in the browser"),
+            get_rc,
+            "Banner",
+            Is("220 set in the browser"),
+        ),
+        (
+            &rc,
+            "network",
+            Fill("#in-RemoteIPRanges", "127.0.0.0/8"),
+            get_rc,
+            "RemoteIPRanges",
+            Is("{127.0.0.0/8}"),
+        ),
+        (
+            &rc,
+            "authentication",
+            Toggle("AuthMechanism", "ExchangeServer"),
+            get_rc,
+            "AuthMechanism",
+            Lacks("ExchangeServer"),
+        ),
+        (
+            &rc,
+            "permission-groups",
+            Toggle("PermissionGroups", "ExchangeLegacyServers"),
+            get_rc,
+            "PermissionGroups",
+            Lacks("ExchangeLegacyServers"),
+        ),
+        (
+            &sv,
+            "general",
+            Fill("#in-PoisonThreshold", "3"),
+            get_sv,
+            "PoisonThreshold",
+            Is("3"),
+        ),
+        (
+            &sv,
+            "limits",
+            Fill("#in-TransientFailureRetryCount", "4"),
+            get_sv,
+            "TransientFailureRetryCount",
+            Is("4"),
+        ),
+        (
+            &sv,
+            "log-settings",
+            Select("#in-IntraOrgConnectorProtocolLoggingLevel", "Verbose"),
+            get_sv,
+            "IntraOrgConnectorProtocolLoggingLevel",
+            Has("Verbose"),
+        ),
+        (
+            &ts,
+            "general",
+            Fill("#in-MaxReceiveSize", "20MB"),
+            get_ts,
+            "MaxReceiveSize",
+            Is("20 MB (20,971,520 bytes)"),
+        ),
+        (
+            &ts,
+            "message-delivery",
+            Fill("#in-GenerateCopyOfDSNFor", "5.4.8"),
+            get_ts,
+            "GenerateCopyOfDSNFor",
+            Is("{5.4.8}"),
+        ),
+        (
+            &ts,
+            "shadow-redundancy",
+            Fill("#in-ShadowHeartbeatRetryCount", "5"),
+            get_ts,
+            "ShadowHeartbeatRetryCount",
+            Is("5"),
+        ),
+        (
+            &ts,
+            "domain-security",
+            Fill("#in-TLSSendDomainSecureList", "partner.test"),
+            get_ts,
+            "TLSSendDomainSecureList",
+            Is("{partner.test}"),
+        ),
+        (
+            &mb,
+            "general",
+            Fill("#in-PrimarySmtpAddress", "kim.lee@contoso.test"),
+            get_mb,
+            "PrimarySmtpAddress",
+            Is("kim.lee@contoso.test"),
+        ),
+        (
+            &mb,
+            "e-mail-addresses",
+            Append("#in-EmailAddresses", "\nsmtp:kim2@contoso.test"),
+            get_mb,
+            "EmailAddresses",
+            Has("kim2@contoso.test"),
+        ),
+        (
+            &ct,
+            "general",
+            Fill("#in-ExternalEmailAddress", "lee@fabrikam.test"),
+            get_ct,
+            "ExternalEmailAddress",
+            Has("lee@fabrikam.test"),
+        ),
+        (
+            &ct,
+            "e-mail-addresses",
+            Append("#in-EmailAddresses", "\nsmtp:lee2@partner.test"),
+            get_ct,
+            "EmailAddresses",
+            Has("lee2@partner.test"),
+        ),
+    ];
+    for (dialog, tab, edit, get, prop, want) in edits {
+        let url = format!("{dialog}/{tab}");
+        let before = fl(&mut sh, get, prop).await;
+        b.goto(&url).await;
+        match edit {
+            Fill(css, v) => b.fill(css, v).await,
+            Append(css, v) => b.wait_for(css).await.send_keys(v).await.unwrap(),
+            Select(css, v) => b.wait_for(css).await.select_by_value(v).await.unwrap(),
+            Toggle(name, v) => {
+                b.click(&format!("input[name={name}][value={v}]")).await;
+            }
+        }
+        b.screenshot(&format!("edit-{}-{tab}", dialog.split('/').nth(1).unwrap()))
+            .await;
+        b.click("button[value=ok]").await;
+        // OK goes back to the list; a refusal stays on the dialog with the reason.
+        let left = b
+            .wait_for_path(&format!("{url} saved"), |p| !p.contains("/properties/"))
+            .await;
+        let after = fl(&mut sh, get, prop).await;
+        match want {
+            Is(v) => assert_eq!(after, v, "{url} → {left}"),
+            Has(v) => assert!(after.contains(v), "{url}: {after}"),
+            Lacks(v) => assert!(!after.contains(v), "{url}: {after}"),
+        }
+        if tab != "source-server" {
+            assert_ne!(after, before, "{url} changed nothing");
+        }
+    }
     b.close().await;
 }
