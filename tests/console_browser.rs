@@ -491,3 +491,111 @@ async fn an_edit_on_every_tab_in_the_browser_is_read_back_by_the_shell() {
     }
     b.close().await;
 }
+
+/// Get-ADPermission's entries for the Externally Secured Servers group on a connector.
+async fn xshadow_acl(pool: &sqlx::PgPool, connector: &str) -> String {
+    let mut sh = Shell::new(pool.clone(), FQDN);
+    sh.run_line(&format!(
+        "Get-ADPermission '{connector}' -User 'MS Exchange\\Externally Secured Servers' | Format-List"
+    ))
+    .await
+    .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn seed_000_permission_entries_made_in_the_browser_are_seen_by_get_adpermission() {
+    let (console, b, mut sh) = signed_in().await;
+    sh.run_line("New-SendConnector 'To Org2' -AddressSpaces org2.test -SmartHosts hub.org2.test -DNSRoutingEnabled $false")
+        .await
+        .unwrap();
+    let s = id(&console, "send_connector", "To Org2").await;
+    let r = id(&console, "receive_connector", "Default HUB1").await;
+    let pool = console.setup.pool.clone();
+    for (page, connector, right, shot) in [
+        (
+            format!("/send-connectors/{s}/permissions"),
+            "To Org2",
+            "ms-Exch-SMTP-Send-XShadow",
+            "sc-permissions-added",
+        ),
+        (
+            format!("/receive-connectors/{r}/permissions"),
+            "HUB1\\Default HUB1",
+            "ms-Exch-SMTP-Accept-XShadow",
+            "rc-permissions-added",
+        ),
+    ] {
+        assert!(!xshadow_acl(&pool, connector).await.contains(right));
+        b.goto(&page).await;
+        b.fill("#in-User", "MS Exchange\\Externally Secured Servers")
+            .await;
+        b.click(&format!("input[name=ExtendedRights][value={right}]"))
+            .await;
+        b.click("section.dialog > form button[type=submit]").await;
+        let pool = pool.clone();
+        eventually(&format!("{right} in Get-ADPermission"), || {
+            let pool = pool.clone();
+            async move { xshadow_acl(&pool, connector).await.contains(right) }
+        })
+        .await;
+        b.goto(&page).await;
+        let users = texts(&b, "section.dialog tbody td:first-child").await;
+        assert!(
+            users
+                .iter()
+                .any(|u| u == "MS Exchange\\Externally Secured Servers"),
+            "{users:?}"
+        );
+        b.screenshot(shot).await;
+    }
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_binding_changed_in_the_browser_listens_without_a_restart_and_one_in_use_is_shown() {
+    let (console, b, _) = signed_in().await;
+    let r = id(&console, "receive_connector", "Default HUB1").await;
+    let network = format!("/receive-connectors/{r}/properties/network");
+    let ip = console.setup.ip;
+
+    let moved = std::net::SocketAddr::from((ip, gateway_port()));
+    b.goto(&network).await;
+    b.fill("#in-Bindings", &moved.to_string()).await;
+    b.click("button[value=ok]").await;
+    b.wait_for_path("the server after OK", |p| !p.contains("/properties/"))
+        .await;
+    eventually("the new binding to answer", || async move {
+        tokio::net::TcpStream::connect(moved).await.is_ok()
+    })
+    .await;
+    let mut smtp = Raw::connect(moved).await;
+    assert!(smtp.reply().await.starts_with("220 "));
+
+    // A port another program holds: the connector's General tab says so; the gateway runs on.
+    let holder = std::net::TcpListener::bind((ip, gateway_port())).unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    b.goto(&network).await;
+    b.fill("#in-Bindings", &taken).await;
+    b.click("button[value=ok]").await;
+    b.wait_for_path("the server after OK", |p| !p.contains("/properties/"))
+        .await;
+    let general = format!("/receive-connectors/{r}/properties/general");
+    let want = format!("{taken}: Address already in use");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        b.goto(&general).await;
+        b.wait_for("#field-BindingErrors").await;
+        if b.text("#field-BindingErrors").await.contains(&want) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{want} on the General tab"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    b.screenshot("rc-general-binding-in-use").await;
+    assert_eq!(console.client().get("/healthz", &[]).await.status, 200);
+    drop(holder);
+    b.close().await;
+}
