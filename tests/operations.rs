@@ -125,6 +125,13 @@ async fn transport_server_and_config_set_and_their_errors() {
     let mut c = conn(&setup).await;
     let tx: &mut PgConnection = &mut c;
 
+    // The in-memory defaults (used where no database is at hand) are the schema's.
+    let stored = hubgate::org::TransportConfig::load_in(tx).await.unwrap();
+    assert_eq!(
+        format!("{stored:?}"),
+        format!("{:?}", hubgate::org::TransportConfig::with_defaults())
+    );
+
     let ch = transport::set_server(
         tx,
         &id(SERVER),

@@ -527,21 +527,7 @@ mod tests {
             &transport::SERVER,
             &TransportServer::with_defaults("H", "h"),
         );
-        ranges_hold(
-            &transport::CONFIG,
-            &TransportConfig {
-                shadow_redundancy_enabled: true,
-                shadow_heartbeat_timeout_interval: 900,
-                shadow_heartbeat_retry_count: 12,
-                shadow_message_auto_discard_interval: 172800,
-                max_receive_size: None,
-                max_send_size: None,
-                max_recipient_envelope_limit: None,
-                generate_copy_of_dsn_for: vec![],
-                tls_receive_domain_secure_list: vec![],
-                tls_send_domain_secure_list: vec![],
-            },
-        );
+        ranges_hold(&transport::CONFIG, &TransportConfig::with_defaults());
         let sc = SendConnector::new("s", &["*"], "H");
         let mut bad = sc.clone();
         bad.error_policies = "Sometimes".into();

@@ -19,15 +19,27 @@ pub struct TransportConfig {
 }
 
 impl TransportConfig {
+    /// The organisation's settings with the schema's (Exchange 2010) defaults, not yet stored.
+    pub fn with_defaults() -> TransportConfig {
+        TransportConfig {
+            shadow_redundancy_enabled: true,
+            shadow_heartbeat_timeout_interval: 900,
+            shadow_heartbeat_retry_count: 12,
+            shadow_message_auto_discard_interval: 172800,
+            max_receive_size: Some(10485760),
+            max_send_size: Some(10485760),
+            max_recipient_envelope_limit: Some(5000),
+            generate_copy_of_dsn_for: ["5.4.8", "5.4.6", "5.4.4", "5.2.4", "5.2.0", "5.1.4"]
+                .map(String::from)
+                .to_vec(),
+            tls_receive_domain_secure_list: vec![],
+            tls_send_domain_secure_list: vec![],
+        }
+    }
+
     pub async fn load(pool: &PgPool) -> Result<TransportConfig, OrgError> {
-        Ok(sqlx::query_as::<_, TransportConfig>(
-            "SELECT shadow_redundancy_enabled, shadow_heartbeat_timeout_interval, shadow_heartbeat_retry_count,
-                    shadow_message_auto_discard_interval, max_receive_size, max_send_size, max_recipient_envelope_limit,
-                    generate_copy_of_dsn_for, tls_receive_domain_secure_list, tls_send_domain_secure_list
-             FROM transport_config",
-        )
-        .fetch_one(pool)
-        .await?)
+        let mut conn = pool.acquire().await?;
+        Self::load_in(&mut conn).await
     }
 
     pub async fn load_in(conn: &mut sqlx::PgConnection) -> Result<TransportConfig, OrgError> {

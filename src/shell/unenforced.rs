@@ -233,18 +233,7 @@ mod tests {
     fn every_parameter_is_a_property_of_its_object() {
         // A misspelt name would never match the view nor the cmdlet's parameter.
         let mut objs = every_default_object();
-        objs.push(Obj::TransportConfig(TransportConfig {
-            shadow_redundancy_enabled: true,
-            shadow_heartbeat_timeout_interval: 900,
-            shadow_heartbeat_retry_count: 12,
-            shadow_message_auto_discard_interval: 172800,
-            max_receive_size: None,
-            max_send_size: None,
-            max_recipient_envelope_limit: None,
-            generate_copy_of_dsn_for: vec![],
-            tls_receive_domain_secure_list: vec![],
-            tls_send_domain_secure_list: vec![],
-        }));
+        objs.push(Obj::TransportConfig(TransportConfig::with_defaults()));
         for u in TABLE {
             let owner = objs
                 .iter()

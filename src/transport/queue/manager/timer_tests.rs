@@ -461,18 +461,7 @@ fn manager(
 ) -> (QueueManager, mpsc::UnboundedReceiver<Write>) {
     let org = Org {
         server,
-        config: crate::org::TransportConfig {
-            shadow_redundancy_enabled: false,
-            shadow_heartbeat_timeout_interval: 300,
-            shadow_heartbeat_retry_count: 3,
-            shadow_message_auto_discard_interval: 172800,
-            max_receive_size: None,
-            max_send_size: None,
-            max_recipient_envelope_limit: None,
-            generate_copy_of_dsn_for: Vec::new(),
-            tls_receive_domain_secure_list: Vec::new(),
-            tls_send_domain_secure_list: Vec::new(),
-        },
+        config: crate::org::TransportConfig::with_defaults(),
         accepted_domains: contoso(),
         receive_connectors: Vec::new(),
         send_connectors: Vec::new(),
