@@ -32,7 +32,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let db = Database::open(common).await?;
     let pool = db.pool.clone();
     // A node without the organisation's key stops here, before it changes anything.
-    crate::org::org_key::prepare(&pool, Some(&common.data_dir))
+    let org_key = crate::org::org_key::prepare(&pool, Some(&common.data_dir))
         .await
         .context("the organization key")?;
     let (default_bindings, client_bindings) = match &settings.default_bindings {
@@ -134,7 +134,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     });
 
     // Listening before the ready line, so that whoever waits for it can use the console at once.
-    let console = match start_console(&settings, &pool, &server_name, &fqdn, &tls).await {
+    let console = match start_console(&settings, &pool, &server_name, &fqdn, &tls, org_key).await {
         Ok(c) => c,
         Err(e) => {
             listeners.close_all();
@@ -212,6 +212,7 @@ async fn start_console(
     server_name: &str,
     fqdn: &str,
     tls: &Arc<rustls::ServerConfig>,
+    org_key: crate::org::org_key::OrganizationKey,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut https = (**tls).clone();
     https.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -232,6 +233,7 @@ async fn start_console(
         https: !console.plain_http,
         idle_timeout: console.idle_timeout,
         logon_throttle: crate::console::logon::throttle(),
+        org_key: Some(Arc::new(org_key)),
     };
     Ok(crate::console::spawn(&console, state, Some(source)).await?)
 }

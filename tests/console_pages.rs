@@ -154,13 +154,13 @@ async fn seed_000_permission_entries_made_on_the_permissions_page_are_seen_by_ge
 async fn new_remove_enable_disable_act_through_the_operations() {
     let mut c = Console::new().await;
     let next = c
-        .saved(
+        .completed(
             "/accepted-domains/new",
+            "New Accepted Domain",
             &[
                 ("Name", "Fabrikam"),
                 ("DomainName", "fabrikam.test"),
                 ("DomainType", "ExternalRelay"),
-                ("AddressBookEnabled", ""),
             ],
         )
         .await;

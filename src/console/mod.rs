@@ -7,6 +7,7 @@ pub mod pages;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod wizard;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

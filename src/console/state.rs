@@ -1,9 +1,11 @@
 //! What every console handler is given.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
 
+use crate::org::org_key::OrganizationKey;
 use crate::smtp::server::auth_throttle::AuthThrottle;
 
 #[derive(Clone)]
@@ -20,6 +22,10 @@ pub struct ConsoleState {
     /// Failed sign-ins per source and per (account, source); the console's own, with its own
     /// thresholds, separate from SMTP AUTH's.
     pub logon_throttle: AuthThrottle,
+    /// The organisation key, to seal a smart host's password the New Send Connector wizard is
+    /// given; without it (tests that build the state by hand) such a wizard fails with the
+    /// operation's own message.
+    pub org_key: Option<Arc<OrganizationKey>>,
 }
 
 impl ConsoleState {
@@ -32,6 +38,7 @@ impl ConsoleState {
             https: true,
             idle_timeout: Duration::from_secs(1800),
             logon_throttle: super::logon::throttle(),
+            org_key: None,
         }
     }
 }

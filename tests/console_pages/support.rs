@@ -171,6 +171,27 @@ impl Console {
         r.location.unwrap()
     }
 
+    /// A wizard's New, posted with every page's values: the Completion page, which must say
+    /// Completed; returns where its Finish goes.
+    pub async fn completed(&self, path: &str, step: &str, pairs: &[(&str, &str)]) -> String {
+        let mut all = vec![("step", step), ("action", "new")];
+        all.extend_from_slice(pairs);
+        let r = self.post(path, &all).await;
+        assert_eq!(r.status, StatusCode::OK, "POST {path}: {}", r.body);
+        assert!(
+            r.body
+                .contains("id=\"status\" class=\"status ok\">Completed<"),
+            "POST {path} should complete: {}",
+            r.body
+        );
+        let at = r.body.find("id=\"finish\"").expect("Finish");
+        let href = r.body[..at].rfind("href=\"").expect("Finish's href") + 6;
+        let end = r.body[href..].find('"').unwrap() + href;
+        r.body[href..end]
+            .replace("&#x3d;", "=")
+            .replace("&#61;", "=")
+    }
+
     /// A POST the page refuses: the form again, with the message beside `field`.
     pub async fn refused(&self, path: &str, pairs: &[(&str, &str)], field: &str, want: &str) {
         let r = self.post(path, pairs).await;

@@ -452,7 +452,11 @@ async fn an_invalid_value_is_refused_beside_its_field_and_nothing_changes() {
     // A New form missing a mandatory value.
     c.refused(
         "/accepted-domains/new",
-        &[("Name", "Nope")],
+        &[
+            ("step", "New Accepted Domain"),
+            ("action", "next"),
+            ("Name", "Nope"),
+        ],
         "DomainName",
         "DomainName",
     )

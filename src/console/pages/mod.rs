@@ -7,14 +7,14 @@
 //! that redirects to a GET (so Back and Refresh never resubmit). The server checks the CSRF token
 //! these forms carry.
 
-mod fields;
+pub mod fields;
 mod labels;
 mod limits;
 mod object;
-mod org_hub;
+pub mod org_hub;
 mod permissions;
 mod recipients;
-mod server_hub;
+pub mod server_hub;
 mod view;
 
 use axum::Router;

@@ -31,7 +31,9 @@ pub fn routes() -> Router<ConsoleState> {
             "/accepted-domains/{id}/set-as-default",
             axum::routing::post(set_as_default),
         )
-        .merge(new_routes::<Domain>("/accepted-domains/new"))
+        .merge(crate::console::wizard::routes::<
+            crate::console::wizard::domain::NewAcceptedDomain,
+        >("/accepted-domains/new"))
         .merge(object_routes::<Send>("/send-connectors/{id}"))
         .merge(new_routes::<Send>("/send-connectors/new"))
         .merge(permissions::routes::<Send>("/send-connectors/{id}"))
