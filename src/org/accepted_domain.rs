@@ -159,9 +159,10 @@ impl AcceptedDomain {
         .execute(&mut *conn)
         .await
         .map_err(|e| {
-            // Two unique columns: say which one collided.
+            // Two unique columns: say which one collided (the name's constraint,
+            // accepted_domain_name_key, also contains "domain_name").
             let on_domain = matches!(&e, sqlx::Error::Database(d)
-                if d.constraint().is_some_and(|c| c.contains("domain_name")));
+                if d.constraint() == Some("accepted_domain_domain_name_key"));
             if on_domain {
                 super::invalid(
                     "DomainName",

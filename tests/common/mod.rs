@@ -11,6 +11,7 @@ pub mod dns;
 pub mod https;
 pub mod mail;
 pub mod peers;
+pub mod wizard;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr};

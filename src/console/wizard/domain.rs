@@ -49,6 +49,12 @@ fn values(d: &Draft) -> Result<Values, Errors> {
         let t = d.text(name);
         if !t.is_empty() {
             v = v.with(name, Value::Str(t));
+        } else if name != "DomainType" {
+            // What the shell says when a mandatory parameter is left out.
+            errors.0.insert(
+                name.into(),
+                OpError::MissingMandatory(vec![name]).to_string(),
+            );
         }
     }
     for name in ["MessageExpirationTimeout", "DelayNotificationTimeout"] {

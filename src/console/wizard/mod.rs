@@ -221,6 +221,7 @@ fn render<W: Wizard>(
     let last = steps.len().saturating_sub(1);
     page(&WizardPage {
         frame: super::pages::Frame::new(r.admin, W::NODE, W::TITLE),
+        render_id: uuid::Uuid::new_v4().simple().to_string(),
         title: W::TITLE,
         steps: steps
             .iter()

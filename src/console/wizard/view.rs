@@ -191,6 +191,8 @@ pub struct StepLink {
 #[template(path = "console/wizard.html")]
 pub struct WizardPage {
     pub frame: Frame,
+    /// Differs on every page drawn, so a browser (or a test) can tell a new page from the old.
+    pub render_id: String,
     pub title: &'static str,
     pub steps: Vec<StepLink>,
     pub step: &'static str,

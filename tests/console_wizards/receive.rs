@@ -1,0 +1,1 @@
+//! New Receive Connector (owned by the receive-wizard work).

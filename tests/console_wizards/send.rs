@@ -1,0 +1,1 @@
+//! New SMTP Send Connector (owned by the send-wizard work).
