@@ -115,7 +115,7 @@ async fn new_send_connector_internet_dns_end_to_end() {
     );
     assert_eq!(current, "Introduction");
     assert_eq!(value(&b, "#in-Usage").await, "Custom");
-    assert!(b.text("#note-UsageDescription").await.starts_with("Custom"));
+    assert!(b.text("#note-Usage").await.starts_with("Custom"));
     b.screenshot(&format!("{SHOT}-1-introduction")).await;
     refused_on_next(
         &b,
@@ -126,6 +126,15 @@ async fn new_send_connector_internet_dns_end_to_end() {
     .await;
     b.fill("#in-Name", name).await;
     b.click("#in-Usage option[value=Internet]").await;
+    // The line under the choice follows it at once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !b.text("#note-Usage").await.contains("DNS MX") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the note stays on Custom"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     next_to(&b, "Address space").await;
 
     // Address space: an empty list, then every bad entry refused in the dialog.
@@ -221,7 +230,7 @@ async fn new_send_connector_internet_dns_end_to_end() {
     back_to(&b, "Introduction").await;
     assert_eq!(value(&b, "#in-Name").await, name);
     assert_eq!(value(&b, "#in-Usage").await, "Internet");
-    assert!(b.text("#note-UsageDescription").await.contains("DNS MX"));
+    assert!(b.text("#note-Usage").await.contains("DNS MX"));
     next_to(&b, "Address space").await;
     // Seed 004 leaves "Scoped send connector" and the External DNS Lookup unticked.
     b.click("#in-IsScopedConnector").await;
