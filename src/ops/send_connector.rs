@@ -196,6 +196,19 @@ const UNSUPPORTED: &[&str] = &[
 fn set_credential(c: &mut C, v: Value, ctx: &Ctx) -> Result<(), OpError> {
     match v {
         Value::Cred { user, password } => {
+            // A credential the smart host could never accept is refused now, not at delivery.
+            if user.trim().is_empty() {
+                return Err(OpError::invalid(
+                    "AuthenticationCredential",
+                    "The credential's user name must not be empty.",
+                ));
+            }
+            if password.is_empty() {
+                return Err(OpError::invalid(
+                    "AuthenticationCredential",
+                    "The credential's password must not be empty.",
+                ));
+            }
             let key = ctx.key.ok_or(OrgError::Key(KeyError::NotGiven))?;
             c.auth_username = Some(user);
             c.set_password(key, &password).map_err(OrgError::from)?;
@@ -297,4 +310,25 @@ pub async fn remove(tx: &mut PgConnection, identity: &Identity) -> Result<C, OpE
     let c = one(get(tx, Some(identity), false).await?);
     c.delete(tx).await?;
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_needs_a_user_name_and_a_password() {
+        let mut c = SendConnector::new("x", &["*"], "HUB1");
+        let ctx = Ctx { key: None };
+        let cred = |user: &str, password: &str| Value::Cred {
+            user: user.into(),
+            password: password.into(),
+        };
+        let e = set_credential(&mut c, cred(" ", "pw"), &ctx).unwrap_err();
+        assert!(e.to_string().contains("user name must not be empty"), "{e}");
+        assert_eq!(e.param(), Some("AuthenticationCredential"));
+        let e = set_credential(&mut c, cred("relay", ""), &ctx).unwrap_err();
+        assert!(e.to_string().contains("password must not be empty"), "{e}");
+        assert!(c.auth_username.is_none());
+    }
 }

@@ -10,6 +10,10 @@ pub struct WOpt {
     pub value: String,
     pub label: String,
     pub selected: bool,
+    /// Drawn but not choosable (the EMC greys out what the intended use rules out).
+    pub disabled: bool,
+    /// What choosing it does, shown under a select while it is the chosen one.
+    pub note: String,
 }
 
 /// One input of a wizard page or dialog.
@@ -17,7 +21,8 @@ pub struct WField {
     /// The form name (an Exchange parameter where there is one).
     pub name: String,
     pub label: String,
-    /// text, password, checkbox, select, radio, list, readonly or note.
+    /// text, password, checkbox, checks (a group of checkboxes sharing the name), select,
+    /// radio, list, readonly or note.
     pub input: &'static str,
     pub value: String,
     pub checked: bool,
@@ -83,6 +88,28 @@ impl WField {
             ..WField::new(name, label, "radio")
         }
     }
+    /// A group of checkboxes of `(value, label)` choices sharing `name`, those in `chosen`
+    /// ticked; the draft holds one value per ticked box.
+    pub fn checks(
+        name: &str,
+        label: &str,
+        choices: &[(String, String)],
+        chosen: &[String],
+    ) -> WField {
+        WField {
+            options: choices
+                .iter()
+                .map(|(v, l)| WOpt {
+                    value: v.clone(),
+                    label: l.clone(),
+                    selected: chosen.iter().any(|c| c.eq_ignore_ascii_case(v)),
+                    disabled: false,
+                    note: String::new(),
+                })
+                .collect(),
+            ..WField::new(name, label, "checks")
+        }
+    }
     /// A list with Add..., Edit... and Remove; `rows` pairs each carried value with its cells.
     pub fn list(
         name: &str,
@@ -110,6 +137,34 @@ impl WField {
         self.hint = h.into();
         self
     }
+    /// Says under a select what each `(value, note)` choice does; the line follows the choice.
+    pub fn notes(mut self, notes: &[(&str, &str)]) -> WField {
+        for o in &mut self.options {
+            if let Some((_, n)) = notes.iter().find(|(v, _)| *v == o.value) {
+                o.note = n.to_string();
+            }
+        }
+        self
+    }
+    /// The chosen choice's note.
+    pub fn chosen_note(&self) -> &str {
+        self.options
+            .iter()
+            .find(|o| o.selected)
+            .map_or("", |o| o.note.as_str())
+    }
+    pub fn has_notes(&self) -> bool {
+        self.options.iter().any(|o| !o.note.is_empty())
+    }
+    /// Greys out the choice `value` of a select or radio group.
+    pub fn disable(mut self, value: &str) -> WField {
+        for o in &mut self.options {
+            if o.value == value {
+                o.disabled = true;
+            }
+        }
+        self
+    }
     pub fn indented(mut self) -> WField {
         self.indent = true;
         self
@@ -135,6 +190,8 @@ fn opts(choices: &[(&str, &str)], chosen: &str) -> Vec<WOpt> {
             value: v.to_string(),
             label: l.to_string(),
             selected: v.eq_ignore_ascii_case(chosen),
+            disabled: false,
+            note: String::new(),
         })
         .collect()
 }
