@@ -11,6 +11,7 @@
 //! small dialog (`Add...`, `Edit...`, `Remove`) drawn in the same form.
 
 pub mod domain;
+pub mod receive;
 mod view;
 
 use std::future::Future;
