@@ -189,4 +189,14 @@ mod tests {
         assert!(!one.covers("127.0.0.3:25".parse().unwrap()));
         assert!("25".parse::<Binding>().is_err());
     }
+
+    #[test]
+    fn a_binding_needs_a_port_from_1_to_65535() {
+        assert_eq!(
+            "0.0.0.0:0".parse::<Binding>(),
+            Err(NetworkError::Port("0.0.0.0:0".into()))
+        );
+        assert!("0.0.0.0:65536".parse::<Binding>().is_err());
+        assert!("[::]:65535".parse::<Binding>().is_ok());
+    }
 }
