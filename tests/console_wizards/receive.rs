@@ -27,12 +27,27 @@ async fn open(b: &Browser) {
     assert_eq!(step(b).await, "Introduction");
 }
 
+async fn render_id(b: &Browser) -> Option<String> {
+    b.wait_for("#wizard").await.attr("data-render").await.ok()?
+}
+
+/// Chooses an intended use; the page is drawn again with that use's preset under it.
 async fn choose_usage(b: &Browser, usage: &str) {
+    let before = render_id(b).await;
     b.wait_for("#in-Usage")
         .await
         .select_by_value(usage)
         .await
         .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while render_id(b).await == before {
+        assert!(
+            Instant::now() < deadline,
+            "no redraw after choosing {usage}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(value(b, "#in-Usage").await, usage);
 }
 
 /// Adds a row through a list's dialog; `fill` types into the dialog.
@@ -300,6 +315,10 @@ async fn new_receive_connector_pages_follow_the_intended_use() {
         ("Internet", true, false, "AnonymousUsers", "Tls"),
     ] {
         choose_usage(&b, usage).await;
+        // The preset is shown as soon as the use is chosen, as the operation makes it.
+        assert_eq!(b.text("#in-PermissionGroups").await, groups, "{usage}");
+        assert_eq!(b.text("#in-AuthMechanism").await, auth, "{usage}");
+        assert_eq!(value(&b, "#in-Name").await, "Internet Mail");
         press(&b, "#next").await;
         let (all, current) = steps(&b).await;
         assert_eq!(all, pages(local, remote), "{usage}");

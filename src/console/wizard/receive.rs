@@ -271,7 +271,8 @@ impl Wizard for NewReceiveConnector {
                         "Select the intended use for this Receive connector:",
                         &choices,
                         u,
-                    ),
+                    )
+                    .redraws(),
                     WField::readonly("PermissionGroups", "Permission groups:", groups).indented(),
                     WField::readonly("AuthMechanism", "Authentication mechanisms:", auth)
                         .indented(),

@@ -29,6 +29,8 @@ pub struct WField {
     pub hint: String,
     /// Drawn under the input before it, as the EMC nests an option under its choice.
     pub indent: bool,
+    /// A select whose choice changes what the page shows: choosing draws the page again.
+    pub redraw: bool,
 }
 
 impl WField {
@@ -45,6 +47,7 @@ impl WField {
             error: None,
             hint: String::new(),
             indent: false,
+            redraw: false,
         }
     }
     pub fn text(name: &str, label: &str, value: impl Into<String>) -> WField {
@@ -112,6 +115,10 @@ impl WField {
     }
     pub fn indented(mut self) -> WField {
         self.indent = true;
+        self
+    }
+    pub fn redraws(mut self) -> WField {
+        self.redraw = true;
         self
     }
     /// Shows what was posted after a refusal.
