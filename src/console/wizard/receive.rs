@@ -62,10 +62,15 @@ fn inputs(step: &str) -> &'static [&'static str] {
     }
 }
 
-/// The PermissionGroups and AuthMechanism `usage` sets, as the operation's preset makes them.
-fn preset(usage: &str) -> (String, String) {
+fn preset_connector(usage: &str) -> ReceiveConnector {
     let mut c = ReceiveConnector::new("", "", "");
     receive_connector::preset(&mut c, Some(usage));
+    c
+}
+
+/// The PermissionGroups and AuthMechanism `usage` sets, as the operation's preset makes them.
+fn preset(usage: &str) -> (String, String) {
+    let c = preset_connector(usage);
     let groups = if c.permission_groups.is_empty() {
         "None".to_string()
     } else {
@@ -385,12 +390,12 @@ impl Wizard for NewReceiveConnector {
         } else {
             s.push("Bindings: those of the server's Default connector".into());
         }
-        if has_remote(u) {
-            s.push(format!(
-                "Remote IP ranges: {}",
-                d.all("RemoteIPRanges").join(", ")
-            ));
-        }
+        let ranges = if has_remote(u) {
+            d.all("RemoteIPRanges")
+        } else {
+            preset_connector(u).remote_ip_ranges
+        };
+        s.push(format!("Remote IP ranges: {}", ranges.join(", ")));
         s.push(format!("Permission groups: {groups}"));
         s.push(format!("Authentication mechanisms: {auth}"));
         s
