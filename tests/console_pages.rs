@@ -226,6 +226,10 @@ async fn new_remove_enable_disable_act_through_the_operations() {
         .await;
     assert!(next.starts_with("/server/hub/HUB1?selected="), "{next}");
     assert_eq!(
+        c.fl("Get-ReceiveConnector Partner", "Bindings").await,
+        format!("{{{}:{port}}}", c.ip)
+    );
+    assert_eq!(
         c.fl("Get-ReceiveConnector Partner", "PermissionGroups")
             .await,
         "Partners"

@@ -328,6 +328,20 @@ async fn new_receive_connector_pages_follow_the_intended_use() {
             "Remote Network settings"
         };
         assert_eq!(current, first, "{usage}");
+        if local {
+            // Client starts on the submission port its preset gives; the others on 25.
+            let port = if usage == "Client" { "587" } else { "25" };
+            let r = rows(&b, "Bindings").await;
+            assert!(
+                r.contains("(All Available)") && r.contains(port),
+                "{usage}: {r}"
+            );
+            b.screenshot(&format!(
+                "wizard-receive-connector-{}-local-network-settings",
+                usage.to_lowercase()
+            ))
+            .await;
+        }
         press(&b, "#back").await;
         assert_eq!(value(&b, "#in-Usage").await, usage);
         assert_eq!(b.text("#in-PermissionGroups").await, groups, "{usage}");

@@ -31,6 +31,8 @@ const NEW: &str = "New Connector";
 /// The EMC's start values: every address on port 25, from anywhere.
 const ALL_BINDING: &str = "0.0.0.0:25";
 const ALL_RANGE: &str = "0.0.0.0-255.255.255.255";
+/// Posted by the Local Network settings page: the use its bindings were shown for.
+const BINDINGS_FOR: &str = "BindingsFor";
 
 pub struct NewReceiveConnector;
 
@@ -100,6 +102,29 @@ fn binding_cells(b: &str) -> Vec<String> {
     }
 }
 
+/// The bindings a use starts with: its preset's (Client's `0.0.0.0:587`), else the EMC's
+/// `0.0.0.0:25`.
+fn start_bindings(usage: &str) -> Vec<String> {
+    let b = preset_connector(usage).bindings;
+    if b.is_empty() {
+        vec![ALL_BINDING.to_string()]
+    } else {
+        b
+    }
+}
+
+/// The Local Network settings' bindings: the use's start value until that page has been
+/// shown (or bindings given), and again after the use changes if they were left as they started.
+fn bindings(d: &Draft) -> Vec<String> {
+    let u = usage(d);
+    let given = d.all("Bindings");
+    match d.one(BINDINGS_FOR) {
+        Some(f) if !f.eq_ignore_ascii_case(u) && given == start_bindings(f) => start_bindings(u),
+        None if given.is_empty() => start_bindings(u),
+        _ => given,
+    }
+}
+
 /// The bindings of the server's `Default <SERVER>` connector, where Internal listens.
 async fn default_bindings(
     tx: &mut PgConnection,
@@ -134,7 +159,7 @@ async fn values(
         .with("Server", Value::Str(server.clone()))
         .with("Usage", Value::Str(u.into()));
     if has_local(u) {
-        v = v.with("Bindings", Value::List(d.all("Bindings")));
+        v = v.with("Bindings", Value::List(bindings(d)));
         let fqdn = d.text("Fqdn");
         if !fqdn.is_empty() {
             v = v.with("Fqdn", Value::Str(fqdn));
@@ -226,7 +251,6 @@ impl Wizard for NewReceiveConnector {
         let mut d = Draft::default()
             .with("Server", server.clone())
             .with("Usage", "Custom")
-            .with("Bindings", ALL_BINDING)
             .with("RemoteIPRanges", ALL_RANGE);
         // Another server's FQDN is not known here; left empty, the operation gives it.
         if server.eq_ignore_ascii_case(&st.server) {
@@ -288,7 +312,7 @@ impl Wizard for NewReceiveConnector {
                     "Bindings",
                     "Use these local IP addresses to receive mail:",
                     &["IP Address(es)", "Port"],
-                    d.all("Bindings")
+                    bindings(d)
                         .into_iter()
                         .map(|b| {
                             let cells = binding_cells(&b);
@@ -301,6 +325,7 @@ impl Wizard for NewReceiveConnector {
                     "Fqdn",
                     "Specify the FQDN this connector will provide in response to HELO or EHLO:",
                 ),
+                WField::hidden(BINDINGS_FOR, u),
             ],
             REMOTE => {
                 let mut f = vec![WField::list(
@@ -382,7 +407,7 @@ impl Wizard for NewReceiveConnector {
             format!("Server: {}", d.text("Server")),
         ];
         if has_local(u) {
-            s.push(format!("Bindings: {}", d.all("Bindings").join(", ")));
+            s.push(format!("Bindings: {}", bindings(d).join(", ")));
             let fqdn = d.text("Fqdn");
             if !fqdn.is_empty() {
                 s.push(format!("FQDN: {fqdn}"));

@@ -17,7 +17,7 @@ pub struct WField {
     /// The form name (an Exchange parameter where there is one).
     pub name: String,
     pub label: String,
-    /// text, password, checkbox, select, radio, list, readonly or note.
+    /// text, password, checkbox, select, radio, list, readonly, hidden or note.
     pub input: &'static str,
     pub value: String,
     pub checked: bool,
@@ -103,6 +103,13 @@ impl WField {
         WField {
             value: value.into(),
             ..WField::new(name, label, "readonly")
+        }
+    }
+    /// A value the page posts without showing it (what the page's other inputs were made for).
+    pub fn hidden(name: &str, value: impl Into<String>) -> WField {
+        WField {
+            value: value.into(),
+            ..WField::new(name, "", "hidden")
         }
     }
     /// A line of text between inputs.
