@@ -280,7 +280,9 @@ impl Wizard for NewReceiveConnector {
             LOCAL => {
                 "Use these local IP addresses to receive mail. The FQDN is what this connector gives in its banner and in its reply to HELO or EHLO."
             }
-            REMOTE => "Receive mail from remote servers that have these IP addresses.",
+            REMOTE => {
+                "Specify the IP address(es) of the remote servers this connector receives mail from."
+            }
             NEW => "The wizard will create the Receive connector with these settings. Click New.",
             _ => "",
         }
