@@ -18,3 +18,16 @@ document.addEventListener("change", function (e) {
   var o = s.options[s.selectedIndex];
   if (note && o) note.textContent = o.getAttribute("data-note") || "";
 });
+
+// A choice that changes what the page shows (an intended use and the preset it applies) draws
+// the page again with what was typed; the server checks nothing for a redraw.
+document.addEventListener("change", function (e) {
+  var s = e.target.closest("select[data-redraw]");
+  if (!s || !s.form) return;
+  var a = document.createElement("input");
+  a.type = "hidden";
+  a.name = "action";
+  a.value = "redraw";
+  s.form.appendChild(a);
+  s.form.submit();
+});

@@ -219,16 +219,24 @@ async fn new_remove_enable_disable_act_through_the_operations() {
         "lee@partner.test"
     );
     let port = gateway_port();
-    c.saved(
-        "/receive-connectors/new?server=HUB1",
-        &[
-            ("Name", "Partner"),
-            ("Usage", "Partner"),
-            ("Bindings", &format!("{}:{port}", c.ip)),
-            ("RemoteIPRanges", "192.0.2.1"),
-        ],
-    )
-    .await;
+    let next = c
+        .completed(
+            "/receive-connectors/new?server=HUB1",
+            "New Connector",
+            &[
+                ("Name", "Partner"),
+                ("Server", "HUB1"),
+                ("Usage", "Partner"),
+                ("Bindings", &format!("{}:{port}", c.ip)),
+                ("RemoteIPRanges", "192.0.2.1"),
+            ],
+        )
+        .await;
+    assert!(next.starts_with("/server/hub/HUB1?selected="), "{next}");
+    assert_eq!(
+        c.fl("Get-ReceiveConnector Partner", "Bindings").await,
+        format!("{{{}:{port}}}", c.ip)
+    );
     assert_eq!(
         c.fl("Get-ReceiveConnector Partner", "PermissionGroups")
             .await,

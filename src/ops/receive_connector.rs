@@ -378,6 +378,11 @@ pub async fn set(
     Ok(Change { before, after })
 }
 
+/// How the refusal of a Bindings and RemoteIPRanges pair another connector of the server has
+/// begins: a form may show it where either of the two can be changed.
+pub const CONFLICT: &str =
+    "The values that you specified for the Bindings and RemoteIPRanges parameters conflict";
+
 /// Two connectors of one server that listen on the same IP:port for the same remote range would
 /// leave the choice between them to chance, so Exchange refuses the second one.
 async fn unique_on_server(tx: &mut PgConnection, c: &R) -> Result<(), OpError> {
@@ -395,7 +400,7 @@ async fn unique_on_server(tx: &mut PgConnection, c: &R) -> Result<(), OpError> {
             return Err(OpError::Invalid {
                 param: Some("Bindings"),
                 message: format!(
-                    "The values that you specified for the Bindings and RemoteIPRanges parameters conflict with the settings on Receive connector \"{}\": both listen on {b} for {r}. Receive connectors on the same server need a unique combination of Bindings and RemoteIPRanges.",
+                    "{CONFLICT} with the settings on Receive connector \"{}\": both listen on {b} for {r}. Receive connectors on the same server need a unique combination of Bindings and RemoteIPRanges.",
                     other.identity()
                 ),
             });

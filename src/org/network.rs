@@ -8,6 +8,8 @@ use std::str::FromStr;
 pub enum NetworkError {
     #[error("'{0}' is not a valid binding; use IP:port, e.g. 0.0.0.0:25 or [::]:25")]
     Binding(String),
+    #[error("'{0}' is not a valid binding; the port must be 1 to 65535")]
+    Port(String),
     #[error(
         "'{0}' is not a valid remote IP range; use an address, a range a.b.c.d-w.x.y.z, or CIDR a.b.c.d/n"
     )]
@@ -33,10 +35,15 @@ impl Binding {
 impl FromStr for Binding {
     type Err = NetworkError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.trim()
+        let a = s
+            .trim()
             .parse::<SocketAddr>()
-            .map(Binding)
-            .map_err(|_| NetworkError::Binding(s.to_string()))
+            .map_err(|_| NetworkError::Binding(s.to_string()))?;
+        // Port 0 would make the system pick a port nobody can be told about.
+        if a.port() == 0 {
+            return Err(NetworkError::Port(s.to_string()));
+        }
+        Ok(Binding(a))
     }
 }
 
@@ -181,5 +188,15 @@ mod tests {
         let one: Binding = "127.0.0.2:25".parse().unwrap();
         assert!(!one.covers("127.0.0.3:25".parse().unwrap()));
         assert!("25".parse::<Binding>().is_err());
+    }
+
+    #[test]
+    fn a_binding_needs_a_port_from_1_to_65535() {
+        assert_eq!(
+            "0.0.0.0:0".parse::<Binding>(),
+            Err(NetworkError::Port("0.0.0.0:0".into()))
+        );
+        assert!("0.0.0.0:65536".parse::<Binding>().is_err());
+        assert!("[::]:65535".parse::<Binding>().is_ok());
     }
 }

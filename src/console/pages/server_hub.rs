@@ -7,9 +7,7 @@ use axum::routing::get;
 use sqlx::PgConnection;
 
 use super::fields::Errors;
-use super::object::{
-    Creatable, Managed, Params, id_param, new_routes, object_actions, object_routes, properties,
-};
+use super::object::{Managed, Params, id_param, object_actions, object_routes, properties};
 use super::org_hub::{Selected, id_of};
 use super::view::{Action, FieldView, Frame, Link, ListPage, Node, Row, Table};
 use super::{FormData, PageError, PageResult, limits, page, permissions, seg};
@@ -27,7 +25,9 @@ pub fn routes() -> Router<ConsoleState> {
         .route("/server/hub/{server}", get(server))
         .merge(object_routes::<Server>("/servers/{server}"))
         .merge(object_routes::<Receive>("/receive-connectors/{id}"))
-        .merge(new_routes::<Receive>("/receive-connectors/new"))
+        .merge(crate::console::wizard::routes::<
+            crate::console::wizard::receive::NewReceiveConnector,
+        >("/receive-connectors/new"))
         .merge(permissions::routes::<Receive>("/receive-connectors/{id}"))
 }
 
@@ -156,32 +156,6 @@ impl permissions::HasAcl for Receive {
             identity: t.identity(),
             is_send: false,
         }
-    }
-}
-
-impl Creatable for Receive {
-    const NEW_TITLE: &'static str = "New Receive Connector";
-    fn cancel(p: &Params) -> String {
-        match p.get("server") {
-            Some(s) => format!("{SERVERS}/{}", seg(s)),
-            None => SERVERS.into(),
-        }
-    }
-    fn defaults(st: &ConsoleState, p: &Params) -> Vec<(&'static str, String)> {
-        vec![(
-            "Server",
-            p.get("server")
-                .cloned()
-                .unwrap_or_else(|| st.server.clone()),
-        )]
-    }
-    async fn create(
-        st: &ConsoleState,
-        tx: &mut PgConnection,
-        _: &Params,
-        v: &Values,
-    ) -> Result<ReceiveConnector, OpError> {
-        Ok(receive_connector::new(tx, &st.server, v).await?.after)
     }
 }
 

@@ -11,6 +11,7 @@
 //! small dialog (`Add...`, `Edit...`, `Remove`) drawn in the same form.
 
 pub mod domain;
+pub mod receive;
 pub mod send;
 mod send_pages;
 mod view;

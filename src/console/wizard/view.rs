@@ -22,7 +22,7 @@ pub struct WField {
     pub name: String,
     pub label: String,
     /// text, password, checkbox, checks (a group of checkboxes sharing the name), select,
-    /// radio, list, readonly or note.
+    /// radio, list, readonly, hidden or note.
     pub input: &'static str,
     pub value: String,
     pub checked: bool,
@@ -34,6 +34,8 @@ pub struct WField {
     pub hint: String,
     /// Drawn under the input before it, as the EMC nests an option under its choice.
     pub indent: bool,
+    /// A select whose choice changes what the page shows: choosing draws the page again.
+    pub redraw: bool,
 }
 
 impl WField {
@@ -50,6 +52,7 @@ impl WField {
             error: None,
             hint: String::new(),
             indent: false,
+            redraw: false,
         }
     }
     pub fn text(name: &str, label: &str, value: impl Into<String>) -> WField {
@@ -129,6 +132,13 @@ impl WField {
             ..WField::new(name, label, "readonly")
         }
     }
+    /// A value the page posts without showing it (what the page's other inputs were made for).
+    pub fn hidden(name: &str, value: impl Into<String>) -> WField {
+        WField {
+            value: value.into(),
+            ..WField::new(name, "", "hidden")
+        }
+    }
     /// A line of text between inputs.
     pub fn note(name: &str, text: &str) -> WField {
         WField::new(name, text, "note")
@@ -167,6 +177,10 @@ impl WField {
     }
     pub fn indented(mut self) -> WField {
         self.indent = true;
+        self
+    }
+    pub fn redraws(mut self) -> WField {
+        self.redraw = true;
         self
     }
     /// Shows what was posted after a refusal.
