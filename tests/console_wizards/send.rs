@@ -414,7 +414,12 @@ async fn new_send_connector_internal_smart_hosts_basic_over_tls() {
     next_to(&b, auth).await;
     assert_eq!(value(&b, "#in-Password").await, password);
     next_to(&b, "Source Server").await;
+    // Past its own page the password rides along sealed: no other page's HTML holds it.
+    let html = b.source().await;
+    assert!(!html.contains(password), "{html}");
+    assert!(html.contains("name=\"sealed-Password\""), "{html}");
     next_to(&b, "New Connector").await;
+    assert!(!b.source().await.contains(password));
     let summary = b.text("#summary").await;
     for want in [
         "Intended use: Internal",

@@ -28,12 +28,17 @@ use super::pages::{FormData, Node, PageError, PageResult, page};
 use super::session::Admin;
 use super::state::ConsoleState;
 use crate::ops::OpError;
+use crate::org::org_key::OrganizationKey;
 
 /// The query a wizard opens with (`?server=HUB1`).
 pub type Params = std::collections::HashMap<String, String>;
 
 /// Form names the wizard itself uses; never part of a draft.
 const CONTROL: &[&str] = &["csrf", "action", "step", "dlg-list", "dlg-index"];
+
+/// The prefix of a secret's name while it rides along sealed on the pages after its own.
+const SEALED: &str = "sealed-";
+const SECRET_PURPOSE: &[u8] = b"hubgate console wizard secret";
 
 fn is_control(name: &str) -> bool {
     CONTROL.contains(&name) || name.starts_with("sel-") || name.starts_with("dlg-")
@@ -44,12 +49,21 @@ fn is_control(name: &str) -> bool {
 pub struct Draft(pub Vec<(String, String)>);
 
 impl Draft {
-    fn from_form(form: &FormData) -> Draft {
+    /// The draft a form posts; a secret carried sealed (`sealed-Password`) is opened again,
+    /// and one that does not open (another node's key, a forged value) is dropped, so the page
+    /// that asks for it refuses Next until it is typed again.
+    fn from_form(form: &FormData, key: Option<&OrganizationKey>) -> Draft {
         Draft(
             form.0
                 .iter()
                 .filter(|(n, _)| !is_control(n))
-                .cloned()
+                .filter_map(|(n, v)| match n.strip_prefix(SEALED) {
+                    Some(secret) => {
+                        let plain = key?.open(SECRET_PURPOSE, v, secret).ok()?;
+                        Some((secret.to_string(), plain))
+                    }
+                    None => Some((n.clone(), v.clone())),
+                })
                 .collect(),
         )
     }
@@ -121,6 +135,8 @@ pub trait Wizard: Send + Sync + 'static {
     /// "New SMTP Send Connector".
     const TITLE: &'static str;
     const NODE: Node;
+    /// Inputs whose values are never written into another page (a password).
+    const SECRETS: &'static [&'static str] = &[];
     /// Where Cancel (and Finish after a failure) goes.
     fn cancel(p: &Params) -> String;
     /// The draft a new wizard starts with.
@@ -229,10 +245,18 @@ fn render<W: Wizard>(
     } else {
         fields.iter().map(|f| f.name.clone()).collect()
     };
+    // A secret (a smart host's password) is in the page only where it is typed; elsewhere it
+    // rides along sealed with the organisation key, so no other page's HTML holds it.
     let carried =
         d.0.iter()
             .filter(|(n, _)| !shown.contains(n))
-            .cloned()
+            .filter_map(|(n, v)| {
+                if !W::SECRETS.contains(&n.as_str()) {
+                    return Some((n.clone(), v.clone()));
+                }
+                let sealed = st.org_key.as_ref()?.seal(SECRET_PURPOSE, v).ok()?;
+                Some((format!("{SEALED}{n}"), sealed))
+            })
             .collect();
     let last = steps.len().saturating_sub(1);
     page(&WizardPage {
@@ -309,7 +333,7 @@ pub async fn post<W: Wizard>(
     uri: axum::http::Uri,
     Form(form): Form<FormData>,
 ) -> PageResult {
-    let mut d = Draft::from_form(&form);
+    let mut d = Draft::from_form(&form, st.org_key.as_deref());
     let post = target(&uri);
     let offers = W::offers(&st).await?;
     let r = Render {

@@ -119,6 +119,7 @@ fn beside(e: &OpError, d: &Draft, at: usize) -> Errors {
 impl Wizard for NewSendConnector {
     const TITLE: &'static str = "New SMTP Send Connector";
     const NODE: Node = Node::OrgHub;
+    const SECRETS: &'static [&'static str] = &["Password"];
 
     fn cancel(_: &Params) -> String {
         SENDS.into()
