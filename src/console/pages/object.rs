@@ -248,7 +248,8 @@ pub async fn disable<M: Managed>(
     enabled::<M>(&st, &p, false).await
 }
 
-/// An object New- makes: until Console II's wizards, New opens a plain form of the operation.
+/// An object New- makes with a plain form of the operation (mailboxes and mail contacts; the
+/// accepted domain and the connectors have the EMC's wizards, `console::wizard`).
 pub trait Creatable: Managed {
     /// "New Accepted Domain".
     const NEW_TITLE: &'static str;

@@ -6,9 +6,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use sqlx::PgConnection;
 
-use super::object::{
-    Creatable, Managed, Params, id_param, object_actions, object_routes, properties,
-};
+use super::object::{Managed, Params, id_param, object_actions, object_routes, properties};
 use super::view::{Action, Frame, Link, ListPage, Node, Row, Table};
 use super::{PageResult, page, permissions};
 use crate::console::session::Admin;
@@ -104,21 +102,6 @@ impl Managed for Domain {
     ) -> Result<(), OpError> {
         accepted_domain::remove(tx, &id_of(t.id, &t.name)).await?;
         Ok(())
-    }
-}
-
-impl Creatable for Domain {
-    const NEW_TITLE: &'static str = "New Accepted Domain";
-    fn cancel(_: &Params) -> String {
-        DOMAINS.into()
-    }
-    async fn create(
-        _: &ConsoleState,
-        tx: &mut PgConnection,
-        _: &Params,
-        v: &Values,
-    ) -> Result<AcceptedDomain, OpError> {
-        accepted_domain::new(tx, v).await
     }
 }
 
