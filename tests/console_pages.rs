@@ -180,15 +180,23 @@ async fn new_remove_enable_disable_act_through_the_operations() {
     c.saved(&format!("/accepted-domains/{d}/set-as-default"), &[])
         .await;
     assert_eq!(c.fl("Get-AcceptedDomain Fabrikam", "Default").await, "True");
-    c.saved(
-        "/send-connectors/new",
-        &[
-            ("Name", "Internet"),
-            ("Usage", "Internet"),
-            ("AddressSpaces", "*"),
-        ],
-    )
-    .await;
+    let next = c
+        .completed(
+            "/send-connectors/new",
+            "New Connector",
+            &[
+                ("Name", "Internet"),
+                ("Usage", "Internet"),
+                ("AddressSpaces", "*"),
+                ("Routing", "DNS"),
+                ("SourceTransportServers", "HUB1"),
+            ],
+        )
+        .await;
+    assert!(
+        next.starts_with("/org/hub/send-connectors?selected="),
+        "{next}"
+    );
     assert_eq!(
         c.fl("Get-SendConnector Internet", "Usage").await,
         "Internet"

@@ -196,6 +196,19 @@ const UNSUPPORTED: &[&str] = &[
 fn set_credential(c: &mut C, v: Value, ctx: &Ctx) -> Result<(), OpError> {
     match v {
         Value::Cred { user, password } => {
+            // A credential the smart host could never accept is refused now, not at delivery.
+            if user.trim().is_empty() {
+                return Err(OpError::invalid(
+                    "AuthenticationCredential",
+                    "The credential's user name must not be empty.",
+                ));
+            }
+            if password.is_empty() {
+                return Err(OpError::invalid(
+                    "AuthenticationCredential",
+                    "The credential's password must not be empty.",
+                ));
+            }
             let key = ctx.key.ok_or(OrgError::Key(KeyError::NotGiven))?;
             c.auth_username = Some(user);
             c.set_password(key, &password).map_err(OrgError::from)?;

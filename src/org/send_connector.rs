@@ -15,22 +15,40 @@ pub struct AddressSpace {
     pub cost: u8,
 }
 
+/// Which input of the EMC's "SMTP Address Space" dialog an address-space refusal is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressSpacePart {
+    Address,
+    Cost,
+}
+
 impl AddressSpace {
     pub fn parse(s: &str) -> Result<AddressSpace, OrgError> {
-        let bad = |why: &str| {
-            super::invalid(
-                "AddressSpaces",
-                format!("'{s}' is not a valid address space: {why}"),
+        AddressSpace::parse_located(s).map_err(|(_, e)| e)
+    }
+
+    /// `parse`, saying which part a refusal is about, so a dialog can show it beside that input.
+    pub fn parse_located(s: &str) -> Result<AddressSpace, (AddressSpacePart, OrgError)> {
+        let bad = |part: AddressSpacePart, why: &str| {
+            (
+                part,
+                super::invalid(
+                    "AddressSpaces",
+                    format!("'{s}' is not a valid address space: {why}"),
+                ),
+            )
+        };
+        let bad_cost = || {
+            bad(
+                AddressSpacePart::Cost,
+                "the cost must be a number from 1 to 100",
             )
         };
         let (typed, cost) = match s.trim().rsplit_once(';') {
             Some((a, c)) => {
-                let cost: u8 = c
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad("the cost must be a number from 1 to 100"))?;
+                let cost: u8 = c.trim().parse().map_err(|_| bad_cost())?;
                 if !(1..=100).contains(&cost) {
-                    return Err(bad("the cost must be a number from 1 to 100"));
+                    return Err(bad_cost());
                 }
                 (a.trim(), cost)
             }
@@ -45,7 +63,10 @@ impl AddressSpace {
             if domain != "*"
                 && (body.contains('*') || !super::accepted_domain::valid_domain_name(body))
             {
-                return Err(bad("use a domain, *.domain or *"));
+                return Err(bad(
+                    AddressSpacePart::Address,
+                    "use a domain, *.domain or *",
+                ));
             }
         }
         Ok(AddressSpace {
@@ -58,6 +79,51 @@ impl AddressSpace {
             cost,
         })
     }
+}
+
+/// One -SmartHosts entry as an IP address (`10.0.0.1`, `[10.0.0.1]`, `::1`).
+pub fn smart_host_ip(s: &str) -> Result<std::net::IpAddr, OrgError> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(t);
+    t.parse().map_err(|_| {
+        super::invalid(
+            "SmartHosts",
+            format!("'{s}' is not a valid IP address for a smart host."),
+        )
+    })
+}
+
+/// One -SmartHosts entry as a fully qualified domain name. A name ending in a numeric label is
+/// refused: it is a mistyped IP address, not a host name.
+pub fn smart_host_fqdn(s: &str) -> Result<(), OrgError> {
+    let t = s.trim().strip_suffix('.').unwrap_or(s.trim());
+    let numeric_tld = t
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()));
+    if t.contains('*') || numeric_tld || !super::accepted_domain::valid_domain_name(t) {
+        return Err(super::invalid(
+            "SmartHosts",
+            format!("'{s}' is not a valid fully qualified domain name for a smart host."),
+        ));
+    }
+    Ok(())
+}
+
+/// One -SmartHosts entry: an IP address or a fully qualified domain name.
+pub fn check_smart_host(s: &str) -> Result<(), OrgError> {
+    if smart_host_ip(s).is_ok() || smart_host_fqdn(s).is_ok() {
+        return Ok(());
+    }
+    Err(super::invalid(
+        "SmartHosts",
+        format!(
+            "'{s}' is not a valid smart host: give an IP address or a fully qualified domain name."
+        ),
+    ))
 }
 
 impl std::fmt::Display for AddressSpace {
@@ -162,6 +228,15 @@ impl SendConnector {
             return Err(super::invalid(
                 "SmartHosts",
                 "SmartHosts must be given when DNSRoutingEnabled is $false.",
+            ));
+        }
+        for h in &self.smart_hosts {
+            check_smart_host(h)?;
+        }
+        if self.source_transport_servers.is_empty() {
+            return Err(super::invalid(
+                "SourceTransportServers",
+                "SourceTransportServers must not be empty: give at least one transport server.",
             ));
         }
         let basic = matches!(
@@ -389,5 +464,47 @@ mod tests {
         assert!(AddressSpace::parse("*contoso.com").is_err());
         assert!(AddressSpace::parse("contoso.com;0").is_err());
         assert!(AddressSpace::parse("contoso.com;101").is_err());
+    }
+
+    #[test]
+    fn address_space_refusals_name_their_part() {
+        let part = |s: &str| AddressSpace::parse_located(s).unwrap_err().0;
+        assert_eq!(part("SMTP:*contoso.com;1"), AddressSpacePart::Address);
+        assert_eq!(part("SMTP:;1"), AddressSpacePart::Address);
+        assert_eq!(part("SMTP:contoso.com;0"), AddressSpacePart::Cost);
+        assert_eq!(part("SMTP:contoso.com;abc"), AddressSpacePart::Cost);
+    }
+
+    #[test]
+    fn smart_hosts_are_ip_addresses_or_fqdns() {
+        for ok in [
+            "10.0.0.1",
+            "[10.0.0.1]",
+            "::1",
+            "hub1.fourthcoffee.com",
+            "relay",
+        ] {
+            assert!(check_smart_host(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "300.1.1.1",
+            "",
+            "bad host",
+            "*.contoso.com",
+            "a..b",
+            "-a.com",
+        ] {
+            assert!(check_smart_host(bad).is_err(), "{bad}");
+        }
+        assert!(smart_host_ip("hub1.contoso.com").is_err());
+        assert!(smart_host_fqdn("10.0.0.1").is_err());
+        let mut c = SendConnector::new("x", &["*"], "HUB1");
+        c.dns_routing_enabled = false;
+        c.smart_hosts = vec!["hub1.contoso.com".into(), "300.1.1.1".into()];
+        assert!(c.validate().is_err());
+        c.smart_hosts.pop();
+        assert!(c.validate().is_ok());
+        c.source_transport_servers.clear();
+        assert!(c.validate().is_err());
     }
 }

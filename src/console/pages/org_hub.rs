@@ -7,7 +7,7 @@ use axum::routing::get;
 use sqlx::PgConnection;
 
 use super::object::{
-    Creatable, Managed, Params, id_param, new_routes, object_actions, object_routes, properties,
+    Creatable, Managed, Params, id_param, object_actions, object_routes, properties,
 };
 use super::view::{Action, Frame, Link, ListPage, Node, Row, Table};
 use super::{PageResult, page, permissions};
@@ -35,7 +35,9 @@ pub fn routes() -> Router<ConsoleState> {
             crate::console::wizard::domain::NewAcceptedDomain,
         >("/accepted-domains/new"))
         .merge(object_routes::<Send>("/send-connectors/{id}"))
-        .merge(new_routes::<Send>("/send-connectors/new"))
+        .merge(crate::console::wizard::routes::<
+            crate::console::wizard::send::NewSendConnector,
+        >("/send-connectors/new"))
         .merge(permissions::routes::<Send>("/send-connectors/{id}"))
         .merge(object_routes::<Config>("/transport-settings"))
 }
@@ -181,24 +183,6 @@ impl permissions::HasAcl for Send {
             identity: t.name.clone(),
             is_send: true,
         }
-    }
-}
-
-impl Creatable for Send {
-    const NEW_TITLE: &'static str = "New SMTP Send Connector";
-    fn cancel(_: &Params) -> String {
-        SENDS.into()
-    }
-    fn defaults(st: &ConsoleState, _: &Params) -> Vec<(&'static str, String)> {
-        vec![("SourceTransportServers", st.server.clone())]
-    }
-    async fn create(
-        st: &ConsoleState,
-        tx: &mut PgConnection,
-        _: &Params,
-        v: &Values,
-    ) -> Result<SendConnector, OpError> {
-        Ok(send_connector::new(tx, &st.server, v, None).await?.after)
     }
 }
 

@@ -11,6 +11,8 @@
 //! small dialog (`Add...`, `Edit...`, `Remove`) drawn in the same form.
 
 pub mod domain;
+pub mod send;
+mod send_pages;
 mod view;
 
 use std::future::Future;
@@ -88,6 +90,9 @@ impl Draft {
     }
 }
 
+/// What pages offer from the database, by input name (the Source Server page's servers).
+pub type Offers = std::collections::HashMap<&'static str, Vec<(String, String)>>;
+
 /// Messages by input name; `""` holds one shown above the page's inputs.
 pub type Errors = super::pages::fields::Errors;
 
@@ -128,6 +133,15 @@ pub trait Wizard: Send + Sync + 'static {
     }
     /// A page's inputs, showing the draft.
     fn fields(st: &ConsoleState, d: &Draft, step: &str) -> Vec<WField>;
+    /// The choices pages offer from the database, `(value, label)` by input name; loaded once
+    /// per page drawn.
+    fn offers(_st: &ConsoleState) -> impl Future<Output = Result<Offers, PageError>> + Send {
+        async { Ok(Offers::new()) }
+    }
+    /// `fields` given the offers.
+    fn offered_fields(st: &ConsoleState, d: &Draft, step: &str, _offers: &Offers) -> Vec<WField> {
+        Self::fields(st, d, step)
+    }
     /// The dialog of the list input `list`.
     fn dialog(_list: &str) -> Option<Dialog> {
         None
@@ -186,6 +200,7 @@ struct Render<'a> {
     admin: &'a Admin,
     post: &'a str,
     p: &'a Params,
+    offers: &'a Offers,
 }
 
 fn render<W: Wizard>(
@@ -202,7 +217,7 @@ fn render<W: Wizard>(
     let mut fields = if done.is_some() {
         vec![]
     } else {
-        W::fields(st, d, step)
+        W::offered_fields(st, d, step, r.offers)
     };
     for f in &mut fields {
         f.error = errors.0.get(&f.name).cloned();
@@ -262,10 +277,12 @@ pub async fn open<W: Wizard>(
     let d = W::start(&st, &p);
     let first = W::steps(&d)[0];
     let post = target(&uri);
+    let offers = W::offers(&st).await?;
     let r = Render {
         admin: &admin,
         post: &post,
         p: &p,
+        offers: &offers,
     };
     render::<W>(&r, &st, &d, first, &Errors::default(), None, None)
 }
@@ -293,10 +310,12 @@ pub async fn post<W: Wizard>(
 ) -> PageResult {
     let mut d = Draft::from_form(&form);
     let post = target(&uri);
+    let offers = W::offers(&st).await?;
     let r = Render {
         admin: &admin,
         post: &post,
         p: &p,
+        offers: &offers,
     };
     let steps = W::steps(&d);
     let step = form

@@ -10,6 +10,8 @@ pub struct WOpt {
     pub value: String,
     pub label: String,
     pub selected: bool,
+    /// Drawn but not choosable (the EMC greys out what the intended use rules out).
+    pub disabled: bool,
 }
 
 /// One input of a wizard page or dialog.
@@ -17,7 +19,8 @@ pub struct WField {
     /// The form name (an Exchange parameter where there is one).
     pub name: String,
     pub label: String,
-    /// text, password, checkbox, select, radio, list, readonly or note.
+    /// text, password, checkbox, checks (a group of checkboxes sharing the name), select,
+    /// radio, list, readonly or note.
     pub input: &'static str,
     pub value: String,
     pub checked: bool,
@@ -83,6 +86,27 @@ impl WField {
             ..WField::new(name, label, "radio")
         }
     }
+    /// A group of checkboxes of `(value, label)` choices sharing `name`, those in `chosen`
+    /// ticked; the draft holds one value per ticked box.
+    pub fn checks(
+        name: &str,
+        label: &str,
+        choices: &[(String, String)],
+        chosen: &[String],
+    ) -> WField {
+        WField {
+            options: choices
+                .iter()
+                .map(|(v, l)| WOpt {
+                    value: v.clone(),
+                    label: l.clone(),
+                    selected: chosen.iter().any(|c| c.eq_ignore_ascii_case(v)),
+                    disabled: false,
+                })
+                .collect(),
+            ..WField::new(name, label, "checks")
+        }
+    }
     /// A list with Add..., Edit... and Remove; `rows` pairs each carried value with its cells.
     pub fn list(
         name: &str,
@@ -110,6 +134,15 @@ impl WField {
         self.hint = h.into();
         self
     }
+    /// Greys out the choice `value` of a select or radio group.
+    pub fn disable(mut self, value: &str) -> WField {
+        for o in &mut self.options {
+            if o.value == value {
+                o.disabled = true;
+            }
+        }
+        self
+    }
     pub fn indented(mut self) -> WField {
         self.indent = true;
         self
@@ -135,6 +168,7 @@ fn opts(choices: &[(&str, &str)], chosen: &str) -> Vec<WOpt> {
             value: v.to_string(),
             label: l.to_string(),
             selected: v.eq_ignore_ascii_case(chosen),
+            disabled: false,
         })
         .collect()
 }
