@@ -14,6 +14,8 @@ use crate::common::*;
 use crate::signed_in;
 use hubgate::shell::Shell;
 
+const SENDS: &str = "/org/hub/send-connectors";
+
 const BACKUP_DOMAIN: &str = "cryer.test";
 const PRIMARY_IP: &str = "127.0.0.81";
 const OTHER_MAIL_IP: &str = "127.0.0.82";
@@ -89,6 +91,29 @@ fn send_to(s: &Setup, from: &str, to: &str, subject: &str) {
     assert!(ok, "swaks failed: {out}");
 }
 
+/// Picks `value` in the select `css`.
+async fn choose(b: &Browser, css: &str, value: &str) {
+    b.wait_for(css)
+        .await
+        .select_by_value(value)
+        .await
+        .unwrap_or_else(|e| panic!("{css} = {value}: {e}"));
+}
+
+/// Whether the checkbox, radio button or option is ticked.
+async fn ticked(b: &Browser, css: &str) -> bool {
+    b.wait_for(css).await.is_selected().await.unwrap()
+}
+
+/// Get-SendConnector's Format-List of `name`.
+async fn connector(pool: &sqlx::PgPool, name: &str) -> HashMap<String, String> {
+    let out = run(pool, &format!("Get-SendConnector '{name}' | Format-List")).await;
+    blocks(&out)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{out}"))
+}
+
 fn parse_time(s: &str) -> time::PrimitiveDateTime {
     let f = time::macros::format_description!(
         "[month padding:none]/[day padding:none]/[year] [hour repr:12 padding:none]:[minute]:[second] [period]"
@@ -122,18 +147,76 @@ async fn backup_accepted_domain(b: &Browser) {
     .await;
 }
 
-/// Seed 004, "To create a new send connector": Internet, the domain at cost 1, DNS MX.
-async fn backup_send_connector(s: &Setup, _b: &Browser, port: u16) {
+/// Seed 004, "To create a new send connector": Internet, the domain at cost 1 without its
+/// subdomains, not scoped, DNS MX, this server as the source, New, Finish.
+async fn backup_send_connector(s: &Setup, b: &Browser, port: u16) {
     let name = format!("Send connector for {BACKUP_DOMAIN}");
-    shell(
-        s,
-        &[&format!(
-            "New-SendConnector -Name '{name}' -Usage Internet -AddressSpaces 'SMTP:{BACKUP_DOMAIN};1' -DNSRoutingEnabled $true -UseExternalDNSServersEnabled $true"
-        )],
-    )
+    b.goto(SENDS).await;
+    b.click("aside.actions a[href='/send-connectors/new']")
+        .await;
+    assert_eq!(step(b).await, "Introduction");
+    b.fill("#in-Name", &name).await;
+    choose(b, "#in-Usage", "Internet").await;
+    b.screenshot("seed004-3-introduction").await;
+    press(b, "#next").await;
+
+    assert_eq!(step(b).await, "Address space");
+    press(b, "button[value='add:AddressSpaces']").await;
+    b.fill("#in-dlg-Address", BACKUP_DOMAIN).await;
+    assert_eq!(value(b, "#in-dlg-Cost").await, "1", "the cost starts at 1");
+    assert!(!ticked(b, "#in-dlg-IncludeSubdomains").await);
+    b.screenshot("seed004-4-smtp-address-space").await;
+    press(b, "#dialog-ok").await;
+    let list = b.text("#list-AddressSpaces").await;
+    assert!(list.contains(BACKUP_DOMAIN), "{list}");
+    assert!(!ticked(b, "#in-IsScopedConnector").await);
+    b.screenshot("seed004-5-address-space").await;
+    press(b, "#next").await;
+
+    assert_eq!(step(b).await, "Network settings");
+    assert!(
+        ticked(b, "input[name=Routing][value=DNS]").await,
+        "Internet starts on DNS MX"
+    );
+    // The article leaves this unticked: its server's own DNS finds the primary's MX. Here the
+    // tests' DNS server stands for the Internet's, and the gateway asks it as its External DNS
+    // Lookup server.
+    b.click("#in-UseExternalDNSServersEnabled").await;
+    b.screenshot("seed004-6-network-settings").await;
+    press(b, "#next").await;
+
+    // DNS MX: no smart host authentication page.
+    assert_eq!(step(b).await, "Source Server");
+    assert!(
+        ticked(b, "input[name=SourceTransportServers][value=HUB1]").await,
+        "this server is preselected"
+    );
+    b.screenshot("seed004-7-source-server").await;
+    press(b, "#next").await;
+
+    assert_eq!(step(b).await, "New Connector");
+    let summary = b.text("#summary").await;
+    assert!(summary.contains(BACKUP_DOMAIN), "{summary}");
+    b.screenshot("seed004-8-new-connector").await;
+    press(b, "#new").await;
+    assert_eq!(step(b).await, "Completion");
+    let line = cmdlet(b).await;
+    assert!(line.contains("New-SendConnector"), "{line}");
+    b.screenshot("seed004-9-completion").await;
+    b.click("#finish").await;
+    b.wait_for_path("the send connectors", |p| {
+        p.starts_with(&format!("{SENDS}?selected="))
+    })
     .await;
-    // The EMC's wizard has no port (the primary listens on the sink's): set afterwards, as
-    // Properties or Set-SendConnector would.
+
+    let made = connector(&s.pool, &name).await;
+    assert_eq!(made["AddressSpaces"], format!("{{SMTP:{BACKUP_DOMAIN};1}}"));
+    assert_eq!(made["DNSRoutingEnabled"], "True");
+    assert_eq!(made["UseExternalDNSServersEnabled"], "True");
+    assert_eq!(made["IsScopedConnector"], "False");
+    assert_eq!(made["SourceTransportServers"], "{HUB1}");
+    // The EMC's wizard has no port (the primary listens on the sink's): set afterwards, as the
+    // connector's Properties or Set-SendConnector would.
     shell(s, &[&format!("Set-SendConnector '{name}' -Port {port}")]).await;
 }
 
@@ -253,16 +336,113 @@ async fn seed004_backup_mx_holds_mail_while_the_primary_is_down() {
 }
 
 /// Seed 001's New SMTP Send Connector wizard: Internal, the partner's domain, two smart hosts
-/// by FQDN (Basic Authentication over TLS needs names, not addresses), user name and password.
-async fn cross_forest_send_connector(s: &Setup, _b: &Browser, port: u16) {
-    let mut sh = Shell::new(s.pool.clone(), FQDN).with_data_dir(s.data_dir.path().to_path_buf());
-    sh.run_line(&format!(
-        "$cred = Get-Credential -UserName '{XFOREST_USER}' -Password '{XFOREST_PASSWORD}'; New-SendConnector -Name 'Cross-Forest' -Usage Internal -AddressSpaces {PARTNER_DOMAIN} -SmartHosts hub1.{PARTNER_DOMAIN},hub2.{PARTNER_DOMAIN} -SmartHostAuthMechanism BasicAuthRequireTLS -AuthenticationCredential $cred -DNSRoutingEnabled $false"
-    ))
-    .await
-    .unwrap();
-    // The EMC's wizard has no port; and the partner forest's names are in the tests' DNS
-    // server, which the gateway asks as its external DNS servers.
+/// by FQDN (Basic Authentication over TLS needs names, not addresses), Basic Authentication
+/// over TLS with the cross-forest account, this server as the source, New, Finish.
+async fn cross_forest_send_connector(s: &Setup, b: &Browser, port: u16) {
+    b.goto(SENDS).await;
+    b.click("aside.actions a[href='/send-connectors/new']")
+        .await;
+    assert_eq!(step(b).await, "Introduction");
+    b.fill("#in-Name", "Cross-Forest").await;
+    choose(b, "#in-Usage", "Internal").await;
+    b.screenshot("seed001-1-introduction").await;
+    press(b, "#next").await;
+
+    assert_eq!(step(b).await, "Address space");
+    press(b, "button[value='add:AddressSpaces']").await;
+    b.fill("#in-dlg-Address", PARTNER_DOMAIN).await;
+    b.screenshot("seed001-2-smtp-address-space").await;
+    press(b, "#dialog-ok").await;
+    b.screenshot("seed001-3-address-space").await;
+    press(b, "#next").await;
+
+    // "only the Route all mail through the following smart hosts: setting can be selected".
+    assert_eq!(step(b).await, "Network settings");
+    let dns = b.wait_for("input[name=Routing][value=DNS]").await;
+    assert!(!dns.is_enabled().await.unwrap(), "Internal offers DNS MX");
+    assert!(ticked(b, "input[name=Routing][value=SmartHosts]").await);
+    for (i, host) in ["hub1", "hub2"].iter().enumerate() {
+        press(b, "button[value='add:SmartHosts']").await;
+        b.click("input[name=dlg-Kind][value=FQDN]").await;
+        b.fill("#in-dlg-Address", &format!("{host}.{PARTNER_DOMAIN}"))
+            .await;
+        b.screenshot(&format!("seed001-{}-add-smart-host", 4 + i))
+            .await;
+        press(b, "#dialog-ok").await;
+    }
+    let list = b.text("#list-SmartHosts").await;
+    assert!(
+        list.contains("hub1.fourthcoffee.test") && list.contains("hub2.fourthcoffee.test"),
+        "{list}"
+    );
+    b.screenshot("seed001-6-network-settings").await;
+    press(b, "#next").await;
+
+    assert_eq!(
+        step(b).await,
+        "Configure smart host authentication settings"
+    );
+    b.click("input[name=SmartHostAuthMechanism][value=BasicAuth]")
+        .await;
+    b.click("#in-BasicAuthRequireTLS").await;
+    b.fill("#in-UserName", XFOREST_USER).await;
+    b.fill("#in-Password", XFOREST_PASSWORD).await;
+    b.screenshot("seed001-7-smart-host-authentication").await;
+    press(b, "#next").await;
+
+    assert_eq!(step(b).await, "Source Server");
+    assert!(ticked(b, "input[name=SourceTransportServers][value=HUB1]").await);
+    b.screenshot("seed001-8-source-server").await;
+    press(b, "#next").await;
+
+    assert_eq!(step(b).await, "New Connector");
+    let summary = b.text("#summary").await;
+    assert!(
+        summary.contains("Basic Authentication over TLS"),
+        "{summary}"
+    );
+    assert!(!summary.contains(XFOREST_PASSWORD), "{summary}");
+    b.screenshot("seed001-9-new-connector").await;
+    press(b, "#new").await;
+    assert_eq!(step(b).await, "Completion");
+    let line = cmdlet(b).await;
+    assert!(line.contains("BasicAuthRequireTLS"), "{line}");
+    assert!(
+        !line.contains(XFOREST_PASSWORD),
+        "the password in the shell line: {line}"
+    );
+    b.screenshot("seed001-10-completion").await;
+    b.click("#finish").await;
+    b.wait_for_path("the send connectors", |p| {
+        p.starts_with(&format!("{SENDS}?selected="))
+    })
+    .await;
+
+    let made = connector(&s.pool, "Cross-Forest").await;
+    assert_eq!(made["Usage"], "Internal");
+    assert_eq!(
+        made["AddressSpaces"],
+        format!("{{SMTP:{PARTNER_DOMAIN};1}}")
+    );
+    assert_eq!(made["DNSRoutingEnabled"], "False");
+    assert_eq!(
+        made["SmartHosts"],
+        "{hub1.fourthcoffee.test, hub2.fourthcoffee.test}"
+    );
+    assert_eq!(made["SmartHostAuthMechanism"], "BasicAuthRequireTLS");
+    assert_eq!(made["SourceTransportServers"], "{HUB1}");
+    let (stored,): (String,) =
+        sqlx::query_as("SELECT auth_password FROM send_connector WHERE name = 'Cross-Forest'")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+    assert!(
+        stored.starts_with("hgv1:") && !stored.contains(XFOREST_PASSWORD),
+        "the password is not sealed at rest: {stored}"
+    );
+    // The EMC's wizard has no port. The partner forest's names are in the tests' DNS server,
+    // which the gateway asks only as its External DNS Lookup server (the EMC offers that
+    // checkbox for DNS MX routing alone).
     shell(
         s,
         &[&format!(
