@@ -143,8 +143,7 @@ impl Wizard for NewSendConnector {
         send_pages::intro(step)
     }
 
-    fn fields(st: &ConsoleState, d: &Draft, step: &str) -> Vec<WField> {
-        let _ = st;
+    fn fields(_: &ConsoleState, d: &Draft, step: &str) -> Vec<WField> {
         send_pages::fields(d, step, &Offers::new())
     }
 

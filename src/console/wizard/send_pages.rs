@@ -100,15 +100,8 @@ pub fn fields(d: &Draft, step: &str, offers: &Offers) -> Vec<WField> {
                     "Select the intended use for this Send connector:",
                     &choices,
                     &u,
-                ),
-                WField::note(
-                    "UsageDescription",
-                    &USES
-                        .iter()
-                        .find(|(v, _)| *v == u)
-                        .map_or("", |(_, what)| what)
-                        .to_string(),
-                ),
+                )
+                .notes(USES),
             ]
         }
         SPACE => vec![

@@ -12,6 +12,8 @@ pub struct WOpt {
     pub selected: bool,
     /// Drawn but not choosable (the EMC greys out what the intended use rules out).
     pub disabled: bool,
+    /// What choosing it does, shown under a select while it is the chosen one.
+    pub note: String,
 }
 
 /// One input of a wizard page or dialog.
@@ -102,6 +104,7 @@ impl WField {
                     label: l.clone(),
                     selected: chosen.iter().any(|c| c.eq_ignore_ascii_case(v)),
                     disabled: false,
+                    note: String::new(),
                 })
                 .collect(),
             ..WField::new(name, label, "checks")
@@ -133,6 +136,25 @@ impl WField {
     pub fn hint(mut self, h: &str) -> WField {
         self.hint = h.into();
         self
+    }
+    /// Says under a select what each `(value, note)` choice does; the line follows the choice.
+    pub fn notes(mut self, notes: &[(&str, &str)]) -> WField {
+        for o in &mut self.options {
+            if let Some((_, n)) = notes.iter().find(|(v, _)| *v == o.value) {
+                o.note = n.to_string();
+            }
+        }
+        self
+    }
+    /// The chosen choice's note.
+    pub fn chosen_note(&self) -> &str {
+        self.options
+            .iter()
+            .find(|o| o.selected)
+            .map_or("", |o| o.note.as_str())
+    }
+    pub fn has_notes(&self) -> bool {
+        self.options.iter().any(|o| !o.note.is_empty())
     }
     /// Greys out the choice `value` of a select or radio group.
     pub fn disable(mut self, value: &str) -> WField {
@@ -169,6 +191,7 @@ fn opts(choices: &[(&str, &str)], chosen: &str) -> Vec<WOpt> {
             label: l.to_string(),
             selected: v.eq_ignore_ascii_case(chosen),
             disabled: false,
+            note: String::new(),
         })
         .collect()
 }
