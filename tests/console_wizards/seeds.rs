@@ -114,6 +114,31 @@ async fn connector(pool: &sqlx::PgPool, name: &str) -> HashMap<String, String> {
         .unwrap_or_else(|| panic!("{out}"))
 }
 
+/// Waits until the running gateway has loaded every configuration change made so far: it
+/// reloads the whole organisation on each change, so once the Default connector's banner shows
+/// a new marker, the earlier changes (the connectors the wizard made) are in force too.
+async fn gateway_caught_up(s: &Setup, marker: &str) {
+    shell(
+        s,
+        &[&format!(
+            "Set-ReceiveConnector 'Default HUB1' -Banner '220 {marker}'"
+        )],
+    )
+    .await;
+    let smtp = s.smtp();
+    until(
+        30,
+        "the gateway loaded the new configuration",
+        || async move {
+            let mut c = Raw::connect(smtp).await;
+            let greeting = c.reply().await;
+            c.cmd("QUIT").await;
+            greeting.contains(marker).then_some(())
+        },
+    )
+    .await;
+}
+
 fn parse_time(s: &str) -> time::PrimitiveDateTime {
     let f = time::macros::format_description!(
         "[month padding:none]/[day padding:none]/[year] [hour repr:12 padding:none]:[minute]:[second] [period]"
@@ -260,6 +285,7 @@ async fn seed004_backup_mx_holds_mail_while_the_primary_is_down() {
 
     backup_accepted_domain(&b).await;
     backup_send_connector(s, &b, port).await;
+    gateway_caught_up(s, "backup ready").await;
 
     // "A simple test is to send an email directly to the backup email server".
     let to = format!("bob@{BACKUP_DOMAIN}");
@@ -508,6 +534,7 @@ async fn seed001_cross_forest_connector_authenticates_over_tls_to_either_smart_h
     let s = &console.setup;
 
     cross_forest_send_connector(s, &b, port).await;
+    gateway_caught_up(s, "cross-forest ready").await;
     b.close().await;
 
     send_to(
