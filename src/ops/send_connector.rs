@@ -311,3 +311,24 @@ pub async fn remove(tx: &mut PgConnection, identity: &Identity) -> Result<C, OpE
     c.delete(tx).await?;
     Ok(c)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_needs_a_user_name_and_a_password() {
+        let mut c = SendConnector::new("x", &["*"], "HUB1");
+        let ctx = Ctx { key: None };
+        let cred = |user: &str, password: &str| Value::Cred {
+            user: user.into(),
+            password: password.into(),
+        };
+        let e = set_credential(&mut c, cred(" ", "pw"), &ctx).unwrap_err();
+        assert!(e.to_string().contains("user name must not be empty"), "{e}");
+        assert_eq!(e.param(), Some("AuthenticationCredential"));
+        let e = set_credential(&mut c, cred("relay", ""), &ctx).unwrap_err();
+        assert!(e.to_string().contains("password must not be empty"), "{e}");
+        assert!(c.auth_username.is_none());
+    }
+}

@@ -36,14 +36,15 @@ const DNS_LABEL: &str = "Use domain name system (DNS) \"MX\" records to route ma
 const SMART_LABEL: &str = "Route mail through the following smart hosts:";
 const EXTERNAL_DNS_LABEL: &str = "Use the External DNS Lookup settings on the transport server";
 
+/// Basic Authentication last, so that its options drawn under the choices sit under it.
 const MECHANISMS: &[(&str, &str)] = &[
     ("None", "None"),
-    ("BasicAuth", "Basic Authentication"),
     ("ExchangeServer", "Exchange Server Authentication"),
     (
         "ExternalAuthoritative",
         "Externally Secured (for example, with IPsec)",
     ),
+    ("BasicAuth", "Basic Authentication"),
 ];
 
 /// The intended use chosen (Custom until one is).
@@ -134,14 +135,9 @@ pub fn fields(d: &Draft, step: &str, offers: &Offers) -> Vec<WField> {
             if usage(d) == "Internal" {
                 routing = routing.disable("DNS");
             }
+            // The lookup setting applies to both: smart hosts' names are looked up too.
             vec![
                 routing,
-                WField::checkbox(
-                    "UseExternalDNSServersEnabled",
-                    EXTERNAL_DNS_LABEL,
-                    d.flag("UseExternalDNSServersEnabled"),
-                )
-                .indented(),
                 WField::list(
                     "SmartHosts",
                     "Smart hosts:",
@@ -152,6 +148,11 @@ pub fn fields(d: &Draft, step: &str, offers: &Offers) -> Vec<WField> {
                         .collect(),
                 )
                 .indented(),
+                WField::checkbox(
+                    "UseExternalDNSServersEnabled",
+                    EXTERNAL_DNS_LABEL,
+                    d.flag("UseExternalDNSServersEnabled"),
+                ),
             ]
         }
         AUTH => {
@@ -197,8 +198,7 @@ pub fn intro(step: &str) -> &'static str {
             "This wizard helps you create a new Send connector. A Send connector sends mail to the address spaces it lists, through DNS MX records or smart hosts."
         }
         SPACE => "Specify the address space(s) to which this connector will route mail.",
-        NETWORK => "Select how to send e-mail with this connector.",
-        AUTH => "Configure the authentication the smart hosts require.",
+        AUTH => "The smart hosts may require this connector to authenticate.",
         SOURCE => {
             "The transport servers ticked here send mail through this connector; this server is ticked to start with."
         }
