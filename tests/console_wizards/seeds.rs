@@ -91,6 +91,27 @@ fn send_to(s: &Setup, from: &str, to: &str, subject: &str) {
     assert!(ok, "swaks failed: {out}");
 }
 
+/// Finish: back on the send connectors with the new one selected; its id.
+async fn finished_at(b: &Browser) -> String {
+    let at = b
+        .wait_for_path("the send connectors", |p| {
+            p.starts_with(&format!("{SENDS}?selected="))
+        })
+        .await;
+    at.rsplit_once("selected=").unwrap().1.to_string()
+}
+
+/// A send connector's Properties: one input of `tab` changed, then OK (back to the list).
+async fn edit_tab(b: &Browser, id: &str, tab: &str, css: &str, value: &str, shot: &str) {
+    let url = format!("/send-connectors/{id}/properties/{tab}");
+    b.goto(&url).await;
+    b.fill(css, value).await;
+    b.screenshot(shot).await;
+    b.click("button[value=ok]").await;
+    b.wait_for_path(&format!("{url} saved"), |p| !p.contains("/properties/"))
+        .await;
+}
+
 /// Picks `value` in the select `css`.
 async fn choose(b: &Browser, css: &str, value: &str) {
     b.wait_for(css)
@@ -229,10 +250,7 @@ async fn backup_send_connector(s: &Setup, b: &Browser, port: u16) {
     assert!(line.contains("New-SendConnector"), "{line}");
     b.screenshot("seed004-9-completion").await;
     b.click("#finish").await;
-    b.wait_for_path("the send connectors", |p| {
-        p.starts_with(&format!("{SENDS}?selected="))
-    })
-    .await;
+    let id = finished_at(b).await;
 
     let made = connector(&s.pool, &name).await;
     assert_eq!(made["AddressSpaces"], format!("{{SMTP:{BACKUP_DOMAIN};1}}"));
@@ -240,9 +258,18 @@ async fn backup_send_connector(s: &Setup, b: &Browser, port: u16) {
     assert_eq!(made["UseExternalDNSServersEnabled"], "True");
     assert_eq!(made["IsScopedConnector"], "False");
     assert_eq!(made["SourceTransportServers"], "{HUB1}");
-    // The EMC's wizard has no port (the primary listens on the sink's): set afterwards, as the
-    // connector's Properties or Set-SendConnector would.
-    shell(s, &[&format!("Set-SendConnector '{name}' -Port {port}")]).await;
+    // The EMC's wizard has no port (the primary listens on the sink's): set afterwards on the
+    // connector's Properties, Network tab.
+    edit_tab(
+        b,
+        &id,
+        "network",
+        "#in-Port",
+        &port.to_string(),
+        "seed004-10-properties-port",
+    )
+    .await;
+    assert_eq!(connector(&s.pool, &name).await["Port"], port.to_string());
 }
 
 /// Seed 004 in the browser, then over SMTP: mail for the domain is held while the primary is
@@ -266,10 +293,9 @@ async fn seed004_backup_mx_holds_mail_while_the_primary_is_down() {
     shell(
         &s,
         &[
-            // The server's existing route for everything else, through a smart host; the
-            // article makes sure its cost is above the new connector's.
+            // The server's existing route for everything else, through a smart host.
             &format!(
-                "New-SendConnector -Name 'All other mail' -AddressSpaces 'SMTP:*;2' -SmartHosts '{OTHER_MAIL_IP}' -Port {port}"
+                "New-SendConnector -Name 'All other mail' -AddressSpaces '*' -SmartHosts '{OTHER_MAIL_IP}' -Port {port}"
             ),
             // The tests' DNS server stands for the Internet's; retries shortened for the test.
             &format!(
@@ -285,6 +311,28 @@ async fn seed004_backup_mx_holds_mail_while_the_primary_is_down() {
 
     backup_accepted_domain(&b).await;
     backup_send_connector(s, &b, port).await;
+    // "edit the existing send connector and ensure that the Cost associated with it is greater
+    // than 1": its Address Space tab.
+    let other = connector(&pool, "All other mail").await;
+    assert_eq!(other["AddressSpaces"], "{SMTP:*;1}");
+    let (other_id,): (uuid::Uuid,) =
+        sqlx::query_as("SELECT id FROM send_connector WHERE name = 'All other mail'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    edit_tab(
+        &b,
+        &other_id.to_string(),
+        "address-space",
+        "#in-AddressSpaces",
+        "SMTP:*;2",
+        "seed004-11-other-connector-cost-2",
+    )
+    .await;
+    assert_eq!(
+        connector(&pool, "All other mail").await["AddressSpaces"],
+        "{SMTP:*;2}"
+    );
     gateway_caught_up(s, "backup ready").await;
 
     // "A simple test is to send an email directly to the backup email server".
@@ -396,6 +444,9 @@ async fn cross_forest_send_connector(s: &Setup, b: &Browser, port: u16) {
             .await;
         press(b, "#dialog-ok").await;
     }
+    // The partner forest's names are in the tests' DNS server, which the gateway asks as its
+    // External DNS Lookup server (the seed's own servers would find them in their DNS).
+    b.click("#in-UseExternalDNSServersEnabled").await;
     let list = b.text("#list-SmartHosts").await;
     assert!(
         list.contains("hub1.fourthcoffee.test") && list.contains("hub2.fourthcoffee.test"),
@@ -439,10 +490,7 @@ async fn cross_forest_send_connector(s: &Setup, b: &Browser, port: u16) {
     );
     b.screenshot("seed001-10-completion").await;
     b.click("#finish").await;
-    b.wait_for_path("the send connectors", |p| {
-        p.starts_with(&format!("{SENDS}?selected="))
-    })
-    .await;
+    let id = finished_at(b).await;
 
     let made = connector(&s.pool, "Cross-Forest").await;
     assert_eq!(made["Usage"], "Internal");
@@ -466,16 +514,22 @@ async fn cross_forest_send_connector(s: &Setup, b: &Browser, port: u16) {
         stored.starts_with("hgv1:") && !stored.contains(XFOREST_PASSWORD),
         "the password is not sealed at rest: {stored}"
     );
-    // The EMC's wizard has no port. The partner forest's names are in the tests' DNS server,
-    // which the gateway asks only as its External DNS Lookup server (the EMC offers that
-    // checkbox for DNS MX routing alone).
-    shell(
-        s,
-        &[&format!(
-            "Set-SendConnector 'Cross-Forest' -Port {port} -UseExternalDNSServersEnabled $true"
-        )],
+    assert_eq!(made["UseExternalDNSServersEnabled"], "True");
+    // The EMC's wizard has no port (the partner's servers listen on the sinks'): set
+    // afterwards on the connector's Properties, Network tab.
+    edit_tab(
+        b,
+        &id,
+        "network",
+        "#in-Port",
+        &port.to_string(),
+        "seed001-11-properties-port",
     )
     .await;
+    assert_eq!(
+        connector(&s.pool, "Cross-Forest").await["Port"],
+        port.to_string()
+    );
 }
 
 /// Seed 001 in the browser, then against the partner forest's two hub servers: real SMTP
