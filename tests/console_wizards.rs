@@ -8,6 +8,8 @@ mod common;
 mod domain;
 #[path = "console_wizards/receive.rs"]
 mod receive;
+#[path = "console_wizards/seeds.rs"]
+mod seeds;
 #[path = "console_wizards/send.rs"]
 mod send;
 

@@ -63,6 +63,16 @@ impl Sink {
         s
     }
 
+    /// A sink that is not running yet (a next hop that is down until [`Sink::restart`]).
+    pub fn down(addr: SocketAddr, opts: SinkOptions) -> Sink {
+        Sink {
+            addr,
+            out: tempfile::tempdir().unwrap(),
+            child: None,
+            opts,
+        }
+    }
+
     fn spawn(&mut self) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/sink.py");
         let mut cmd = Command::new(PYTHON);
