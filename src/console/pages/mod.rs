@@ -98,6 +98,13 @@ impl FormData {
     }
 }
 
+/// Where a form posts: the page's own path and query.
+pub fn target(uri: &axum::http::Uri) -> String {
+    uri.path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| uri.path().to_string())
+}
+
 /// A URL path segment for any name (connector names may hold `/`, `\`, `?` or markup).
 pub fn seg(s: &str) -> String {
     let mut out = String::new();

@@ -10,7 +10,7 @@ use sqlx::PgConnection;
 
 use super::fields::{self, Errors};
 use super::view::{Action, ConfirmPage, FieldView, Frame, Link, Node, PropsPage};
-use super::{FormData, PageError, PageResult, page, see_other, slug};
+use super::{FormData, PageError, PageResult, page, see_other, slug, target};
 use crate::console::session::Admin;
 use crate::console::state::ConsoleState;
 use crate::ops::OpError;
@@ -263,13 +263,6 @@ pub trait Creatable: Managed {
         p: &Params,
         v: &Values,
     ) -> impl Future<Output = Result<Self::T, OpError>> + Send;
-}
-
-/// Where a form posts: the page's own path and query.
-fn target(uri: &axum::http::Uri) -> String {
-    uri.path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| uri.path().to_string())
 }
 
 fn new_page<M: Creatable>(

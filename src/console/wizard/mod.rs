@@ -24,7 +24,7 @@ use sqlx::PgConnection;
 
 pub use view::{Completion, DialogView, WField, WOpt, WizardPage};
 
-use super::pages::{FormData, Node, PageError, PageResult, page};
+use super::pages::{FormData, Node, PageError, PageResult, page, target};
 use super::session::Admin;
 use super::state::ConsoleState;
 use crate::ops::OpError;
@@ -310,12 +310,6 @@ pub async fn open<W: Wizard>(
         offers: &offers,
     };
     render::<W>(&r, &st, &d, first, &Errors::default(), None, None)
-}
-
-fn target(uri: &axum::http::Uri) -> String {
-    uri.path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| uri.path().to_string())
 }
 
 async fn check<W: Wizard>(st: &ConsoleState, d: &Draft, step: &str) -> Result<Errors, PageError> {
