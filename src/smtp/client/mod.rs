@@ -8,6 +8,7 @@
 //! final reply per recipient back, and decides retries and failover itself.
 
 mod conn;
+pub mod myself;
 pub mod resolve;
 pub mod session;
 mod transaction;
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 
 use crate::smtp::proto::{Reply, ResponseError};
 
+pub use myself::Myself;
 pub use resolve::{DnsError, Resolver, Target, parse_dns_server};
 pub use session::{
     Client, ClientConfig, Credentials, OutboundEnvelope, OutboundRecipient, SendLog, TlsPolicy,

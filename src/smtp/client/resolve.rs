@@ -18,6 +18,7 @@ use hickory_resolver::proto::rr::{Name, RData};
 use rand::seq::SliceRandom;
 
 use super::ClientError;
+use super::myself::{Candidate, Kept, Myself, without_me};
 use crate::smtp::proto::Reply;
 
 /// Postfix follows at most 5 MX addresses per delivery; a few more hosts keep failover useful
@@ -42,6 +43,9 @@ pub enum DnsError {
     /// RFC 7505: the domain declares that it accepts no mail.
     #[error("{0}: the domain publishes a null MX and accepts no mail")]
     NullMx(String),
+    /// RFC 5321 §5.1: this server is the domain's most preferred MX host.
+    #[error("{0}: the MX records lead back to this server")]
+    MxLoopback(String),
     #[error("{domain}: invalid DNS data: {detail}")]
     InvalidData { domain: String, detail: String },
     /// Timeouts, SERVFAIL, REFUSED, unreachable servers, every MX host unresolvable.
@@ -60,6 +64,11 @@ impl DnsError {
             ),
             // RFC 7505 §4.2 names this code; Exchange 2010 predates null MX.
             DnsError::NullMx(_) => Reply::new(556, "5.1.10", "Recipient address has null MX"),
+            DnsError::MxLoopback(_) => Reply::new(
+                554,
+                "5.4.4",
+                "SMTPSEND.DNS.MxLoopback; DNS records for this domain are configured in a loop",
+            ),
             DnsError::InvalidData { .. } => Reply::new(
                 554,
                 "5.4.4",
@@ -203,35 +212,61 @@ impl Resolver {
     /// (RFC 5321 §5.1 asks for load spreading among them). MX hosts that do not resolve are
     /// skipped; when none resolves the error is transient.
     pub async fn mx_targets(&self, domain: &str) -> Result<Vec<Target>, DnsError> {
-        if let Some(ip) = ip_literal(domain) {
-            return Ok(vec![Target {
+        self.mx_targets_except(domain, &Myself::nobody()).await
+    }
+
+    /// As [`Resolver::mx_targets`], without `me` and every MX host of equal or greater
+    /// preference (RFC 5321 §5.1). When `me` is the most preferred host, the domain's mail
+    /// would come back here: `MxLoopback`. The implicit MX and an IP literal count as one host
+    /// of preference 0, so a domain whose address is this server loops too.
+    pub async fn mx_targets_except(
+        &self,
+        domain: &str,
+        me: &Myself,
+    ) -> Result<Vec<Target>, DnsError> {
+        let candidates = if let Some(ip) = ip_literal(domain) {
+            vec![Candidate {
+                preference: 0,
                 host: domain.to_string(),
-                addrs: vec![ip],
-            }]);
-        }
-        let name = absolute_name(domain)?;
-        let hosts = match self.inner.mx_lookup(name.clone()).await {
-            Ok(lookup) => mx_hosts(domain, lookup.answers().iter().map(|r| &r.data))?,
-            Err(e) => match classify(&e) {
-                Failure::NoData => Vec::new(),
-                Failure::NxDomain => return Err(DnsError::NonExistentDomain(domain.to_string())),
-                Failure::Invalid(detail) => return Err(invalid(domain, detail)),
-                Failure::Transient(detail) => return Err(transient(domain, detail)),
-            },
+                addrs: Ok(vec![ip]),
+            }]
+        } else {
+            let name = absolute_name(domain)?;
+            let hosts = match self.inner.mx_lookup(name.clone()).await {
+                Ok(lookup) => mx_hosts(domain, lookup.answers().iter().map(|r| &r.data))?,
+                Err(e) => match classify(&e) {
+                    Failure::NoData => Vec::new(),
+                    Failure::NxDomain => {
+                        return Err(DnsError::NonExistentDomain(domain.to_string()));
+                    }
+                    Failure::Invalid(detail) => return Err(invalid(domain, detail)),
+                    Failure::Transient(detail) => return Err(transient(domain, detail)),
+                },
+            };
+            if hosts.is_empty() {
+                let implicit = self.implicit_mx(domain, name).await?;
+                vec![Candidate {
+                    preference: 0,
+                    host: implicit.host,
+                    addrs: Ok(implicit.addrs),
+                }]
+            } else {
+                self.resolve_hosts(hosts).await
+            }
         };
-        if hosts.is_empty() {
-            return self.implicit_mx(domain, name).await;
+        match without_me(candidates, me) {
+            Kept::Loop => Err(DnsError::MxLoopback(domain.to_string())),
+            Kept::Hosts(kept) => targets(domain, kept),
         }
-        self.resolve_hosts(domain, hosts).await
     }
 
     /// RFC 5321 §5.1: without MX records the domain itself is the mail host.
-    async fn implicit_mx(&self, domain: &str, name: Name) -> Result<Vec<Target>, DnsError> {
+    async fn implicit_mx(&self, domain: &str, name: Name) -> Result<Target, DnsError> {
         match self.addrs(name).await {
-            Ok(addrs) if !addrs.is_empty() => Ok(vec![Target {
+            Ok(addrs) if !addrs.is_empty() => Ok(Target {
                 host: domain.trim_end_matches('.').to_string(),
                 addrs,
-            }]),
+            }),
             Ok(_) | Err(Failure::NoData) | Err(Failure::NxDomain) => {
                 Err(DnsError::NonExistentDomain(domain.to_string()))
             }
@@ -240,45 +275,39 @@ impl Resolver {
         }
     }
 
-    async fn resolve_hosts(&self, domain: &str, hosts: Vec<Name>) -> Result<Vec<Target>, DnsError> {
+    /// Every MX host's addresses, or why it has none, in the order given.
+    async fn resolve_hosts(&self, hosts: Vec<(u16, Name)>) -> Vec<Candidate> {
         // In parallel: one dead MX host must not add its full timeout to every other look-up.
         let mut set = tokio::task::JoinSet::new();
-        for (i, host) in hosts.iter().enumerate() {
+        for (i, (_, host)) in hosts.iter().enumerate() {
             let resolver = self.clone();
             let host = host.clone();
             set.spawn(async move { (i, resolver.addrs(host).await) });
         }
-        let mut results: Vec<Option<Vec<IpAddr>>> = vec![None; hosts.len()];
-        let mut last_error = String::from("no MX host has an address");
+        let mut results: Vec<Result<Vec<IpAddr>, String>> =
+            vec![Err("the look-up task failed".to_string()); hosts.len()];
         while let Some(joined) = set.join_next().await {
             match joined {
-                Ok((i, Ok(addrs))) if !addrs.is_empty() => results[i] = Some(addrs),
-                Ok((i, Ok(_))) => last_error = format!("{}: no address", display_name(&hosts[i])),
+                Ok((i, Ok(addrs))) => results[i] = Ok(addrs),
                 Ok((i, Err(f))) => {
-                    let why = match f {
+                    results[i] = Err(match f {
                         Failure::NxDomain => "nonexistent".to_string(),
                         Failure::NoData => "no address".to_string(),
                         Failure::Invalid(d) | Failure::Transient(d) => d,
-                    };
-                    last_error = format!("{}: {why}", display_name(&hosts[i]));
+                    })
                 }
-                Err(e) => last_error = format!("look-up task failed: {e}"),
+                Err(e) => tracing::warn!("an MX host look-up task failed: {e}"),
             }
         }
-        let targets: Vec<Target> = hosts
+        hosts
             .iter()
             .zip(results)
-            .filter_map(|(h, addrs)| {
-                addrs.map(|addrs| Target {
-                    host: display_name(h),
-                    addrs,
-                })
+            .map(|((preference, h), addrs)| Candidate {
+                preference: *preference,
+                host: display_name(h),
+                addrs,
             })
-            .collect();
-        if targets.is_empty() {
-            return Err(transient(domain, last_error));
-        }
-        Ok(targets)
+            .collect()
     }
 
     /// A smart host's addresses; an IP literal is used as is, without DNS.
@@ -313,12 +342,12 @@ impl Resolver {
     }
 }
 
-/// MX answers to host names in the order to try them. Only a lone `.` exchange is a null MX;
-/// mixed with real hosts it is a misconfiguration and skipped.
+/// MX answers to (preference, host name) in the order to try them. Only a lone `.` exchange is
+/// a null MX; mixed with real hosts it is a misconfiguration and skipped.
 fn mx_hosts<'a>(
     domain: &str,
     answers: impl Iterator<Item = &'a RData>,
-) -> Result<Vec<Name>, DnsError> {
+) -> Result<Vec<(u16, Name)>, DnsError> {
     let mut mx: Vec<(u16, Name)> = answers
         .filter_map(|d| match d {
             RData::MX(mx) => Some((mx.preference, mx.exchange.clone())),
@@ -332,14 +361,35 @@ fn mx_hosts<'a>(
     mx.shuffle(&mut rand::rng());
     // Stable, so the shuffle decides only among equal preferences.
     mx.sort_by_key(|(pref, _)| *pref);
-    let mut hosts: Vec<Name> = Vec::new();
-    for (_, h) in mx {
-        if !hosts.contains(&h) {
-            hosts.push(h);
+    // A host listed twice keeps its best preference (the list is sorted).
+    let mut hosts: Vec<(u16, Name)> = Vec::new();
+    for (pref, h) in mx {
+        if !hosts.iter().any(|(_, seen)| *seen == h) {
+            hosts.push((pref, h));
         }
     }
     hosts.truncate(MAX_MX_HOSTS);
     Ok(hosts)
+}
+
+/// The candidates that resolved; none is a transient failure naming the last reason.
+fn targets(domain: &str, candidates: Vec<Candidate>) -> Result<Vec<Target>, DnsError> {
+    let mut last_error = String::from("no MX host has an address");
+    let mut out = Vec::new();
+    for c in candidates {
+        match c.addrs {
+            Ok(addrs) if !addrs.is_empty() => out.push(Target {
+                host: c.host,
+                addrs,
+            }),
+            Ok(_) => last_error = format!("{}: no address", c.host),
+            Err(why) => last_error = format!("{}: {why}", c.host),
+        }
+    }
+    if out.is_empty() {
+        return Err(transient(domain, last_error));
+    }
+    Ok(out)
 }
 
 fn invalid(domain: &str, detail: String) -> DnsError {
@@ -402,8 +452,8 @@ mod tests {
         RData::MX(MX::new(pref, Name::from_utf8(host).unwrap()))
     }
 
-    fn names(hosts: &[Name]) -> Vec<String> {
-        hosts.iter().map(display_name).collect()
+    fn names(hosts: &[(u16, Name)]) -> Vec<String> {
+        hosts.iter().map(|(_, h)| display_name(h)).collect()
     }
 
     #[test]
@@ -434,6 +484,18 @@ mod tests {
             mx_hosts("example", many.iter()).unwrap().len(),
             MAX_MX_HOSTS
         );
+    }
+
+    #[test]
+    fn each_host_keeps_its_best_preference() {
+        let answers = [
+            mx(30, "b.example."),
+            mx(20, "a.example."),
+            mx(10, "b.example."),
+        ];
+        let got = mx_hosts("example", answers.iter()).unwrap();
+        let prefs: Vec<(u16, String)> = got.iter().map(|(p, h)| (*p, display_name(h))).collect();
+        assert_eq!(prefs, [(10, "b.example".into()), (20, "a.example".into())]);
     }
 
     #[test]
@@ -471,6 +533,11 @@ mod tests {
             (
                 DnsError::NullMx("x".into()),
                 "556 5.1.10 Recipient address has null MX",
+                true,
+            ),
+            (
+                DnsError::MxLoopback("x".into()),
+                "554 5.4.4 SMTPSEND.DNS.MxLoopback; DNS records for this domain are configured in a loop",
                 true,
             ),
         ];

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use super::Agents;
 use crate::logs::protocol::{LogKind, ProtocolLog};
-use crate::org::SendConnector;
 use crate::org::org_key::{self, KeyError, OrganizationKey};
+use crate::org::{Org, SendConnector};
 use crate::smtp::client::{
-    Client, ClientConfig, ClientError, Credentials, DnsError, OutboundEnvelope, OutboundRecipient,
-    Resolver, SendLog, Target, TlsPolicy, TrustStore, parse_dns_server,
+    Client, ClientConfig, ClientError, Credentials, DnsError, Myself, OutboundEnvelope,
+    OutboundRecipient, Resolver, SendLog, Target, TlsPolicy, TrustStore, parse_dns_server,
 };
 use crate::smtp::proto::Reply;
 use crate::transport::queue::manager::{
@@ -108,7 +108,11 @@ pub(super) async fn run(agents: &Agents, lane: &dyn Lane, route: Route) {
     let external = (connector.use_external_dns_servers_enabled
         && !org.server.external_dns_servers.is_empty())
     .then_some(org.server.external_dns_servers.as_slice());
-    let targets = match resolve(agents, &route, external).await {
+    let port = match &route.next_hop {
+        NextHop::SmartHosts { port, .. } => *port,
+        NextHop::Dns { .. } => u16::try_from(connector.port).unwrap_or(25),
+    };
+    let targets = match resolve(agents, &org, &route, external, port).await {
         Ok(t) => t,
         Err(e) => {
             let downgrade = connector.error_policies == "DowngradeDnsFailures";
@@ -119,10 +123,6 @@ pub(super) async fn run(agents: &Agents, lane: &dyn Lane, route: Route) {
             }
             return;
         }
-    };
-    let port = match &route.next_hop {
-        NextHop::SmartHosts { port, .. } => *port,
-        NextHop::Dns { .. } => u16::try_from(connector.port).unwrap_or(25),
     };
     let auth = match smart_host_credentials(&agents.smtp, &connector, &route.next_hop) {
         Ok(a) => a,
@@ -298,10 +298,14 @@ fn failed(lane: &dyn Lane, reply: Reply, attempt: Attempt, jobs: Vec<Job>) {
     });
 }
 
+/// The hosts to connect to on `port`. An MX list drops this server and every MX host behind it
+/// (RFC 5321 §5.1); smart hosts are the administrator's explicit choice and are used as given.
 async fn resolve(
     agents: &Agents,
+    org: &Org,
     route: &Route,
     external: Option<&[String]>,
+    port: u16,
 ) -> Result<Vec<Target>, DnsError> {
     let resolver = agents
         .smtp
@@ -311,7 +315,11 @@ async fn resolve(
             detail: e.to_string(),
         })?;
     match &route.next_hop {
-        NextHop::Dns { domain } => resolver.mx_targets(domain).await,
+        NextHop::Dns { domain } => {
+            resolver
+                .mx_targets_except(domain, &myself(&agents.fqdn, org, port))
+                .await
+        }
         NextHop::SmartHosts { hosts, .. } => {
             // Smart hosts in the order given; one that does not resolve is skipped.
             let mut out = Vec::new();
@@ -331,6 +339,19 @@ async fn resolve(
             }
         }
     }
+}
+
+/// This server for an MX look-up: its FQDN and where its enabled receive connectors listen, from
+/// the configuration snapshot (no database query per attempt).
+fn myself(fqdn: &str, org: &Org, port: u16) -> Myself {
+    let bindings = org
+        .receive_connectors
+        .iter()
+        .filter(|c| c.enabled)
+        .flat_map(|c| c.parsed_bindings())
+        .map(|b| b.0)
+        .collect();
+    Myself::here(fqdn, bindings, port)
 }
 
 /// The connector's credential, for its own smart hosts only: an MX is whoever the recipient's
