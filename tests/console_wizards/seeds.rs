@@ -284,7 +284,12 @@ async fn seed004_backup_mx_holds_mail_while_the_primary_is_down() {
     let dns = Dns::start(
         BACKUP_DOMAIN,
         Zone {
-            mx: vec![(BACKUP_DOMAIN, 10, "mail.cryer.test")],
+            // The article's last step: this gateway published as the domain's backup MX, with a
+            // higher preference value than the primary's; the gateway drops itself from the list.
+            mx: vec![
+                (BACKUP_DOMAIN, 10, "mail.cryer.test"),
+                (BACKUP_DOMAIN, 20, FQDN),
+            ],
             a: vec![("mail.cryer.test", PRIMARY_IP.parse().unwrap())],
         },
     )
