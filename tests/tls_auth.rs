@@ -262,9 +262,12 @@ async fn connector_is_chosen_by_remote_ip() {
         "administrator@contoso.test",
     ]);
     assert!(ok, "{out}");
-    let (connector,): (String,) = sqlx::query_as("SELECT receive_connector FROM message")
-        .fetch_one(gw.pool())
+    // Read from the tracking log's RECEIVE, written before the 250: the message row itself is
+    // gone as soon as the local delivery finishes, which may be before a query here.
+    let mut sh = hubgate::shell::Shell::new(gw.pool().clone(), FQDN).with_data_dir(gw.data_dir());
+    let out = sh
+        .run_line("Get-MessageTrackingLog -EventId RECEIVE | Format-List ConnectorId")
         .await
         .unwrap();
-    assert_eq!(connector, "HUB1\\From Three");
+    assert!(out.contains("ConnectorId : HUB1\\From Three"), "{out}");
 }
