@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 
 use super::bind::{self, Arg, Param, Ty, at, m, p};
 use super::parse::Command;
-use super::{Obj, Shell, ShellError, config, format, queue, render};
+use super::{Obj, Shell, ShellError, config, format, queue, render, select};
 use crate::ops::props::{Kind, Object};
 use crate::ops::recipient::Type;
 use crate::ops::{accepted_domain, permission, receive_connector, send_connector, transport};
@@ -44,6 +44,8 @@ pub enum Op {
     FormatList,
     FormatTable,
     ExportCmdlet,
+    SelectObject,
+    SortObject,
     Queue(queue::Op),
 }
 
@@ -201,6 +203,16 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
         cmdlet("Format-List", Op::FormatList, &format),
         cmdlet("Format-Table", Op::FormatTable, &format),
         cmdlet("Export-Cmdlet", Op::ExportCmdlet, &[]),
+        cmdlet(
+            "Select-Object",
+            Op::SelectObject,
+            &[p("First", Ty::Int), p("Last", Ty::Int)],
+        ),
+        cmdlet(
+            "Sort-Object",
+            Op::SortObject,
+            &[at(p("Property", Ty::List), 0), p("Descending", Ty::Switch)],
+        ),
     ]);
     // The property tables give the New-/Set- parameters.
     for c in &mut all {
@@ -229,7 +241,12 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
     all
 });
 
-const ALIASES: &[(&str, &str)] = &[("fl", "Format-List"), ("ft", "Format-Table")];
+const ALIASES: &[(&str, &str)] = &[
+    ("fl", "Format-List"),
+    ("ft", "Format-Table"),
+    ("select", "Select-Object"),
+    ("sort", "Sort-Object"),
+];
 
 pub fn find(name: &str) -> Option<&'static Cmdlet> {
     let name = ALIASES
@@ -269,6 +286,16 @@ pub async fn run_pipeline(
     for (stage, cmd) in cmds.iter().enumerate() {
         let c = find(&cmd.name).ok_or_else(|| ShellError::UnknownCmdlet(cmd.name.clone()))?;
         let eval = |v: &super::parse::Value| sh.eval(v);
+        // These act on all the objects of the previous stage at once.
+        if matches!(c.op, Op::SelectObject | Op::SortObject) {
+            let b = bind::bind(c.name, &c.params, &cmd.elements, None, &eval)?;
+            let objs = std::mem::take(&mut out.objects);
+            out.objects = match c.op {
+                Op::SelectObject => select::select(objs, &b)?,
+                _ => select::sort(objs, &b)?,
+            };
+            continue;
+        }
         if matches!(c.op, Op::FormatList | Op::FormatTable | Op::ExportCmdlet) {
             let b = bind::bind(c.name, &c.params, &cmd.elements, None, &eval)?;
             let props = match b.get("Property") {

@@ -12,6 +12,7 @@ pub mod interactive;
 pub mod parse;
 pub mod queue;
 pub mod render;
+pub mod select;
 pub mod unenforced;
 
 use std::collections::HashMap;
