@@ -50,7 +50,7 @@ pub const CMDLETS: &[Cmdlet] = &[
             p("Include", Ty::Unsupported),
             p("Exclude", Ty::Unsupported),
             p("SortOrder", Ty::Unsupported),
-            p("ResultSize", Ty::Unsupported),
+            p("ResultSize", Ty::Int),
         ],
     },
     Cmdlet {
@@ -79,8 +79,10 @@ pub const CMDLETS: &[Cmdlet] = &[
             SERVER,
             p("IncludeRecipientInfo", Ty::Switch),
             FILTER,
-            p("SortOrder", Ty::Unsupported),
-            p("ResultSize", Ty::Unsupported),
+            p("SortOrder", Ty::List),
+            p("ResultSize", Ty::Int),
+            p("BookmarkObject", Ty::Identity),
+            p("IncludeBookmark", Ty::Bool),
         ],
     },
     Cmdlet {
@@ -210,13 +212,21 @@ pub async fn run(
     let server = server_of(sh, b);
     let identity = b.get("Identity");
     match c.op {
-        Op::GetQueue => Ok(match identity {
-            None => ops::list_queues(&mut *tx, &server).await?,
-            Some(a) => vec![ops::get_queue(&mut *tx, &server, &queue_id(a, name)?).await?],
+        Op::GetQueue => {
+            let limit = page_size(b)?;
+            let mut queues = match identity {
+                None => ops::list_queues(&mut *tx, &server).await?,
+                Some(a) => vec![ops::get_queue(&mut *tx, &server, &queue_id(a, name)?).await?],
+            };
+            // A server has a handful of queues: cutting the list here costs nothing.
+            if let Some(n) = limit
+                && queues.len() > n as usize
+            {
+                queues.truncate(n as usize);
+                sh.warnings.push(more_results(b));
+            }
+            Ok(queues.into_iter().map(Obj::Queue).collect())
         }
-        .into_iter()
-        .map(Obj::Queue)
-        .collect()),
         Op::SuspendQueue | Op::ResumeQueue | Op::RetryQueue => {
             let id = queue_id(identity.ok_or_else(|| wrong_input(name))?, name)?;
             let resubmit = matches!(b.get("Resubmit"), Some(Arg::Bool(true)));
@@ -250,11 +260,12 @@ pub async fn run(
                 (None, Some(m)) => MessageFilter::Message(m),
                 (None, None) => MessageFilter::All,
             };
-            Ok(ops::list_messages(&mut *tx, &server, filter)
-                .await?
-                .into_iter()
-                .map(Obj::Message)
-                .collect())
+            let page = message_page(b, name)?;
+            let (found, more) = ops::list_messages_page(&mut *tx, &server, filter, &page).await?;
+            if more {
+                sh.warnings.push(more_results(b));
+            }
+            Ok(found.into_iter().map(Obj::Message).collect())
         }
         Op::SuspendMessage | Op::ResumeMessage | Op::RemoveMessage => {
             let id = message_id(identity.ok_or_else(|| wrong_input(name))?, name)?;
@@ -333,6 +344,71 @@ fn bad_value(param: &str, value: &str, ty: &'static str, hint: &str) -> ShellErr
         ty,
         hint: hint.to_string(),
     }
+}
+
+/// `-ResultSize N|Unlimited` as Exchange's Unlimited[UInt32]: Some(N), None for Unlimited, and
+/// Exchange's default of 1000 when it is not given.
+fn page_size(b: &Bound) -> Result<Option<u32>, ShellError> {
+    match b.get("ResultSize") {
+        Some(Arg::Int(Some(n))) => u32::try_from(*n).map(Some).map_err(|_| {
+            bad_value(
+                "ResultSize",
+                &n.to_string(),
+                "Microsoft.Exchange.Data.Unlimited[System.UInt32]",
+                "Specify a number from 0 to 4294967295, or Unlimited.",
+            )
+        }),
+        Some(Arg::Int(None)) => Ok(None),
+        _ => Ok(Some(ops::DEFAULT_RESULT_SIZE)),
+    }
+}
+
+/// The warning when -ResultSize left messages or queues out (Exchange's wording, as its shell
+/// prints it; the reference has no text for it).
+fn more_results(b: &Bound) -> String {
+    if b.has("ResultSize") {
+        "There are more results available than are currently displayed. To view them, increase the value for the ResultSize parameter.".into()
+    } else {
+        format!(
+            "By default, only the first {} items are returned. Use the ResultSize parameter to specify the number of items returned. To return all items, specify \"-ResultSize Unlimited\".",
+            ops::DEFAULT_RESULT_SIZE
+        )
+    }
+}
+
+/// Get-Message's -ResultSize, -SortOrder, -BookmarkObject and -IncludeBookmark.
+fn message_page(b: &Bound, cmdlet: &str) -> Result<ops::Page, ShellError> {
+    let order = match b.get("SortOrder") {
+        Some(Arg::List(l)) => ops::parse_sort_order(l)?,
+        _ => vec![],
+    };
+    let bookmark = match b.get("BookmarkObject") {
+        None | Some(Arg::Null) => None,
+        Some(Arg::Obj(Obj::Message(m))) => Some(m.clone()),
+        Some(_) => {
+            return Err(ShellError::Parse(format!(
+                "{cmdlet}: -BookmarkObject takes a message object from Get-Message (for example $b = Get-Message -Queue HUB1\\3 -ResultSize 100 | Select-Object -Last 1)."
+            )));
+        }
+    };
+    let include_bookmark = match b.get("IncludeBookmark") {
+        Some(Arg::Bool(v)) => {
+            if bookmark.is_none() {
+                return Err(ShellError::Parse(format!(
+                    "{cmdlet}: -IncludeBookmark needs -BookmarkObject."
+                )));
+            }
+            *v
+        }
+        // Exchange's default: the page starts at the bookmark.
+        _ => true,
+    };
+    Ok(ops::Page {
+        limit: page_size(b)?,
+        order,
+        bookmark,
+        include_bookmark,
+    })
 }
 
 fn tracking_query(b: &Bound) -> Result<TrackingQuery, ShellError> {

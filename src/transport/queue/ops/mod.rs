@@ -14,10 +14,14 @@ use uuid::Uuid;
 use super::{QueueStatus, RecipientStatus};
 
 pub mod command;
+pub mod page;
 pub mod read;
 
 pub use command::{Applied, CommandReply, QueueCommand, execute, prepare};
-pub use read::{export_message, get_queue, list_messages, list_queues, read_message};
+pub use page::{DEFAULT_RESULT_SIZE, Page, SortKey, parse_sort_order};
+pub use read::{
+    export_message, get_queue, list_messages, list_messages_page, list_queues, read_message,
+};
 
 /// The channel on which what a queue command did is announced (the console refreshes on it).
 pub const CHANNEL: &str = "hubgate_queue";
@@ -55,6 +59,10 @@ pub enum QueueError {
         "The message \"{0}\" can't be exported because it isn't suspended. Suspend it with Suspend-Message first."
     )]
     NotSuspended(String),
+    #[error(
+        "-SortOrder can't sort on '{property}'. Specify +Property or -Property with one of: {valid}."
+    )]
+    BadSortOrder { property: String, valid: String },
     /// The queue manager could not apply a command (its reason, as it gave it).
     #[error("{0}")]
     Failed(String),

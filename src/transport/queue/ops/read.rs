@@ -7,6 +7,7 @@ use sqlx::{Acquire, PgConnection, Postgres};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::page::Value as PageValue;
 use super::*;
 use crate::org::{AcceptedDomain, SendConnector, TransportServer};
 use crate::transport::queue::{QueueStatus, RecipientStatus, Spool};
@@ -266,6 +267,17 @@ async fn entries(
     scope: &Scope,
     details: bool,
 ) -> Result<Vec<MessageInfo>, QueueError> {
+    Ok(entries_page(conn, scope, details, &Page::default()).await?.0)
+}
+
+/// `entries`, one page of them: the entries of at most `page.limit` messages, in the page's
+/// order, and whether more messages follow.
+async fn entries_page(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    details: bool,
+    page: &Page,
+) -> Result<(Vec<MessageInfo>, bool), QueueError> {
     let (cond, server, number) = match scope {
         Scope::Server(s) => ("lower(m.server) = lower($1)", Some(s.as_str()), None),
         Scope::QueueRow(n) => ("r.queue_id = $2 AND NOT m.poison", None, Some(*n)),
@@ -285,8 +297,30 @@ async fn entries(
             Some(*id),
         ),
     };
-    let rows: Vec<EntryRow> = sqlx::query_as(&format!(
-        "SELECT m.id, m.internal_id, m.server, m.from_address, m.size, m.source_ip, m.receive_connector,
+    let paged = page.sql(4);
+    // The page is chosen among messages (one more than asked, to tell whether more exist), so a
+    // message is never split across pages; its rows then come in the page's order.
+    let (page_cte, in_page) = if page.limit.is_some() || paged.after.is_some() {
+        (
+            format!(
+                "WITH page AS (
+                   SELECT m.id FROM message m
+                    WHERE EXISTS (SELECT 1 FROM message_recipient r
+                                   WHERE r.message_id = m.id AND r.status NOT IN {FINAL} AND {cond})
+                      AND {after}
+                    ORDER BY {order}
+                    LIMIT $3)",
+                after = paged.after.as_deref().unwrap_or("true"),
+                order = paged.order_by,
+            ),
+            " AND m.id IN (SELECT id FROM page)",
+        )
+    } else {
+        (String::new(), "")
+    };
+    let sql = format!(
+        "{page_cte}
+         SELECT m.id, m.internal_id, m.server, m.from_address, m.size, m.source_ip, m.receive_connector,
                 m.subject, m.internet_message_id, m.received_at, m.suspended, m.poison,
                 r.ordinal, r.address, r.route_address, r.status, r.queue_id, r.retry_count, r.last_error,
                 r.last_retry_time, r.next_retry_time, r.remove_with_ndr,
@@ -294,15 +328,42 @@ async fn entries(
            FROM message m
            JOIN message_recipient r ON r.message_id = m.id
            LEFT JOIN delivery_queue q ON q.id = r.queue_id
-          WHERE r.status NOT IN {FINAL} AND {cond}
-          ORDER BY m.internal_id, r.queue_id NULLS FIRST, r.ordinal"
-    ))
-    .bind(server)
-    .bind(number)
-    .fetch_all(&mut *conn)
-    .await?;
+          WHERE r.status NOT IN {FINAL} AND {cond}{in_page}
+          ORDER BY {order}, r.queue_id NULLS FIRST, r.ordinal",
+        order = paged.order_by,
+    );
+    let limit = page.limit.map(|n| i64::from(n) + 1);
+    let mut query = sqlx::query_as::<_, EntryRow>(&sql)
+        .bind(server)
+        .bind(number)
+        .bind(limit);
+    for v in paged.values {
+        query = match v {
+            PageValue::Int(n) => query.bind(n),
+            PageValue::Text(t) => query.bind(t),
+            PageValue::Time(t) => query.bind(t),
+        };
+    }
+    let mut rows: Vec<EntryRow> = query.fetch_all(&mut *conn).await?;
+    let mut more = false;
+    if let Some(n) = page.limit {
+        // The rows of the one message past the limit only say that more exist.
+        let mut seen = 0u32;
+        let mut last = None;
+        let cut = rows.iter().position(|r| {
+            if last != Some(r.id) {
+                last = Some(r.id);
+                seen += 1;
+            }
+            seen > n
+        });
+        if let Some(at) = cut {
+            rows.truncate(at);
+            more = true;
+        }
+    }
     if rows.is_empty() {
-        return Ok(vec![]);
+        return Ok((vec![], more));
     }
 
     let mut attempts: HashMap<(Uuid, i32), Vec<AttemptInfo>> = HashMap::new();
@@ -411,7 +472,7 @@ async fn entries(
             e.expiration_time = expiration(e, servers, domains, connectors, connector);
         }
     }
-    Ok(out)
+    Ok((out, more))
 }
 
 /// The entry's status, retry count and last error, from its recipients.
@@ -499,10 +560,24 @@ pub async fn list_messages<'c>(
     server: &str,
     filter: MessageFilter<'_>,
 ) -> Result<Vec<MessageInfo>, QueueError> {
+    Ok(list_messages_page(db, server, filter, &Page::default())
+        .await?
+        .0)
+}
+
+/// Get-Message with -ResultSize, -SortOrder and a bookmark: one page of the entries the filter
+/// selects, and whether more messages follow it. A single message (`MessageFilter::Message`)
+/// is not paged.
+pub async fn list_messages_page<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
+    server: &str,
+    filter: MessageFilter<'_>,
+    page: &Page,
+) -> Result<(Vec<MessageInfo>, bool), QueueError> {
     let mut conn = db.acquire().await?;
     let local = resolve_server(&mut conn, server).await?;
     match filter {
-        MessageFilter::All => entries(&mut conn, &Scope::Server(local), true).await,
+        MessageFilter::All => entries_page(&mut conn, &Scope::Server(local), true, page).await,
         MessageFilter::Queue(q) => {
             let id = QueueIdentity::parse(q, &local)?;
             let queue = find_queue(&mut conn, &id).await?;
@@ -511,13 +586,13 @@ pub async fn list_messages<'c>(
                 (QueueName::Poison, None) => Scope::Poison(queue.identity.server),
                 (QueueName::Submission, None) => Scope::Submission(queue.identity.server),
                 // Unreachable without a row holds nothing yet.
-                _ => return Ok(vec![]),
+                _ => return Ok((vec![], false)),
             };
-            entries(&mut conn, &scope, true).await
+            entries_page(&mut conn, &scope, true, page).await
         }
         MessageFilter::Message(m) => {
             let id = MessageIdentity::parse(m, &local)?;
-            message_entries(&mut conn, &id, true).await
+            Ok((message_entries(&mut conn, &id, true).await?, false))
         }
     }
 }
