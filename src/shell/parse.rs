@@ -196,7 +196,12 @@ fn lex(line: &str) -> Result<Vec<Tok>, ShellError> {
                 toks.push(Tok::Var(chars[start..j].iter().collect()));
                 i = j;
             }
-            _ if is_dash(c) && chars.get(i + 1).is_some_and(|n| n.is_alphabetic()) => {
+            // After a comma or `-Name:`, PowerShell reads `-Word` as an argument: the `-Size` of
+            // `-SortOrder:+FromAddress,-Size`.
+            _ if is_dash(c)
+                && chars.get(i + 1).is_some_and(|n| n.is_alphabetic())
+                && !matches!(toks.last(), Some(Tok::Comma) | Some(Tok::Param(_, true))) =>
+            {
                 let start = i + 1;
                 let mut j = start;
                 while j < chars.len() && !ends_word(chars[j]) && chars[j] != ':' {
@@ -557,6 +562,24 @@ mod tests {
 
         let st = one("$x = 'a', 'b'");
         assert_eq!(st.body, Body::Value(Value::List(vec![q("a"), q("b")])));
+
+        // A dash word after a comma or `-Name:` is an argument (Get-Message -SortOrder).
+        let c = cmds("Get-Message -SortOrder:-Size,+FromAddress,-Subject -ResultSize 5");
+        assert_eq!(
+            c[0].elements,
+            vec![
+                Element::Param {
+                    name: "SortOrder".into(),
+                    attached: Some(Value::List(vec![
+                        s("-Size"),
+                        s("+FromAddress"),
+                        s("-Subject")
+                    ])),
+                },
+                p("ResultSize"),
+                v(s("5")),
+            ]
+        );
 
         assert_eq!(parse_line("  # only a comment").unwrap(), vec![]);
         assert_eq!(parse_line("a; b").unwrap().len(), 2);

@@ -63,14 +63,16 @@ impl Key {
 
 fn count(b: &Bound, name: &str) -> Result<Option<usize>, ShellError> {
     match b.get(name) {
-        Some(Arg::Int(Some(n))) => usize::try_from(*n).map(Some).map_err(|_| {
-            ShellError::BadValue {
-                param: name.to_string(),
-                value: n.to_string(),
-                ty: "System.Int32",
-                hint: "The argument cannot be negative: specify 0 or a larger number.".into(),
-            }
-        }),
+        Some(Arg::Int(Some(n))) => {
+            usize::try_from(*n)
+                .map(Some)
+                .map_err(|_| ShellError::BadValue {
+                    param: name.to_string(),
+                    value: n.to_string(),
+                    ty: "System.Int32",
+                    hint: "The argument cannot be negative: specify 0 or a larger number.".into(),
+                })
+        }
         Some(Arg::Int(None)) => Err(ShellError::BadValue {
             param: name.to_string(),
             value: "Unlimited".into(),

@@ -267,7 +267,9 @@ async fn entries(
     scope: &Scope,
     details: bool,
 ) -> Result<Vec<MessageInfo>, QueueError> {
-    Ok(entries_page(conn, scope, details, &Page::default()).await?.0)
+    Ok(entries_page(conn, scope, details, &Page::default())
+        .await?
+        .0)
 }
 
 /// `entries`, one page of them: the entries of at most `page.limit` messages, in the page's
