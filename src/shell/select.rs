@@ -55,10 +55,40 @@ impl Key {
         match (self, other) {
             (Key::Num(a), Key::Num(b)) => a.total_cmp(b),
             (Key::Date(a), Key::Date(b)) => a.cmp(b),
-            (Key::Text(a), Key::Text(b)) => a.cmp(b),
+            (Key::Text(a), Key::Text(b)) => natural(a, b),
             _ => self.rank().cmp(&other.rank()),
         }
     }
+}
+
+/// Text order with digit runs compared as numbers, so identities (`HUB1\3\9`, `HUB1\3\10`)
+/// sort by their numbers.
+fn natural(a: &str, b: &str) -> Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (xs, ys) = (chunks(a), chunks(b));
+    for ((xd, x), (yd, y)) in xs.iter().zip(&ys) {
+        let o = if *xd && *yd {
+            let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+            x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+        } else {
+            x.cmp(y)
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    xs.len().cmp(&ys.len()).then_with(|| a.cmp(b))
 }
 
 fn count(b: &Bound, name: &str) -> Result<Option<usize>, ShellError> {
@@ -171,5 +201,14 @@ mod tests {
         assert_eq!(Key::of("abc").cmp(&Key::of("ABD")), Ordering::Less);
         assert_eq!(Key::of("ABC").cmp(&Key::of("abc")), Ordering::Equal);
         assert_eq!(Key::of("").cmp(&Key::of("a")), Ordering::Less);
+        assert_eq!(
+            Key::of("HUB1\\3\\9").cmp(&Key::of("HUB1\\3\\10")),
+            Ordering::Less
+        );
+        assert_eq!(
+            Key::of("HUB1\\10").cmp(&Key::of("hub1\\9")),
+            Ordering::Greater
+        );
+        assert_eq!(Key::of("a2b").cmp(&Key::of("a2")), Ordering::Greater);
     }
 }
