@@ -10,6 +10,7 @@
 
 pub mod accepted_domain;
 pub mod field;
+pub mod filter;
 pub mod permission;
 pub mod props;
 pub mod receive_connector;
