@@ -17,6 +17,7 @@ pub mod receive_connector;
 pub mod recipient;
 pub mod send_connector;
 pub mod transport;
+pub mod wildcard;
 
 use uuid::Uuid;
 
