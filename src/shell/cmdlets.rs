@@ -44,6 +44,7 @@ pub enum Op {
     FormatList,
     FormatTable,
     ExportCmdlet,
+    WhereObject,
     Queue(queue::Op),
 }
 
@@ -201,6 +202,11 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
         cmdlet("Format-List", Op::FormatList, &format),
         cmdlet("Format-Table", Op::FormatTable, &format),
         cmdlet("Export-Cmdlet", Op::ExportCmdlet, &[]),
+        cmdlet(
+            "Where-Object",
+            Op::WhereObject,
+            &[at(m("FilterScript", Ty::Str), 0)],
+        ),
     ]);
     // The property tables give the New-/Set- parameters.
     for c in &mut all {
@@ -229,7 +235,12 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
     all
 });
 
-const ALIASES: &[(&str, &str)] = &[("fl", "Format-List"), ("ft", "Format-Table")];
+const ALIASES: &[(&str, &str)] = &[
+    ("fl", "Format-List"),
+    ("ft", "Format-Table"),
+    ("?", "Where-Object"),
+    ("where", "Where-Object"),
+];
 
 pub fn find(name: &str) -> Option<&'static Cmdlet> {
     let name = ALIASES
@@ -269,6 +280,12 @@ pub async fn run_pipeline(
     for (stage, cmd) in cmds.iter().enumerate() {
         let c = find(&cmd.name).ok_or_else(|| ShellError::UnknownCmdlet(cmd.name.clone()))?;
         let eval = |v: &super::parse::Value| sh.eval(v);
+        if c.op == Op::WhereObject {
+            let b = bind::bind(c.name, &c.params, &cmd.elements, None, &eval)?;
+            let script = b.str("FilterScript").unwrap_or_default();
+            out.objects = super::where_object::run(&script, std::mem::take(&mut out.objects))?;
+            continue;
+        }
         if matches!(c.op, Op::FormatList | Op::FormatTable | Op::ExportCmdlet) {
             let b = bind::bind(c.name, &c.params, &cmd.elements, None, &eval)?;
             let props = match b.get("Property") {

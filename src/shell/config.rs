@@ -417,7 +417,7 @@ pub async fn run(
             Some(q) => queue::run(sh, tx, q, b, text).await?,
             None => return Err(ShellError::UnknownCmdlet(name.to_string())),
         },
-        Op::FormatList | Op::FormatTable | Op::ExportCmdlet => vec![],
+        Op::FormatList | Op::FormatTable | Op::ExportCmdlet | Op::WhereObject => vec![],
     })
 }
 

@@ -13,6 +13,7 @@ pub mod parse;
 pub mod queue;
 pub mod render;
 pub mod unenforced;
+pub mod where_object;
 
 use std::collections::HashMap;
 use std::io::BufRead;
