@@ -10,41 +10,15 @@ pub fn wildcard(pat: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() {
-            match p[pi] {
-                '*' => {
-                    star = Some((pi, ti));
-                    pi += 1;
-                    continue;
-                }
-                '?' => {
-                    pi += 1;
-                    ti += 1;
-                    continue;
-                }
-                '[' => {
-                    if let Some((hit, next)) = class(&p, pi, t[ti])
-                        && hit
-                    {
-                        pi = next;
-                        ti += 1;
-                        continue;
-                    }
-                }
-                '`' if pi + 1 < p.len() => {
-                    if p[pi + 1] == t[ti] {
-                        pi += 2;
-                        ti += 1;
-                        continue;
-                    }
-                }
-                c if c == t[ti] => {
-                    pi += 1;
-                    ti += 1;
-                    continue;
-                }
-                _ => {}
-            }
+        if p.get(pi) == Some(&'*') {
+            star = Some((pi, ti));
+            pi += 1;
+            continue;
+        }
+        if let Some(next) = step(&p, pi, t[ti]) {
+            pi = next;
+            ti += 1;
+            continue;
         }
         match star {
             Some((sp, st)) => {
@@ -56,6 +30,20 @@ pub fn wildcard(pat: &str, text: &str) -> bool {
         }
     }
     p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Where the pattern goes on if its element at `pi` (not `*`) matches the character `c`.
+fn step(p: &[char], pi: usize, c: char) -> Option<usize> {
+    match *p.get(pi)? {
+        '?' => Some(pi + 1),
+        '[' => match class(p, pi, c) {
+            Some((hit, next)) => hit.then_some(next),
+            // An unclosed `[` is itself.
+            None => (c == '[').then_some(pi + 1),
+        },
+        '`' if pi + 1 < p.len() => (p[pi + 1] == c).then_some(pi + 2),
+        x => (x == c).then_some(pi + 1),
+    }
 }
 
 /// `[..]` at `p[at]`: whether `c` is in it, and where the pattern goes on after it.
