@@ -48,3 +48,37 @@ pub fn run(script: &str, objs: Vec<Obj>) -> Result<Vec<Obj>, ShellError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_matching_objects_of_any_cmdlet() {
+        let cred = |u: &str| Obj::Credential {
+            user: u.into(),
+            password: "x".into(),
+        };
+        let objs = vec![cred("admin"), cred("Administrator"), cred("relay")];
+        let kept = run(
+            "$_.UserName -like 'ADMIN*' -and -not ($_.UserName -eq 'admin')",
+            objs,
+        )
+        .unwrap();
+        assert_eq!(kept.len(), 1);
+        assert!(matches!(&kept[0], Obj::Credential { user, .. } if user == "Administrator"));
+        let e = run("$_.User -eq 'x'", vec![cred("a")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"User\" is not a recognized filterable property. Valid properties are: UserName, Password"),
+            "{e}"
+        );
+        // No input: nothing to check the property against, nothing out.
+        assert!(run("$_.Anything -eq 1", vec![]).unwrap().is_empty());
+        let e = run("UserName -eq 'a'", vec![cred("a")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected $_.PropertyName"), "{e}");
+    }
+}
