@@ -175,6 +175,10 @@ async fn filters_select_exactly_the_matching_queues_and_messages() {
             "at position 18: the value \"many\" can't be compared with the property MessageCount",
         ),
         (
+            "Suspend-Queue -Filter {Status -eq 'Retyr'}",
+            "at position 12: the value \"Retyr\" can't be compared with the property Status (valid values are: Active, Ready, Retry, Suspended)",
+        ),
+        (
             "Retry-Queue -Filter {(NextHopDomain -eq \"x\"}",
             "missing closing ')'",
         ),

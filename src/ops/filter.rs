@@ -55,8 +55,19 @@ pub enum FilterError {
         pos: usize,
         property: String,
         value: String,
-        why: &'static str,
+        why: String,
     },
+}
+
+/// A property's type, for checking a filter's values before any row is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Num,
+    Date,
+    Span,
+    /// A string with a fixed set of values (Status): -eq / -ne with any other is a mistake.
+    Enum(&'static [&'static str]),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -444,23 +455,64 @@ impl Filter {
 
     /// Checks every property against the names a record type has, before anything runs.
     pub fn check(&self, names: &[&'static str]) -> Result<(), FilterError> {
+        let schema: Vec<(&'static str, Kind)> = names.iter().map(|n| (*n, Kind::Str)).collect();
+        self.check_schema(&schema)
+    }
+
+    /// Checks the properties and that each value converts to its property's type, so a bad
+    /// value is refused even when no row would have been compared with it.
+    pub fn check_schema(&self, schema: &[(&'static str, Kind)]) -> Result<(), FilterError> {
         match self {
-            Filter::Cmp { property, pos, .. } => {
-                if names.iter().any(|n| n.eq_ignore_ascii_case(property)) {
-                    Ok(())
-                } else {
-                    Err(FilterError::UnknownProperty {
+            Filter::Cmp {
+                property,
+                pos,
+                op,
+                value,
+                value_pos,
+            } => {
+                let Some((_, kind)) = schema
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(property))
+                else {
+                    return Err(FilterError::UnknownProperty {
                         pos: *pos,
                         name: property.clone(),
-                        valid: names.join(", "),
-                    })
-                }
+                        valid: schema
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                };
+                let bad = |why: String| FilterError::BadValue {
+                    pos: *value_pos,
+                    property: property.clone(),
+                    value: lit_text(value),
+                    why,
+                };
+                let probe = match kind {
+                    Kind::Str => return Ok(()),
+                    Kind::Num => FValue::Num(0.0),
+                    Kind::Date => FValue::Date(OffsetDateTime::UNIX_EPOCH),
+                    Kind::Span => FValue::Span(Duration::ZERO),
+                    Kind::Enum(values) => {
+                        if let (CmpOp::Eq | CmpOp::Ne, Lit::Str(v)) = (op, value)
+                            && !values.iter().any(|x| x.eq_ignore_ascii_case(v))
+                        {
+                            return Err(bad(format!("valid values are: {}", values.join(", "))));
+                        }
+                        return Ok(());
+                    }
+                };
+                compare(&probe, *op, value)
+                    .map(|_| ())
+                    .map_err(|w| bad(w.into()))
             }
             Filter::And(a, b) | Filter::Or(a, b) => {
-                a.check(names)?;
-                b.check(names)
+                a.check_schema(schema)?;
+                b.check_schema(schema)
             }
-            Filter::Not(a) => a.check(names),
+            Filter::Not(a) => a.check_schema(schema),
             Filter::Const(_) => Ok(()),
         }
     }
@@ -494,7 +546,7 @@ impl Filter {
                     pos: *value_pos,
                     property: property.clone(),
                     value: lit_text(value),
-                    why,
+                    why: why.into(),
                 })?
             }
         })

@@ -218,3 +218,45 @@ fn messages_count_from_one() {
         .to_string();
     assert!(e.contains("at position 8: '-equals'"), "{e}");
 }
+
+#[test]
+fn values_checked_against_the_schema_before_any_row() {
+    const SCHEMA: &[(&str, Kind)] = &[
+        ("Status", Kind::Enum(&["Ready", "Retry"])),
+        ("MessageCount", Kind::Num),
+        ("DateReceived", Kind::Date),
+        ("Age", Kind::Span),
+        ("Subject", Kind::Str),
+    ];
+    for ok in [
+        "Status -eq 'retry' -and MessageCount -gt 1kb",
+        "Status -like 'Re*'",
+        "DateReceived -lt '1/25/2019 10:00 AM' -or Age -gt 01:00:00",
+        "Subject -eq 42 -and Status -ne $null",
+    ] {
+        assert_eq!(
+            Filter::parse(ok).unwrap().check_schema(SCHEMA),
+            Ok(()),
+            "{ok}"
+        );
+    }
+    let cases: &[(&str, usize, &str)] = &[
+        ("Status -eq Retyr", 11, "valid values are: Ready, Retry"),
+        ("MessageCount -ge ten", 17, "not a number"),
+        ("Subject -eq x -or DateReceived -gt soon", 35, "not a date"),
+        ("Age -lt 3", 8, "not a TimeSpan"),
+    ];
+    for (text, pos, why) in cases {
+        match Filter::parse(text).unwrap().check_schema(SCHEMA) {
+            Err(FilterError::BadValue { pos: p, why: w, .. }) => {
+                assert_eq!(p, *pos, "{text}");
+                assert!(w.contains(why), "{text}: {w}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        Filter::parse("Size -gt 1").unwrap().check_schema(SCHEMA),
+        Err(FilterError::UnknownProperty { pos: 0, .. })
+    ));
+}

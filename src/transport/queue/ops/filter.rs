@@ -8,36 +8,45 @@
 use sqlx::{Acquire, Postgres};
 
 use super::{MessageFilter, MessageInfo, QueueError, QueueInfo, list_messages, list_queues};
-use crate::ops::filter::{FValue, Filter, Record};
+use crate::ops::filter::{FValue, Filter, Kind, Record};
 
-pub const QUEUE_PROPERTIES: &[&str] = &[
-    "Identity",
-    "DeliveryType",
-    "Status",
-    "MessageCount",
-    "NextHopDomain",
-    "NextHopConnector",
-    "LastError",
-    "LastRetryTime",
-    "NextRetryTime",
+const QUEUE_STATUS: &[&str] = &["Active", "Ready", "Retry", "Suspended"];
+const MESSAGE_STATUS: &[&str] = &["Ready", "Retry", "Suspended", "PendingRemove"];
+
+/// Get-Queue's properties and their types, in Format-List order.
+pub const QUEUE_SCHEMA: &[(&str, Kind)] = &[
+    ("Identity", Kind::Str),
+    ("DeliveryType", Kind::Str),
+    ("Status", Kind::Enum(QUEUE_STATUS)),
+    ("MessageCount", Kind::Num),
+    ("NextHopDomain", Kind::Str),
+    ("NextHopConnector", Kind::Str),
+    ("LastError", Kind::Str),
+    ("LastRetryTime", Kind::Date),
+    ("NextRetryTime", Kind::Date),
 ];
 
-pub const MESSAGE_PROPERTIES: &[&str] = &[
-    "Identity",
-    "Subject",
-    "InternetMessageId",
-    "FromAddress",
-    "Status",
-    "Size",
-    "MessageSourceName",
-    "SourceIP",
-    "SCL",
-    "DateReceived",
-    "ExpirationTime",
-    "LastError",
-    "RetryCount",
-    "Queue",
+/// Get-Message's properties and their types, in Format-List order.
+pub const MESSAGE_SCHEMA: &[(&str, Kind)] = &[
+    ("Identity", Kind::Str),
+    ("Subject", Kind::Str),
+    ("InternetMessageId", Kind::Str),
+    ("FromAddress", Kind::Str),
+    ("Status", Kind::Enum(MESSAGE_STATUS)),
+    ("Size", Kind::Num),
+    ("MessageSourceName", Kind::Str),
+    ("SourceIP", Kind::Str),
+    ("SCL", Kind::Num),
+    ("DateReceived", Kind::Date),
+    ("ExpirationTime", Kind::Date),
+    ("LastError", Kind::Str),
+    ("RetryCount", Kind::Num),
+    ("Queue", Kind::Str),
 ];
+
+fn names(schema: &[(&'static str, Kind)]) -> Vec<&'static str> {
+    schema.iter().map(|(n, _)| *n).collect()
+}
 
 fn s(v: impl ToString) -> FValue {
     FValue::Str(v.to_string())
@@ -48,12 +57,12 @@ fn opt_s(v: &Option<String>) -> FValue {
 
 impl Record for QueueInfo {
     fn property_names(&self) -> Vec<&'static str> {
-        QUEUE_PROPERTIES.to_vec()
+        names(QUEUE_SCHEMA)
     }
     fn property(&self, name: &str) -> Option<FValue> {
-        let name = QUEUE_PROPERTIES
+        let (name, _) = QUEUE_SCHEMA
             .iter()
-            .find(|n| n.eq_ignore_ascii_case(name))?;
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
         Some(match *name {
             "Identity" => s(&self.identity),
             "DeliveryType" => s(&self.delivery_type),
@@ -78,12 +87,12 @@ impl Record for QueueInfo {
 
 impl Record for MessageInfo {
     fn property_names(&self) -> Vec<&'static str> {
-        MESSAGE_PROPERTIES.to_vec()
+        names(MESSAGE_SCHEMA)
     }
     fn property(&self, name: &str) -> Option<FValue> {
-        let name = MESSAGE_PROPERTIES
+        let (name, _) = MESSAGE_SCHEMA
             .iter()
-            .find(|n| n.eq_ignore_ascii_case(name))?;
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
         Some(match *name {
             "Identity" => s(&self.identity),
             "Subject" => opt_s(&self.subject),
@@ -108,16 +117,16 @@ impl Record for MessageInfo {
     }
 }
 
-/// Parses a queue filter and checks its property names before anything is read.
+/// Parses a queue filter and checks its properties and values before anything is read.
 pub fn parse_queue_filter(text: &str) -> Result<Filter, QueueError> {
     let f = Filter::parse(text)?;
-    f.check(QUEUE_PROPERTIES)?;
+    f.check_schema(QUEUE_SCHEMA)?;
     Ok(f)
 }
 
 pub fn parse_message_filter(text: &str) -> Result<Filter, QueueError> {
     let f = Filter::parse(text)?;
-    f.check(MESSAGE_PROPERTIES)?;
+    f.check_schema(MESSAGE_SCHEMA)?;
     Ok(f)
 }
 
