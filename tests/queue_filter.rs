@@ -194,6 +194,19 @@ async fn filters_select_exactly_the_matching_queues_and_messages() {
         assert_eq!(status_of(&gw).await, held, "{line} changed a queue");
     }
 
+    // One target the queue manager would refuse (the Ready queue is not in Retry) stops the
+    // whole line before any command is sent.
+    let e = fails(
+        &gw,
+        "Retry-Queue -Filter {MessageCount -ge 0 -and DeliveryType -ne 'Unreachable'}",
+    )
+    .await;
+    assert!(e.contains("isn't in Retry status"), "{e}");
+    assert_eq!(status_of(&gw).await, held);
+    let out = run(&gw, "Suspend-Queue -Filter {Status -eq 'Retry'} -WhatIf").await;
+    assert_eq!(out.matches("What if: Suspending queue").count(), 2, "{out}");
+    assert_eq!(status_of(&gw).await, held);
+
     // The filtered removal: exactly the spammer's three, without NDR.
     run(
         &gw,
