@@ -10,12 +10,14 @@
 
 pub mod accepted_domain;
 pub mod field;
+pub mod filter;
 pub mod permission;
 pub mod props;
 pub mod receive_connector;
 pub mod recipient;
 pub mod send_connector;
 pub mod transport;
+pub mod wildcard;
 
 use uuid::Uuid;
 

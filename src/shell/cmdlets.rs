@@ -46,6 +46,7 @@ pub enum Op {
     ExportCmdlet,
     SelectObject,
     SortObject,
+    WhereObject,
     Queue(queue::Op),
 }
 
@@ -213,6 +214,11 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
             Op::SortObject,
             &[at(p("Property", Ty::List), 0), p("Descending", Ty::Switch)],
         ),
+        cmdlet(
+            "Where-Object",
+            Op::WhereObject,
+            &[at(m("FilterScript", Ty::Str), 0)],
+        ),
     ]);
     // The property tables give the New-/Set- parameters.
     for c in &mut all {
@@ -246,6 +252,8 @@ const ALIASES: &[(&str, &str)] = &[
     ("ft", "Format-Table"),
     ("select", "Select-Object"),
     ("sort", "Sort-Object"),
+    ("?", "Where-Object"),
+    ("where", "Where-Object"),
 ];
 
 pub fn find(name: &str) -> Option<&'static Cmdlet> {
@@ -294,6 +302,12 @@ pub async fn run_pipeline(
                 Op::SelectObject => select::select(objs, &b)?,
                 _ => select::sort(objs, &b)?,
             };
+            continue;
+        }
+        if c.op == Op::WhereObject {
+            let b = bind::bind(c.name, &c.params, &cmd.elements, None, &eval)?;
+            let script = b.str("FilterScript").unwrap_or_default();
+            out.objects = super::where_object::run(&script, std::mem::take(&mut out.objects))?;
             continue;
         }
         if matches!(c.op, Op::FormatList | Op::FormatTable | Op::ExportCmdlet) {

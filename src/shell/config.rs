@@ -417,9 +417,12 @@ pub async fn run(
             Some(q) => queue::run(sh, tx, q, b, text).await?,
             None => return Err(ShellError::UnknownCmdlet(name.to_string())),
         },
-        Op::FormatList | Op::FormatTable | Op::ExportCmdlet | Op::SelectObject | Op::SortObject => {
-            vec![]
-        }
+        Op::FormatList
+        | Op::FormatTable
+        | Op::ExportCmdlet
+        | Op::SelectObject
+        | Op::SortObject
+        | Op::WhereObject => vec![],
     })
 }
 

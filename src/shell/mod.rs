@@ -14,6 +14,7 @@ pub mod queue;
 pub mod render;
 pub mod select;
 pub mod unenforced;
+pub mod where_object;
 
 use std::collections::HashMap;
 use std::io::BufRead;

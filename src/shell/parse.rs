@@ -107,9 +107,16 @@ fn lex(line: &str) -> Result<Vec<Tok>, ShellError> {
                     "Output redirection with '>' is not supported by the hubgate shell.".into(),
                 ));
             }
-            '(' | ')' | '{' | '}' => {
+            '{' => {
+                // A script block (`-Filter {…}`, `Where-Object {…}`) is passed on as its text,
+                // as `-Filter "…"` is: the filter grammar (`ops::filter`) reads it.
+                let (body, next) = script_block(&chars, i)?;
+                toks.push(Tok::Quoted(body));
+                i = next;
+            }
+            '(' | ')' | '}' => {
                 return Err(ShellError::Parse(format!(
-                    "'{c}' expressions and script blocks are not supported by the hubgate shell; \
+                    "'{c}' expressions are not supported by the hubgate shell; \
                      assign the value to a $variable first."
                 )));
             }
@@ -222,6 +229,36 @@ fn lex(line: &str) -> Result<Vec<Tok>, ShellError> {
         }
     }
     Ok(toks)
+}
+
+/// The text inside the `{` at `open` and the index after its `}`; quotes and nested braces
+/// are skipped so that a `}` inside a string does not end the block.
+fn script_block(chars: &[char], open: usize) -> Result<(String, usize), ShellError> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut i = open;
+    while i < chars.len() {
+        let c = chars[i];
+        match quote {
+            Some(q) if (q == '"' && is_dquote(c)) || (q == '\'' && is_squote(c)) => quote = None,
+            Some('"') if c == '`' => i += 1,
+            Some(_) => {}
+            None if is_dquote(c) => quote = Some('"'),
+            None if is_squote(c) => quote = Some('\''),
+            None if c == '{' => depth += 1,
+            None if c == '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Ok((chars[open + 1..i].iter().collect(), i + 1));
+                }
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    Err(ShellError::Parse(
+        "Missing closing '}' in statement block or type definition.".into(),
+    ))
 }
 
 struct Parser {
@@ -461,6 +498,36 @@ mod tests {
         match one(line).body {
             Body::Pipeline(c) => c,
             b => panic!("{line}: {b:?}"),
+        }
+    }
+
+    #[test]
+    fn script_blocks_are_their_text() {
+        let cases = [
+            (
+                "Get-Queue -Filter {NextHopDomain -eq \"contoso.com\"} | Retry-Queue",
+                "NextHopDomain -eq \"contoso.com\"",
+            ),
+            (
+                "x -Filter {Subject -eq '}' -or (Size -gt 1)}",
+                "Subject -eq '}' -or (Size -gt 1)",
+            ),
+            ("x -Filter {a -eq \"`\"}\"}", "a -eq \"`\"}\""),
+            ("x -Filter { {nested} }", " {nested} "),
+        ];
+        for (line, body) in cases {
+            assert_eq!(cmds(line)[0].elements[1], v(q(body)), "{line}");
+        }
+        assert_eq!(
+            cmds("Get-Queue | ? {$_.MessageCount -gt 1}")[1],
+            Command {
+                name: "?".into(),
+                elements: vec![v(q("$_.MessageCount -gt 1"))],
+            }
+        );
+        for bad in ["x -Filter {a -eq 1", "x -Filter {a -eq '}"] {
+            let e = parse_line(bad).unwrap_err().to_string();
+            assert!(e.contains("Missing closing '}'"), "{bad}: {e}");
         }
     }
 

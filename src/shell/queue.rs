@@ -9,6 +9,7 @@ use super::bind::{Arg, Bound, Param, Ty, at, m, p};
 use super::{Obj, Shell, ShellError};
 use crate::logs::tracking::{self, TrackingQuery};
 use crate::transport::queue::ops::command::{self, Applied, QueueCommand, Verb};
+use crate::transport::queue::ops::filter::{self as qfilter};
 use crate::transport::queue::ops::{self, MessageFilter};
 
 /// What a queue cmdlet does.
@@ -36,8 +37,11 @@ pub struct Cmdlet {
 const ID: Param = at(p("Identity", Ty::Identity), 0);
 const ID_M: Param = at(m("Identity", Ty::Identity), 0);
 const SERVER: Param = p("Server", Ty::Str);
-// Exchange's OPATH filters have no equivalent here; saying so beats ignoring them.
-const FILTER: Param = p("Filter", Ty::Unsupported);
+// The OPATH text, in braces or quotes; `ops::filter` parses it.
+const FILTER: Param = p("Filter", Ty::Str);
+// The actions take -Identity or -Filter (Exchange's two parameter sets), so neither is
+// mandatory to the binder; `target` asks for one.
+const ID_OR_FILTER: Param = ID;
 
 pub const CMDLETS: &[Cmdlet] = &[
     Cmdlet {
@@ -56,17 +60,17 @@ pub const CMDLETS: &[Cmdlet] = &[
     Cmdlet {
         name: "Suspend-Queue",
         op: Op::SuspendQueue,
-        params: &[ID_M, SERVER, FILTER],
+        params: &[ID_OR_FILTER, SERVER, FILTER],
     },
     Cmdlet {
         name: "Resume-Queue",
         op: Op::ResumeQueue,
-        params: &[ID_M, SERVER, FILTER],
+        params: &[ID_OR_FILTER, SERVER, FILTER],
     },
     Cmdlet {
         name: "Retry-Queue",
         op: Op::RetryQueue,
-        params: &[ID_M, p("Resubmit", Ty::Bool), SERVER, FILTER],
+        params: &[ID_OR_FILTER, p("Resubmit", Ty::Bool), SERVER, FILTER],
     },
     Cmdlet {
         name: "Get-Message",
@@ -88,17 +92,17 @@ pub const CMDLETS: &[Cmdlet] = &[
     Cmdlet {
         name: "Suspend-Message",
         op: Op::SuspendMessage,
-        params: &[ID_M, SERVER, FILTER],
+        params: &[ID_OR_FILTER, SERVER, FILTER],
     },
     Cmdlet {
         name: "Resume-Message",
         op: Op::ResumeMessage,
-        params: &[ID_M, SERVER, FILTER],
+        params: &[ID_OR_FILTER, SERVER, FILTER],
     },
     Cmdlet {
         name: "Remove-Message",
         op: Op::RemoveMessage,
-        params: &[ID_M, p("WithNDR", Ty::Bool), SERVER, FILTER],
+        params: &[ID_OR_FILTER, p("WithNDR", Ty::Bool), SERVER, FILTER],
     },
     Cmdlet {
         name: "Export-Message",
@@ -168,29 +172,56 @@ fn whatif(b: &Bound, text: &mut String, action: String) -> bool {
     false
 }
 
-/// A queue command for the queue manager of the server it names. It is checked in the line's
-/// transaction (so -WhatIf refuses what the real run would refuse), but runs outside it: the
-/// manager applies it as soon as it is recorded, and a later failing stage cannot take it back.
-async fn command(
+/// Queue commands for the queue manager of the server they name, one per identity. All are
+/// checked in the line's transaction first (so -WhatIf refuses what the real run would refuse,
+/// and one bad target stops the line before any is sent), then run outside it: the manager
+/// applies each as soon as it is recorded, and a later failing stage cannot take it back.
+async fn commands(
     sh: &mut Shell,
     tx: &mut PgConnection,
     server: &str,
     verb: Verb,
-    identity: &str,
+    identities: &[String],
     flag: bool,
     whatif: bool,
 ) -> Result<(), ShellError> {
     let local = ops::resolve_server(&mut *tx, server).await?;
-    let cmd = QueueCommand::parse(verb, identity, &local, flag)?;
-    let prepared = command::prepare(&mut *tx, &cmd).await?;
+    let mut prepared = Vec::with_capacity(identities.len());
+    for identity in identities {
+        let cmd = QueueCommand::parse(verb, identity, &local, flag)?;
+        prepared.push(command::prepare(&mut *tx, &cmd).await?);
+    }
     if whatif {
         return Ok(());
     }
-    let reply = command::submit(&sh.pool, &prepared).await?;
-    if reply.applied != Applied::Now {
-        sh.warnings.push(reply.to_string());
+    for p in &prepared {
+        let reply = command::submit(&sh.pool, p).await?;
+        if reply.applied != Applied::Now {
+            sh.warnings.push(reply.to_string());
+        }
     }
     Ok(())
+}
+
+/// What an action cmdlet acts on: its -Identity, or every object its -Filter matches (`None`
+/// when the filter is given).
+fn target<'a>(b: &'a Bound, name: &str) -> Result<Option<&'a Arg>, ShellError> {
+    match (b.get("Identity"), b.str("Filter")) {
+        (Some(_), Some(_)) => Err(ShellError::Parse(format!(
+            "Parameter set cannot be resolved using the specified named parameters: give {name} -Identity or -Filter, not both."
+        ))),
+        (Some(a), None) => Ok(Some(a)),
+        (None, Some(_)) => Ok(None),
+        (None, None) => Err(ShellError::MissingMandatory("Identity".into())),
+    }
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
 }
 
 fn data_dir(sh: &Shell) -> Result<&std::path::Path, ShellError> {
@@ -214,9 +245,20 @@ pub async fn run(
     match c.op {
         Op::GetQueue => {
             let limit = page_size(b)?;
-            let mut queues = match identity {
-                None => ops::list_queues(&mut *tx, &server).await?,
-                Some(a) => vec![ops::get_queue(&mut *tx, &server, &queue_id(a, name)?).await?],
+            let mut queues = match (identity, b.str("Filter")) {
+                (Some(_), Some(_)) => {
+                    return Err(ShellError::Parse(
+                        "Parameter set cannot be resolved using the specified named parameters: give Get-Queue -Identity or -Filter, not both.".into(),
+                    ));
+                }
+                (None, Some(f)) => {
+                    let f = qfilter::parse_queue_filter(&f)?;
+                    qfilter::filter_queues(&mut *tx, &server, &f).await?
+                }
+                (None, None) => ops::list_queues(&mut *tx, &server).await?,
+                (Some(a), None) => {
+                    vec![ops::get_queue(&mut *tx, &server, &queue_id(a, name)?).await?]
+                }
             };
             // A server has a handful of queues: cutting the list here costs nothing.
             if let Some(n) = limit
@@ -228,16 +270,39 @@ pub async fn run(
             Ok(queues.into_iter().map(Obj::Queue).collect())
         }
         Op::SuspendQueue | Op::ResumeQueue | Op::RetryQueue => {
-            let id = queue_id(identity.ok_or_else(|| wrong_input(name))?, name)?;
             let resubmit = matches!(b.get("Resubmit"), Some(Arg::Bool(true)));
-            let (verb, action) = match c.op {
-                Op::SuspendQueue => (Verb::SuspendQueue, "Suspending"),
-                Op::ResumeQueue => (Verb::ResumeQueue, "Resuming"),
-                _ if resubmit => (Verb::RetryQueue, "Resubmitting the messages of"),
-                _ => (Verb::RetryQueue, "Retrying"),
+            let (verb, action, done) = match c.op {
+                Op::SuspendQueue => (Verb::SuspendQueue, "Suspending", "Suspended"),
+                Op::ResumeQueue => (Verb::ResumeQueue, "Resuming", "Resumed"),
+                _ if resubmit => (
+                    Verb::RetryQueue,
+                    "Resubmitting the messages of",
+                    "Resubmitted the messages of",
+                ),
+                _ => (Verb::RetryQueue, "Retrying", "Retried"),
             };
-            let whatif = whatif(b, text, format!("{action} queue \"{id}\""));
-            command(sh, tx, &server, verb, &id, resubmit, whatif).await?;
+            let ids = match target(b, name)? {
+                Some(a) => vec![queue_id(a, name)?],
+                None => {
+                    let f = qfilter::parse_queue_filter(&b.str("Filter").unwrap_or_default())?;
+                    qfilter::filter_queues(&mut *tx, &server, &f)
+                        .await?
+                        .into_iter()
+                        .map(|q| q.identity.to_string())
+                        .collect()
+                }
+            };
+            let whatif_any = b.switch("WhatIf");
+            for id in &ids {
+                whatif(b, text, format!("{action} queue \"{id}\""));
+            }
+            commands(sh, tx, &server, verb, &ids, resubmit, whatif_any).await?;
+            if b.get("Identity").is_none() && !whatif_any {
+                text.push_str(&format!(
+                    "{done} {} matching the filter.\n",
+                    plural(ids.len(), "queue")
+                ));
+            }
             Ok(vec![])
         }
         Op::GetMessage => {
@@ -261,24 +326,72 @@ pub async fn run(
                 (None, None) => MessageFilter::All,
             };
             let page = message_page(b, name)?;
-            let (found, more) = ops::list_messages_page(&mut *tx, &server, filter, &page).await?;
+            let (found, more) = match b.str("Filter") {
+                Some(f) => {
+                    // The filter is evaluated over the loaded rows (transport::queue::ops::filter),
+                    // so it pages by cutting, without a sort order or a bookmark of its own.
+                    if page.bookmark.is_some() || !page.order.is_empty() {
+                        return Err(ShellError::Parse(format!(
+                            "{name}: -Filter cannot be combined with -SortOrder or -BookmarkObject yet; page by -Identity or -Queue instead."
+                        )));
+                    }
+                    let f = qfilter::parse_message_filter(&f)?;
+                    let mut all = qfilter::filter_messages(&mut *tx, &server, filter, &f).await?;
+                    let more = page.limit.is_some_and(|n| all.len() > n as usize);
+                    if let Some(n) = page.limit {
+                        all.truncate(n as usize);
+                    }
+                    (all, more)
+                }
+                None => ops::list_messages_page(&mut *tx, &server, filter, &page).await?,
+            };
             if more {
                 sh.warnings.push(more_results(b));
             }
             Ok(found.into_iter().map(Obj::Message).collect())
         }
         Op::SuspendMessage | Op::ResumeMessage | Op::RemoveMessage => {
-            let id = message_id(identity.ok_or_else(|| wrong_input(name))?, name)?;
             // Exchange's default: the sender hears of the removal.
             let with_ndr = !matches!(b.get("WithNDR"), Some(Arg::Bool(false)));
-            let (verb, action) = match c.op {
-                Op::SuspendMessage => (Verb::SuspendMessage, "Suspending"),
-                Op::ResumeMessage => (Verb::ResumeMessage, "Resuming"),
-                _ if with_ndr => (Verb::RemoveMessage, "Removing (with NDR)"),
-                _ => (Verb::RemoveMessage, "Removing (without NDR)"),
+            let (verb, action, done) = match c.op {
+                Op::SuspendMessage => (Verb::SuspendMessage, "Suspending", "Suspended"),
+                Op::ResumeMessage => (Verb::ResumeMessage, "Resuming", "Resumed"),
+                _ if with_ndr => (
+                    Verb::RemoveMessage,
+                    "Removing (with NDR)",
+                    "Removed (with NDR)",
+                ),
+                _ => (
+                    Verb::RemoveMessage,
+                    "Removing (without NDR)",
+                    "Removed (without NDR)",
+                ),
             };
-            let whatif = whatif(b, text, format!("{action} message \"{id}\""));
-            command(sh, tx, &server, verb, &id, with_ndr, whatif).await?;
+            let ids = match target(b, name)? {
+                Some(a) => vec![message_id(a, name)?],
+                None => {
+                    let f = qfilter::parse_message_filter(&b.str("Filter").unwrap_or_default())?;
+                    let mut ids: Vec<String> =
+                        qfilter::filter_messages(&mut *tx, &server, MessageFilter::All, &f)
+                            .await?
+                            .into_iter()
+                            .map(|m| m.identity.to_string())
+                            .collect();
+                    ids.dedup();
+                    ids
+                }
+            };
+            let whatif_any = b.switch("WhatIf");
+            for id in &ids {
+                whatif(b, text, format!("{action} message \"{id}\""));
+            }
+            commands(sh, tx, &server, verb, &ids, with_ndr, whatif_any).await?;
+            if b.get("Identity").is_none() && !whatif_any {
+                text.push_str(&format!(
+                    "{done} {} matching the filter.\n",
+                    plural(ids.len(), "message")
+                ));
+            }
             Ok(vec![])
         }
         Op::ExportMessage => {

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::{QueueStatus, RecipientStatus};
 
 pub mod command;
+pub mod filter;
 pub mod page;
 pub mod read;
 
@@ -66,6 +67,8 @@ pub enum QueueError {
     /// The queue manager could not apply a command (its reason, as it gave it).
     #[error("{0}")]
     Failed(String),
+    #[error("{0}")]
+    Filter(#[from] crate::ops::filter::FilterError),
     #[error("spool: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]

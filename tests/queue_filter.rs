@@ -1,0 +1,288 @@
+//! The runbook idioms on a running gateway with held mail (next hops that are down):
+//! `-Filter {…}` on Get-Queue / Get-Message and the actions, `Where-Object {…}`, and the
+//! positioned errors of bad filters, which change nothing.
+
+mod common;
+
+use common::mail::*;
+use common::peers::Sink;
+use common::*;
+use hubgate::shell::Shell;
+
+const DOWN: &str = "127.0.0.71";
+const OTHER: &str = "127.0.0.72";
+const UP: &str = "127.0.0.73";
+const SPAMMER: &str = "spammer@spam.example";
+
+async fn run(gw: &Gateway, line: &str) -> String {
+    Shell::new(gw.pool().clone(), FQDN)
+        .with_data_dir(gw.data_dir())
+        .run_line(line)
+        .await
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+async fn fails(gw: &Gateway, line: &str) -> String {
+    match Shell::new(gw.pool().clone(), FQDN)
+        .with_data_dir(gw.data_dir())
+        .run_line(line)
+        .await
+    {
+        Ok(out) => panic!("{line} should fail, printed: {out}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn send_from(gw: &Gateway, from: &str, to: &str, subject: &str) {
+    let server = gw.smtp().to_string();
+    let (ok, out) = swaks(&[
+        "--server",
+        &server,
+        "--from",
+        from,
+        "--to",
+        to,
+        "--header",
+        &format!("Subject: {subject}"),
+    ]);
+    assert!(ok, "swaks failed: {out}");
+}
+
+/// One line through the binary, as an administrator types it: `hubgate shell -c '…'`.
+async fn shell_c(gw: &Gateway, line: &str) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"));
+    cmd.args(["shell", "-c", line])
+        .env("DATABASE_URL", &gw.setup.db_url)
+        .env("HUBGATE_DATA_DIR", gw.data_dir())
+        .env("HUBGATE_SERVER_NAME", FQDN)
+        .env("HUBGATE_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    let line = line.to_string();
+    let (status, out, err) = tokio::task::spawn_blocking(move || {
+        run_to_exit(&mut cmd, &format!("hubgate shell -c {line:?} hung"))
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{err}");
+    out
+}
+
+/// The Get-Queue table row of the queue to a next hop.
+async fn queue_row(gw: &Gateway, next_hop: &str) -> String {
+    run(gw, "Get-Queue")
+        .await
+        .lines()
+        .find(|l| l.trim_end().ends_with(next_hop))
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn status_of(gw: &Gateway) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT next_hop_domain, status FROM delivery_queue ORDER BY next_hop_domain")
+        .fetch_all(gw.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn filters_select_exactly_the_matching_queues_and_messages() {
+    let port = peer_port();
+    let up = Sink::start(addr(UP, port));
+    let s = setup().await;
+    let mut lines = vec![
+        // The spammer's domain is ours, so an NDR to it would land in a Maildir we can read.
+        "New-AcceptedDomain -Name Spam -DomainName spam.example".to_string(),
+        format!("New-Mailbox -Name Spammer -PrimarySmtpAddress {SPAMMER}"),
+        "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:00:30".into(),
+    ];
+    for (name, space, ip) in [
+        ("Down", "down.example", DOWN),
+        ("Other", "other.example", OTHER),
+        ("Up", "up.example", UP),
+    ] {
+        lines.push(format!(
+            "New-SendConnector -Name {name} -AddressSpaces '{space}' -DNSRoutingEnabled $false -SmartHosts '{ip}' -Port {port}"
+        ));
+    }
+    configure(&s, &lines.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let gw = s.start().await;
+
+    // A queue that delivered: Ready, never matched by Status -eq "Retry".
+    send_from(&gw, SENDER, "u@up.example", "up");
+    within(30, "the up queue delivered", || async {
+        up.received().len() == 1
+    })
+    .await;
+    for i in 0..3 {
+        send_from(&gw, SPAMMER, "x@down.example", &format!("spam {i}"));
+    }
+    send_from(&gw, SENDER, "y1@down.example", "good 1");
+    send_from(&gw, SENDER, "y2@down.example", "good 2");
+    send_from(&gw, SENDER, "z@other.example", "other");
+    within(60, "six messages held in two Retry queues", || async {
+        let st = status_of(&gw).await;
+        gw.message_count().await == 6
+            && st.iter().filter(|(_, s)| s == "Retry").count() == 2
+            && run(&gw, "Get-Message").await.matches("Retry").count() >= 6
+    })
+    .await;
+
+    // Where-Object over Get-Queue's objects: only the queue holding more than one message.
+    let out = shell_c(&gw, "Get-Queue | Where-Object {$_.MessageCount -gt 1}").await;
+    assert!(out.contains(DOWN), "{out}");
+    assert!(!out.contains(OTHER) && !out.contains(UP), "{out}");
+    assert!(!out.contains("Submission"), "{out}");
+    let out = run(
+        &gw,
+        "Get-Queue | ? {$_.NextHopDomain -like '127.0.0.7[23]'}",
+    )
+    .await;
+    assert!(
+        out.contains(OTHER) && out.contains(UP) && !out.contains(DOWN),
+        "{out}"
+    );
+    // -Filter in braces and in quotes reads the same.
+    let braces = run(
+        &gw,
+        "Get-Message -Filter {FromAddress -like \"*@SPAM.example\"}",
+    )
+    .await;
+    let quotes = run(
+        &gw,
+        "Get-Message -Filter \"FromAddress -like '*@spam.example'\"",
+    )
+    .await;
+    assert_eq!(braces, quotes);
+    assert_eq!(braces.matches(SPAMMER).count(), 3, "{braces}");
+
+    // Bad filters: positioned errors, and nothing changes.
+    let held = status_of(&gw).await;
+    let cases = [
+        (
+            "Get-Message -Filter {FromAdress -like \"*@spam.example\"} | Remove-Message -WithNDR $false",
+            "\"FromAdress\" is not a recognized filterable property. Valid properties are: Identity, Subject",
+        ),
+        (
+            "Remove-Message -Filter {FromAddress -likee \"*@spam.example\"} -WithNDR $false",
+            "at position 13: '-likee' is not a valid operator",
+        ),
+        (
+            "Suspend-Queue -Filter {Status -eq \"Retry\" -and}",
+            "at position 24: a property name is missing",
+        ),
+        (
+            "Suspend-Queue -Filter {MessageCount -gt many}",
+            "at position 18: the value \"many\" can't be compared with the property MessageCount",
+        ),
+        (
+            "Suspend-Queue -Filter {Status -eq 'Retyr'}",
+            "at position 12: the value \"Retyr\" can't be compared with the property Status (valid values are: Active, Ready, Retry, Suspended)",
+        ),
+        (
+            "Retry-Queue -Filter {(NextHopDomain -eq \"x\"}",
+            "missing closing ')'",
+        ),
+        (
+            "Suspend-Queue -Filter {Status -eq 'Retry'} -Identity HUB1\\1",
+            "-Identity or -Filter, not both",
+        ),
+    ];
+    for (line, want) in cases {
+        let e = fails(&gw, line).await;
+        assert!(e.contains(want), "{line}: {e}");
+        assert_eq!(gw.message_count().await, 6, "{line} removed mail");
+        assert_eq!(status_of(&gw).await, held, "{line} changed a queue");
+    }
+
+    // One target the queue manager would refuse (the Ready queue is not in Retry) stops the
+    // whole line before any command is sent.
+    let e = fails(
+        &gw,
+        "Retry-Queue -Filter {MessageCount -ge 0 -and DeliveryType -ne 'Unreachable'}",
+    )
+    .await;
+    assert!(e.contains("isn't in Retry status"), "{e}");
+    assert_eq!(status_of(&gw).await, held);
+    let out = run(&gw, "Suspend-Queue -Filter {Status -eq 'Retry'} -WhatIf").await;
+    assert_eq!(out.matches("What if: Suspending queue").count(), 2, "{out}");
+    assert_eq!(status_of(&gw).await, held);
+
+    // The filtered removal: exactly the spammer's three, without NDR.
+    run(
+        &gw,
+        "Get-Message -Filter {FromAddress -like \"*@spam.example\"} | Remove-Message -WithNDR $false",
+    )
+    .await;
+    within(30, "the three spam messages removed", || async {
+        gw.message_count().await == 3
+    })
+    .await;
+    let left = run(&gw, "Get-Message").await;
+    assert!(!left.contains(SPAMMER), "{left}");
+    assert_eq!(left.matches(SENDER).count(), 3, "{left}");
+
+    // The next hop returns; Retry-Queue by filter retries exactly that queue.
+    let down = Sink::start(addr(DOWN, port));
+    run(
+        &gw,
+        &format!("Get-Queue -Filter {{NextHopDomain -eq \"{DOWN}\"}} | Retry-Queue"),
+    )
+    .await;
+    within(30, "the two good messages delivered", || async {
+        down.received().len() == 2
+    })
+    .await;
+    let mut got = down.recipients();
+    got.sort();
+    assert_eq!(got, ["y1@down.example", "y2@down.example"]);
+    within(30, "the delivered queue leaves Retry", || async {
+        !queue_row(&gw, DOWN).await.contains("Retry")
+    })
+    .await;
+    assert_eq!(
+        gw.message_count().await,
+        1,
+        "the other queue was retried too"
+    );
+
+    // Suspend-Queue by filter: the one queue still in Retry, no other.
+    let out = run(&gw, "Suspend-Queue -Filter {Status -eq \"Retry\"}").await;
+    assert!(
+        out.contains("Suspended 1 queue matching the filter."),
+        "{out}"
+    );
+    within(10, "the queue shows Suspended", || async {
+        queue_row(&gw, OTHER).await.contains("Suspended")
+    })
+    .await;
+    for ip in [DOWN, UP] {
+        let row = queue_row(&gw, ip).await;
+        assert!(!row.contains("Suspended"), "{ip}: {row}");
+    }
+
+    // Everything else still goes out once its next hop is back; no NDR reached the spammer.
+    let other = Sink::start(addr(OTHER, port));
+    let out = run(&gw, "Resume-Queue -Filter {Status -eq 'Suspended'}").await;
+    assert!(
+        out.contains("Resumed 1 queue matching the filter."),
+        "{out}"
+    );
+    run(
+        &gw,
+        &format!("Retry-Queue -Filter {{Status -eq 'Retry' -and NextHopDomain -eq '{OTHER}'}}"),
+    )
+    .await;
+    within(90, "the other queue's message delivered", || async {
+        other.received().len() == 1
+    })
+    .await;
+    within(30, "nothing left queued", || async {
+        gw.message_count().await == 0
+    })
+    .await;
+    assert!(
+        mailbox(&gw.data_dir(), SPAMMER).is_empty(),
+        "an NDR was sent"
+    );
+    assert_eq!(down.received().len(), 2);
+}
