@@ -207,12 +207,34 @@ async fn filters_select_exactly_the_matching_queues_and_messages() {
     assert_eq!(out.matches("What if: Suspending queue").count(), 2, "{out}");
     assert_eq!(status_of(&gw).await, held);
 
-    // The filtered removal: exactly the spammer's three, without NDR.
-    run(
+    // The filtered removal: exactly the spammer's three, without NDR, as one command to the
+    // queue manager that says how many messages it touched.
+    let out = run(
         &gw,
         "Get-Message -Filter {FromAddress -like \"*@spam.example\"} | Remove-Message -WithNDR $false",
     )
     .await;
+    assert!(
+        out.contains("Removed (without NDR) 3 messages matching the filter."),
+        "{out}"
+    );
+    let commands: Vec<(String, i32, Option<i32>, Option<String>, bool)> = sqlx::query_as(
+        "SELECT verb, cardinality(message_ids), messages, applied_by, flag FROM queue_command
+          WHERE verb LIKE '%Message' ORDER BY id",
+    )
+    .fetch_all(gw.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        commands,
+        [(
+            "RemoveMessage".into(),
+            3,
+            Some(3),
+            Some("Gateway".into()),
+            false
+        )]
+    );
     within(30, "the three spam messages removed", || async {
         gw.message_count().await == 3
     })

@@ -291,6 +291,9 @@ pub async fn run_pipeline(
         text: String::new(),
         whatif: false,
     };
+    // The objects flowing are the messages a filter matched: a message action on them is one
+    // command to the queue manager, not one per object.
+    let mut filtered = false;
     for (stage, cmd) in cmds.iter().enumerate() {
         let c = find(&cmd.name).ok_or_else(|| ShellError::UnknownCmdlet(cmd.name.clone()))?;
         let eval = |v: &super::parse::Value| sh.eval(v);
@@ -331,9 +334,22 @@ pub async fn run_pipeline(
         if stage == 0 {
             let b = bind::bind(c.name, &c.params, &cmd.elements, None, &eval)?;
             out.whatif |= b.switch("WhatIf");
+            filtered = b.str("Filter").is_some();
             out.objects = config::run(sh, tx, c, &b, &mut out.text).await?;
         } else {
             let input = std::mem::take(&mut out.objects);
+            if filtered && super::queue::acts_on_messages(c.name) {
+                let mut bound = Vec::with_capacity(input.len());
+                for obj in &input {
+                    let b =
+                        bind::bind(c.name, &c.params, &cmd.elements, Some(obj), &|v| sh.eval(v))?;
+                    out.whatif |= b.switch("WhatIf");
+                    bound.push(b);
+                }
+                super::queue::run_filtered(sh, tx, c.name, &bound, &mut out.text).await?;
+                filtered = false;
+                continue;
+            }
             for obj in &input {
                 let b = bind::bind(c.name, &c.params, &cmd.elements, Some(obj), &|v| sh.eval(v))?;
                 out.whatif |= b.switch("WhatIf");

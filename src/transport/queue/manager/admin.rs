@@ -100,6 +100,9 @@ impl QueueManager {
 
     /// Applies one command; returns the messages and recipients it changed.
     pub(super) async fn apply_command(&self, p: &Prepared) -> Result<(u32, u32), QueueError> {
+        if !p.batch.is_empty() {
+            return self.message_batch(p).await;
+        }
         match p.verb {
             Verb::SuspendQueue | Verb::ResumeQueue => {
                 let suspend = p.verb == Verb::SuspendQueue;
@@ -129,6 +132,42 @@ impl QueueManager {
                 self.message_command(p).await
             }
         }
+    }
+
+    /// A filtered message action: each message it names, in one command (one flush before and
+    /// after, one result). A message gone since the caller checked it is passed over.
+    async fn message_batch(&self, p: &Prepared) -> Result<(u32, u32), QueueError> {
+        let mut each: Vec<(Uuid, Vec<i32>)> = Vec::new();
+        for (i, id) in p.batch.iter().enumerate() {
+            if each.last().is_none_or(|(last, _)| last != id) {
+                each.push((*id, Vec::new()));
+            }
+            if let (Some(o), Some((_, ordinals))) = (p.ordinals.get(i), each.last_mut()) {
+                ordinals.push(*o);
+            }
+        }
+        let (mut messages, mut recipients) = (0u32, 0u32);
+        for (id, ordinals) in each {
+            let one = Prepared {
+                verb: p.verb,
+                server: p.server.clone(),
+                identity: p.identity.clone(),
+                queue_id: None,
+                message_id: Some(id),
+                ordinals,
+                flag: p.flag,
+                batch: vec![],
+            };
+            match self.message_command(&one).await {
+                Ok((m, r)) => {
+                    messages = messages.saturating_add(m);
+                    recipients = recipients.saturating_add(r);
+                }
+                Err(QueueError::MessageNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((messages, recipients))
     }
 
     /// Retry-Queue -Resubmit: the queue's waiting recipients go back through categorization and

@@ -12,6 +12,9 @@ use crate::transport::queue::ops::{FINAL, QueueError};
 async fn apply(tx: &mut PgConnection, p: &Prepared) -> Result<(u32, u32), QueueError> {
     let queue_gone = || QueueError::QueueNotFound(p.identity.clone());
     let message_gone = || QueueError::MessageNotFound(p.identity.clone());
+    if !p.batch.is_empty() {
+        return apply_batch(tx, p).await;
+    }
     match (p.verb, p.queue_id, p.message_id) {
         (Verb::SuspendQueue | Verb::ResumeQueue, Some(q), _) => {
             let n = sqlx::query("UPDATE delivery_queue SET suspended = $2 WHERE id = $1")
@@ -143,6 +146,64 @@ async fn apply(tx: &mut PgConnection, p: &Prepared) -> Result<(u32, u32), QueueE
         (Verb::SuspendMessage | Verb::ResumeMessage | Verb::RemoveMessage, _, None) => {
             Err(message_gone())
         }
+    }
+}
+
+/// A filtered message action: one statement per step over every message it names. Messages
+/// gone since the caller checked them are passed over.
+async fn apply_batch(tx: &mut PgConnection, p: &Prepared) -> Result<(u32, u32), QueueError> {
+    match p.verb {
+        Verb::SuspendMessage => {
+            let n = sqlx::query("UPDATE message SET suspended = true WHERE id = ANY($1)")
+                .bind(&p.batch)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            Ok((n as u32, 0))
+        }
+        Verb::ResumeMessage => {
+            // Poison messages go back to Submission, as Resume-Message releases one; their
+            // recipients move before the poison mark is cleared, which selects them.
+            let n = sqlx::query(&format!(
+                "UPDATE message_recipient r SET queue_id = NULL, status = 'Ready', next_retry_time = NULL
+                   FROM message m
+                  WHERE m.id = r.message_id AND m.id = ANY($1) AND m.poison
+                    AND r.status NOT IN {FINAL} AND r.remove_with_ndr IS NULL"
+            ))
+            .bind(&p.batch)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let m = sqlx::query(
+                "UPDATE message SET suspended = false, poison = false,
+                        crash_count = CASE WHEN poison THEN 0 ELSE crash_count END
+                  WHERE id = ANY($1)",
+            )
+            .bind(&p.batch)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok((m as u32, n as u32))
+        }
+        Verb::RemoveMessage => {
+            let rows: Vec<(uuid::Uuid,)> = sqlx::query_as(&format!(
+                "UPDATE message_recipient r SET remove_with_ndr = $3
+                   FROM unnest($1::uuid[], $2::integer[]) AS t(message_id, ordinal)
+                  WHERE r.message_id = t.message_id AND r.ordinal = t.ordinal
+                    AND r.status NOT IN {FINAL}
+                  RETURNING r.message_id"
+            ))
+            .bind(&p.batch)
+            .bind(&p.ordinals)
+            .bind(p.flag)
+            .fetch_all(&mut *tx)
+            .await?;
+            Ok(counts(&rows))
+        }
+        _ => Err(QueueError::Failed(format!(
+            "{} does not act on a set of messages",
+            p.verb.cmdlet()
+        ))),
     }
 }
 

@@ -136,6 +136,10 @@ pub struct Prepared {
     pub ordinals: Vec<i32>,
     /// Retry-Queue -Resubmit, Remove-Message -WithNDR.
     pub flag: bool,
+    /// A filtered message action, run as one command: the messages it acts on (for
+    /// Remove-Message one entry per recipient, parallel to `ordinals`). Empty for a one-message
+    /// command, which names its message in `message_id`.
+    pub batch: Vec<Uuid>,
 }
 
 impl Prepared {
@@ -271,6 +275,7 @@ pub async fn prepare(conn: &mut PgConnection, cmd: &QueueCommand) -> Result<Prep
                 message_id: None,
                 ordinals: vec![],
                 flag,
+                batch: vec![],
             })
         }
         QueueCommand::SuspendMessage(id)
@@ -295,9 +300,45 @@ pub async fn prepare(conn: &mut PgConnection, cmd: &QueueCommand) -> Result<Prep
                 message_id: Some(entries[0].id),
                 ordinals,
                 flag: with_ndr,
+                batch: vec![],
             })
         }
     }
+}
+
+/// One command for the messages of a filtered action, each checked as `prepare` checks it
+/// (the first that fails stops the whole line); None when there is none.
+pub async fn prepare_batch(
+    conn: &mut PgConnection,
+    cmds: &[QueueCommand],
+) -> Result<Option<Prepared>, QueueError> {
+    let mut batch: Option<Prepared> = None;
+    let mut seen = std::collections::HashSet::new();
+    for cmd in cmds {
+        let p = prepare(conn, cmd).await?;
+        let Some(id) = p.message_id else {
+            continue;
+        };
+        // A message in two queues comes twice: suspended once, its recipients removed in each.
+        let first = seen.insert(id);
+        let b = batch.get_or_insert_with(|| Prepared {
+            message_id: None,
+            ordinals: vec![],
+            batch: vec![],
+            ..p.clone()
+        });
+        if p.verb == Verb::RemoveMessage {
+            b.batch.extend(p.ordinals.iter().map(|_| id));
+            b.ordinals.extend(&p.ordinals);
+        } else if first {
+            b.batch.push(id);
+        }
+    }
+    if let Some(b) = &mut batch {
+        b.identity = format!("{} message(s) matching the filter", seen.len());
+    }
+    // Nothing left to change (every recipient final): no command.
+    Ok(batch.filter(|b| !b.batch.is_empty()))
 }
 
 /// Checks, records and runs a command; returns when it ran (or the bounded wait ended).
@@ -344,8 +385,8 @@ pub async fn submit(pool: &PgPool, p: &Prepared) -> Result<CommandReply, QueueEr
 async fn record(pool: &PgPool, p: &Prepared) -> Result<i64, QueueError> {
     let mut tx = pool.begin().await?;
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO queue_command (server, verb, identity, queue_id, message_id, ordinals, flag)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        "INSERT INTO queue_command (server, verb, identity, queue_id, message_id, ordinals, flag, message_ids)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
     )
     .bind(&p.server)
     .bind(p.verb.as_str())
@@ -354,6 +395,7 @@ async fn record(pool: &PgPool, p: &Prepared) -> Result<i64, QueueError> {
     .bind(p.message_id)
     .bind(&p.ordinals)
     .bind(p.flag)
+    .bind(&p.batch)
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query("SELECT pg_notify($1, $2)")
@@ -453,16 +495,17 @@ pub async fn next_pending(
         Option<Uuid>,
         Vec<i32>,
         bool,
+        Vec<Uuid>,
     );
     let row: Option<Row> = sqlx::query_as(
-        "SELECT id, server, verb, identity, queue_id, message_id, ordinals, flag FROM queue_command
+        "SELECT id, server, verb, identity, queue_id, message_id, ordinals, flag, message_ids FROM queue_command
           WHERE lower(server) = lower($1) AND done_at IS NULL ORDER BY id LIMIT 1",
     )
     .bind(server)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(row.and_then(
-        |(id, server, verb, identity, queue_id, message_id, ordinals, flag)| {
+        |(id, server, verb, identity, queue_id, message_id, ordinals, flag, batch)| {
             Some(Recorded {
                 id,
                 command: Prepared {
@@ -473,6 +516,7 @@ pub async fn next_pending(
                     message_id,
                     ordinals,
                     flag,
+                    batch,
                 },
             })
         },
@@ -563,6 +607,7 @@ mod tests {
             message_id: None,
             ordinals: vec![],
             flag,
+            batch: vec![],
         };
         let cases = [
             (
