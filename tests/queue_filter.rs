@@ -218,7 +218,8 @@ async fn filters_select_exactly_the_matching_queues_and_messages() {
         out.contains("Removed (without NDR) 3 messages matching the filter."),
         "{out}"
     );
-    let commands: Vec<(String, i32, Option<i32>, Option<String>, bool)> = sqlx::query_as(
+    type Command = (String, i32, Option<i32>, Option<String>, bool);
+    let commands: Vec<Command> = sqlx::query_as(
         "SELECT verb, cardinality(message_ids), messages, applied_by, flag FROM queue_command
           WHERE verb LIKE '%Message' ORDER BY id",
     )
