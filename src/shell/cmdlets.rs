@@ -338,7 +338,7 @@ pub async fn run_pipeline(
             out.objects = config::run(sh, tx, c, &b, &mut out.text).await?;
         } else {
             let input = std::mem::take(&mut out.objects);
-            if filtered && super::queue::acts_on_messages(c.name) {
+            if filtered && super::queue_action::acts_on_messages(c.name) {
                 let mut bound = Vec::with_capacity(input.len());
                 for obj in &input {
                     let b =
@@ -346,7 +346,7 @@ pub async fn run_pipeline(
                     out.whatif |= b.switch("WhatIf");
                     bound.push(b);
                 }
-                super::queue::run_filtered(sh, tx, c.name, &bound, &mut out.text).await?;
+                super::queue_action::run_filtered(sh, tx, c.name, &bound, &mut out.text).await?;
                 filtered = false;
                 continue;
             }

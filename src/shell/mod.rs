@@ -11,6 +11,7 @@ pub mod format;
 pub mod interactive;
 pub mod parse;
 pub mod queue;
+mod queue_action;
 pub mod render;
 pub mod select;
 pub mod unenforced;

@@ -138,11 +138,11 @@ pub fn find(name: &str) -> Option<&'static Cmdlet> {
     CMDLETS.iter().find(|c| c.name.eq_ignore_ascii_case(name))
 }
 
-fn server_of(sh: &Shell, b: &Bound) -> String {
+pub(super) fn server_of(sh: &Shell, b: &Bound) -> String {
     b.str("Server").unwrap_or_else(|| sh.server.clone())
 }
 
-fn wrong_input(cmdlet: &str) -> ShellError {
+pub(super) fn wrong_input(cmdlet: &str) -> ShellError {
     ShellError::BadPipelineInput(cmdlet.to_string())
 }
 
@@ -156,7 +156,7 @@ fn queue_id(a: &Arg, cmdlet: &str) -> Result<String, ShellError> {
 }
 
 /// A message identity from text or a Get-Message object.
-fn message_id(a: &Arg, cmdlet: &str) -> Result<String, ShellError> {
+pub(super) fn message_id(a: &Arg, cmdlet: &str) -> Result<String, ShellError> {
     match a {
         Arg::Str(s) => Ok(s.clone()),
         Arg::Obj(Obj::Message(m)) => Ok(m.identity.to_string()),
@@ -164,7 +164,7 @@ fn message_id(a: &Arg, cmdlet: &str) -> Result<String, ShellError> {
     }
 }
 
-fn whatif(b: &Bound, text: &mut String, action: String) -> bool {
+pub(super) fn whatif(b: &Bound, text: &mut String, action: String) -> bool {
     if b.switch("WhatIf") {
         text.push_str(&format!("What if: {action}.\n"));
         return true;
@@ -176,7 +176,7 @@ fn whatif(b: &Bound, text: &mut String, action: String) -> bool {
 /// checked in the line's transaction first (so -WhatIf refuses what the real run would refuse,
 /// and one bad target stops the line before any is sent), then run outside it: the manager
 /// applies each as soon as it is recorded, and a later failing stage cannot take it back.
-async fn commands(
+pub(super) async fn commands(
     sh: &mut Shell,
     tx: &mut PgConnection,
     server: &str,
@@ -203,124 +203,6 @@ async fn commands(
     Ok(())
 }
 
-/// A filtered message action as one command to the queue manager, each message checked first
-/// as `commands` checks it. Returns the messages it changed (those it was given when the reply
-/// is pending).
-async fn batch_command(
-    sh: &mut Shell,
-    tx: &mut PgConnection,
-    server: &str,
-    verb: Verb,
-    identities: &[String],
-    flag: bool,
-    whatif: bool,
-) -> Result<usize, ShellError> {
-    let local = ops::resolve_server(&mut *tx, server).await?;
-    let cmds = identities
-        .iter()
-        .map(|id| QueueCommand::parse(verb, id, &local, flag))
-        .collect::<Result<Vec<_>, _>>()?;
-    let Some(prepared) = command::prepare_batch(&mut *tx, &cmds).await? else {
-        return Ok(0);
-    };
-    if whatif {
-        return Ok(identities.len());
-    }
-    let reply = command::submit(&sh.pool, &prepared).await?;
-    match reply.applied {
-        Applied::Now => Ok(reply.messages as usize),
-        Applied::AtStart => {
-            sh.warnings.push(reply.to_string());
-            Ok(reply.messages as usize)
-        }
-        Applied::Pending => {
-            sh.warnings.push(reply.to_string());
-            Ok(identities.len())
-        }
-    }
-}
-
-/// Suspend-/Resume-/Remove-Message on `ids`. By filter (-Filter, or the objects of a filtered
-/// Get-Message down the pipeline) it is one command to the queue manager for all of them,
-/// and says how many messages it changed.
-async fn message_action(
-    sh: &mut Shell,
-    tx: &mut PgConnection,
-    c: &Cmdlet,
-    b: &Bound,
-    ids: &[String],
-    by_filter: bool,
-    text: &mut String,
-) -> Result<(), ShellError> {
-    let server = server_of(sh, b);
-    // Exchange's default: the sender hears of the removal.
-    let with_ndr = !matches!(b.get("WithNDR"), Some(Arg::Bool(false)));
-    let (verb, action, done) = match c.op {
-        Op::SuspendMessage => (Verb::SuspendMessage, "Suspending", "Suspended"),
-        Op::ResumeMessage => (Verb::ResumeMessage, "Resuming", "Resumed"),
-        _ if with_ndr => (
-            Verb::RemoveMessage,
-            "Removing (with NDR)",
-            "Removed (with NDR)",
-        ),
-        _ => (
-            Verb::RemoveMessage,
-            "Removing (without NDR)",
-            "Removed (without NDR)",
-        ),
-    };
-    let whatif_any = b.switch("WhatIf");
-    for id in ids {
-        whatif(b, text, format!("{action} message \"{id}\""));
-    }
-    if !by_filter {
-        return commands(sh, tx, &server, verb, ids, with_ndr, whatif_any).await;
-    }
-    let touched = batch_command(sh, tx, &server, verb, ids, with_ndr, whatif_any).await?;
-    if !whatif_any {
-        text.push_str(&format!(
-            "{done} {} matching the filter.\n",
-            plural(touched, "message")
-        ));
-    }
-    Ok(())
-}
-
-/// Whether `name` is a message action that takes a filtered Get-Message's objects as one
-/// command.
-pub fn acts_on_messages(name: &str) -> bool {
-    find(name).is_some_and(|c| {
-        matches!(
-            c.op,
-            Op::SuspendMessage | Op::ResumeMessage | Op::RemoveMessage
-        )
-    })
-}
-
-/// A message action on the objects of a filtered Get-Message: each bound as it comes down the
-/// pipeline (so a wrong object fails as it would alone), then one command for them all.
-pub async fn run_filtered(
-    sh: &mut Shell,
-    tx: &mut PgConnection,
-    name: &str,
-    bound: &[Bound],
-    text: &mut String,
-) -> Result<(), ShellError> {
-    let (Some(c), Some(first)) = (find(name), bound.first()) else {
-        return Ok(());
-    };
-    let ids = bound
-        .iter()
-        .map(|b| {
-            message_id(
-                b.get("Identity").ok_or_else(|| wrong_input(c.name))?,
-                c.name,
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    message_action(sh, tx, c, first, &ids, true, text).await
-}
-
 /// What an action cmdlet acts on: its -Identity, or every object its -Filter matches (`None`
 /// when the filter is given).
 fn target<'a>(b: &'a Bound, name: &str) -> Result<Option<&'a Arg>, ShellError> {
@@ -334,7 +216,7 @@ fn target<'a>(b: &'a Bound, name: &str) -> Result<Option<&'a Arg>, ShellError> {
     }
 }
 
-fn plural(n: usize, one: &str) -> String {
+pub(super) fn plural(n: usize, one: &str) -> String {
     if n == 1 {
         format!("1 {one}")
     } else {
@@ -483,7 +365,7 @@ pub async fn run(
                     (true, ids)
                 }
             };
-            message_action(sh, tx, c, b, &ids, by_filter, text).await?;
+            super::queue_action::message_action(sh, tx, c, b, &ids, by_filter, text).await?;
             Ok(vec![])
         }
         Op::ExportMessage => {
