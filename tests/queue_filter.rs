@@ -309,3 +309,74 @@ async fn filters_select_exactly_the_matching_queues_and_messages() {
     );
     assert_eq!(down.received().len(), 2);
 }
+
+/// A filtered removal with NDR on a running gateway: each matching message's sender gets one
+/// NDR naming the administrative action; the others stay queued, and nobody else hears.
+#[tokio::test]
+async fn a_filtered_removal_with_ndr_reports_each_matching_message_once() {
+    const HELD: &str = "127.0.0.74";
+    let s = setup().await;
+    let port = peer_port();
+    configure(
+        &s,
+        &[
+            "New-AcceptedDomain -Name Spam -DomainName spam.example",
+            &format!("New-Mailbox -Name Spammer -PrimarySmtpAddress {SPAMMER}"),
+            "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:00:30",
+            &format!(
+                "New-SendConnector -Name Held -AddressSpaces 'held.example' -DNSRoutingEnabled $false -SmartHosts '{HELD}' -Port {port}"
+            ),
+        ],
+    )
+    .await;
+    let gw = s.start().await;
+    for i in 0..3 {
+        send_from(
+            &gw,
+            SPAMMER,
+            &format!("r{i}@held.example"),
+            &format!("bounce {i}"),
+        );
+    }
+    send_from(&gw, SPAMMER, "keep@held.example", "keep");
+    within(60, "four messages held", || async {
+        gw.message_count().await == 4 && run(&gw, "Get-Message").await.matches("Retry").count() >= 4
+    })
+    .await;
+
+    let out = run(
+        &gw,
+        "Remove-Message -Filter {Subject -like 'bounce*'} -WithNDR $true",
+    )
+    .await;
+    assert!(
+        out.contains("Removed (with NDR) 3 messages matching the filter."),
+        "{out}"
+    );
+    within(
+        30,
+        "three NDRs delivered to the sender's mailbox",
+        || async { mailbox(&gw.data_dir(), SPAMMER).len() == 3 },
+    )
+    .await;
+    let ndrs = mailbox(&gw.data_dir(), SPAMMER);
+    for i in 0..3 {
+        let n = ndrs
+            .iter()
+            .filter(|n| n.contains(&format!("r{i}@held.example")))
+            .count();
+        assert_eq!(n, 1, "r{i}: {ndrs:?}");
+    }
+    assert!(
+        ndrs.iter()
+            .all(|n| n.contains("QUEUE.Admin") && !n.contains("keep@held.example")),
+        "{ndrs:?}"
+    );
+    within(30, "only the kept message left", || async {
+        gw.message_count().await == 1
+    })
+    .await;
+    let kept = run(&gw, "Get-Message -Filter {Subject -eq 'keep'}").await;
+    assert_eq!(kept.matches(SPAMMER).count(), 1, "{kept}");
+    assert_eq!(mailbox(&gw.data_dir(), SPAMMER).len(), 3, "a fourth NDR");
+}

@@ -338,7 +338,8 @@ pub async fn run_pipeline(
             out.objects = config::run(sh, tx, c, &b, &mut out.text).await?;
         } else {
             let input = std::mem::take(&mut out.objects);
-            if filtered && super::queue_action::acts_on_messages(c.name) {
+            // Many messages down a pipeline are one command to the queue manager, not one each.
+            if (filtered || input.len() > 1) && super::queue_action::acts_on_messages(c.name) {
                 let mut bound = Vec::with_capacity(input.len());
                 for obj in &input {
                     let b =
@@ -346,7 +347,8 @@ pub async fn run_pipeline(
                     out.whatif |= b.switch("WhatIf");
                     bound.push(b);
                 }
-                super::queue_action::run_filtered(sh, tx, c.name, &bound, &mut out.text).await?;
+                super::queue_action::run_many(sh, tx, c.name, &bound, filtered, &mut out.text)
+                    .await?;
                 filtered = false;
                 continue;
             }

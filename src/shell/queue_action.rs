@@ -8,8 +8,8 @@ use super::queue::{
     Cmdlet, Op, commands, find, message_id, plural, server_of, whatif, wrong_input,
 };
 use super::{Shell, ShellError};
-use crate::transport::queue::ops;
-use crate::transport::queue::ops::command::{self, Applied, QueueCommand, Verb};
+use crate::transport::queue::ops::command::{self, Applied, Verb};
+use crate::transport::queue::ops::{self, MessageIdentity};
 
 /// A filtered message action as one command to the queue manager, each message checked first
 /// as `commands` checks it. Returns the messages it changed (those it was given when the reply
@@ -24,11 +24,11 @@ async fn batch_command(
     whatif: bool,
 ) -> Result<usize, ShellError> {
     let local = ops::resolve_server(&mut *tx, server).await?;
-    let cmds = identities
+    let ids = identities
         .iter()
-        .map(|id| QueueCommand::parse(verb, id, &local, flag))
+        .map(|id| MessageIdentity::parse(id, &local))
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(prepared) = command::prepare_batch(&mut *tx, &cmds).await? else {
+    let Some(prepared) = command::prepare_batch(&mut *tx, verb, &ids, flag).await? else {
         return Ok(0);
     };
     if whatif {
@@ -48,9 +48,9 @@ async fn batch_command(
     }
 }
 
-/// Suspend-/Resume-/Remove-Message on `ids`. By filter (-Filter, or the objects of a filtered
-/// Get-Message down the pipeline) it is one command to the queue manager for all of them,
-/// and says how many messages it changed.
+/// Suspend-/Resume-/Remove-Message on `ids`: one command to the queue manager for all of them
+/// (one message alone is checked and sent as itself). By filter (-Filter, or the objects of a
+/// filtered Get-Message down the pipeline) it says how many messages it changed.
 pub(super) async fn message_action(
     sh: &mut Shell,
     tx: &mut PgConnection,
@@ -81,11 +81,11 @@ pub(super) async fn message_action(
     for id in ids {
         whatif(b, text, format!("{action} message \"{id}\""));
     }
-    if !by_filter {
+    if !by_filter && ids.len() == 1 {
         return commands(sh, tx, &server, verb, ids, with_ndr, whatif_any).await;
     }
     let touched = batch_command(sh, tx, &server, verb, ids, with_ndr, whatif_any).await?;
-    if !whatif_any {
+    if by_filter && !whatif_any {
         text.push_str(&format!(
             "{done} {} matching the filter.\n",
             plural(touched, "message")
@@ -94,7 +94,7 @@ pub(super) async fn message_action(
     Ok(())
 }
 
-/// Whether `name` is a message action that takes a filtered Get-Message's objects as one
+/// Whether `name` is a message action that takes many messages down a pipeline as one
 /// command.
 pub fn acts_on_messages(name: &str) -> bool {
     find(name).is_some_and(|c| {
@@ -105,13 +105,15 @@ pub fn acts_on_messages(name: &str) -> bool {
     })
 }
 
-/// A message action on the objects of a filtered Get-Message: each bound as it comes down the
-/// pipeline (so a wrong object fails as it would alone), then one command for them all.
-pub async fn run_filtered(
+/// A message action on the objects of a Get-Message (`filtered`: one given -Filter): each bound
+/// as it comes down the pipeline (so a wrong object fails as it would alone), then one command
+/// for them all.
+pub async fn run_many(
     sh: &mut Shell,
     tx: &mut PgConnection,
     name: &str,
     bound: &[Bound],
+    filtered: bool,
     text: &mut String,
 ) -> Result<(), ShellError> {
     let (Some(c), Some(first)) = (find(name), bound.first()) else {
@@ -126,5 +128,5 @@ pub async fn run_filtered(
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    message_action(sh, tx, c, first, &ids, true, text).await
+    message_action(sh, tx, c, first, &ids, filtered, text).await
 }

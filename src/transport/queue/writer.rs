@@ -302,9 +302,7 @@ async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
             .execute(&mut *tx)
             .await?;
     }
-    for a in &b.admin {
-        write_admin(&mut tx, a).await?;
-    }
+    write_admin_rows(&mut tx, &b.admin).await?;
     if !b.deletes.is_empty() {
         sqlx::query("DELETE FROM message WHERE id = ANY($1)")
             .bind(&b.deletes)
@@ -312,6 +310,78 @@ async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
             .await?;
     }
     tx.commit().await
+}
+
+/// The rows of queue commands, in order; a run of removal marks or of message suspensions (a
+/// filtered action on thousands of messages) is one statement.
+async fn write_admin_rows(
+    tx: &mut sqlx::PgConnection,
+    rows: &[AdminRow],
+) -> Result<(), sqlx::Error> {
+    let mut i = 0;
+    while i < rows.len() {
+        let run = rows[i..]
+            .iter()
+            .take_while(|r| std::mem::discriminant(*r) == std::mem::discriminant(&rows[i]))
+            .count();
+        let group = &rows[i..i + run];
+        match &rows[i] {
+            AdminRow::RemoveMarked { .. } if run > 1 => {
+                let (mut ids, mut ordinals, mut flags) = (vec![], vec![], vec![]);
+                for r in group {
+                    if let AdminRow::RemoveMarked {
+                        message,
+                        ordinal,
+                        with_ndr,
+                    } = r
+                    {
+                        ids.push(*message);
+                        ordinals.push(*ordinal);
+                        flags.push(*with_ndr);
+                    }
+                }
+                sqlx::query(
+                    "UPDATE message_recipient r SET remove_with_ndr = u.w
+                       FROM UNNEST($1::uuid[], $2::int4[], $3::bool[]) AS u(m, o, w)
+                      WHERE r.message_id = u.m AND r.ordinal = u.o
+                        AND r.status NOT IN ('Delivered', 'Failed')",
+                )
+                .bind(ids)
+                .bind(ordinals)
+                .bind(flags)
+                .execute(&mut *tx)
+                .await?;
+            }
+            AdminRow::MessageSuspended { .. } if run > 1 => {
+                let (mut ids, mut flags) = (vec![], vec![]);
+                for r in group {
+                    if let AdminRow::MessageSuspended { message, suspended } = r {
+                        ids.push(*message);
+                        flags.push(*suspended);
+                    }
+                }
+                // A message named twice keeps the last word, as one by one would.
+                sqlx::query(
+                    "UPDATE message m SET suspended = u.s
+                       FROM (SELECT DISTINCT ON (id) id, s
+                               FROM UNNEST($1::uuid[], $2::bool[]) WITH ORDINALITY AS x(id, s, n)
+                              ORDER BY id, n DESC) AS u
+                      WHERE m.id = u.id",
+                )
+                .bind(ids)
+                .bind(flags)
+                .execute(&mut *tx)
+                .await?;
+            }
+            _ => {
+                for r in group {
+                    write_admin(&mut *tx, r).await?;
+                }
+            }
+        }
+        i += run;
+    }
+    Ok(())
 }
 
 async fn write_admin(tx: &mut sqlx::PgConnection, a: &AdminRow) -> Result<(), sqlx::Error> {

@@ -43,7 +43,7 @@ pub(super) fn removal_reply() -> Reply {
 }
 
 /// Where a message named by a command is.
-enum Place {
+pub(super) enum Place {
     Memory,
     Poison,
     /// In the database, not filed by the submitter yet.
@@ -134,42 +134,6 @@ impl QueueManager {
         }
     }
 
-    /// A filtered message action: each message it names, in one command (one flush before and
-    /// after, one result). A message gone since the caller checked it is passed over.
-    async fn message_batch(&self, p: &Prepared) -> Result<(u32, u32), QueueError> {
-        let mut each: Vec<(Uuid, Vec<i32>)> = Vec::new();
-        for (i, id) in p.batch.iter().enumerate() {
-            if each.last().is_none_or(|(last, _)| last != id) {
-                each.push((*id, Vec::new()));
-            }
-            if let (Some(o), Some((_, ordinals))) = (p.ordinals.get(i), each.last_mut()) {
-                ordinals.push(*o);
-            }
-        }
-        let (mut messages, mut recipients) = (0u32, 0u32);
-        for (id, ordinals) in each {
-            let one = Prepared {
-                verb: p.verb,
-                server: p.server.clone(),
-                identity: p.identity.clone(),
-                queue_id: None,
-                message_id: Some(id),
-                ordinals,
-                flag: p.flag,
-                batch: vec![],
-            };
-            match self.message_command(&one).await {
-                Ok((m, r)) => {
-                    messages = messages.saturating_add(m);
-                    recipients = recipients.saturating_add(r);
-                }
-                Err(QueueError::MessageNotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok((messages, recipients))
-    }
-
     /// Retry-Queue -Resubmit: the queue's waiting recipients go back through categorization and
     /// routing.
     fn resubmit(&self, queue: Option<i64>) -> (u32, u32) {
@@ -218,7 +182,7 @@ impl QueueManager {
         }
     }
 
-    async fn message_command(&self, p: &Prepared) -> Result<(u32, u32), QueueError> {
+    pub(super) async fn message_command(&self, p: &Prepared) -> Result<(u32, u32), QueueError> {
         let id = p
             .message_id
             .ok_or_else(|| QueueError::MessageNotFound(p.identity.clone()))?;
@@ -392,7 +356,7 @@ fn retry_in(st: &mut State, qid: i64) -> Option<(QueueRow, (u32, u32))> {
 /// delivery task takes it again). Waiting ones are returned to be finalised now (held in flight
 /// until then, so the timers leave them alone); one in flight is finalised by the timers if its
 /// attempt does not deliver it; a delivered one is left alone. Without an NDR nobody is told.
-fn remove_in(
+pub(super) fn remove_in(
     st: &mut State,
     id: Uuid,
     ordinals: &[i32],

@@ -44,6 +44,7 @@ const TICK: Duration = Duration::from_millis(500);
 const SUBMIT_BATCH: usize = 256;
 
 mod admin;
+mod bulk;
 mod categorize;
 mod dispatch;
 mod job;

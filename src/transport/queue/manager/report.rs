@@ -15,6 +15,15 @@ impl QueueManager {
         let Some((meta, outcomes)) = self.outcomes_for(message, failed, remote) else {
             return Ok(());
         };
+        // Nobody to tell (null sender, NOTIFY=NEVER, Remove-Message -WithNDR $false): the body
+        // is not read at all, which keeps a bulk removal cheap.
+        if dsn::is_null_sender(&meta.from)
+            || !outcomes
+                .iter()
+                .any(|o| dsn::should_notify(o.notify.as_deref(), dsn::DsnKind::Failure))
+        {
+            return Ok(());
+        }
         let org = self.inner.org.borrow().clone();
         let (content, lost) = self.original_content(&meta).await?;
         let mut original = meta.original(&content);

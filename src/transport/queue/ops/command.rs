@@ -284,58 +284,83 @@ pub async fn prepare(conn: &mut PgConnection, cmd: &QueueCommand) -> Result<Prep
             let entries = message_entries(conn, id, false).await?;
             let server = resolve_server(conn, &id.server).await?;
             let with_ndr = matches!(cmd, QueueCommand::RemoveMessage { with_ndr: true, .. });
-            let ordinals = if verb == Verb::RemoveMessage {
-                entries
-                    .iter()
-                    .flat_map(|e| e.recipients.iter().map(|r| r.ordinal))
-                    .collect()
-            } else {
-                vec![]
-            };
-            Ok(Prepared {
-                verb,
-                server,
-                identity: id.to_string(),
-                queue_id: None,
-                message_id: Some(entries[0].id),
-                ordinals,
-                flag: with_ndr,
-                batch: vec![],
-            })
+            Ok(message_prepared(verb, id, server, &entries, with_ndr))
         }
     }
 }
 
-/// One command for the messages of a filtered action, each checked as `prepare` checks it
-/// (the first that fails stops the whole line); None when there is none.
+/// A message command on the entries its identity names.
+fn message_prepared(
+    verb: Verb,
+    id: &MessageIdentity,
+    server: String,
+    entries: &[MessageInfo],
+    with_ndr: bool,
+) -> Prepared {
+    let ordinals = if verb == Verb::RemoveMessage {
+        entries
+            .iter()
+            .flat_map(|e| e.recipients.iter().map(|r| r.ordinal))
+            .collect()
+    } else {
+        vec![]
+    };
+    Prepared {
+        verb,
+        server,
+        identity: id.to_string(),
+        queue_id: None,
+        message_id: entries.first().map(|e| e.id),
+        ordinals,
+        flag: with_ndr,
+        batch: vec![],
+    }
+}
+
+/// One command for the messages of a filtered action (`verb` a message action), each checked
+/// as `prepare` checks it, in one query per server (the first that fails stops the whole line);
+/// None when there is nothing left to change.
 pub async fn prepare_batch(
     conn: &mut PgConnection,
-    cmds: &[QueueCommand],
+    verb: Verb,
+    ids: &[MessageIdentity],
+    with_ndr: bool,
 ) -> Result<Option<Prepared>, QueueError> {
+    let found = read::message_entries_many(conn, ids).await?;
+    let mut servers: std::collections::HashMap<String, String> = Default::default();
     let mut batch: Option<Prepared> = None;
     let mut seen = std::collections::HashSet::new();
-    for cmd in cmds {
-        let p = prepare(conn, cmd).await?;
-        let Some(id) = p.message_id else {
+    for (id, entries) in ids.iter().zip(found) {
+        let key = id.server.to_lowercase();
+        let server = match servers.get(&key) {
+            Some(s) => s.clone(),
+            None => {
+                let s = resolve_server(conn, &id.server).await?;
+                servers.insert(key, s.clone());
+                s
+            }
+        };
+        let p = message_prepared(verb, id, server, &entries, with_ndr);
+        let Some(message) = p.message_id else {
             continue;
         };
         // A message in two queues comes twice: suspended once, its recipients removed in each.
-        let first = seen.insert(id);
+        let first = seen.insert(message);
         let b = batch.get_or_insert_with(|| Prepared {
             message_id: None,
             ordinals: vec![],
             batch: vec![],
             ..p.clone()
         });
-        if p.verb == Verb::RemoveMessage {
-            b.batch.extend(p.ordinals.iter().map(|_| id));
+        if verb == Verb::RemoveMessage {
+            b.batch.extend(p.ordinals.iter().map(|_| message));
             b.ordinals.extend(&p.ordinals);
         } else if first {
-            b.batch.push(id);
+            b.batch.push(message);
         }
     }
     if let Some(b) = &mut batch {
-        b.identity = format!("{} message(s) matching the filter", seen.len());
+        b.identity = format!("{} message(s)", seen.len());
     }
     // Nothing left to change (every recipient final): no command.
     Ok(batch.filter(|b| !b.batch.is_empty()))

@@ -257,7 +257,8 @@ enum Scope {
     QueueRow(i64),
     Submission(String),
     Poison(String),
-    Message(String, i64),
+    /// Messages of a server by internal id: one, or a filtered action's targets.
+    Messages(String, Vec<i64>),
 }
 
 /// The message entries in scope, one per (message, queue), in message order. `details` adds the
@@ -280,23 +281,23 @@ async fn entries_page(
     details: bool,
     page: &Page,
 ) -> Result<(Vec<MessageInfo>, bool), QueueError> {
-    let (cond, server, number) = match scope {
-        Scope::Server(s) => ("lower(m.server) = lower($1)", Some(s.as_str()), None),
-        Scope::QueueRow(n) => ("r.queue_id = $2 AND NOT m.poison", None, Some(*n)),
+    let (cond, server, numbers) = match scope {
+        Scope::Server(s) => ("lower(m.server) = lower($1)", Some(s.as_str()), vec![]),
+        Scope::QueueRow(n) => ("r.queue_id = ANY($2) AND NOT m.poison", None, vec![*n]),
         Scope::Submission(s) => (
             "lower(m.server) = lower($1) AND r.queue_id IS NULL AND NOT m.poison",
             Some(s.as_str()),
-            None,
+            vec![],
         ),
         Scope::Poison(s) => (
             "lower(m.server) = lower($1) AND m.poison",
             Some(s.as_str()),
-            None,
+            vec![],
         ),
-        Scope::Message(s, id) => (
-            "lower(m.server) = lower($1) AND m.internal_id = $2",
+        Scope::Messages(s, ids) => (
+            "lower(m.server) = lower($1) AND m.internal_id = ANY($2)",
             Some(s.as_str()),
-            Some(*id),
+            ids.clone(),
         ),
     };
     let paged = page.sql(4);
@@ -337,7 +338,7 @@ async fn entries_page(
     let limit = page.limit.map(|n| i64::from(n) + 1);
     let mut query = sqlx::query_as::<_, EntryRow>(&sql)
         .bind(server)
-        .bind(number)
+        .bind(numbers)
         .bind(limit);
     for v in paged.values {
         query = match v {
@@ -542,18 +543,60 @@ pub(crate) async fn message_entries(
 ) -> Result<Vec<MessageInfo>, QueueError> {
     let all = entries(
         conn,
-        &Scope::Message(id.server.clone(), id.internal_id),
+        &Scope::Messages(id.server.clone(), vec![id.internal_id]),
         details,
     )
     .await?;
+    named_entries(id, all)
+}
+
+/// The entries of `all` that identity `id` names (its queue, or every queue for `*`).
+fn named_entries(
+    id: &MessageIdentity,
+    all: impl IntoIterator<Item = MessageInfo>,
+) -> Result<Vec<MessageInfo>, QueueError> {
     let hits: Vec<MessageInfo> = all
         .into_iter()
+        .filter(|e| e.identity.internal_id == id.internal_id)
         .filter(|e| id.queue.is_none_or(|q| e.queue.queue == q))
         .collect();
     if hits.is_empty() {
         return Err(QueueError::MessageNotFound(id.to_string()));
     }
     Ok(hits)
+}
+
+/// `message_entries` for each of many identities (a filtered action's targets) in one query per
+/// server; the first identity that names nothing is the error.
+pub(crate) async fn message_entries_many(
+    conn: &mut PgConnection,
+    ids: &[MessageIdentity],
+) -> Result<Vec<Vec<MessageInfo>>, QueueError> {
+    let mut by_server: HashMap<String, Vec<i64>> = HashMap::new();
+    for id in ids {
+        by_server
+            .entry(id.server.to_lowercase())
+            .or_default()
+            .push(id.internal_id);
+    }
+    let mut found: HashMap<(String, i64), Vec<MessageInfo>> = HashMap::new();
+    for (server, numbers) in by_server {
+        for e in entries(conn, &Scope::Messages(server.clone(), numbers), false).await? {
+            found
+                .entry((server.clone(), e.identity.internal_id))
+                .or_default()
+                .push(e);
+        }
+    }
+    ids.iter()
+        .map(|id| {
+            let all = found
+                .get(&(id.server.to_lowercase(), id.internal_id))
+                .cloned()
+                .unwrap_or_default();
+            named_entries(id, all)
+        })
+        .collect()
 }
 
 /// Get-Message: the entries the filter selects (an unknown queue or message is an error).
