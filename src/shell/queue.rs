@@ -495,6 +495,7 @@ fn message_page(b: &Bound, cmdlet: &str) -> Result<ops::Page, ShellError> {
         order,
         bookmark,
         include_bookmark,
+        prefilter: None,
     })
 }
 

@@ -1,13 +1,16 @@
 //! `-Filter` on the queue cmdlets: the properties Get-Queue and Get-Message show, typed, for
 //! `ops::filter`, and the reads that keep only the matching rows.
 //!
-//! The filter is evaluated in memory over the rows the read already loads (a server's queues,
-//! or the messages of the scope asked for); that is one query whatever the filter. Pushing
-//! simple comparisons down into SQL is left for when queues hold enough to make it pay.
+//! The filter is evaluated in memory over the rows the read loads: a server's queues (few), or
+//! the messages of the scope asked for, where the query itself first keeps only the messages
+//! the filter's message-level comparisons allow (`pushdown`), so a filter on a big queue reads
+//! only what it may match.
 
 use sqlx::{Acquire, Postgres};
 
-use super::{MessageFilter, MessageInfo, QueueError, QueueInfo, list_messages, list_queues};
+use super::page::Page;
+use super::pushdown::Prefilter;
+use super::{MessageFilter, MessageInfo, QueueError, QueueInfo, list_messages_page, list_queues};
 use crate::ops::filter::{FValue, Filter, Kind, Record};
 
 const QUEUE_STATUS: &[&str] = &["Active", "Ready", "Retry", "Suspended"];
@@ -156,5 +159,9 @@ pub async fn filter_messages<'c>(
     scope: MessageFilter<'_>,
     f: &Filter,
 ) -> Result<Vec<MessageInfo>, QueueError> {
-    keep(list_messages(db, server, scope).await?, f)
+    let page = Page {
+        prefilter: Prefilter::of_message_filter(f),
+        ..Page::default()
+    };
+    keep(list_messages_page(db, server, scope, &page).await?.0, f)
 }

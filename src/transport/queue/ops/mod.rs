@@ -16,6 +16,7 @@ use super::{QueueStatus, RecipientStatus};
 pub mod command;
 pub mod filter;
 pub mod page;
+pub mod pushdown;
 pub mod read;
 
 pub use command::{Applied, CommandReply, QueueCommand, execute, prepare};

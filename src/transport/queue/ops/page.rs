@@ -114,6 +114,8 @@ pub struct Page {
     /// Start after (or, with `include_bookmark`, at) this message in that order.
     pub bookmark: Option<MessageInfo>,
     pub include_bookmark: bool,
+    /// What of a -Filter the query can test itself (the exact filter runs on what it reads).
+    pub prefilter: Option<super::pushdown::Prefilter>,
 }
 
 /// The SQL pieces of a page: the ORDER BY list, the keyset condition and its parameters.

@@ -301,6 +301,13 @@ async fn entries_page(
         ),
     };
     let paged = page.sql(4);
+    let (cond, pre_values) = match &page.prefilter {
+        Some(pre) => {
+            let (sql, values) = pre.sql(4 + paged.values.len());
+            (format!("{cond} AND {sql}"), values)
+        }
+        None => (cond.to_string(), vec![]),
+    };
     // The page is chosen among messages (one more than asked, to tell whether more exist), so a
     // message is never split across pages; its rows then come in the page's order.
     let (page_cte, in_page) = if page.limit.is_some() || paged.after.is_some() {
@@ -340,7 +347,7 @@ async fn entries_page(
         .bind(server)
         .bind(numbers)
         .bind(limit);
-    for v in paged.values {
+    for v in paged.values.into_iter().chain(pre_values) {
         query = match v {
             PageValue::Int(n) => query.bind(n),
             PageValue::Text(t) => query.bind(t),
