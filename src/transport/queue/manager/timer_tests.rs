@@ -483,6 +483,7 @@ fn manager(
         wake: Notify::new(),
         writes: wtx,
         submissions: stx,
+        acks: Default::default(),
     };
     (
         QueueManager {
