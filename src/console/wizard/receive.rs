@@ -19,8 +19,8 @@ use crate::console::pages::{Node, PageError, seg};
 use crate::console::state::ConsoleState;
 use crate::ops::props::{Value, Values};
 use crate::ops::{OpError, receive_connector};
-use crate::org::{ReceiveConnector, timespan};
 use crate::org::network::{Binding, IpRange};
+use crate::org::{ReceiveConnector, timespan};
 use crate::shell::Obj;
 
 const INTRO: &str = "Introduction";

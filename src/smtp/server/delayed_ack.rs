@@ -44,7 +44,12 @@ impl Session {
     /// passed. The client's connection is watched meanwhile: one that closes it ends the wait
     /// (and the session) at once, so it does not hold its connection slot for nothing; the
     /// message stays queued. Returns false when the client went away.
-    pub async fn delay_ack(&mut self, mut waiter: AckWaiter, limit: Duration, buf: &mut [u8]) -> bool {
+    pub async fn delay_ack(
+        &mut self,
+        mut waiter: AckWaiter,
+        limit: Duration,
+        buf: &mut [u8],
+    ) -> bool {
         if !self.flush().await {
             return false;
         }
