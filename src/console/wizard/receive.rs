@@ -468,3 +468,22 @@ impl Wizard for NewReceiveConnector {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_says_internet_connectors_hold_back_no_acknowledgement() {
+        let line = |u: &str| {
+            NewReceiveConnector::summary(&Draft::default().with("Usage", u))
+                .into_iter()
+                .find(|l| l.starts_with("Maximum acknowledgement delay: "))
+                .unwrap()
+        };
+        // hubgate's difference from Exchange (30 s everywhere), shown before New is clicked.
+        assert_eq!(line("Internet"), "Maximum acknowledgement delay: 00:00:00");
+        assert_eq!(line("Internal"), "Maximum acknowledgement delay: 00:00:30");
+        assert_eq!(line("Client"), "Maximum acknowledgement delay: 00:00:30");
+    }
+}
