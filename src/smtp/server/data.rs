@@ -350,7 +350,9 @@ impl Session {
         let Some(tx) = self.tx.take() else {
             return true;
         };
-        // A sender that shadows the message (XSHADOW=) needs no delayed acknowledgement.
+        // A sender that shadows the message (MAIL XSHADOW=) keeps its copy until this node
+        // reports it delivered, so it needs no delayed acknowledgement. Set from the
+        // transaction once XSHADOW= is honoured.
         let shadowed = false;
         if let Some(r) = outcome.rejection() {
             self.reply_tarpit(r).await;
