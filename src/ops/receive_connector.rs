@@ -259,6 +259,9 @@ pub fn preset(c: &mut R, usage: Option<&str>) {
             c.permission_groups = v(&["AnonymousUsers"]);
             c.auth_mechanism = v(&["Tls"]);
             c.remote_ip_ranges = v(&["0.0.0.0-255.255.255.255"]);
+            // Unlike Exchange (30 s): a backup MX whose primary is down would hold every
+            // Internet sender, and its connection slot, for the whole delay.
+            c.max_acknowledgement_delay = 0;
         }
         Some("Internal") => {
             c.permission_groups = v(&["ExchangeServers", "ExchangeLegacyServers"]);

@@ -67,6 +67,8 @@ pub async fn ensure_server(
     ]
     .map(String::from)
     .to_vec();
+    // Internet-facing: no delayed acknowledgement, unlike Exchange (see the Internet preset).
+    default.max_acknowledgement_delay = 0;
     default.insert(pool).await?;
 
     let mut client = ReceiveConnector::new(server, &format!("Client {server}"), first.fqdn);

@@ -83,11 +83,6 @@ pub const TABLE: &[Unenforced] = &[
         reason: "hubgate offers no Integrated (NTLM or Kerberos) authentication; clients authenticate with BasicAuth",
     },
     Unenforced {
-        param: "MaxAcknowledgementDelay",
-        counts: |o| rc(o, |c| c.max_acknowledgement_delay > 0),
-        reason: "hubgate does not delay the acknowledgement (shadow redundancy is not implemented yet); it answers 250 once the message is durably queued",
-    },
-    Unenforced {
         param: "SmartHostAuthMechanism",
         counts: |o| sc(o, |c| c.smart_host_auth_mechanism == "ExchangeServer"),
         reason: "hubgate sends no credential for ExchangeServer (no Kerberos); to log on to another gateway as a server, use BasicAuthRequireTLS with an account in Exchange Servers",
@@ -256,9 +251,7 @@ mod tests {
 
     #[test]
     fn exchange_defaults_that_hubgate_honours_count_for_nothing() {
-        let mut rc = ReceiveConnector::new("HUB1", "R", "hub1.contoso.test");
-        rc.max_acknowledgement_delay = 0;
-        let rc = Obj::ReceiveConnector(rc);
+        let rc = Obj::ReceiveConnector(ReceiveConnector::new("HUB1", "R", "hub1.contoso.test"));
         let sc = Obj::SendConnector(SendConnector::new("S", &["*"], "HUB1"));
         let ts = Obj::TransportServer(TransportServer::with_defaults("HUB1", "h"));
         for o in [&rc, &sc, &ts] {

@@ -6,10 +6,12 @@ use std::future::Future;
 use std::pin::Pin;
 
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::org::rights::Rights;
 use crate::org::{AcceptedDomain, Account, OrgError, Recipient};
 use crate::transport::categorizer::{self, Verdict};
+use crate::transport::queue::manager::AckWaiter;
 use crate::transport::queue::{self, AcceptError, Envelope, Incoming, QueueManager, Submitted};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -43,6 +45,12 @@ pub trait Intake: Send + Sync {
 
     /// Hands a durable message to the queues.
     fn submit(&self, m: Submitted);
+
+    /// A wait for durable message `id` to reach its next hop (delayed acknowledgement), taken
+    /// before it is submitted. None where nothing delivers (the session fuzz target): no wait.
+    fn watch_next_hop(&self, _id: Uuid) -> Option<AckWaiter> {
+        None
+    }
 }
 
 /// The directory in PostgreSQL.
@@ -87,5 +95,9 @@ impl Intake for PgIntake {
 
     fn submit(&self, m: Submitted) {
         self.queue.submit(m);
+    }
+
+    fn watch_next_hop(&self, id: Uuid) -> Option<AckWaiter> {
+        Some(self.queue.watch_next_hop(id))
     }
 }

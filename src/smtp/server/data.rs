@@ -6,6 +6,8 @@
 //! goes through a fixed buffer to the file. DATA and BDAT share one content policy
 //! ([`ContentCheck`]).
 
+use std::time::Duration;
+
 use uuid::Uuid;
 
 use super::session::{Next, Session};
@@ -149,8 +151,7 @@ impl Session {
                 self.reader.push(&buf[consumed..n]);
             }
         }
-        self.finish_message(rx, reader.outcome()).await;
-        true
+        self.finish_message(rx, reader.outcome(), buf).await
     }
 
     pub fn bdat_command(&mut self, size: u64, last: bool) -> Next {
@@ -260,7 +261,12 @@ impl Session {
         }
         if let Some(rx) = rx {
             let outcome = rx.check.as_ref().map(ContentCheck::outcome);
-            self.finish_message(rx, outcome.unwrap_or_default()).await;
+            if !self
+                .finish_message(rx, outcome.unwrap_or_default(), buf)
+                .await
+            {
+                return Err("Remote");
+            }
         }
         Ok(())
     }
@@ -333,12 +339,24 @@ impl Session {
     }
 
     /// The end-of-data checks, then the queue. The 250 goes out only after the queue made the
-    /// message durable.
-    async fn finish_message(&mut self, mut rx: Receiving, outcome: DataOutcome) {
-        let Some(tx) = self.tx.take() else { return };
+    /// message durable, and, unless the sender keeps a shadow copy, after the delayed
+    /// acknowledgement. Returns false when the client went away while it waited.
+    async fn finish_message(
+        &mut self,
+        mut rx: Receiving,
+        outcome: DataOutcome,
+        buf: &mut [u8],
+    ) -> bool {
+        let Some(tx) = self.tx.take() else {
+            return true;
+        };
+        // A sender that shadows the message (MAIL XSHADOW=) keeps its copy until this node
+        // reports it delivered, so it needs no delayed acknowledgement. Set from the
+        // transaction once XSHADOW= is honoured.
+        let shadowed = false;
         if let Some(r) = outcome.rejection() {
             self.reply_tarpit(r).await;
-            return;
+            return true;
         }
         if let Stage::Header = rx.stage {
             // No empty line: the whole message is header.
@@ -350,8 +368,11 @@ impl Session {
                 message_id,
                 subject,
             } => (sink, message_id, subject),
-            Stage::Refused(r) => return self.reply_tarpit(r).await,
-            Stage::Header => return,
+            Stage::Refused(r) => {
+                self.reply_tarpit(r).await;
+                return true;
+            }
+            Stage::Header => return true,
         };
         let id = sink.id();
         let envelope = Envelope {
@@ -388,20 +409,35 @@ impl Session {
         match accepted {
             Ok(internal_id) => {
                 self.track_receive(&envelope, internal_id, size);
+                let delay = if shadowed {
+                    Duration::ZERO
+                } else {
+                    self.ack_delay()
+                };
+                // Taken before the submit, so the message cannot reach its next hop unseen.
+                let waiter = (!delay.is_zero())
+                    .then(|| self.gw.intake.watch_next_hop(id))
+                    .flatten();
                 self.gw
                     .intake
                     .submit(Submitted::accepted(&envelope, internal_id, size));
+                if let Some(waiter) = waiter
+                    && !self.delay_ack(waiter, delay, buf).await
+                {
+                    return false;
+                }
                 self.reply(Reply::new(
                     250,
                     "2.6.0",
                     format!("{message_id} [InternalId={internal_id}] Queued mail for delivery"),
-                ))
+                ));
             }
             Err(e) => {
                 tracing::error!("queueing message {id}: {e}");
                 self.reply(Reply::new(452, "4.3.1", "Insufficient system resources"));
             }
         }
+        true
     }
 
     fn track_receive(&self, env: &Envelope, internal_id: i64, size: u64) {

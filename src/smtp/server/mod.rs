@@ -4,6 +4,7 @@ pub mod auth;
 pub mod auth_throttle;
 pub mod backend;
 pub mod data;
+pub mod delayed_ack;
 pub mod ehlo;
 pub mod envelope;
 pub mod identity;

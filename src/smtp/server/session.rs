@@ -143,6 +143,12 @@ impl Session {
         inactivity.min(total.saturating_sub(self.started.elapsed()))
     }
 
+    /// What ConnectionTimeout leaves of this session.
+    pub fn time_left(&self) -> Duration {
+        let total = Duration::from_secs(self.connector.connection_timeout as u64);
+        total.saturating_sub(self.started.elapsed())
+    }
+
     /// Queues a reply for the next flush.
     pub fn reply(&mut self, r: Reply) {
         let wire = r.to_wire();

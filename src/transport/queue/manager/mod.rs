@@ -43,6 +43,7 @@ const TICK: Duration = Duration::from_millis(500);
 /// Messages categorized per submission batch.
 const SUBMIT_BATCH: usize = 256;
 
+mod ack;
 mod admin;
 mod bulk;
 mod categorize;
@@ -58,6 +59,7 @@ mod stored;
 mod timer_tests;
 mod timers;
 
+pub use ack::AckWaiter;
 use categorize::submitter;
 use dispatch::plan_dispatch;
 use job::GiveBack;
@@ -92,6 +94,8 @@ struct Inner {
     wake: Notify,
     writes: mpsc::UnboundedSender<Write>,
     submissions: mpsc::UnboundedSender<Submission>,
+    /// Sessions holding back their 250 until their message reaches its next hop.
+    acks: ack::AckWaiters,
 }
 
 enum Submission {
@@ -135,6 +139,7 @@ impl QueueManager {
             wake: Notify::new(),
             writes: wtx,
             submissions: stx,
+            acks: Default::default(),
         });
         let qm = QueueManager { inner };
         // The queue writer's lock says this gateway runs; commands recorded while it did not

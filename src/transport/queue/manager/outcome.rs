@@ -33,6 +33,7 @@ impl QueueManager {
                     );
                     st.messages.remove(&message);
                     st.poisoned.insert(message);
+                    self.release_ack(message);
                 }
             }
             if let Some(m) = st.messages.get_mut(&message) {
@@ -157,6 +158,9 @@ impl QueueManager {
                         &text,
                     )));
                 }
+            }
+            if ack::settled(m) {
+                self.release_ack(job.message);
             }
             if m.rcpts.iter().all(|r| r.state == RState::Done) {
                 st.messages.remove(&job.message);

@@ -483,6 +483,7 @@ fn manager(
         wake: Notify::new(),
         writes: wtx,
         submissions: stx,
+        acks: Default::default(),
     };
     (
         QueueManager {
@@ -558,4 +559,57 @@ async fn the_scheduler_retries_when_the_managers_clock_reaches_the_retry_time() 
     .await;
     assert_eq!(deleted, Ok(true), "the delivered message is deleted");
     scheduler.abort();
+}
+
+#[tokio::test]
+async fn a_delayed_ack_waits_for_every_recipient_and_a_dropped_wait_leaves_nothing() {
+    let clock = ManualClock::new(t0());
+    let (tx, _delivered) = mpsc::unbounded_channel();
+    let dir = tempfile::tempdir().unwrap();
+    let s = server();
+    let (qm, _writes) = manager(
+        clock.clone(),
+        Arc::new(Deliverer(tx)),
+        s.clone(),
+        dir.path(),
+    );
+    let m = message(
+        "a@contoso.test",
+        clock.now(),
+        vec![
+            rcpt(0, "u@fabrikam.test", Some(1), plain(&s)),
+            rcpt(1, "v@fabrikam.test", Some(1), plain(&s)),
+        ],
+    );
+    let id = m.meta.id;
+    // A session that stops waiting (its client left) takes its entry with it.
+    drop(qm.watch_next_hop(id));
+    assert!(qm.inner.acks.lock().unwrap().is_empty());
+
+    let mut waiter = qm.watch_next_hop(id);
+    let job = Job::new(qm.give_back(), &m.meta, Vec::new());
+    qm.state().messages.insert(id, m);
+    let ok = || Outcome::Delivered {
+        reply: Reply::new(250, "2.0.0", "OK"),
+    };
+    let later = Outcome::Deferred {
+        reply: Reply::new(451, "4.4.0", "later"),
+    };
+    qm.finish(&job, vec![(0, ok()), (1, later)], &Attempt::default())
+        .await;
+    let pending = tokio::time::timeout(Duration::from_millis(50), waiter.reached()).await;
+    assert!(
+        pending.is_err(),
+        "released while a recipient waits for a retry"
+    );
+
+    let job = Job::new(qm.give_back(), &qm.state().messages[&id].meta, Vec::new());
+    qm.finish(&job, vec![(1, ok())], &Attempt::default()).await;
+    let done = tokio::time::timeout(Duration::from_secs(5), waiter.reached()).await;
+    assert!(
+        done.is_ok(),
+        "not released once every recipient was delivered"
+    );
+    drop(waiter);
+    assert!(qm.inner.acks.lock().unwrap().is_empty());
 }
