@@ -262,6 +262,7 @@ async fn a_node_without_the_organisation_key_says_so_and_changes_nothing() {
         smtp_port: s.smtp_port,
         client_port: s.client_port,
         console_port: gateway_port(),
+        fqdn: s.fqdn.clone(),
     };
     let _running = gw_b.start().await;
 }

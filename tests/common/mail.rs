@@ -13,7 +13,7 @@ use super::*;
 pub const SENDER: &str = "sender@contoso.test";
 
 pub async fn configure(setup: &Setup, lines: &[&str]) {
-    let mut shell = Shell::new(setup.pool.clone(), FQDN);
+    let mut shell = Shell::new(setup.pool.clone(), &setup.fqdn);
     for l in lines {
         shell
             .run_line(l)

@@ -79,10 +79,17 @@ pub async fn fresh_database() -> String {
 /// gateways binds it, so their fixed ports (see [`gateway_port`]) cannot be taken by anyone else:
 /// no window between picking a port and binding it.
 pub fn gateway_ip() -> Ipv4Addr {
+    node_ip(0)
+}
+
+/// A further address of this process's own, for a second (1) or third (2) node in one test:
+/// the same pid-made address in a second-octet range of its own (65..128, 129..192).
+pub fn node_ip(n: u8) -> Ipv4Addr {
+    assert!(n < 3, "three node addresses per test process");
     let pid = std::process::id();
     Ipv4Addr::new(
         127,
-        1 + ((pid >> 16) & 0x3f) as u8,
+        1 + 64 * n + ((pid >> 16) & 0x3f) as u8,
         (pid >> 8) as u8,
         pid as u8,
     )
@@ -150,23 +157,35 @@ pub struct Setup {
     pub smtp_port: u16,
     pub client_port: u16,
     pub console_port: u16,
+    /// The node's FQDN (HUBGATE_SERVER_NAME).
+    pub fqdn: String,
 }
 
 impl Setup {
     /// Creates the organisation as a first start would, with tarpitting off so rejections are
     /// quick (a dedicated test covers the tarpit).
     pub async fn new() -> Setup {
+        Setup::named(SERVER, FQDN).await
+    }
+
+    /// `new` for a node of another name, as a second organisation's gateway in the same test.
+    pub async fn named(server: &str, fqdn: &str) -> Setup {
+        Setup::node(0, server, fqdn).await
+    }
+
+    /// `named` on this process's node address `n` ([`node_ip`]).
+    pub async fn node(n: u8, server: &str, fqdn: &str) -> Setup {
         let db_url = fresh_database().await;
         let pool = PgPool::connect(&db_url).await.expect("connect");
         hubgate::db::MIGRATOR.run(&pool).await.expect("migrate");
-        let ip = gateway_ip();
+        let ip = node_ip(n);
         let smtp_port = gateway_port();
         let client_port = gateway_port();
         bootstrap::ensure_server(
             &pool,
             &FirstStart {
-                server_name: SERVER,
-                fqdn: FQDN,
+                server_name: server,
+                fqdn,
                 default_bindings: Some(vec![format!("{ip}:{smtp_port}")]),
                 client_bindings: Some(vec![format!("{ip}:{client_port}")]),
                 admin_password: Some(ADMIN_PASSWORD),
@@ -186,6 +205,7 @@ impl Setup {
             smtp_port,
             client_port,
             console_port: gateway_port(),
+            fqdn: fqdn.to_string(),
         }
     }
 
@@ -219,7 +239,7 @@ impl Setup {
 /// The environment every test's `hubgate serve` starts with; callers add to it or override it.
 pub fn serve_env<'c>(cmd: &'c mut Command, s: &Setup, data_dir: &Path) -> &'c mut Command {
     cmd.env("HUBGATE_DATA_DIR", data_dir)
-        .env("HUBGATE_SERVER_NAME", FQDN)
+        .env("HUBGATE_SERVER_NAME", &s.fqdn)
         .env("DATABASE_URL", &s.db_url)
         .env(
             "HUBGATE_CONSOLE_BIND",
