@@ -6,11 +6,13 @@ use std::future::Future;
 use std::pin::Pin;
 
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::org::rights::Rights;
 use crate::org::{AcceptedDomain, Account, OrgError, Recipient};
 use crate::transport::categorizer::{self, Verdict};
 use crate::transport::queue::{self, AcceptError, Envelope, Incoming, QueueManager, Submitted};
+use crate::transport::shadow::primary::{self, ShadowError};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -43,6 +45,19 @@ pub trait Intake: Send + Sync {
 
     /// Hands a durable message to the queues.
     fn submit(&self, m: Submitted);
+
+    /// This node's queue database id, the XSHADOW reply (reference §1.2).
+    fn queue_database_id<'a>(&'a self, server: &'a str)
+    -> BoxFuture<'a, Result<Uuid, ShadowError>>;
+
+    /// Takes (and forgets) up to `max` discard events for a shadow server's context, oldest
+    /// first: the XQDISCARD reply.
+    fn take_discard_events<'a>(
+        &'a self,
+        server: &'a str,
+        context: &'a str,
+        max: i64,
+    ) -> BoxFuture<'a, Result<Vec<String>, ShadowError>>;
 }
 
 /// The directory in PostgreSQL.
@@ -87,5 +102,23 @@ impl Intake for PgIntake {
 
     fn submit(&self, m: Submitted) {
         self.queue.submit(m);
+    }
+
+    fn queue_database_id<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Uuid, ShadowError>> {
+        Box::pin(primary::queue_database_id(&self.pool, server))
+    }
+
+    fn take_discard_events<'a>(
+        &'a self,
+        server: &'a str,
+        context: &'a str,
+        max: i64,
+    ) -> BoxFuture<'a, Result<Vec<String>, ShadowError>> {
+        Box::pin(primary::take_discard_events(
+            &self.pool, server, context, max,
+        ))
     }
 }

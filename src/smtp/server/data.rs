@@ -13,7 +13,7 @@ use crate::logs::tracking::TrackingEvent;
 use crate::org::rights::ExtendedRight;
 use crate::smtp::proto::{Body, ContentCheck, DataOutcome, DataReader, Reply};
 use crate::transport::headers::{self, Firewall};
-use crate::transport::queue::{Envelope, Incoming, Submitted};
+use crate::transport::queue::{Envelope, Incoming, ShadowOrigin, Submitted};
 
 /// A message being received, over DATA or BDAT.
 pub struct Receiving {
@@ -354,6 +354,13 @@ impl Session {
             Stage::Header => return,
         };
         let id = sink.id();
+        let shadow = match (tx.shadowed, &tx.params.xshadow, &self.shadow_context) {
+            (true, Some(message_id), Some(context)) => Some(ShadowOrigin {
+                message_id: message_id.clone(),
+                context: context.clone(),
+            }),
+            _ => None,
+        };
         let envelope = Envelope {
             id,
             server: self.org.server.name.clone(),
@@ -376,6 +383,7 @@ impl Session {
                 .to_string()
             }),
             smtp_utf8: tx.params.smtputf8,
+            shadow,
         };
         self.log_event(
             '*',
