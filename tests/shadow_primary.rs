@@ -571,3 +571,71 @@ async fn auto_discard_drops_unclaimed_events() {
     .await;
     assert_eq!(c.cmd("XQDISCARD 50").await, "251 OK, no discard events\r\n");
 }
+
+/// The other way to the right: on Default (AuthMechanism ExchangeServer), a session that logs
+/// on over TLS with an account in Exchange Servers holds Accept-XShadow and Accept-Headers-
+/// Organization (the E14 set), so its XSHADOW and XSHADOW= count; before it logs on it is
+/// anonymous and refused. The client is Python's smtplib, as another server would speak.
+#[tokio::test]
+async fn exchange_server_account_over_tls_may_shadow_on_default() {
+    let port = peer_port();
+    let s = setup().await;
+    hubgate::org::Account::create(&s.pool, "org1-hub", "Org1-Hub-pw-1", &["Exchange Servers"])
+        .await
+        .unwrap();
+    configure(
+        &s,
+        &[&format!(
+            "New-SendConnector -Name Down -AddressSpaces 'down.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.85' -Port {port}"
+        )],
+    )
+    .await;
+    let gw = s.start().await;
+    let ctx = context(Uuid::new_v4(), "ORG1");
+    let id = Uuid::new_v4().to_string();
+    let script = r#"
+import smtplib, ssl, sys
+host, port, ctx, sid, sender = sys.argv[1:6]
+c = smtplib.SMTP(host, int(port), timeout=30)
+c.ehlo("org1.example")
+assert c.has_extn("xshadow"), c.esmtp_features
+print("anonymous", c.docmd("XSHADOW", ctx))
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+c.starttls(context=tls)
+c.ehlo("org1.example")
+c.login("org1-hub", "Org1-Hub-pw-1")
+code, dbid = c.docmd("XSHADOW", ctx)
+print("server", code, dbid.decode())
+c.sendmail(sender, ["x@down.example"], "Subject: shadowed " + sid + "\r\n\r\nhi\r\n",
+           mail_options=["XSHADOW=" + sid])
+print("discard", c.docmd("XQDISCARD", "50"))
+c.quit()
+"#;
+    let (ok, out) = python(
+        script,
+        &[
+            &gw.smtp().ip().to_string(),
+            &gw.smtp().port().to_string(),
+            &ctx,
+            &id,
+            SENDER,
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("anonymous (550, b'5.7.1 Not authorized')"),
+        "{out}"
+    );
+    let dbid = stored_dbid(&gw).await;
+    assert!(out.contains(&format!("server 250 {dbid}")), "{out}");
+    assert!(
+        out.contains("discard (251, b'OK, no discard events')"),
+        "{out}"
+    );
+    assert_eq!(
+        shadow_columns(&gw, &format!("shadowed {id}")).await,
+        (Some(id.clone()), Some(ctx))
+    );
+}
