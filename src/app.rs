@@ -159,6 +159,11 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
             .join(", ")
     );
 
+    let auto_discard = tokio::spawn(crate::transport::shadow::primary::auto_discard(
+        pool.clone(),
+        server_name.clone(),
+        org_rx.clone(),
+    ));
     let reload = tokio::spawn(watch_config(
         db.url.clone(),
         pool.clone(),
@@ -189,6 +194,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     listeners.close_all();
     reload.abort();
+    auto_discard.abort();
     console.abort();
     // Sessions in a transaction have not had their 250, so cutting them loses nothing; still,
     // give them a moment to finish.

@@ -80,6 +80,7 @@ async fn a_message_that_panics_delivery_twice_is_poison() {
         ret: None,
         body_type: None,
         smtp_utf8: false,
+        shadow: None,
     };
     let body = b"Subject: poison\r\n\r\nbody\r\n".to_vec();
     let size = body.len() as u64;

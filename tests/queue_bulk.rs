@@ -41,6 +41,7 @@ async fn accept(setup: &Setup, from: &str, rcpts: &[&str]) -> Uuid {
         ret: None,
         body_type: None,
         smtp_utf8: false,
+        shadow: None,
     };
     let header = format!("From: <{from}>\r\nSubject: offer\r\n\r\n").into_bytes();
     let spool = Spool::open(setup.data_dir.path()).unwrap();

@@ -37,6 +37,7 @@ async fn accept(setup: &Setup, from: &str, subject: Option<&str>, body_len: usiz
         ret: None,
         body_type: None,
         smtp_utf8: false,
+        shadow: None,
     };
     let spool = Spool::open(setup.data_dir.path()).unwrap();
     queue::accept(

@@ -245,6 +245,7 @@ async fn a_categorizer_database_error_is_retried_until_it_clears() {
         ret: None,
         body_type: None,
         smtp_utf8: false,
+        shadow: None,
     };
     let body = b"Subject: categorize me later\r\n\r\nbody\r\n".to_vec();
     queue::accept(gw.pool(), &spool, &env, Vec::new(), body)

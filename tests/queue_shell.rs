@@ -199,6 +199,7 @@ async fn accept(setup: &Setup, from: &str, rcpts: &[&str], subject: &str) -> Msg
         ret: None,
         body_type: None,
         smtp_utf8: false,
+        shadow: None,
     };
     let header = format!(
         "Received: from client.example ([192.0.2.10]) by hub1.contoso.test\r\n\

@@ -110,7 +110,9 @@ async fn banner_ehlo_and_fixed_replies() {
             "8BITMIME",
             "BINARYMIME",
             "CHUNKING",
-            "SMTPUTF8"
+            "SMTPUTF8",
+            // Default has ExchangeServer and ShadowRedundancyEnabled is on (reference §1.2).
+            "XSHADOW"
         ],
         "AUTH must wait for STARTTLS on Default (BasicAuthRequireTLS)"
     );

@@ -95,11 +95,8 @@ async fn organisation_limits_and_shadow_settings_warn_and_show_it() {
             .contains("(not enforced: hubgate does not check the organization's size limits yet"),
         "{fl}"
     );
-    assert!(
-        shown(&fl, "ShadowRedundancyEnabled")
-            .starts_with("True (not enforced: hubgate does not implement shadow redundancy yet"),
-        "{fl}"
-    );
+    // The receive side acts on ShadowRedundancyEnabled (XSHADOW is advertised by it): no caveat.
+    assert_eq!(shown(&fl, "ShadowRedundancyEnabled"), "True", "{fl}");
     assert_eq!(shown(&fl, "ShadowHeartbeatRetryCount"), "12");
 
     let out = run(

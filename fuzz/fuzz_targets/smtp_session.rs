@@ -33,6 +33,7 @@ use hubgate::smtp::server::session::Session;
 use hubgate::smtp::server::stream::Stream;
 use hubgate::transport::categorizer::Verdict;
 use hubgate::transport::queue::{AcceptError, Disposition, Envelope, Incoming, Spool, Submitted};
+use hubgate::transport::shadow::primary::ShadowError;
 
 const FQDN: &str = "hub1.contoso.test";
 const DOMAIN: &str = "contoso.test";
@@ -98,6 +99,30 @@ impl Intake for MemIntake {
     }
 
     fn submit(&self, _m: Submitted) {}
+
+    fn queue_database_id<'a>(
+        &'a self,
+        _server: &'a str,
+    ) -> BoxFuture<'a, Result<uuid::Uuid, ShadowError>> {
+        Box::pin(async { Ok(uuid::Uuid::from_u128(0x0123_4567_89ab_cdef)) })
+    }
+
+    /// One event, so that both XQDISCARD replies (ids, none) are reachable.
+    fn take_discard_events<'a>(
+        &'a self,
+        _server: &'a str,
+        context: &'a str,
+        max: i64,
+    ) -> BoxFuture<'a, Result<Vec<String>, ShadowError>> {
+        Box::pin(async move {
+            assert!((1..=1000).contains(&max), "XQDISCARD count {max} out of range");
+            Ok(if context.len() % 2 == 0 {
+                vec![uuid::Uuid::nil().hyphenated().to_string()]
+            } else {
+                Vec::new()
+            })
+        })
+    }
 }
 
 struct World {

@@ -112,11 +112,6 @@ pub const TABLE: &[Unenforced] = &[
         reason: "hubgate has no intra-organization connector; set ProtocolLoggingLevel on the send connectors",
     },
     Unenforced {
-        param: "ShadowRedundancyEnabled",
-        counts: |o| tc(o, |c| c.shadow_redundancy_enabled),
-        reason: SHADOW,
-    },
-    Unenforced {
         param: "ShadowHeartbeatTimeoutInterval",
         counts: |o| tc(o, |c| c.shadow_heartbeat_timeout_interval != 900),
         reason: SHADOW,
@@ -124,11 +119,6 @@ pub const TABLE: &[Unenforced] = &[
     Unenforced {
         param: "ShadowHeartbeatRetryCount",
         counts: |o| tc(o, |c| c.shadow_heartbeat_retry_count != 12),
-        reason: SHADOW,
-    },
-    Unenforced {
-        param: "ShadowMessageAutoDiscardInterval",
-        counts: |o| tc(o, |c| c.shadow_message_auto_discard_interval != 172800),
         reason: SHADOW,
     },
     Unenforced {

@@ -13,6 +13,7 @@ use crate::org::{AcceptedDomain, Account, OrgError, Recipient};
 use crate::transport::categorizer::{self, Verdict};
 use crate::transport::queue::manager::AckWaiter;
 use crate::transport::queue::{self, AcceptError, Envelope, Incoming, QueueManager, Submitted};
+use crate::transport::shadow::primary::{self, ShadowError};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -51,6 +52,19 @@ pub trait Intake: Send + Sync {
     fn watch_next_hop(&self, _id: Uuid) -> Option<AckWaiter> {
         None
     }
+
+    /// This node's queue database id, the XSHADOW reply (reference §1.2).
+    fn queue_database_id<'a>(&'a self, server: &'a str)
+    -> BoxFuture<'a, Result<Uuid, ShadowError>>;
+
+    /// Takes (and forgets) up to `max` discard events for a shadow server's context, oldest
+    /// first: the XQDISCARD reply.
+    fn take_discard_events<'a>(
+        &'a self,
+        server: &'a str,
+        context: &'a str,
+        max: i64,
+    ) -> BoxFuture<'a, Result<Vec<String>, ShadowError>>;
 }
 
 /// The directory in PostgreSQL.
@@ -99,5 +113,23 @@ impl Intake for PgIntake {
 
     fn watch_next_hop(&self, id: Uuid) -> Option<AckWaiter> {
         Some(self.queue.watch_next_hop(id))
+    }
+
+    fn queue_database_id<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Uuid, ShadowError>> {
+        Box::pin(primary::queue_database_id(&self.pool, server))
+    }
+
+    fn take_discard_events<'a>(
+        &'a self,
+        server: &'a str,
+        context: &'a str,
+        max: i64,
+    ) -> BoxFuture<'a, Result<Vec<String>, ShadowError>> {
+        Box::pin(primary::take_discard_events(
+            &self.pool, server, context, max,
+        ))
     }
 }

@@ -15,7 +15,7 @@ use crate::logs::tracking::TrackingEvent;
 use crate::org::rights::ExtendedRight;
 use crate::smtp::proto::{Body, ContentCheck, DataOutcome, DataReader, Reply};
 use crate::transport::headers::{self, Firewall};
-use crate::transport::queue::{Envelope, Incoming, Submitted};
+use crate::transport::queue::{Envelope, Incoming, ShadowOrigin, Submitted};
 
 /// A message being received, over DATA or BDAT.
 pub struct Receiving {
@@ -350,10 +350,6 @@ impl Session {
         let Some(tx) = self.tx.take() else {
             return true;
         };
-        // A sender that shadows the message (MAIL XSHADOW=) keeps its copy until this node
-        // reports it delivered, so it needs no delayed acknowledgement. Set from the
-        // transaction once XSHADOW= is honoured.
-        let shadowed = false;
         if let Some(r) = outcome.rejection() {
             self.reply_tarpit(r).await;
             return true;
@@ -375,6 +371,16 @@ impl Session {
             Stage::Header => return true,
         };
         let id = sink.id();
+        let shadow = match (tx.shadowed, &tx.params.xshadow, &self.shadow_context) {
+            (true, Some(message_id), Some(context)) => Some(ShadowOrigin {
+                message_id: message_id.clone(),
+                context: context.clone(),
+            }),
+            _ => None,
+        };
+        // A sender that shadows the message (XSHADOW= honoured) keeps its copy until this node
+        // reports it delivered, so it needs no delayed acknowledgement.
+        let shadowed = shadow.is_some();
         let envelope = Envelope {
             id,
             server: self.org.server.name.clone(),
@@ -397,6 +403,7 @@ impl Session {
                 .to_string()
             }),
             smtp_utf8: tx.params.smtputf8,
+            shadow,
         };
         self.log_event(
             '*',

@@ -60,6 +60,10 @@ impl Session {
         if c.orar_enabled {
             lines.push("XORAR".into());
         }
+        // After XRDST, before XOORG (reference §3.5); hubgate offers neither of those.
+        if self.xshadow_offered() {
+            lines.push("XSHADOW".into());
+        }
         lines
     }
 

@@ -86,12 +86,14 @@ impl Session {
             ));
             return Next::Close;
         }
+        let shadowed = self.shadow_accepted(&params);
         self.tx = Some(Transaction {
             from,
             params,
             recipients: Vec::new(),
             chunks: None,
             chunk_failure: None,
+            shadowed,
         });
         self.reply(Reply::new(250, "2.1.0", "Sender OK"));
         Next::Continue

@@ -11,6 +11,7 @@ pub mod identity;
 pub mod limits;
 pub mod listener;
 pub mod session;
+pub mod shadow;
 pub mod stream;
 
 use std::sync::Arc;

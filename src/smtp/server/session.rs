@@ -48,6 +48,9 @@ pub struct Transaction {
     pub chunks: Option<super::data::Receiving>,
     /// Set when a BDAT chunk broke a limit: the rest is read and discarded, then this reply is sent.
     pub chunk_failure: Option<Reply>,
+    /// A shadow server keeps a copy of this message (its MAIL carried an XSHADOW= id this node
+    /// keeps, `params.xshadow`): it needs no delayed acknowledgement.
+    pub shadowed: bool,
 }
 
 pub struct Session {
@@ -66,6 +69,9 @@ pub struct Session {
     pub logon_failures: u32,
     pub protocol_errors: u32,
     pub tx: Option<Transaction>,
+    /// The shadow server's context, once its XSHADOW was accepted: this node is then the
+    /// primary for the messages it marks with XSHADOW=.
+    pub shadow_context: Option<String>,
     pub log: Option<SessionLog>,
     started: Instant,
     /// Set once the 421 for too many errors is queued: nothing more is read, whichever path
@@ -114,6 +120,7 @@ impl Session {
             logon_failures: 0,
             protocol_errors: 0,
             tx: None,
+            shadow_context: None,
             log,
             started: Instant::now(),
             closing: false,
@@ -385,7 +392,9 @@ impl Session {
                 self.reply(Reply::new(252, "2.1.5", "Cannot VRFY user"));
                 Next::Continue
             }
-            Command::Expn(_) | Command::XShadow(_) | Command::XQDiscard(_) => {
+            Command::XShadow(context) => self.xshadow_command(context).await,
+            Command::XQDiscard(count) => self.xqdiscard_command(count).await,
+            Command::Expn(_) => {
                 self.protocol_error(Reply::new(502, "5.3.3", "Command not implemented"))
             }
         }
@@ -439,6 +448,7 @@ impl Session {
                 self.helo = None;
                 self.esmtp = false;
                 self.tx = None;
+                self.shadow_context = None;
                 self.log_event('*', "", "TLS negotiation succeeded");
                 true
             }

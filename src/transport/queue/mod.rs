@@ -10,4 +10,6 @@ pub mod writer;
 pub use manager::{QueueManager, Submitted};
 pub use spool::{Incoming, Spool};
 pub use status::{QueueStatus, RecipientStatus};
-pub use store::{AcceptError, Disposition, Envelope, EnvelopeRecipient, accept, accept_incoming};
+pub use store::{
+    AcceptError, Disposition, Envelope, EnvelopeRecipient, ShadowOrigin, accept, accept_incoming,
+};

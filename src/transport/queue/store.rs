@@ -71,6 +71,17 @@ pub struct Envelope {
     pub ret: Option<String>,
     pub body_type: Option<String>,
     pub smtp_utf8: bool,
+    /// Set when a shadow server keeps a copy until this node is done with the message.
+    pub shadow: Option<ShadowOrigin>,
+}
+
+/// The shadow server of a message this node is the primary for (reference §1.1): the id it gave
+/// the message (MAIL XSHADOW=) and its XSHADOW context. When the message leaves the queue, the
+/// database queues a discard event for that context (migration 0009).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShadowOrigin {
+    pub message_id: String,
+    pub context: String,
 }
 
 /// Makes a message whole in memory durable (a DSN); returns its InternalId.
@@ -139,8 +150,9 @@ async fn insert_rows(
 ) -> Result<i64, sqlx::Error> {
     let (internal_id,): (i64,) = sqlx::query_as(
         "INSERT INTO message (id, server, from_address, size, source_ip, receive_connector, helo, auth_user,
-                              internet_message_id, subject, env_id, ret, body_type, smtp_utf8)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) RETURNING internal_id",
+                              internet_message_id, subject, env_id, ret, body_type, smtp_utf8,
+                              shadow_message_id, shadow_context)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) RETURNING internal_id",
     )
     .bind(env.id)
     .bind(&env.server)
@@ -156,6 +168,8 @@ async fn insert_rows(
     .bind(&env.ret)
     .bind(&env.body_type)
     .bind(env.smtp_utf8)
+    .bind(env.shadow.as_ref().map(|s| s.message_id.as_str()))
+    .bind(env.shadow.as_ref().map(|s| s.context.as_str()))
     .fetch_one(&mut **tx)
     .await?;
     let ordinals: Vec<i32> = (0..env.recipients.len() as i32).collect();

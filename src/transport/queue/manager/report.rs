@@ -123,6 +123,7 @@ impl QueueManager {
             ret: None,
             body_type: None,
             smtp_utf8: false,
+            shadow: None,
         };
         let size = d.message.len() as u64;
         match crate::transport::queue::accept(

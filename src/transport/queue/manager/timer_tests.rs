@@ -107,6 +107,7 @@ fn message(from: &str, received_at: OffsetDateTime, rcpts: Vec<Rcpt>) -> Msg {
         ret: None,
         body_type: None,
         smtp_utf8: false,
+        shadow: None,
     };
     let mut meta = Submitted::accepted(&env, 1, 100);
     meta.received_at = received_at;
