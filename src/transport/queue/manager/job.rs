@@ -40,6 +40,8 @@ pub struct SubmittedRecipient {
     pub next_retry: Option<OffsetDateTime>,
     pub delay_notified: bool,
     pub remove_with_ndr: Option<bool>,
+    /// A shadow copy (loaded at start): the shadow queue it waits in.
+    pub shadow_queue: Option<i64>,
 }
 
 impl Submitted {
@@ -86,6 +88,7 @@ impl Submitted {
                     next_retry: None,
                     delay_notified: false,
                     remove_with_ndr: None,
+                    shadow_queue: None,
                 })
                 .collect(),
         }
@@ -105,6 +108,12 @@ pub enum Outcome {
     /// Transient: try again after MessageRetryInterval.
     Deferred {
         reply: Reply,
+    },
+    /// Accepted by a primary in a shadowed session: kept here as a shadow copy until the
+    /// primary reports the message done.
+    Shadowed {
+        reply: Reply,
+        primary: Arc<super::shadow::Primary>,
     },
 }
 
@@ -285,6 +294,11 @@ pub trait Lane: Send + Sync {
     fn connection_failed(&self, failure: ConnectionFailed);
     /// Recorded (and any NDR queued) before it returns, so the next job sees the outcome.
     fn delivered(&self, outcome: Delivered) -> BoxFuture<'_, ()>;
+    /// The manager's shadow-redundancy book (discards, dbid changes), for a shadowed session;
+    /// None where no manager stands behind the lane.
+    fn shadow_book(&self) -> Option<QueueManager> {
+        None
+    }
 }
 
 /// The delivery agents (SMTP, mailbox; shadow next): one call runs one connection or one

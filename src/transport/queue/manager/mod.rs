@@ -51,6 +51,7 @@ mod listener;
 mod load;
 mod outcome;
 mod report;
+mod shadow;
 mod state;
 mod stored;
 #[cfg(test)]
@@ -66,6 +67,7 @@ pub use job::{
 };
 use listener::command_listener;
 use load::load_pending;
+pub use shadow::{HeartbeatDue, Primary, ResubmitReason, shadow_key};
 use state::*;
 pub(crate) use stored::run_stored;
 pub use timers::connection_retry_interval;
@@ -153,6 +155,7 @@ impl QueueManager {
                 .fetch_all(&pool)
                 .await?;
         qm.state().poisoned = poisoned.into_iter().map(|(id,)| id).collect();
+        qm.load_shadow_queues().await?;
         for mut m in load_pending(&pool, &settings.server_name, None).await? {
             // Rows committed without a body (a commit whose outcome was unknown and whose body
             // was lost, or disk damage): they can only be reported, never delivered.
