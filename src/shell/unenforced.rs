@@ -117,21 +117,6 @@ pub const TABLE: &[Unenforced] = &[
         reason: "hubgate has no intra-organization connector; set ProtocolLoggingLevel on the send connectors",
     },
     Unenforced {
-        param: "ShadowRedundancyEnabled",
-        counts: |o| tc(o, |c| c.shadow_redundancy_enabled),
-        reason: SHADOW,
-    },
-    Unenforced {
-        param: "ShadowHeartbeatTimeoutInterval",
-        counts: |o| tc(o, |c| c.shadow_heartbeat_timeout_interval != 900),
-        reason: SHADOW,
-    },
-    Unenforced {
-        param: "ShadowHeartbeatRetryCount",
-        counts: |o| tc(o, |c| c.shadow_heartbeat_retry_count != 12),
-        reason: SHADOW,
-    },
-    Unenforced {
         param: "ShadowMessageAutoDiscardInterval",
         counts: |o| tc(o, |c| c.shadow_message_auto_discard_interval != 172800),
         reason: SHADOW,
@@ -198,9 +183,9 @@ pub fn warn(text: &mut String, b: &Bound, before: &Obj, after: &Obj) {
     }
 }
 
-/// Add-ADPermission on a send connector: its ACL is stored (Exchange's scripts grant
-/// ms-Exch-SMTP-Send-XShadow and the Send-Headers rights there) but nothing sending mail reads it.
-pub const SEND_CONNECTOR_PERMISSIONS: &str = "hubgate does not check a send connector's permissions yet (XSHADOW and the Send-Headers rights)";
+/// Add-ADPermission on a send connector: its ACL is stored; ms-Exch-SMTP-Send-XShadow gates
+/// shadow redundancy, but nothing sending mail reads the other rights (Send-Headers, Exch50).
+pub const SEND_CONNECTOR_PERMISSIONS: &str = "hubgate checks only ms-Exch-SMTP-Send-XShadow on a send connector (not the Send-Headers rights)";
 
 pub fn warn_send_connector_permission(text: &mut String) {
     let line = warning(

@@ -7,3 +7,4 @@ pub mod dsn;
 pub mod headers;
 pub mod queue;
 pub mod routing;
+pub mod shadow;
