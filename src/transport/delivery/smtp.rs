@@ -184,15 +184,18 @@ pub(super) async fn run(agents: &Agents, lane: &dyn Lane, route: Route) {
         ip: Some(client.remote().ip()),
         tls_version: client.tls_version().map(str::to_string),
     };
-    let primary = client.shadow_dbid().map(|dbid| {
-        Arc::new(Primary {
-            fqdn: client.peer_name().to_string(),
-            connector_id: connector.id,
-            host: client.host().to_string(),
-            port,
-            dbid: dbid.to_string(),
+    let primary = client
+        .shadow_dbid()
+        .map(|dbid| {
+            Arc::new(Primary {
+                fqdn: client.peer_name().to_string(),
+                connector_id: connector.id,
+                host: client.host().to_string(),
+                port,
+                dbid: dbid.to_string(),
+            })
         })
-    });
+        .filter(|p| book.as_ref().is_some_and(|b| b.shadow_trusted(&p.key())));
     if let (Some(p), Some(book)) = (&primary, &book) {
         book.shadow_contact(p).await;
     }

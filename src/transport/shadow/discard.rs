@@ -4,7 +4,7 @@
 //! means the primary's word cannot be trusted: its copies are resubmitted, nothing is lost.
 
 use crate::smtp::client::{Client, ClientError, Discards};
-use crate::transport::queue::manager::{QueueManager, ResubmitReason};
+use crate::transport::queue::manager::QueueManager;
 use crate::transport::routing::NextHopKey;
 
 /// Ids asked for per command: Exchange's ShadowRedundancyMaxDiscardIdsPerSmtpCommand default.
@@ -46,7 +46,7 @@ pub async fn query(
                     "primary {}: {why}; its shadow copies are resubmitted",
                     key.next_hop_domain
                 );
-                qm.shadow_resubmit_key(key, ResubmitReason::ShadowStateChange);
+                qm.shadow_violation(key);
                 return Err(DiscardError::Violation(why));
             }
         }

@@ -301,11 +301,39 @@ impl QueueManager {
         (moved.len() as u32, recipients)
     }
 
-    /// The shadow queue of `key`'s copies, resubmitted (a broken XQDISCARD reply).
-    pub fn shadow_resubmit_key(&self, key: &NextHopKey, reason: ResubmitReason) {
-        let qid = self.state().by_key.get(key).copied();
+    /// The primary of `key` broke the XQDISCARD contract: its copies are resubmitted, and for
+    /// the worst-case heartbeat delay (ShadowHeartbeatTimeoutInterval x ShadowHeartbeatRetryCount,
+    /// at least a minute) sessions to it keep no copies, so the resubmitted messages reach it (or
+    /// another host) once instead of going round.
+    pub fn shadow_violation(&self, key: &NextHopKey) {
+        let config = self.org().config.clone();
+        let secs = config
+            .shadow_heartbeat_timeout_interval
+            .max(1)
+            .saturating_mul(i64::from(config.shadow_heartbeat_retry_count.max(1)))
+            .clamp(60, 86_400);
+        let until = self.now() + Duration::from_secs(secs as u64);
+        let qid = {
+            let mut st = self.state();
+            st.distrusted.insert(key.clone(), until);
+            st.by_key.get(key).copied()
+        };
         if let Some(qid) = qid {
-            self.shadow_resubmit(qid, reason);
+            self.shadow_resubmit(qid, ResubmitReason::ShadowStateChange);
+        }
+    }
+
+    /// May a session to the primary of `key` leave shadow copies with it?
+    pub fn shadow_trusted(&self, key: &NextHopKey) -> bool {
+        let now = self.now();
+        let mut st = self.state();
+        match st.distrusted.get(key) {
+            Some(until) if *until > now => false,
+            Some(_) => {
+                st.distrusted.remove(key);
+                true
+            }
+            None => true,
         }
     }
 

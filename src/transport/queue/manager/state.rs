@@ -100,6 +100,9 @@ pub(super) struct State {
     pub(super) held: HashMap<Uuid, super::admin::Held>,
     /// The primary of each shadow queue.
     pub(super) primaries: HashMap<i64, super::shadow::PrimaryState>,
+    /// Primaries that broke the XQDISCARD contract, not trusted with copies until then: their
+    /// resubmitted copies would otherwise go back to them, be shadowed and resubmitted again.
+    pub(super) distrusted: HashMap<NextHopKey, OffsetDateTime>,
 }
 
 pub(super) fn queue_row(id: i64, q: &Queue) -> QueueRow {
