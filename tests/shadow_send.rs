@@ -620,3 +620,61 @@ async fn copies_survive_a_restart_and_an_administrator_can_resubmit_them() {
     primary.release();
     within(60, "discarded", || async { gw.message_count().await == 0 }).await;
 }
+
+#[tokio::test]
+async fn a_primary_whose_last_recipients_become_copies_queues_its_discard_event() {
+    let port = peer_port();
+    let mut primary = Primary::start(addr("127.0.0.147", port), &["--hold"]);
+    primary.stop();
+    let mut lines = connector("To Org2", "org2.test", "'127.0.0.147'", port, true);
+    lines.push("Set-TransportServer HUB1 -TransientFailureRetryInterval 01:00:00".into());
+    let gw = gateway(&lines).await;
+    send(&gw, &["administrator@org2.test"], "two hops");
+    within(30, "waiting for its retry", || async {
+        recipients(&gw).await.iter().any(|(_, s, _)| s == "Retry")
+    })
+    .await;
+    // This node is itself the primary for the message (an upstream shadow gave it to us).
+    gw.setup
+        .sql("UPDATE message SET shadow_message_id = 'upstream-id', shadow_context = 'upstream-context'")
+        .await;
+    primary.restart_with(&["--hold"]);
+    let (qid,): (i64,) = sqlx::query_as(
+        "SELECT id FROM delivery_queue WHERE delivery_type = 'SmartHostConnectorDelivery'",
+    )
+    .fetch_one(gw.pool())
+    .await
+    .unwrap();
+    run(&gw, &format!("Retry-Queue -Identity {SERVER}\\{qid}")).await;
+    within(30, "a shadow copy", || async {
+        shadow_count(&gw).await == 1
+    })
+    .await;
+    within(10, "the upstream discard event queued once", || async {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT context, shadow_message_id FROM shadow_discard")
+                .fetch_all(gw.pool())
+                .await
+                .unwrap();
+        rows == vec![("upstream-context".to_string(), "upstream-id".to_string())]
+    })
+    .await;
+    let (queued,): (bool,) = sqlx::query_as("SELECT shadow_discard_queued FROM message")
+        .fetch_one(gw.pool())
+        .await
+        .unwrap();
+    assert!(queued);
+    // When the copy is discarded and the message row goes, no second event is queued.
+    run(
+        &gw,
+        "Set-TransportConfig -ShadowHeartbeatTimeoutInterval 00:00:02",
+    )
+    .await;
+    primary.release();
+    within(60, "discarded", || async { gw.message_count().await == 0 }).await;
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM shadow_discard")
+        .fetch_one(gw.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
