@@ -216,14 +216,9 @@ fn tracking_has(gw: &Gateway, what: &[&str]) -> bool {
 async fn the_shadow_queue_holds_the_copy_until_the_primary_discards_it() {
     let port = peer_port();
     let primary = Primary::start(addr("127.0.0.131", port), &["--hold"]);
-    let gw = gateway(&connector(
-        "To Org2",
-        "org2.test",
-        "'127.0.0.131'",
-        port,
-        true,
-    ))
-    .await;
+    let mut lines = connector("To Org2", "org2.test", "'127.0.0.131'", port, true);
+    lines.push("Set-SendConnector 'To Org2' -ProtocolLoggingLevel Verbose".into());
+    let gw = gateway(&lines).await;
     send(&gw, &["administrator@org2.test"], "shadowed");
 
     within(30, "a shadow copy on this node", || async {
@@ -254,11 +249,12 @@ async fn the_shadow_queue_holds_the_copy_until_the_primary_discards_it() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["xshadow"], id.hyphenated().to_string());
     let mail = got[0]["mail_line"].as_str().unwrap();
-    assert!(
-        mail.contains(&format!(" XSHADOW={} ", id.hyphenated()))
-            || mail.ends_with(&format!(" XSHADOW={}", id.hyphenated())),
-        "{mail}"
-    );
+    // Exchange's parameter order: SIZE, (AUTH,) XSHADOW, then ENVID/RET/BODY.
+    let size = mail.find(" SIZE=").expect(mail);
+    let xshadow_at = mail
+        .find(&format!(" XSHADOW={}", id.hyphenated()))
+        .expect(mail);
+    assert!(size < xshadow_at, "{mail}");
     let log = primary.log();
     let pos = |verb: &str| log.iter().position(|l| l.contains(verb)).unwrap();
     assert!(pos("XSHADOW ") < pos("MAIL FROM"), "{log:?}");
@@ -310,6 +306,27 @@ async fn the_shadow_queue_holds_the_copy_until_the_primary_discards_it() {
         primary.log()
     );
     assert_eq!(primary.received().len(), 1);
+    // The SmtpSend protocol log shows the conversation as the seed prints it.
+    let send_log = protocol_log(&gw, "SmtpSend");
+    for want in [
+        ",XSHADOW ".to_string(),
+        format!("XSHADOW={}", id.hyphenated()),
+        ",XQDISCARD 50,".to_string(),
+        ",\"251 OK, no discard events\",".to_string(),
+        format!(",250 {}", id.hyphenated()),
+    ] {
+        assert!(send_log.contains(&want), "{want} in\n{send_log}");
+    }
+}
+
+/// Every line of this node's protocol logs of `kind`.
+fn protocol_log(gw: &Gateway, kind: &str) -> String {
+    let dir = gw.data_dir().join("logs").join("ProtocolLog").join(kind);
+    let mut text = String::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        text.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+    }
+    text
 }
 
 #[tokio::test]

@@ -64,7 +64,7 @@ async def handle(reader, writer):
             log(session, line)
             verb = line.split(" ", 1)[0].upper()
             if verb in ("EHLO", "HELO"):
-                words = [f"{opts.name} Hello", "PIPELINING", "8BITMIME"]
+                words = [f"{opts.name} Hello", "PIPELINING", "SIZE 10485760", "8BITMIME"]
                 if not opts.no_xshadow:
                     words.append("XSHADOW")
                 await reply("\r\n".join(
