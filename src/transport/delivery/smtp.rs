@@ -195,9 +195,9 @@ pub(super) async fn run(agents: &Agents, lane: &dyn Lane, route: Route) {
                 dbid: dbid.to_string(),
             })
         })
-        .filter(|p| book.as_ref().is_some_and(|b| b.shadow_trusted(&p.key())));
+        .filter(|p| book.as_ref().is_some_and(|b| b.trusted(&p.key())));
     if let (Some(p), Some(book)) = (&primary, &book) {
-        book.shadow_contact(p).await;
+        book.contact(p).await;
     }
     let max = connector.smtp_max_messages_per_connection.max(1) as usize;
     let mut next = Some(first);
@@ -218,7 +218,7 @@ pub(super) async fn run(agents: &Agents, lane: &dyn Lane, route: Route) {
     }
     if let (Some(p), Some(book)) = (&primary, &book)
         && client.is_usable()
-        && let Err(e) = discard::query(&mut client, book, &p.key()).await
+        && let Err(e) = discard::query(&mut client, book.as_ref(), &p.key()).await
     {
         tracing::info!("{}: {e}", p.fqdn);
     }
@@ -240,15 +240,30 @@ pub(crate) async fn heartbeat_session(
         .find(|c| c.id == connector_id)
         .cloned()
         .ok_or_else(|| ClientError::Config("the shadow queue's send connector is gone".into()))?;
-    let hop = NextHop::SmartHosts {
-        hosts: vec![host.to_string()],
-        port,
+    // The credential goes to the connector's own smart hosts only, never to an MX host.
+    let own_smart_host = !connector.dns_routing_enabled
+        && connector
+            .smart_hosts
+            .iter()
+            .any(|h| h.trim_matches(['[', ']']).eq_ignore_ascii_case(host));
+    let hop = if own_smart_host {
+        NextHop::SmartHosts {
+            hosts: vec![host.to_string()],
+            port,
+        }
+    } else {
+        NextHop::Dns {
+            domain: host.to_string(),
+        }
     };
     let auth = smart_host_credentials(&agents.smtp, &connector, &hop)?;
     let cfg = client_config(&agents.smtp, &agents.fqdn, &connector, host, auth);
     let context = gate::shadow_context(&org, &connector)
         .ok_or_else(|| ClientError::Config("the send connector may not shadow".into()))?;
-    let resolver = agents.smtp.resolver(None)?;
+    let external = (connector.use_external_dns_servers_enabled
+        && !org.server.external_dns_servers.is_empty())
+    .then_some(org.server.external_dns_servers.as_slice());
+    let resolver = agents.smtp.resolver(external)?;
     let addrs = resolver
         .host_addrs(host)
         .await

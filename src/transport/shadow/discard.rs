@@ -4,7 +4,7 @@
 //! means the primary's word cannot be trusted: its copies are resubmitted, nothing is lost.
 
 use crate::smtp::client::{Client, ClientError, Discards};
-use crate::transport::queue::manager::QueueManager;
+use crate::transport::queue::manager::ShadowBook;
 use crate::transport::routing::NextHopKey;
 
 /// Ids asked for per command: Exchange's ShadowRedundancyMaxDiscardIdsPerSmtpCommand default.
@@ -26,17 +26,17 @@ pub enum DiscardError {
 /// accepted XSHADOW in).
 pub async fn query(
     client: &mut Client,
-    qm: &QueueManager,
+    book: &dyn ShadowBook,
     key: &NextHopKey,
 ) -> Result<(), DiscardError> {
     for _ in 0..MAX_PAGES {
-        if !qm.shadow_holds(key) {
+        if !book.holds(key) {
             return Ok(());
         }
         match client.xqdiscard(MAX_DISCARD_IDS).await? {
             Discards::Ids(ids) => {
                 let full = ids.len() >= MAX_DISCARD_IDS as usize;
-                let remain = qm.shadow_discarded(key, &ids);
+                let remain = book.discarded(key, &ids);
                 if !full || !remain {
                     return Ok(());
                 }
@@ -46,7 +46,7 @@ pub async fn query(
                     "primary {}: {why}; its shadow copies are resubmitted",
                     key.next_hop_domain
                 );
-                qm.shadow_violation(key);
+                book.violation(key);
                 return Err(DiscardError::Violation(why));
             }
         }

@@ -154,8 +154,8 @@ impl Lane for QueueLane {
         Box::pin(async move { self.qm.finish(&d.job, d.results, &d.attempt).await })
     }
 
-    fn shadow_book(&self) -> Option<QueueManager> {
-        Some(self.qm.clone())
+    fn shadow_book(&self) -> Option<Arc<dyn ShadowBook>> {
+        Some(Arc::new(self.qm.clone()))
     }
 }
 

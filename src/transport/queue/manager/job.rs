@@ -294,10 +294,49 @@ pub trait Lane: Send + Sync {
     fn connection_failed(&self, failure: ConnectionFailed);
     /// Recorded (and any NDR queued) before it returns, so the next job sees the outcome.
     fn delivered(&self, outcome: Delivered) -> BoxFuture<'_, ()>;
-    /// The manager's shadow-redundancy book (discards, dbid changes), for a shadowed session;
-    /// None where no manager stands behind the lane.
-    fn shadow_book(&self) -> Option<QueueManager> {
+    /// Where a shadowed session reports what the primary said (its dbid, its discards); None
+    /// where nothing stands behind the lane to keep shadow copies.
+    fn shadow_book(&self) -> Option<Arc<dyn ShadowBook>> {
         None
+    }
+}
+
+/// The shadow copies of each primary, as a session to that primary sees them (reference §1.2,
+/// §1.3). The queue manager keeps them; a session only reports.
+pub trait ShadowBook: Send + Sync {
+    /// The primary accepted XSHADOW with `p.dbid`: it is alive, and a dbid other than the one
+    /// its copies were made with resubmits them (ShadowStateChange).
+    fn contact<'a>(&'a self, p: &'a super::shadow::Primary) -> BoxFuture<'a, ()>;
+    /// False while the primary of `key` is distrusted (it broke the XQDISCARD contract): the
+    /// session then keeps no copies with it.
+    fn trusted(&self, key: &NextHopKey) -> bool;
+    /// Copies are held for the primary of `key`.
+    fn holds(&self, key: &NextHopKey) -> bool;
+    /// XQDISCARD named these ids; returns whether copies remain.
+    fn discarded(&self, key: &NextHopKey, ids: &[String]) -> bool;
+    /// An empty or over-long discard id: the copies are resubmitted, the primary distrusted.
+    fn violation(&self, key: &NextHopKey);
+}
+
+impl ShadowBook for QueueManager {
+    fn contact<'a>(&'a self, p: &'a super::shadow::Primary) -> BoxFuture<'a, ()> {
+        Box::pin(self.shadow_contact(p))
+    }
+
+    fn trusted(&self, key: &NextHopKey) -> bool {
+        self.shadow_trusted(key)
+    }
+
+    fn holds(&self, key: &NextHopKey) -> bool {
+        self.shadow_holds(key)
+    }
+
+    fn discarded(&self, key: &NextHopKey, ids: &[String]) -> bool {
+        self.shadow_discarded(key, ids)
+    }
+
+    fn violation(&self, key: &NextHopKey) {
+        self.shadow_violation(key);
     }
 }
 

@@ -63,7 +63,7 @@ use dispatch::plan_dispatch;
 use job::GiveBack;
 pub use job::{
     Attempt, BoxFuture, ConnectionFailed, Deliver, Delivered, Job, JobRecipient, Lane, Outcome,
-    Submitted, SubmittedRecipient, Target, body_lost_reply,
+    ShadowBook, Submitted, SubmittedRecipient, Target, body_lost_reply,
 };
 use listener::command_listener;
 use load::load_pending;
