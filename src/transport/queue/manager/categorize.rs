@@ -86,6 +86,15 @@ impl QueueManager {
                     }
                     let suspended = m.suspended;
                     let crashes = m.crash_count;
+                    for q in rcpts
+                        .iter()
+                        .filter(|r| r.state == RState::Shadow)
+                        .filter_map(|r| r.queue)
+                    {
+                        if let Some(p) = self.state().primaries.get_mut(&q) {
+                            p.copies.insert(id);
+                        }
+                    }
                     self.state().messages.insert(
                         id,
                         Msg {

@@ -105,9 +105,12 @@ impl QueueManager {
                     continue;
                 };
                 let (status, reply) = match outcome {
-                    Outcome::Shadowed { reply, .. } if shadow_queue.is_some() => {
+                    Outcome::Shadowed { reply, .. } if let Some(q) = shadow_queue => {
                         r.state = RState::Shadow;
                         r.queue = shadow_queue;
+                        if let Some(p) = st.primaries.get_mut(&q) {
+                            p.copies.insert(job.message);
+                        }
                         r.last_error = None;
                         if attempt.host.is_some() {
                             r.remote_mta = attempt.host.clone();

@@ -73,6 +73,9 @@ pub(super) struct PrimaryState {
     pub(super) last_contact: OffsetDateTime,
     /// A heartbeat session is running for it.
     pub(super) beating: bool,
+    /// The messages with copies in its queue, so that nothing about one primary scans every
+    /// queued message (an entry may outlive its message: it is skipped, and dropped then).
+    pub(super) copies: HashSet<Uuid>,
 }
 
 /// A primary due for a heartbeat, as the heartbeat task needs it.
@@ -121,6 +124,7 @@ impl QueueManager {
             failures: 0,
             last_contact: now,
             beating: false,
+            copies: HashSet::new(),
         });
         s.connector_id = Some(p.connector_id);
         s.host = p.host.clone();
@@ -193,10 +197,10 @@ impl QueueManager {
     /// Whether this node holds shadow copies for the primary of `key`.
     pub fn shadow_holds(&self, key: &NextHopKey) -> bool {
         let st = self.state();
-        let Some(qid) = st.by_key.get(key).copied() else {
-            return false;
-        };
-        holds(&st, qid)
+        st.by_key
+            .get(key)
+            .and_then(|q| st.primaries.get(q))
+            .is_some_and(|p| !p.copies.is_empty())
     }
 
     /// The primary is done with the messages `ids` names (XQDISCARD): their copies in its
@@ -212,10 +216,16 @@ impl QueueManager {
             let Some(qid) = st.by_key.get(key).copied() else {
                 return false;
             };
+            let Some(copies) = st.primaries.get_mut(&qid).map(|p| &mut p.copies) else {
+                return false;
+            };
             for id in ids {
                 let Ok(id) = Uuid::parse_str(id) else {
                     continue;
                 };
+                if !copies.remove(&id) {
+                    continue;
+                }
                 let Some(m) = st.messages.get_mut(&id) else {
                     continue;
                 };
@@ -239,7 +249,7 @@ impl QueueManager {
                     writes.push(Write::Delete(id));
                 }
             }
-            holds(st, qid)
+            !copies.is_empty()
         };
         for w in writes {
             self.write(w);
@@ -255,7 +265,18 @@ impl QueueManager {
         let mut moved = Vec::new();
         {
             let mut st = self.state();
-            for (id, m) in st.messages.iter_mut() {
+            let st = &mut *st;
+            let copies = match st.primaries.get_mut(&qid) {
+                Some(p) => {
+                    p.failures = 0;
+                    std::mem::take(&mut p.copies)
+                }
+                None => HashSet::new(),
+            };
+            for id in &copies {
+                let Some(m) = st.messages.get_mut(id) else {
+                    continue;
+                };
                 let before = rows.len();
                 for r in m
                     .rcpts
@@ -274,9 +295,6 @@ impl QueueManager {
                 if rows.len() > before {
                     moved.push((*id, m.meta.clone()));
                 }
-            }
-            if let Some(s) = st.primaries.get_mut(&qid) {
-                s.failures = 0;
             }
         }
         let recipients = rows.len() as u32;
@@ -344,15 +362,20 @@ impl QueueManager {
         let mut st = self.state();
         let st = &mut *st;
         let mut due = Vec::new();
-        let holding: HashSet<i64> = st
-            .messages
-            .values()
-            .flat_map(|m| m.rcpts.iter())
-            .filter(|r| r.state == RState::Shadow)
-            .filter_map(|r| r.queue)
-            .collect();
         for (qid, s) in st.primaries.iter_mut() {
-            if s.beating || !holding.contains(qid) || now - s.last_contact < interval {
+            if s.beating || s.copies.is_empty() || now - s.last_contact < interval {
+                continue;
+            }
+            // Copies gone another way (a message moved to Poison) need no heartbeat.
+            let messages = &st.messages;
+            s.copies.retain(|id| {
+                messages.get(id).is_some_and(|m| {
+                    m.rcpts
+                        .iter()
+                        .any(|r| r.queue == Some(*qid) && r.state == RState::Shadow)
+                })
+            });
+            if s.copies.is_empty() {
                 continue;
             }
             let Some(connector_id) = s.connector_id else {
@@ -453,17 +476,10 @@ impl QueueManager {
                     failures: u32::try_from(failures).unwrap_or(0),
                     last_contact,
                     beating: false,
+                    copies: HashSet::new(),
                 },
             );
         }
         Ok(())
     }
-}
-
-fn holds(st: &State, qid: i64) -> bool {
-    st.messages.values().any(|m| {
-        m.rcpts
-            .iter()
-            .any(|r| r.queue == Some(qid) && r.state == RState::Shadow)
-    })
 }
