@@ -337,8 +337,13 @@ async fn no_xshadow_without_the_right_the_offer_or_the_setting() {
     let disabled = Primary::start(addr("127.0.0.134", port), &[]);
     // The control: granted and offered, so shadowed while the setting is on.
     let allowed = Primary::start(addr("127.0.0.146", port), &["--hold"]);
+    // Attempt 3 of the seed: ExternalAuthoritative, so the session is Externally Secured.
+    let secured = Primary::start(addr("127.0.0.148", port), &["--hold"]);
     let mut lines = connector("A", "a.org2.test", "'127.0.0.132'", port, false);
     lines.extend(connector("Y", "y.org2.test", "'127.0.0.146'", port, true));
+    lines.extend(connector("S", "s.org2.test", "'127.0.0.148'", port, false));
+    lines.push("Set-SendConnector S -SmartHostAuthMechanism ExternalAuthoritative".into());
+    lines.push("Get-SendConnector S | Add-ADPermission -User 'MS Exchange\\Externally Secured Servers' -ExtendedRights ms-Exch-SMTP-Send-XShadow".into());
     lines.extend(connector("B", "b.org2.test", "'127.0.0.133'", port, true));
     lines.extend(connector("C", "c.org2.test", "'127.0.0.134'", port, true));
     // Attempt 2 of the seed: the right granted to Externally Secured, the session anonymous.
@@ -347,13 +352,15 @@ async fn no_xshadow_without_the_right_the_offer_or_the_setting() {
     send(&gw, &["x@a.org2.test"], "no right");
     send(&gw, &["x@b.org2.test"], "no offer");
     send(&gw, &["x@y.org2.test"], "allowed");
+    send(&gw, &["x@s.org2.test"], "externally secured");
     within(
         30,
-        "the unshadowed two delivered, the control shadowed",
-        || async { gw.message_count().await == 1 && shadow_count(&gw).await == 1 },
+        "the unshadowed two delivered, the granted two shadowed",
+        || async { gw.message_count().await == 2 && shadow_count(&gw).await == 2 },
     )
     .await;
     assert_eq!(allowed.commands("XSHADOW").len(), 1, "{:?}", allowed.log());
+    assert_eq!(secured.commands("XSHADOW").len(), 1, "{:?}", secured.log());
     run(&gw, "Set-TransportConfig -ShadowRedundancyEnabled $false").await;
     // A restart makes sure the node holds the new setting (no waiting on NOTIFY timing).
     gw.restart().await;
@@ -373,7 +380,11 @@ async fn no_xshadow_without_the_right_the_offer_or_the_setting() {
             got[0]["mail_line"]
         );
     }
-    assert_eq!(shadow_count(&gw).await, 1, "only the control's copy");
+    assert_eq!(
+        shadow_count(&gw).await,
+        2,
+        "only the granted sessions' copies"
+    );
 }
 
 #[tokio::test]
