@@ -91,6 +91,14 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
             s.message_tracking_log_subject_logging_enabled,
         )
     };
+    let agents = Agents::new(
+        &common.data_dir,
+        &fqdn,
+        &server_name,
+        spool.clone(),
+        org_rx.clone(),
+        pool.clone(),
+    );
     let queue = QueueManager::start(
         pool.clone(),
         spool.clone(),
@@ -101,18 +109,15 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
             clock: SystemClock::shared(),
         },
         tracking.clone(),
-        Agents::new(
-            &common.data_dir,
-            &fqdn,
-            &server_name,
-            spool.clone(),
-            org_rx.clone(),
-            pool.clone(),
-        ),
+        agents.clone(),
         Some(db.url.clone()),
     )
     .await
     .context("loading the queues")?;
+    tokio::spawn(crate::transport::shadow::heartbeat::run(
+        queue.clone(),
+        agents,
+    ));
     let gw = Arc::new(Gateway {
         directory: Arc::new(PgDirectory(pool.clone())),
         intake: Arc::new(PgIntake {

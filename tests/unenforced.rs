@@ -95,7 +95,7 @@ async fn organisation_limits_and_shadow_settings_warn_and_show_it() {
             .contains("(not enforced: hubgate does not check the organization's size limits yet"),
         "{fl}"
     );
-    // The receive side acts on ShadowRedundancyEnabled (XSHADOW is advertised by it): no caveat.
+    // The shadow settings are enforced (the receive side, the gate, heartbeats): shown plain.
     assert_eq!(shown(&fl, "ShadowRedundancyEnabled"), "True", "{fl}");
     assert_eq!(shown(&fl, "ShadowHeartbeatRetryCount"), "12");
 
@@ -106,19 +106,12 @@ async fn organisation_limits_and_shadow_settings_warn_and_show_it() {
     .await;
     assert_eq!(
         warned(&out),
-        [
-            "ShadowHeartbeatRetryCount",
-            "MaxSendSize",
-            "GenerateCopyOfDSNFor"
-        ],
+        ["MaxSendSize", "GenerateCopyOfDSNFor"],
         "{out}"
     );
     let fl = run(&mut sh, "Get-TransportConfig | fl").await;
     assert_eq!(shown(&fl, "MaxRecipientEnvelopeLimit"), "Unlimited");
-    assert_eq!(
-        shown(&fl, "ShadowHeartbeatRetryCount"),
-        "3 (not enforced: hubgate does not implement shadow redundancy yet)"
-    );
+    assert_eq!(shown(&fl, "ShadowHeartbeatRetryCount"), "3");
 
     // Turning shadow redundancy off matches what hubgate does: nothing to say.
     let out = run(

@@ -335,7 +335,13 @@ pub async fn run(
             let user = rights::resolve_principal(&req.user);
             let on = &req.connector.identity;
             if c.op == Op::AddADPermission {
-                if req.connector.is_send {
+                // Send-XShadow gates shadow redundancy; the other send rights are not read yet.
+                if req.connector.is_send
+                    && req
+                        .rights
+                        .iter()
+                        .any(|r| *r != rights::ExtendedRight::SendXShadow)
+                {
                     unenforced::warn_send_connector_permission(text);
                 }
                 for r in &req.rights {

@@ -22,7 +22,6 @@ pub struct Unenforced {
 }
 
 const DOMAIN_SECURE: &str = "hubgate does not implement domain-secure mutual TLS yet";
-const SHADOW: &str = "hubgate does not implement shadow redundancy yet";
 
 fn rc(o: &Obj, f: fn(&ReceiveConnector) -> bool) -> Option<bool> {
     match o {
@@ -112,16 +111,6 @@ pub const TABLE: &[Unenforced] = &[
         reason: "hubgate has no intra-organization connector; set ProtocolLoggingLevel on the send connectors",
     },
     Unenforced {
-        param: "ShadowHeartbeatTimeoutInterval",
-        counts: |o| tc(o, |c| c.shadow_heartbeat_timeout_interval != 900),
-        reason: SHADOW,
-    },
-    Unenforced {
-        param: "ShadowHeartbeatRetryCount",
-        counts: |o| tc(o, |c| c.shadow_heartbeat_retry_count != 12),
-        reason: SHADOW,
-    },
-    Unenforced {
         param: "MaxReceiveSize",
         counts: |o| tc(o, |c| c.max_receive_size.is_some()),
         reason: "hubgate does not check the organization's size limits yet; set MaxMessageSize on the connectors",
@@ -183,9 +172,9 @@ pub fn warn(text: &mut String, b: &Bound, before: &Obj, after: &Obj) {
     }
 }
 
-/// Add-ADPermission on a send connector: its ACL is stored (Exchange's scripts grant
-/// ms-Exch-SMTP-Send-XShadow and the Send-Headers rights there) but nothing sending mail reads it.
-pub const SEND_CONNECTOR_PERMISSIONS: &str = "hubgate does not check a send connector's permissions yet (XSHADOW and the Send-Headers rights)";
+/// Add-ADPermission on a send connector: its ACL is stored; ms-Exch-SMTP-Send-XShadow gates
+/// shadow redundancy, but nothing sending mail reads the other rights (Send-Headers, Exch50).
+pub const SEND_CONNECTOR_PERMISSIONS: &str = "hubgate checks only ms-Exch-SMTP-Send-XShadow on a send connector (not the Send-Headers rights)";
 
 pub fn warn_send_connector_permission(text: &mut String) {
     let line = warning(

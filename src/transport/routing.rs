@@ -43,6 +43,8 @@ pub enum DeliveryType {
     MapiDelivery,
     SmartHostConnectorDelivery,
     Unreachable,
+    /// Shadow copies of messages handed to a primary (one queue per primary and connector).
+    ShadowRedundancy,
 }
 
 impl DeliveryType {
@@ -52,6 +54,7 @@ impl DeliveryType {
             DeliveryType::MapiDelivery => "MapiDelivery",
             DeliveryType::SmartHostConnectorDelivery => "SmartHostConnectorDelivery",
             DeliveryType::Unreachable => "Unreachable",
+            DeliveryType::ShadowRedundancy => "ShadowRedundancy",
         }
     }
 }

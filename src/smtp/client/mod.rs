@@ -21,7 +21,8 @@ use crate::smtp::proto::{Reply, ResponseError};
 pub use myself::Myself;
 pub use resolve::{DnsError, Resolver, Target, parse_dns_server};
 pub use session::{
-    Client, ClientConfig, Credentials, OutboundEnvelope, OutboundRecipient, SendLog, TlsPolicy,
+    Client, ClientConfig, Credentials, Discards, MAX_SHADOW_ID, OutboundEnvelope,
+    OutboundRecipient, SendLog, TlsPolicy,
 };
 pub use trust::{TrustStore, load_trust, opportunistic_tls_config, validating_tls_config};
 

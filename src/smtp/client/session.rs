@@ -133,6 +133,8 @@ pub(super) struct Extensions {
     pub(super) starttls: bool,
     /// Upper-cased mechanism names.
     pub(super) auth: Vec<String>,
+    /// XSHADOW: the server can be the primary for messages this node shadows.
+    pub(super) xshadow: bool,
 }
 
 impl Extensions {
@@ -146,6 +148,7 @@ impl Extensions {
                 "SMTPUTF8" => ext.smtputf8 = true,
                 "DSN" => ext.dsn = true,
                 "STARTTLS" => ext.starttls = true,
+                "XSHADOW" => ext.xshadow = true,
                 "AUTH" => ext.auth.extend(
                     args.split_ascii_whitespace()
                         .take(32)
@@ -163,6 +166,23 @@ pub struct Client {
     ext: Extensions,
     remote: SocketAddr,
     host: String,
+    /// The name the server gave in its EHLO (else greeting) reply: the primary's FQDN.
+    peer_name: String,
+    /// The server accepted XSHADOW and answered this queue-database id (Base64).
+    shadow_dbid: Option<String>,
+}
+
+/// The longest XSHADOW dbid and XQDISCARD id accepted from a primary (reference §1.2).
+pub const MAX_SHADOW_ID: usize = 255;
+
+/// What a primary's XQDISCARD answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discards {
+    /// The ids of the shadow messages it is done with (possibly none: `251`).
+    Ids(Vec<String>),
+    /// An empty or over-long id: the primary broke the contract, so nothing it says about its
+    /// state can be trusted.
+    Violation(String),
 }
 
 impl Client {
@@ -173,6 +193,18 @@ impl Client {
         addr: SocketAddr,
         host: &str,
         cfg: &ClientConfig,
+    ) -> Result<Client, ClientError> {
+        Self::connect_shadowing(addr, host, cfg, None).await
+    }
+
+    /// Like `connect`; with `shadow_context` (the caller checked the Send-XShadow right and
+    /// that the next hop is shadowable), also `XSHADOW <context>` when the server offers it
+    /// (reference §1.2). Any reply but a well-formed `250 <dbid>` leaves the session unshadowed.
+    pub async fn connect_shadowing(
+        addr: SocketAddr,
+        host: &str,
+        cfg: &ClientConfig,
+        shadow_context: Option<&str>,
     ) -> Result<Client, ClientError> {
         check_helo_name(&cfg.helo_name)?;
         let tcp = match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(addr)).await {
@@ -194,18 +226,31 @@ impl Client {
             session
         });
         let mut conn = Conn::new(tcp, cfg.timeout, log);
-        match Self::handshake(&mut conn, addr, host, cfg).await {
-            Ok(ext) => Ok(Client {
-                conn,
-                ext,
-                remote: addr,
-                host: host.to_string(),
-            }),
+        let (ext, peer_name) = match Self::handshake(&mut conn, addr, host, cfg).await {
+            Ok(v) => v,
             Err(e) => {
                 conn.quit().await;
-                Err(e)
+                return Err(e);
             }
-        }
+        };
+        let shadow_dbid = match shadow_context {
+            Some(context) if ext.xshadow => match xshadow(&mut conn, context).await {
+                Ok(dbid) => dbid,
+                Err(e) => {
+                    conn.quit().await;
+                    return Err(e);
+                }
+            },
+            _ => None,
+        };
+        Ok(Client {
+            conn,
+            ext,
+            remote: addr,
+            host: host.to_string(),
+            peer_name,
+            shadow_dbid,
+        })
     }
 
     async fn handshake(
@@ -213,19 +258,24 @@ impl Client {
         addr: SocketAddr,
         host: &str,
         cfg: &ClientConfig,
-    ) -> Result<Extensions, ClientError> {
+    ) -> Result<(Extensions, String), ClientError> {
         let greeting = conn.read_reply().await?;
         if greeting.code != 220 {
             return Err(ClientError::Refused(greeting));
         }
-        let mut ext = hello(conn, cfg).await?;
+        let mut name = first_word_name(&greeting);
+        let (mut ext, mut ehlo_name) = hello(conn, cfg).await?;
         if starttls(conn, &ext, addr, host, cfg).await? {
-            ext = hello(conn, cfg).await?;
+            (ext, ehlo_name) = hello(conn, cfg).await?;
         }
         if let Some(creds) = &cfg.auth {
             authenticate(conn, &ext, creds).await?;
         }
-        Ok(ext)
+        if ehlo_name.is_some() {
+            name = ehlo_name;
+        }
+        let name = name.unwrap_or_else(|| host.trim_matches(['[', ']']).to_ascii_lowercase());
+        Ok((ext, name))
     }
 
     /// One transaction. Returns one final reply per recipient, in order: the RCPT reply when it
@@ -237,7 +287,57 @@ impl Client {
         env: &OutboundEnvelope<'_>,
         message: &[u8],
     ) -> Result<Vec<Reply>, ClientError> {
-        transaction::send(&mut self.conn, &self.ext, env, message).await
+        transaction::send(&mut self.conn, &self.ext, env, message, None).await
+    }
+
+    /// `send` with `XSHADOW=<shadow_id>` on the MAIL command when this session is shadowed
+    /// (the primary accepted XSHADOW); otherwise exactly `send`.
+    pub async fn send_shadowed(
+        &mut self,
+        env: &OutboundEnvelope<'_>,
+        message: &[u8],
+        shadow_id: &str,
+    ) -> Result<Vec<Reply>, ClientError> {
+        let id = self.shadow_dbid.is_some().then_some(shadow_id);
+        transaction::send(&mut self.conn, &self.ext, env, message, id).await
+    }
+
+    /// The primary's queue-database id when it accepted XSHADOW in this session.
+    pub fn shadow_dbid(&self) -> Option<&str> {
+        self.shadow_dbid.as_deref()
+    }
+
+    /// The server's own name (from its EHLO reply, else its greeting, else the host dialled),
+    /// lower-cased: a shadow queue's NextHopDomain.
+    pub fn peer_name(&self) -> &str {
+        &self.peer_name
+    }
+
+    /// `XQDISCARD <max>` (reference §1.2): the ids of shadow messages the primary is done with.
+    /// Any reply but `250` lines or `251` is an error (the heartbeat counts it as failed).
+    pub async fn xqdiscard(&mut self, max: u32) -> Result<Discards, ClientError> {
+        let reply = self.conn.command(&format!("XQDISCARD {max}\r\n")).await?;
+        match reply.code {
+            251 => Ok(Discards::Ids(Vec::new())),
+            250 => {
+                let mut ids = Vec::with_capacity(reply.lines.len());
+                for line in &reply.lines {
+                    let id = line.split_ascii_whitespace().next().unwrap_or("");
+                    if id.is_empty() || id.len() > MAX_SHADOW_ID {
+                        return Ok(Discards::Violation(format!(
+                            "the primary returned a discard id of {} characters",
+                            id.len()
+                        )));
+                    }
+                    ids.push(id.to_string());
+                }
+                Ok(Discards::Ids(ids))
+            }
+            _ => Err(ClientError::Protocol(format!(
+                "XQDISCARD refused: {}",
+                reply.one_line()
+            ))),
+        }
     }
 
     /// QUIT and close; errors are ignored since every outcome is already known.
@@ -277,12 +377,16 @@ fn check_helo_name(name: &str) -> Result<(), ClientError> {
     }
 }
 
-/// EHLO, or HELO when forced or when EHLO is refused with a 5xx (an RFC 821 server).
-async fn hello(conn: &mut Conn, cfg: &ClientConfig) -> Result<Extensions, ClientError> {
+/// EHLO, or HELO when forced or when EHLO is refused with a 5xx (an RFC 821 server); with the
+/// name the server gave in its reply.
+async fn hello(
+    conn: &mut Conn,
+    cfg: &ClientConfig,
+) -> Result<(Extensions, Option<String>), ClientError> {
     if !cfg.force_helo {
         let reply = conn.command(&format!("EHLO {}\r\n", cfg.helo_name)).await?;
         if reply.code == 250 {
-            return Ok(Extensions::from_ehlo(&reply));
+            return Ok((Extensions::from_ehlo(&reply), first_word_name(&reply)));
         }
         if reply.code < 500 {
             return Err(ClientError::Refused(reply));
@@ -292,7 +396,51 @@ async fn hello(conn: &mut Conn, cfg: &ClientConfig) -> Result<Extensions, Client
     if reply.code != 250 {
         return Err(ClientError::Refused(reply));
     }
-    Ok(Extensions::default())
+    Ok((Extensions::default(), first_word_name(&reply)))
+}
+
+/// The first word of a reply's first line when it looks like a host name (it ends up as a
+/// queue's NextHopDomain), lower-cased.
+fn first_word_name(reply: &Reply) -> Option<String> {
+    let word = reply.lines.first()?.split_ascii_whitespace().next()?;
+    let ok = word.len() <= 255
+        && word.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+        });
+    ok.then(|| word.trim_end_matches('.').to_ascii_lowercase())
+        .filter(|w| !w.is_empty())
+}
+
+/// `XSHADOW <context>`: the dbid when the server answered `250 <dbid>` with a Base64 first word
+/// of at most 255 characters; None for any other answer (the session goes on unshadowed).
+/// Only a broken connection is an error.
+async fn xshadow(conn: &mut Conn, context: &str) -> Result<Option<String>, ClientError> {
+    let reply = conn.command(&format!("XSHADOW {context}\r\n")).await?;
+    if reply.code != 250 {
+        return Ok(None);
+    }
+    let dbid = parse_dbid(&reply);
+    if dbid.is_none() {
+        conn.log_event(
+            event::INFORMATION,
+            &reply.one_line(),
+            "XSHADOW reply is not a queue database id; not shadowing",
+        );
+    }
+    Ok(dbid)
+}
+
+fn parse_dbid(reply: &Reply) -> Option<String> {
+    use base64::Engine;
+    let word = reply.lines.first()?.split_ascii_whitespace().next()?;
+    if word.len() > MAX_SHADOW_ID {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(word)
+        .ok()
+        .filter(|b| !b.is_empty())?;
+    Some(word.to_string())
 }
 
 /// Returns whether TLS is now active (so that EHLO must be repeated, RFC 3207 §4.2).
@@ -435,10 +583,35 @@ mod tests {
             dsn: true,
             starttls: true,
             auth: vec!["LOGIN".into(), "PLAIN".into()],
+            xshadow: false,
         };
         assert_eq!(got, want);
         let bare = Reply::multi(250, vec!["mx".into(), "SIZE".into()]);
         assert_eq!(Extensions::from_ehlo(&bare).size, Some(0));
+    }
+
+    #[test]
+    fn xshadow_offer_and_dbid_replies() {
+        let reply = Reply::multi(
+            250,
+            ["hub2.org2.test Hello", "XSHADOW"]
+                .map(String::from)
+                .to_vec(),
+        );
+        assert!(Extensions::from_ehlo(&reply).xshadow);
+        assert_eq!(first_word_name(&reply).as_deref(), Some("hub2.org2.test"));
+        let dbid = |text: &str| parse_dbid(&Reply::new(250, "", text));
+        assert_eq!(
+            dbid("q83vEjRWeJCrze8SNFZ4kA==").as_deref(),
+            Some("q83vEjRWeJCrze8SNFZ4kA==")
+        );
+        assert_eq!(
+            dbid("q83vEjRWeJCrze8SNFZ4kA== trailing words").as_deref(),
+            Some("q83vEjRWeJCrze8SNFZ4kA==")
+        );
+        for bad in ["not*base64!", "", "abc", &"QUFB".repeat(64)] {
+            assert_eq!(dbid(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

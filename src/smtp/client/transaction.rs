@@ -24,6 +24,7 @@ pub(super) async fn send(
     ext: &Extensions,
     env: &OutboundEnvelope<'_>,
     message: &[u8],
+    shadow_id: Option<&str>,
 ) -> Result<Vec<Reply>, ClientError> {
     let n = env.recipients.len();
     if let Some(reply) = refuse_locally(env, ext) {
@@ -49,7 +50,7 @@ pub(super) async fn send(
         None => n.to_string(),
     };
     conn.log_event(event::INFORMATION, &shown, "sending message");
-    let mail = mail_command(env, ext);
+    let mail = mail_command(env, ext, shadow_id);
     let rcpts: Vec<String> = to_send
         .iter()
         .map(|&i| rcpt_command(&env.recipients[i], ext))
@@ -139,10 +140,19 @@ fn is_keyword_list(v: &str) -> bool {
     !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b',')
 }
 
-pub(super) fn mail_command(env: &OutboundEnvelope<'_>, ext: &Extensions) -> String {
+/// The MAIL line; `shadow_id` (the shadow message id, in a shadowed session) goes after SIZE and
+/// before BODY, in Exchange's parameter order (reference §1.2).
+pub(super) fn mail_command(
+    env: &OutboundEnvelope<'_>,
+    ext: &Extensions,
+    shadow_id: Option<&str>,
+) -> String {
     let mut line = format!("MAIL FROM:<{}>", env.from);
     if ext.size.is_some() {
         line.push_str(&format!(" SIZE={}", env.size));
+    }
+    if let Some(id) = shadow_id.filter(|id| !id.is_empty()) {
+        line.push_str(&format!(" XSHADOW={}", xtext_encode(id)));
     }
     if env.body_8bit && ext.eight_bit_mime {
         line.push_str(" BODY=8BITMIME");
@@ -427,7 +437,7 @@ mod tests {
             (Extensions::default(), "MAIL FROM:<a@example>\r\n"),
         ];
         for (ext, want) in cases {
-            assert_eq!(mail_command(&env, &ext), want, "{ext:?}");
+            assert_eq!(mail_command(&env, &ext, None), want, "{ext:?}");
         }
         let utf8 = OutboundEnvelope {
             from: "",
@@ -438,8 +448,17 @@ mod tests {
             ..env
         };
         assert_eq!(
-            mail_command(&utf8, &ext(true)),
+            mail_command(&utf8, &ext(true), None),
             "MAIL FROM:<> SIZE=120 SMTPUTF8\r\n"
+        );
+        assert_eq!(
+            mail_command(
+                &env,
+                &ext(true),
+                Some("0e8a4c1e-3b1a-4d6c-9f0e-5a2b7c9d1e3f")
+            ),
+            "MAIL FROM:<a@example> SIZE=120 XSHADOW=0e8a4c1e-3b1a-4d6c-9f0e-5a2b7c9d1e3f \
+             BODY=8BITMIME RET=HDRS ENVID=Q+2B1+20x\r\n"
         );
     }
 

@@ -158,6 +158,7 @@ mod tests {
                             Outcome::Delivered { reply } => ("delivered", reply),
                             Outcome::Failed { reply } => ("failed", reply),
                             Outcome::Deferred { reply } => ("deferred", reply),
+                            Outcome::Shadowed { reply, .. } => ("shadowed", reply),
                         };
                         (o, format!("{kind} {}", reply.one_line()))
                     })

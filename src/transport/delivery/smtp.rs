@@ -18,9 +18,10 @@ use crate::smtp::client::{
 };
 use crate::smtp::proto::Reply;
 use crate::transport::queue::manager::{
-    Attempt, ConnectionFailed, Delivered, Job, Lane, Outcome, body_lost_reply,
+    Attempt, ConnectionFailed, Delivered, Job, Lane, Outcome, Primary, body_lost_reply,
 };
 use crate::transport::routing::{NextHop, Route};
+use crate::transport::shadow::{discard, gate};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -132,6 +133,11 @@ pub(super) async fn run(agents: &Agents, lane: &dyn Lane, route: Route) {
             return;
         }
     };
+    // A lane without a manager behind it cannot keep shadow copies, so it does not ask for them.
+    let book = lane.shadow_book();
+    let shadow_context = book
+        .as_ref()
+        .and_then(|_| gate::shadow_context(&org, &connector));
     let mut last: Option<(ClientError, Attempt)> = None;
     let mut client = None;
     'hosts: for t in &targets {
@@ -144,7 +150,7 @@ pub(super) async fn run(agents: &Agents, lane: &dyn Lane, route: Route) {
         );
         for ip in &t.addrs {
             let addr = SocketAddr::new(*ip, port);
-            match Client::connect(addr, &t.host, &cfg).await {
+            match Client::connect_shadowing(addr, &t.host, &cfg, shadow_context.as_deref()).await {
                 Ok(c) => {
                     client = Some(c);
                     break 'hosts;
@@ -178,13 +184,28 @@ pub(super) async fn run(agents: &Agents, lane: &dyn Lane, route: Route) {
         ip: Some(client.remote().ip()),
         tls_version: client.tls_version().map(str::to_string),
     };
+    let primary = client
+        .shadow_dbid()
+        .map(|dbid| {
+            Arc::new(Primary {
+                fqdn: client.peer_name().to_string(),
+                connector_id: connector.id,
+                host: client.host().to_string(),
+                port,
+                dbid: dbid.to_string(),
+            })
+        })
+        .filter(|p| book.as_ref().is_some_and(|b| b.trusted(&p.key())));
+    if let (Some(p), Some(book)) = (&primary, &book) {
+        book.contact(p).await;
+    }
     let max = connector.smtp_max_messages_per_connection.max(1) as usize;
     let mut next = Some(first);
     for _ in 0..max {
         let Some(job) = next.take().or_else(|| lane.next_job()) else {
             break;
         };
-        let (results, usable) = send_one(agents, &mut client, &job).await;
+        let (results, usable) = send_one(agents, &mut client, &job, primary.as_ref()).await;
         lane.delivered(Delivered {
             job,
             results,
@@ -195,11 +216,76 @@ pub(super) async fn run(agents: &Agents, lane: &dyn Lane, route: Route) {
             break;
         }
     }
+    if let (Some(p), Some(book)) = (&primary, &book)
+        && client.is_usable()
+        && let Err(e) = discard::query(&mut client, book.as_ref(), &p.key()).await
+    {
+        tracing::info!("{}: {e}", p.fqdn);
+    }
     client.quit().await;
 }
 
+/// A session to a shadow queue's primary for its heartbeat: the connector's port, TLS and
+/// authentication, and XSHADOW when the gate allows it (the caller checks that it was accepted).
+pub(crate) async fn heartbeat_session(
+    agents: &Agents,
+    connector_id: uuid::Uuid,
+    host: &str,
+    port: u16,
+) -> Result<Client, ClientError> {
+    let org = agents.org();
+    let connector = org
+        .send_connectors
+        .iter()
+        .find(|c| c.id == connector_id)
+        .cloned()
+        .ok_or_else(|| ClientError::Config("the shadow queue's send connector is gone".into()))?;
+    // The credential goes to the connector's own smart hosts only, never to an MX host.
+    let own_smart_host = !connector.dns_routing_enabled
+        && connector
+            .smart_hosts
+            .iter()
+            .any(|h| h.trim_matches(['[', ']']).eq_ignore_ascii_case(host));
+    let hop = if own_smart_host {
+        NextHop::SmartHosts {
+            hosts: vec![host.to_string()],
+            port,
+        }
+    } else {
+        NextHop::Dns {
+            domain: host.to_string(),
+        }
+    };
+    let auth = smart_host_credentials(&agents.smtp, &connector, &hop)?;
+    let cfg = client_config(&agents.smtp, &agents.fqdn, &connector, host, auth);
+    let context = gate::shadow_context(&org, &connector)
+        .ok_or_else(|| ClientError::Config("the send connector may not shadow".into()))?;
+    let external = (connector.use_external_dns_servers_enabled
+        && !org.server.external_dns_servers.is_empty())
+    .then_some(org.server.external_dns_servers.as_slice());
+    let resolver = agents.smtp.resolver(external)?;
+    let addrs = resolver
+        .host_addrs(host)
+        .await
+        .map_err(|e| ClientError::Config(e.to_string()))?;
+    let mut last = ClientError::Config(format!("{host} has no address"));
+    for ip in addrs {
+        match Client::connect_shadowing(SocketAddr::new(ip, port), host, &cfg, Some(&context)).await
+        {
+            Ok(c) => return Ok(c),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Sends one job; returns the outcomes and whether the connection can carry another message.
-async fn send_one(agents: &Agents, client: &mut Client, job: &Job) -> (Vec<(i32, Outcome)>, bool) {
+async fn send_one(
+    agents: &Agents,
+    client: &mut Client,
+    job: &Job,
+    primary: Option<&Arc<Primary>>,
+) -> (Vec<(i32, Outcome)>, bool) {
     let body = match tokio::fs::read(agents.spool.path(job.message)).await {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -238,13 +324,29 @@ async fn send_one(agents: &Agents, client: &mut Client, job: &Job) -> (Vec<(i32,
         ret: job.ret.as_deref(),
         log_id: Some(&log_id),
     };
-    match client.send(&env, &body).await {
+    let sent = match primary {
+        Some(_) => {
+            let shadow_id = job.message.hyphenated().to_string();
+            client.send_shadowed(&env, &body, &shadow_id).await
+        }
+        None => client.send(&env, &body).await,
+    };
+    match sent {
         Ok(replies) => {
             let results = job
                 .recipients
                 .iter()
                 .zip(replies)
-                .map(|(r, reply)| (r.ordinal, classify(reply)))
+                .map(|(r, reply)| {
+                    let outcome = match (classify(reply), primary) {
+                        (Outcome::Delivered { reply }, Some(p)) => Outcome::Shadowed {
+                            reply,
+                            primary: p.clone(),
+                        },
+                        (o, _) => o,
+                    };
+                    (r.ordinal, outcome)
+                })
                 .collect();
             (results, true)
         }

@@ -18,6 +18,9 @@ pub enum RecipientStatus {
     Retry,
     Delivered,
     Failed,
+    /// Handed to a primary that accepted XSHADOW: kept in that primary's Shadow Redundancy
+    /// queue until it reports the message done (XQDISCARD) or stops answering (resubmitted).
+    Shadow,
 }
 
 const QUEUE: [(QueueStatus, &str); 4] = [
@@ -27,11 +30,12 @@ const QUEUE: [(QueueStatus, &str); 4] = [
     (QueueStatus::Suspended, "Suspended"),
 ];
 
-const RECIPIENT: [(RecipientStatus, &str); 4] = [
+const RECIPIENT: [(RecipientStatus, &str); 5] = [
     (RecipientStatus::Ready, "Ready"),
     (RecipientStatus::Retry, "Retry"),
     (RecipientStatus::Delivered, "Delivered"),
     (RecipientStatus::Failed, "Failed"),
+    (RecipientStatus::Shadow, "Shadow"),
 ];
 
 impl QueueStatus {

@@ -101,6 +101,10 @@ pub enum Write {
         poison: bool,
     },
     Admin(AdminRow),
+    /// The message's last recipients went to a further primary as shadow copies: the discard
+    /// event for the shadow server that gave it to us is queued (once), in this batch's
+    /// transaction.
+    ShadowDiscard(Uuid),
     /// Answered once every write queued before it is written (or dropped after its retries).
     Flush(oneshot::Sender<()>),
 }
@@ -120,6 +124,7 @@ struct Batch {
     deletes: Vec<Uuid>,
     crashes: Vec<(Uuid, i32, bool)>,
     admin: Vec<AdminRow>,
+    shadow_discards: Vec<Uuid>,
     flushes: Vec<oneshot::Sender<()>>,
 }
 
@@ -137,6 +142,7 @@ impl Batch {
                 poison,
             } => self.crashes.push((message, crash_count, poison)),
             Write::Admin(a) => self.admin.push(a),
+            Write::ShadowDiscard(id) => self.shadow_discards.push(id),
             Write::Flush(tx) => self.flushes.push(tx),
         }
     }
@@ -148,7 +154,8 @@ impl Batch {
             && self.queues.is_empty()
             && self.deletes.is_empty()
             && self.crashes.is_empty()
-            && self.admin.is_empty())
+            && self.admin.is_empty()
+            && self.shadow_discards.is_empty())
     }
 }
 
@@ -303,6 +310,22 @@ async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
             .await?;
     }
     write_admin_rows(&mut tx, &b.admin).await?;
+    if !b.shadow_discards.is_empty() {
+        // Only for a message this node is the primary of, and only once however it ends (the
+        // delete trigger of 0009 checks the same flag).
+        sqlx::query(
+            "WITH marked AS (
+                 UPDATE message SET shadow_discard_queued = true
+                  WHERE id = ANY($1) AND shadow_message_id IS NOT NULL
+                    AND shadow_context IS NOT NULL AND NOT shadow_discard_queued
+              RETURNING server, shadow_context, shadow_message_id)
+             INSERT INTO shadow_discard (server, context, shadow_message_id)
+             SELECT server, shadow_context, shadow_message_id FROM marked",
+        )
+        .bind(&b.shadow_discards)
+        .execute(&mut *tx)
+        .await?;
+    }
     if !b.deletes.is_empty() {
         sqlx::query("DELETE FROM message WHERE id = ANY($1)")
             .bind(&b.deletes)

@@ -41,11 +41,12 @@ impl Drop for AckWaiter {
 }
 
 /// Nothing of the message is waiting for delivery any more. A recipient whose NDR is not queued
-/// yet (Reporting) has failed for good: the sender hears of it by NDR, not by a longer wait.
+/// yet (Reporting) has failed for good: the sender hears of it by NDR, not by a longer wait. A
+/// shadow copy (Shadow) reached a next hop that accepted it.
 pub(super) fn settled(m: &Msg) -> bool {
     m.rcpts
         .iter()
-        .all(|r| matches!(r.state, RState::Done | RState::Reporting))
+        .all(|r| matches!(r.state, RState::Done | RState::Reporting | RState::Shadow))
 }
 
 impl QueueManager {

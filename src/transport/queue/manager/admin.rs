@@ -140,6 +140,14 @@ impl QueueManager {
         let Some(qid) = queue else {
             return (0, 0);
         };
+        let shadow = self
+            .state()
+            .queues
+            .get(&qid)
+            .is_some_and(|q| q.key.delivery_type == DeliveryType::ShadowRedundancy);
+        if shadow {
+            return self.shadow_resubmit(qid, shadow::ResubmitReason::Admin);
+        }
         let (rows, moved) = resubmit_in(&mut self.state(), qid);
         let recipients = rows.len() as u32;
         for r in rows {
@@ -383,6 +391,8 @@ pub(super) fn remove_in(
                 ));
             }
             RState::InFlight | RState::Reporting => {}
+            // The primary has the message; its copy here only waits for the primary's word.
+            RState::Shadow => continue,
         }
         r.remove_with_ndr = Some(with_ndr);
         if !with_ndr {

@@ -22,6 +22,15 @@ impl QueueManager {
                     if let Some(held) = self.state().held.remove(&id) {
                         held.apply(&mut m);
                     }
+                    // A copy whose shadow queue did not load (its primary's row is gone) cannot
+                    // be heartbeaten: it goes through routing again instead.
+                    let shadow_queues: HashSet<i64> =
+                        self.state().primaries.keys().copied().collect();
+                    for r in m.recipients.iter_mut() {
+                        if r.shadow_queue.is_some_and(|q| !shadow_queues.contains(&q)) {
+                            r.shadow_queue = None;
+                        }
+                    }
                     let rcpts: Vec<Rcpt> = m
                         .recipients
                         .iter()
@@ -36,8 +45,10 @@ impl QueueManager {
                             } else {
                                 r.notify.clone()
                             },
-                            queue: None,
-                            state: if r.next_retry.is_some_and(|t| t > self.now()) {
+                            queue: r.shadow_queue,
+                            state: if r.shadow_queue.is_some() {
+                                RState::Shadow
+                            } else if r.next_retry.is_some_and(|t| t > self.now()) {
                                 RState::Retry
                             } else {
                                 RState::Ready
@@ -62,6 +73,7 @@ impl QueueManager {
                     } else {
                         rcpts
                             .iter()
+                            .filter(|r| r.state != RState::Shadow)
                             .map(|r| (r.ordinal, r.address.clone()))
                             .collect()
                     };
@@ -74,6 +86,15 @@ impl QueueManager {
                     }
                     let suspended = m.suspended;
                     let crashes = m.crash_count;
+                    for q in rcpts
+                        .iter()
+                        .filter(|r| r.state == RState::Shadow)
+                        .filter_map(|r| r.queue)
+                    {
+                        if let Some(p) = self.state().primaries.get_mut(&q) {
+                            p.copies.insert(id);
+                        }
+                    }
                     self.state().messages.insert(
                         id,
                         Msg {

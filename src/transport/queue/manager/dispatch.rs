@@ -153,6 +153,10 @@ impl Lane for QueueLane {
     fn delivered(&self, d: Delivered) -> BoxFuture<'_, ()> {
         Box::pin(async move { self.qm.finish(&d.job, d.results, &d.attempt).await })
     }
+
+    fn shadow_book(&self) -> Option<Arc<dyn ShadowBook>> {
+        Some(Arc::new(self.qm.clone()))
+    }
 }
 
 /// Which queues get a new connection at `now`, within MaxOutboundConnections,

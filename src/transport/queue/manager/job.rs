@@ -40,6 +40,8 @@ pub struct SubmittedRecipient {
     pub next_retry: Option<OffsetDateTime>,
     pub delay_notified: bool,
     pub remove_with_ndr: Option<bool>,
+    /// A shadow copy (loaded at start): the shadow queue it waits in.
+    pub shadow_queue: Option<i64>,
 }
 
 impl Submitted {
@@ -86,6 +88,7 @@ impl Submitted {
                     next_retry: None,
                     delay_notified: false,
                     remove_with_ndr: None,
+                    shadow_queue: None,
                 })
                 .collect(),
         }
@@ -105,6 +108,12 @@ pub enum Outcome {
     /// Transient: try again after MessageRetryInterval.
     Deferred {
         reply: Reply,
+    },
+    /// Accepted by a primary in a shadowed session: kept here as a shadow copy until the
+    /// primary reports the message done.
+    Shadowed {
+        reply: Reply,
+        primary: Arc<super::shadow::Primary>,
     },
 }
 
@@ -285,6 +294,50 @@ pub trait Lane: Send + Sync {
     fn connection_failed(&self, failure: ConnectionFailed);
     /// Recorded (and any NDR queued) before it returns, so the next job sees the outcome.
     fn delivered(&self, outcome: Delivered) -> BoxFuture<'_, ()>;
+    /// Where a shadowed session reports what the primary said (its dbid, its discards); None
+    /// where nothing stands behind the lane to keep shadow copies.
+    fn shadow_book(&self) -> Option<Arc<dyn ShadowBook>> {
+        None
+    }
+}
+
+/// The shadow copies of each primary, as a session to that primary sees them (reference §1.2,
+/// §1.3). The queue manager keeps them; a session only reports.
+pub trait ShadowBook: Send + Sync {
+    /// The primary accepted XSHADOW with `p.dbid`: it is alive, and a dbid other than the one
+    /// its copies were made with resubmits them (ShadowStateChange).
+    fn contact<'a>(&'a self, p: &'a super::shadow::Primary) -> BoxFuture<'a, ()>;
+    /// False while the primary of `key` is distrusted (it broke the XQDISCARD contract): the
+    /// session then keeps no copies with it.
+    fn trusted(&self, key: &NextHopKey) -> bool;
+    /// Copies are held for the primary of `key`.
+    fn holds(&self, key: &NextHopKey) -> bool;
+    /// XQDISCARD named these ids; returns whether copies remain.
+    fn discarded(&self, key: &NextHopKey, ids: &[String]) -> bool;
+    /// An empty or over-long discard id: the copies are resubmitted, the primary distrusted.
+    fn violation(&self, key: &NextHopKey);
+}
+
+impl ShadowBook for QueueManager {
+    fn contact<'a>(&'a self, p: &'a super::shadow::Primary) -> BoxFuture<'a, ()> {
+        Box::pin(self.shadow_contact(p))
+    }
+
+    fn trusted(&self, key: &NextHopKey) -> bool {
+        self.shadow_trusted(key)
+    }
+
+    fn holds(&self, key: &NextHopKey) -> bool {
+        self.shadow_holds(key)
+    }
+
+    fn discarded(&self, key: &NextHopKey, ids: &[String]) -> bool {
+        self.shadow_discarded(key, ids)
+    }
+
+    fn violation(&self, key: &NextHopKey) {
+        self.shadow_violation(key);
+    }
 }
 
 /// The delivery agents (SMTP, mailbox; shadow next): one call runs one connection or one

@@ -29,7 +29,7 @@ pub(super) async fn load_pending(
         "SELECT id, internal_id, from_address, size, received_at, env_id, ret, body_type, smtp_utf8,
                 subject, internet_message_id, source_ip, suspended, crash_count
          FROM message m WHERE server = $1 AND NOT poison AND ($2::uuid[] IS NULL OR id = ANY($2))
-           AND EXISTS (SELECT 1 FROM message_recipient r WHERE r.message_id = m.id AND r.status IN ('Ready', 'Retry'))
+           AND EXISTS (SELECT 1 FROM message_recipient r WHERE r.message_id = m.id AND r.status IN ('Ready', 'Retry', 'Shadow'))
          ORDER BY received_at",
     )
     .bind(server)
@@ -47,12 +47,15 @@ pub(super) async fn load_pending(
         Option<OffsetDateTime>,
         bool,
         Option<bool>,
+        Option<i64>,
     );
+    // A shadow copy comes back into its shadow queue (loaded before the messages).
     let rcpts: Vec<RRow> = sqlx::query_as(
         "SELECT r.message_id, r.ordinal, r.address, r.orcpt, r.notify, r.retry_count, r.last_error,
-                r.next_retry_time, r.delay_notified, r.remove_with_ndr
+                r.next_retry_time, r.delay_notified, r.remove_with_ndr,
+                CASE WHEN r.status = 'Shadow' THEN r.queue_id END
          FROM message_recipient r JOIN message m ON m.id = r.message_id
-         WHERE m.server = $1 AND NOT m.poison AND r.status IN ('Ready', 'Retry')
+         WHERE m.server = $1 AND NOT m.poison AND r.status IN ('Ready', 'Retry', 'Shadow')
            AND ($2::uuid[] IS NULL OR m.id = ANY($2))
          ORDER BY r.message_id, r.ordinal",
     )
@@ -72,6 +75,7 @@ pub(super) async fn load_pending(
         next_retry,
         delay_notified,
         remove,
+        shadow_queue,
     ) in rcpts
     {
         by_message.entry(m).or_default().push(SubmittedRecipient {
@@ -84,6 +88,7 @@ pub(super) async fn load_pending(
             next_retry,
             delay_notified,
             remove_with_ndr: remove,
+            shadow_queue,
         });
     }
     Ok(rows

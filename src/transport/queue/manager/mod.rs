@@ -53,6 +53,7 @@ mod listener;
 mod load;
 mod outcome;
 mod report;
+mod shadow;
 mod state;
 mod stored;
 #[cfg(test)]
@@ -65,10 +66,11 @@ use dispatch::plan_dispatch;
 use job::GiveBack;
 pub use job::{
     Attempt, BoxFuture, ConnectionFailed, Deliver, Delivered, Job, JobRecipient, Lane, Outcome,
-    Submitted, SubmittedRecipient, Target, body_lost_reply,
+    ShadowBook, Submitted, SubmittedRecipient, Target, body_lost_reply,
 };
 use listener::command_listener;
 use load::load_pending;
+pub use shadow::{HeartbeatDue, Primary, ResubmitReason, shadow_key};
 use state::*;
 pub(crate) use stored::run_stored;
 pub use timers::connection_retry_interval;
@@ -159,6 +161,7 @@ impl QueueManager {
                 .fetch_all(&pool)
                 .await?;
         qm.state().poisoned = poisoned.into_iter().map(|(id,)| id).collect();
+        qm.load_shadow_queues().await?;
         for mut m in load_pending(&pool, &settings.server_name, None).await? {
             // Rows committed without a body (a commit whose outcome was unknown and whose body
             // was lost, or disk damage): they can only be reported, never delivered.

@@ -79,6 +79,19 @@ impl QueueManager {
             );
             report_pending = true;
         }
+        // The primary's shadow queue, made before the state is locked. Without it (a database
+        // error) the copy cannot be kept: the primary has the message, so it counts as delivered.
+        let mut shadow_queue = None;
+        let shadow_primary = results.iter().find_map(|(_, o)| match o {
+            Outcome::Shadowed { primary, .. } => Some(primary.clone()),
+            _ => None,
+        });
+        if let Some(p) = shadow_primary {
+            match self.shadow_queue(&p).await {
+                Ok(q) => shadow_queue = Some(q),
+                Err(e) => tracing::error!("creating the shadow queue of {}: {e}", p.fqdn),
+            }
+        }
         let mut writes = Vec::new();
         let mut events = Vec::new();
         {
@@ -93,7 +106,36 @@ impl QueueManager {
                     continue;
                 };
                 let (status, reply) = match outcome {
-                    Outcome::Delivered { reply } => {
+                    Outcome::Shadowed { reply, .. } if let Some(q) = shadow_queue => {
+                        r.state = RState::Shadow;
+                        r.queue = shadow_queue;
+                        if let Some(p) = st.primaries.get_mut(&q) {
+                            p.copies.insert(job.message);
+                        }
+                        r.last_error = None;
+                        if attempt.host.is_some() {
+                            r.remote_mta = attempt.host.clone();
+                        }
+                        events.push((
+                            RecipientStatus::Delivered,
+                            r.route_address.clone().unwrap_or(r.address.clone()),
+                            reply.one_line(),
+                        ));
+                        writes.push(Write::Routed(RoutedRow {
+                            message: job.message,
+                            ordinal,
+                            queue_id: shadow_queue,
+                            route_address: r.route_address.clone(),
+                        }));
+                        writes.push(Write::Recipient(recipient_row(
+                            job.message,
+                            r,
+                            RecipientStatus::Shadow,
+                            now,
+                        )));
+                        continue;
+                    }
+                    Outcome::Delivered { reply } | Outcome::Shadowed { reply, .. } => {
                         r.state = RState::Done;
                         (RecipientStatus::Delivered, reply)
                     }
@@ -166,6 +208,14 @@ impl QueueManager {
                 st.messages.remove(&job.message);
                 writes.retain(|w| !matches!(w, Write::Recipient(_) | Write::Attempt(_)));
                 writes.push(Write::Delete(job.message));
+            } else if shadow_queue.is_some()
+                && m.rcpts
+                    .iter()
+                    .all(|r| matches!(r.state, RState::Done | RState::Shadow))
+            {
+                // Nothing is left to deliver here: when this node is itself the primary for the
+                // message, its own shadow may discard its copy now (the next primary holds it).
+                writes.push(Write::ShadowDiscard(job.message));
             }
         }
         for w in writes {

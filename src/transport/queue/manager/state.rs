@@ -10,6 +10,9 @@ pub(super) enum RState {
     /// Final (failed), but its NDR could not be queued yet: kept, with its message, until it is.
     Reporting,
     Done,
+    /// Handed to a primary that keeps it; this node holds the shadow copy in the primary's
+    /// Shadow Redundancy queue (no timer touches it).
+    Shadow,
 }
 
 #[derive(Debug)]
@@ -95,6 +98,11 @@ pub(super) struct State {
     pub(super) poisoned: HashSet<Uuid>,
     /// Queue commands on messages accepted but not filed by the submitter yet.
     pub(super) held: HashMap<Uuid, super::admin::Held>,
+    /// The primary of each shadow queue.
+    pub(super) primaries: HashMap<i64, super::shadow::PrimaryState>,
+    /// Primaries that broke the XQDISCARD contract, not trusted with copies until then: their
+    /// resubmitted copies would otherwise go back to them, be shadowed and resubmitted again.
+    pub(super) distrusted: HashMap<NextHopKey, OffsetDateTime>,
 }
 
 pub(super) fn queue_row(id: i64, q: &Queue) -> QueueRow {

@@ -614,3 +614,22 @@ async fn a_delayed_ack_waits_for_every_recipient_and_a_dropped_wait_leaves_nothi
     drop(waiter);
     assert!(qm.inner.acks.lock().unwrap().is_empty());
 }
+
+#[test]
+fn shadow_copies_are_left_alone_by_every_timer() {
+    let s = server();
+    let mut queues = HashMap::from([(1, queue(DeliveryType::ShadowRedundancy, None))]);
+    let mut copy = rcpt(0, "r@fabrikam.test", Some(1), plain(&s));
+    copy.state = RState::Shadow;
+    let mut waiting = rcpt(1, "q@fabrikam.test", None, plain(&s));
+    waiting.state = RState::Retry;
+    let mut m = message("a@fabrikam.test", t0(), vec![copy, waiting]);
+    // Long past expiry and the delay DSN: only the recipient still waiting here is touched.
+    let due = scan(&mut m, &mut queues, &s, t0() + 30 * 24 * 3600 * SEC);
+    assert_eq!(
+        due.expired.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+        vec![1]
+    );
+    assert!(!due.delayed.contains(&0));
+    assert_eq!(m.rcpts[0].state, RState::Shadow);
+}

@@ -125,7 +125,7 @@ pub(super) fn scan_message(
             }
             continue;
         }
-        if matches!(r.state, RState::Done | RState::InFlight) {
+        if matches!(r.state, RState::Done | RState::InFlight | RState::Shadow) {
             continue;
         }
         // Remove-Message on a recipient that was in flight (and not delivered), or loaded
