@@ -33,7 +33,8 @@ os.makedirs(opts.out, exist_ok=True)
 
 
 class Sink:
-    count = 0
+    # A restarted sink (a next hop back from an outage) numbers on after what it kept.
+    count = sum(1 for n in os.listdir(opts.out) if n.endswith(".json"))
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in opts.refuse:
