@@ -5,207 +5,12 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
 
 use common::mail::*;
+use common::pair::*;
 use common::peers::Sink;
 use common::*;
-use hubgate::shell::Shell;
-
-const ORG1: (&str, &str) = ("HUBORG1", "huborg1.org1.test");
-const ORG2: (&str, &str) = ("HUBORG2", "huborg2.org2.test");
-const FROM_ORG1: &str = "From Org1";
-const TO_ORG2: &str = "To Org2";
-const ANONYMOUS: &str = "NT AUTHORITY\\ANONYMOUS LOGON";
-const EXTERNALLY_SECURED: &str = "MS Exchange\\Externally Secured Servers";
-
-async fn sh(gw: &Gateway, line: &str) -> String {
-    Shell::new(gw.pool().clone(), &gw.setup.fqdn)
-        .with_data_dir(gw.data_dir())
-        .run_line(line)
-        .await
-        .unwrap_or_else(|e| panic!("{}: {line}: {e}", gw.setup.fqdn))
-}
-
-/// The node's SMTP Send or Receive protocol logs, all files in order.
-fn protocol_log(data_dir: &Path, kind: &str) -> String {
-    let dir = data_dir.join("logs/ProtocolLog").join(kind);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return String::new();
-    };
-    let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
-    files.sort();
-    files
-        .iter()
-        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
-        .collect()
-}
-
-fn send_log(gw: &Gateway) -> String {
-    protocol_log(&gw.data_dir(), "SmtpSend")
-}
-
-/// A message from org1's user to an org2 user (whose mailbox is behind the final server; the
-/// first start made org2's administrator a mailbox on org2 itself), through org1.
-fn send_to_org2(org1: &Gateway, subject: &str) {
-    let server = org1.smtp().to_string();
-    let (ok, out) = swaks(&[
-        "--server",
-        &server,
-        "--from",
-        "user1@org1.test",
-        "--to",
-        "user2@org2.test",
-        "--header",
-        &format!("Subject: {subject}"),
-    ]);
-    assert!(ok, "swaks failed: {out}");
-}
-
-/// org1's recipients held as shadow copies.
-async fn shadow_copies(gw: &Gateway) -> i64 {
-    let (n,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM message_recipient r JOIN delivery_queue q ON q.id = r.queue_id
-          WHERE q.delivery_type = 'ShadowRedundancy' AND r.status = 'Shadow'",
-    )
-    .fetch_one(gw.pool())
-    .await
-    .unwrap();
-    n
-}
-
-/// Subjects the final server received, sorted (duplicates kept).
-fn final_subjects(sink: &Sink) -> Vec<String> {
-    let mut v: Vec<String> = sink
-        .received()
-        .iter()
-        .filter_map(|r| {
-            r.data
-                .lines()
-                .find_map(|l| l.strip_prefix("Subject: ").map(str::to_string))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// org1: relays anonymous mail from the test client (as a partner-facing gateway does);
-/// heartbeats every 2 s.
-async fn org1(retry_count: u32) -> Setup {
-    let s = Setup::node(0, ORG1.0, ORG1.1).await;
-    configure(
-        &s,
-        &[
-            &format!("Get-ReceiveConnector 'Default {}' | Add-ADPermission -User '{ANONYMOUS}' -ExtendedRights ms-Exch-SMTP-Accept-Any-Recipient", ORG1.0),
-            &format!("Set-TransportConfig -ShadowHeartbeatTimeoutInterval 00:00:02 -ShadowHeartbeatRetryCount {retry_count}"),
-        ],
-    )
-    .await;
-    s
-}
-
-/// An org2 node on node address `n`: org2.test is an Internal Relay domain sent on to the final
-/// server; "From Org1" listens on `port` for org1 with AuthMechanism ExternalAuthoritative, as
-/// the article sets it, and Accept-XShadow for `grant`.
-async fn org2(n: u8, port: u16, final_addr: SocketAddr, grant: &str) -> Setup {
-    let s = Setup::node(n, ORG2.0, ORG2.1).await;
-    configure(
-        &s,
-        &[
-            // First start made org2.test Authoritative (the FQDN's domain); org2's mailboxes are
-            // behind the final server.
-            "Get-AcceptedDomain | Set-AcceptedDomain -DomainType InternalRelay",
-            &format!(
-                "New-SendConnector -Name 'To Final' -AddressSpaces 'org2.test' -DNSRoutingEnabled $false -SmartHosts '{}' -Port {}",
-                final_addr.ip(),
-                final_addr.port()
-            ),
-            &format!("Set-TransportServer {} -TransientFailureRetryInterval 00:00:02", ORG2.0),
-            &format!(
-                "New-ReceiveConnector -Name '{FROM_ORG1}' -Server {} -Bindings '{}:{port}' -RemoteIPRanges 127.0.0.0/8 -PermissionGroups AnonymousUsers,ExchangeServers -AuthMechanism ExternalAuthoritative -ProtocolLoggingLevel Verbose",
-                ORG2.0, s.ip
-            ),
-            &format!("Get-ReceiveConnector '{FROM_ORG1}' | Add-ADPermission -User '{grant}' -ExtendedRights ms-Exch-SMTP-Accept-XShadow"),
-        ],
-    )
-    .await;
-    s
-}
-
-/// org1's "To Org2": the article's smart-host connector, to `hosts` on `port`, Send-XShadow
-/// granted to `grant`.
-async fn to_org2(org1: &Gateway, hosts: &[Ipv4Addr], port: u16, grant: &str) {
-    let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
-    sh(org1, &format!(
-        "New-SendConnector -Name '{TO_ORG2}' -AddressSpaces 'org2.test' -DNSRoutingEnabled $false -SmartHosts '{}' -Port {port} -SourceTransportServers {} -ProtocolLoggingLevel Verbose",
-        hosts.join(","), ORG1.0
-    )).await;
-    sh(org1, &format!("Get-SendConnector '{TO_ORG2}' | Add-ADPermission -User '{grant}' -ExtendedRights ms-Exch-SMTP-Send-XShadow")).await;
-}
-
-/// What both nodes hold and why, for a failed wait's message.
-async fn state(nodes: &[&Gateway]) -> String {
-    let mut out = String::new();
-    for gw in nodes {
-        out.push_str(&format!(
-            "== {}\n{}{}-- send log\n{}\n-- receive log\n{}\n",
-            gw.setup.fqdn,
-            sh(gw, "Get-Queue").await,
-            sh(gw, "Get-Message | Format-List Queue,Status,LastError").await,
-            send_log(gw),
-            protocol_log(&gw.data_dir(), "SmtpReceive")
-        ));
-    }
-    out
-}
-
-/// Waits up to `secs` for `f`; on timeout the panic shows both nodes' queues and logs.
-async fn until<F, Fut>(secs: u64, what: &str, nodes: &[&Gateway], mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..secs * 10 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!(
-        "timed out after {secs} s waiting for: {what}\n{}",
-        state(nodes).await
-    );
-}
-
-/// Waits until the running node has reloaded every change committed so far: a banner set after
-/// them shows on a new connection only once a reload read it, and a reload reads everything.
-async fn applied(gw: &Gateway, marker: &str) {
-    let server = gw.setup.fqdn.split('.').next().unwrap().to_uppercase();
-    sh(
-        gw,
-        &format!("Set-ReceiveConnector 'Default {server}' -Banner '220 {marker}'"),
-    )
-    .await;
-    within(
-        30,
-        &format!("{marker} applied on {}", gw.setup.fqdn),
-        || async {
-            let mut c = Raw::connect(gw.smtp()).await;
-            let banner = c.reply().await;
-            c.send(b"QUIT\r\n").await;
-            banner.contains(marker)
-        },
-    )
-    .await;
-}
-
-async fn listening(addr: SocketAddr) {
-    within(30, &format!("{addr} listening"), || async move {
-        tokio::net::TcpStream::connect(addr).await.is_ok()
-    })
-    .await;
-}
 
 #[tokio::test]
 async fn the_articles_three_attempts() {
@@ -213,7 +18,16 @@ async fn the_articles_three_attempts() {
     let mut last = Sink::start(final_addr);
     let port = gateway_port();
     let org1 = org1(12).await.start().await;
-    let org2 = org2(1, port, final_addr, ANONYMOUS).await.start().await;
+    let org2 = org2(
+        1,
+        ORG2,
+        port,
+        final_addr,
+        &[(ANONYMOUS, "ms-Exch-SMTP-Accept-XShadow")],
+    )
+    .await
+    .start()
+    .await;
     let primary = SocketAddr::from((org2.setup.ip, port));
     listening(primary).await;
 
@@ -247,10 +61,7 @@ async fn the_articles_three_attempts() {
         &format!("Remove-ReceiveConnector '{FROM_ORG1}' -Confirm:$false"),
     )
     .await;
-    sh(&org2, &format!(
-        "New-ReceiveConnector -Name '{FROM_ORG1}' -Server {} -Bindings '{}:{port}' -RemoteIPRanges 127.0.0.0/8 -PermissionGroups AnonymousUsers,ExchangeServers -AuthMechanism ExternalAuthoritative -ProtocolLoggingLevel Verbose",
-        ORG2.0, org2.setup.ip
-    )).await;
+    sh(&org2, &from_org1(ORG2.0, org2.setup.ip, port)).await;
     sh(&org2, &format!("Get-ReceiveConnector '{FROM_ORG1}' | Add-ADPermission -User '{EXTERNALLY_SECURED}' -ExtendedRights ms-Exch-SMTP-Accept-XShadow")).await;
     listening(primary).await;
     to_org2(&org1, &[org2.setup.ip], port, EXTERNALLY_SECURED).await;

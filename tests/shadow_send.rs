@@ -10,6 +10,7 @@ mod primary;
 
 use base64::Engine;
 use common::mail::*;
+use common::pair::tracking_has;
 use common::*;
 use hubgate::shell::Shell;
 use primary::{PRIMARY_NAME, Primary};
@@ -87,17 +88,6 @@ with smtplib.SMTP(host, port, timeout=60) as s:
         ],
     );
     assert!(ok, "{out}");
-}
-
-fn tracking_has(gw: &Gateway, what: &[&str]) -> bool {
-    let dir = gw.data_dir().join("logs").join("MessageTracking");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return false;
-    };
-    entries.filter_map(|e| e.ok()).any(|e| {
-        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-        text.lines().any(|l| what.iter().all(|w| l.contains(w)))
-    })
 }
 
 #[tokio::test]

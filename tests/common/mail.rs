@@ -61,18 +61,29 @@ pub fn send(gw: &Gateway, to: &[&str], subject: &str) {
 }
 
 /// Waits up to `secs` seconds for `f` (polled every 100 ms).
-pub async fn within<F, Fut>(secs: u64, what: &str, mut f: F)
+pub async fn within<F, Fut>(secs: u64, what: &str, f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    if !holds_within(secs, f).await {
+        panic!("timed out after {secs} s waiting for: {what}");
+    }
+}
+
+/// Whether `f` holds within `secs` seconds (polled every 100 ms).
+pub async fn holds_within<F, Fut>(secs: u64, mut f: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     for _ in 0..secs * 10 {
         if f().await {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out after {secs} s waiting for: {what}");
+    false
 }
 
 /// Every message in a local mailbox's Maildir (new/), as text.
