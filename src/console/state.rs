@@ -26,6 +26,9 @@ pub struct ConsoleState {
     /// given; without it (tests that build the state by hand) such a wizard fails with the
     /// operation's own message.
     pub org_key: Option<Arc<OrganizationKey>>,
+    /// The node's data directory, where the Queue Viewer reads a spooled message (Export
+    /// Message, headers); None in tests that build the state by hand.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl ConsoleState {
@@ -39,6 +42,7 @@ impl ConsoleState {
             idle_timeout: Duration::from_secs(1800),
             logon_throttle: super::logon::throttle(),
             org_key: None,
+            data_dir: None,
         }
     }
 }

@@ -13,6 +13,8 @@ mod limits;
 mod object;
 pub mod org_hub;
 mod permissions;
+mod queue_messages;
+mod queue_viewer;
 mod recipients;
 pub mod server_hub;
 mod view;
@@ -34,6 +36,7 @@ pub fn routes() -> Router<ConsoleState> {
         .merge(org_hub::routes())
         .merge(server_hub::routes())
         .merge(recipients::routes())
+        .merge(queue_viewer::routes())
         .route("/toolbox", get(view::toolbox))
 }
 

@@ -165,3 +165,41 @@ pub async fn filter_messages<'c>(
     };
     keep(list_messages_page(db, server, scope, &page).await?.0, f)
 }
+
+/// One page of a listing the Queue Viewer shows: the entries of `scope` that `f` (if any)
+/// keeps, in `order`, `size` of them from `offset`, with how many match in all (the total the
+/// viewer shows and "all N matching" acts on).
+pub async fn filtered_page<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
+    server: &str,
+    scope: MessageFilter<'_>,
+    f: Option<&Filter>,
+    order: Vec<(super::SortKey, bool)>,
+    offset: usize,
+    size: usize,
+) -> Result<(Vec<MessageInfo>, usize), QueueError> {
+    let all = matching(db, server, scope, f, order).await?;
+    let total = all.len();
+    let page = all.into_iter().skip(offset).take(size).collect();
+    Ok((page, total))
+}
+
+/// Every entry of `scope` that `f` keeps, in `order`: what a filtered action acts on.
+pub async fn matching<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
+    server: &str,
+    scope: MessageFilter<'_>,
+    f: Option<&Filter>,
+    order: Vec<(super::SortKey, bool)>,
+) -> Result<Vec<MessageInfo>, QueueError> {
+    let page = Page {
+        order,
+        prefilter: f.and_then(Prefilter::of_message_filter),
+        ..Page::default()
+    };
+    let rows = list_messages_page(db, server, scope, &page).await?.0;
+    match f {
+        Some(f) => keep(rows, f),
+        None => Ok(rows),
+    }
+}

@@ -1,0 +1,736 @@
+//! Toolbox › Queue Viewer, the Messages tab: the messages of a queue (or of every queue) that a
+//! filter keeps, sorted and paged, and the message actions on a selection or on every message
+//! the filter matches, sent as the one filtered Suspend-/Resume-/Remove-Message command the shell
+//! sends. The filter is the shell's own OPATH filter: the rows built here become its text and are
+//! parsed by it, so a mistake is refused in the shell's words.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use super::queue_viewer::{MESSAGES, op_error, refresh_of, tabs, when};
+use super::view::{Frame, Node};
+use super::{FormData, PageResult, page, see_other, seg};
+use crate::console::session::Admin;
+use crate::console::state::ConsoleState;
+use crate::ops::filter::{Filter, Kind};
+use crate::transport::queue::RecipientStatus;
+use crate::transport::queue::ops::command::{self, Verb};
+use crate::transport::queue::ops::filter::{MESSAGE_SCHEMA, filtered_page, matching};
+use crate::transport::queue::ops::{
+    self, MessageFilter, MessageIdentity, MessageInfo, QueueError, parse_sort_order,
+};
+
+const ACTION: &str = "/toolbox/queue-viewer/messages/action";
+const MESSAGE: &str = "/toolbox/queue-viewer/message";
+const EXPORT: &str = "/toolbox/queue-viewer/export";
+
+/// Create Filter rows a page offers.
+const FILTER_ROWS: usize = 3;
+const PAGE_SIZES: [usize; 3] = [50, 200, 1000];
+/// The operators Create Filter offers, with what they are in OPATH.
+const OPERATORS: &[(&str, &str)] = &[
+    ("Equals", "-eq"),
+    ("Does Not Equal", "-ne"),
+    ("Contains", "contains"),
+    ("Matches (wildcards)", "-like"),
+    ("Does Not Match", "-notlike"),
+    ("Greater Than", "-gt"),
+    ("Less Than", "-lt"),
+];
+/// The fields the quick filter box searches.
+const QUICK_FIELDS: [&str; 2] = ["FromAddress", "Subject"];
+/// The columns, with the Get-Message property each sorts on (None: not sortable).
+const COLUMNS: &[(&str, Option<&str>)] = &[
+    ("Identity", Some("Identity")),
+    ("From Address", Some("FromAddress")),
+    ("Status", None),
+    ("Size (KB)", Some("Size")),
+    ("SCL", None),
+    ("Queue ID", None),
+    ("Message Source Name", Some("MessageSourceName")),
+    ("Source IP", Some("SourceIP")),
+    ("Last Error", None),
+    ("Subject", Some("Subject")),
+    ("Date Received", Some("DateReceived")),
+    ("Expiration Time", None),
+    ("Internet Message ID", Some("InternetMessageId")),
+];
+
+pub fn routes() -> axum::Router<ConsoleState> {
+    axum::Router::new()
+        .route(MESSAGES, get(messages))
+        .route(ACTION, post(action))
+        .route(MESSAGE, get(properties))
+        .route(EXPORT, get(export))
+}
+
+/// What the Messages tab shows: every choice lives in its URL.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    pub queue: String,
+    /// Create Filter rows: (field, operator, value).
+    pub rows: Vec<(String, String, String)>,
+    pub quick_field: String,
+    pub quick: String,
+    pub sort: String,
+    pub size: usize,
+    pub offset: usize,
+    pub refresh: u32,
+    /// Every checkbox on the page starts checked ("Select all on this page").
+    pub check_all: bool,
+}
+
+impl View {
+    pub fn of(q: &FormData) -> View {
+        let text = |n: &str| q.one(n).unwrap_or("").trim().to_string();
+        let rows = (0..FILTER_ROWS)
+            .map(|i| {
+                (
+                    text(&format!("f{i}")),
+                    text(&format!("o{i}")),
+                    text(&format!("v{i}")),
+                )
+            })
+            .collect();
+        let size = q
+            .one("size")
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|s| PAGE_SIZES.contains(s))
+            .unwrap_or(PAGE_SIZES[0]);
+        View {
+            queue: text("queue"),
+            rows,
+            quick_field: text("qf"),
+            quick: text("q"),
+            sort: text("sort"),
+            size,
+            // An offset that is no number starts at the beginning; a large one shows an empty page.
+            offset: q.one("offset").and_then(|s| s.parse().ok()).unwrap_or(0),
+            refresh: refresh_of(q),
+            check_all: q.one("check") == Some("all"),
+        }
+    }
+
+    /// The query string for this view (without the leading `?`).
+    pub fn qs(&self) -> String {
+        let mut parts = vec![];
+        let mut add = |k: &str, v: &str| {
+            if !v.is_empty() {
+                parts.push(format!("{k}={}", seg(v)));
+            }
+        };
+        add("queue", &self.queue);
+        for (i, (f, o, v)) in self.rows.iter().enumerate() {
+            if !f.is_empty() {
+                add(&format!("f{i}"), f);
+                add(&format!("o{i}"), o);
+                add(&format!("v{i}"), v);
+            }
+        }
+        add("qf", &self.quick_field);
+        add("q", &self.quick);
+        add("sort", &self.sort);
+        add("size", &self.size.to_string());
+        if self.offset > 0 {
+            add("offset", &self.offset.to_string());
+        }
+        if self.refresh > 0 {
+            add("refresh", &self.refresh.to_string());
+        }
+        parts.join("&")
+    }
+
+    fn url(&self) -> String {
+        format!("{MESSAGES}?{}", self.qs())
+    }
+
+    fn with(&self, change: impl FnOnce(&mut View)) -> String {
+        let mut v = self.clone();
+        v.check_all = false;
+        change(&mut v);
+        v.url()
+    }
+
+    /// The OPATH text of the Create Filter rows and the quick filter, combined with -and.
+    pub fn filter_text(&self) -> String {
+        let mut terms: Vec<String> = self
+            .rows
+            .iter()
+            .filter(|(f, _, _)| !f.is_empty())
+            .map(|(f, o, v)| term(f, o, v))
+            .collect();
+        if !self.quick.is_empty() {
+            let field = if QUICK_FIELDS.contains(&self.quick_field.as_str()) {
+                self.quick_field.as_str()
+            } else {
+                QUICK_FIELDS[0]
+            };
+            terms.push(term(field, "contains", &self.quick));
+        }
+        terms.join(" -and ")
+    }
+
+    /// The parsed filter; None when there is none.
+    pub fn filter(&self) -> Result<Option<Filter>, QueueError> {
+        let text = self.filter_text();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        ops::filter::parse_message_filter(&text).map(Some)
+    }
+
+    fn scope(&self) -> MessageFilter<'_> {
+        if self.queue.is_empty() {
+            MessageFilter::All
+        } else {
+            MessageFilter::Queue(&self.queue)
+        }
+    }
+
+    fn order(&self) -> Result<Vec<(ops::SortKey, bool)>, QueueError> {
+        let sort = if self.sort.is_empty() {
+            "+DateReceived"
+        } else {
+            &self.sort
+        };
+        parse_sort_order(&[sort.to_string()])
+    }
+}
+
+/// One comparison in OPATH: the value quoted (a quote doubled) unless a number is compared
+/// with a number property; "contains" is -like with wildcards around the value.
+fn term(field: &str, op: &str, value: &str) -> String {
+    let numeric = MESSAGE_SCHEMA
+        .iter()
+        .any(|(n, k)| n.eq_ignore_ascii_case(field) && matches!(k, Kind::Num));
+    let (op, value) = match op {
+        "contains" => ("-like", format!("*{value}*")),
+        // An operator the page does not offer is passed on for the filter to refuse by name.
+        o if o.is_empty() => ("-eq", value.to_string()),
+        o => (o, value.to_string()),
+    };
+    if numeric && value.parse::<f64>().is_ok() {
+        format!("{field} {op} {value}")
+    } else {
+        format!("{field} {op} '{}'", value.replace('\'', "''"))
+    }
+}
+
+/// A message action on many messages: one command to the queue manager, checked as the shell's
+/// filtered actions are.
+pub async fn batch(
+    st: &ConsoleState,
+    verb: Verb,
+    ids: &[MessageIdentity],
+    with_ndr: bool,
+) -> Result<(), QueueError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let prepared = {
+        let mut conn = st.pool.acquire().await?;
+        command::prepare_batch(&mut conn, verb, ids, with_ndr).await?
+    };
+    if let Some(p) = prepared {
+        command::submit(&st.pool, &p).await?;
+    }
+    Ok(())
+}
+
+pub struct Header {
+    pub label: &'static str,
+    /// Where clicking the header sorts to; empty when the column does not sort.
+    pub href: String,
+    /// ▲ or ▼ on the column the page is sorted by.
+    pub mark: &'static str,
+}
+
+pub struct MessageRow {
+    pub identity: String,
+    pub href: String,
+    pub cells: Vec<String>,
+}
+
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+pub struct FilterRow {
+    pub index: usize,
+    pub fields: Vec<Choice>,
+    pub operators: Vec<Choice>,
+    pub value: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/queue_messages.html")]
+pub struct MessagesPage {
+    pub frame: Frame,
+    pub view_queue: String,
+    pub headers: Vec<Header>,
+    pub rows: Vec<MessageRow>,
+    pub total: usize,
+    pub first: usize,
+    pub last: usize,
+    pub prev: String,
+    pub next: String,
+    pub sizes: Vec<Choice>,
+    pub refreshes: Vec<Choice>,
+    pub filter_rows: Vec<FilterRow>,
+    pub quick_fields: Vec<Choice>,
+    pub quick: String,
+    pub filter_text: String,
+    pub sort: String,
+    pub check_all: bool,
+    pub check_all_href: String,
+    pub action: String,
+    pub error: Option<String>,
+    pub refresh: u32,
+}
+
+fn choices<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>, chosen: &str) -> Vec<Choice> {
+    items
+        .into_iter()
+        .map(|(value, label)| Choice {
+            value: value.to_string(),
+            label: label.to_string(),
+            selected: value == chosen,
+        })
+        .collect()
+}
+
+fn kb(size: i64) -> String {
+    // Rounded up, as the EMC shows a 1-byte message as 1 KB.
+    size.saturating_add(1023).div_euclid(1024).to_string()
+}
+
+fn cells(e: &MessageInfo) -> Vec<String> {
+    vec![
+        e.identity.to_string(),
+        e.from_address.clone(),
+        e.status.to_string(),
+        kb(e.size),
+        e.scl.map(|n| n.to_string()).unwrap_or_default(),
+        e.queue.to_string(),
+        e.message_source_name.clone(),
+        e.source_ip.clone(),
+        e.last_error.clone().unwrap_or_default(),
+        e.subject.clone().unwrap_or_default(),
+        when(Some(e.date_received)),
+        when(Some(e.expiration_time)),
+        e.internet_message_id.clone().unwrap_or_default(),
+    ]
+}
+
+async fn render(st: &ConsoleState, admin: &Admin, v: &View, error: Option<String>) -> PageResult {
+    let mut error = error;
+    let listed = async {
+        let f = v.filter()?;
+        let order = v.order()?;
+        filtered_page(
+            &st.pool,
+            &st.server,
+            v.scope(),
+            f.as_ref(),
+            order,
+            v.offset,
+            v.size,
+        )
+        .await
+    }
+    .await;
+    let (entries, total) = match listed {
+        Ok(found) => found,
+        Err(QueueError::Db(e)) => return Err(e.into()),
+        Err(e) => {
+            error.get_or_insert(e.to_string());
+            (vec![], 0)
+        }
+    };
+    let sort_key = v.sort.trim_start_matches(['+', '-']);
+    let descending = v.sort.starts_with('-');
+    let headers = COLUMNS
+        .iter()
+        .map(|(label, key)| match key {
+            Some(k) => {
+                let here =
+                    k.eq_ignore_ascii_case(sort_key) || (v.sort.is_empty() && *k == "DateReceived");
+                let next = if here && !descending {
+                    format!("-{k}")
+                } else {
+                    format!("+{k}")
+                };
+                Header {
+                    label,
+                    href: v.with(|w| {
+                        w.sort = next;
+                        w.offset = 0;
+                    }),
+                    mark: match (here, descending) {
+                        (false, _) => "",
+                        (true, false) => " ▲",
+                        (true, true) => " ▼",
+                    },
+                }
+            }
+            None => Header {
+                label,
+                href: String::new(),
+                mark: "",
+            },
+        })
+        .collect();
+    let rows = entries
+        .iter()
+        .map(|e| MessageRow {
+            identity: e.identity.to_string(),
+            href: format!("{MESSAGE}?id={}", seg(&e.identity.to_string())),
+            cells: cells(e),
+        })
+        .collect::<Vec<_>>();
+    let first = if rows.is_empty() { 0 } else { v.offset + 1 };
+    let last = v.offset.saturating_add(rows.len());
+    let prev = if v.offset > 0 {
+        v.with(|w| w.offset = w.offset.saturating_sub(w.size))
+    } else {
+        String::new()
+    };
+    let next = if last < total {
+        v.with(|w| w.offset = last)
+    } else {
+        String::new()
+    };
+    let sizes: Vec<String> = PAGE_SIZES.iter().map(|s| s.to_string()).collect();
+    let filter_rows = v
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(index, (f, o, value))| FilterRow {
+            index,
+            fields: std::iter::once(Choice {
+                value: String::new(),
+                label: "(none)".into(),
+                selected: f.is_empty(),
+            })
+            .chain(choices(MESSAGE_SCHEMA.iter().map(|(n, _)| (*n, *n)), f))
+            .collect(),
+            operators: choices(OPERATORS.iter().map(|(l, o)| (*o, *l)), o),
+            value: value.clone(),
+        })
+        .collect();
+    let title = if v.queue.is_empty() {
+        "Queue Viewer".to_string()
+    } else {
+        format!("Queue Viewer - {}", v.queue)
+    };
+    page(&MessagesPage {
+        frame: Frame::new(admin, Node::Toolbox, title).tabs(tabs(true)),
+        view_queue: v.queue.clone(),
+        headers,
+        rows,
+        total,
+        first,
+        last,
+        prev,
+        next,
+        sizes: choices(
+            sizes.iter().map(|s| (s.as_str(), s.as_str())),
+            &v.size.to_string(),
+        ),
+        refreshes: choices(
+            [("0", "Off"), ("5", "5 seconds"), ("30", "30 seconds")],
+            &v.refresh.to_string(),
+        ),
+        filter_rows,
+        quick_fields: choices(QUICK_FIELDS.iter().map(|f| (*f, *f)), &v.quick_field),
+        quick: v.quick.clone(),
+        filter_text: v.filter_text(),
+        sort: v.sort.clone(),
+        check_all: v.check_all,
+        check_all_href: format!("{}&check=all", v.url()),
+        action: format!("{ACTION}?{}", v.qs()),
+        refresh: if error.is_some() { 0 } else { v.refresh },
+        error,
+    })
+}
+
+async fn messages(
+    State(st): State<ConsoleState>,
+    admin: Admin,
+    Query(q): Query<FormData>,
+) -> PageResult {
+    render(&st, &admin, &View::of(&q), None).await
+}
+
+/// What a message action is told: which action, and the selected rows or every match.
+async fn run_action(st: &ConsoleState, v: &View, form: &FormData) -> Result<(), QueueError> {
+    let (verb, with_ndr) = match form.one("do").unwrap_or("") {
+        "suspend" => (Verb::SuspendMessage, false),
+        "resume" => (Verb::ResumeMessage, false),
+        "remove-with-ndr" => (Verb::RemoveMessage, true),
+        "remove-without-ndr" => (Verb::RemoveMessage, false),
+        other => {
+            return Err(QueueError::Failed(format!(
+                "\"{other}\" is not an action of the Queue Viewer."
+            )));
+        }
+    };
+    let ids: Vec<MessageIdentity> = if form.one("scope") == Some("all") {
+        let f = v.filter()?;
+        matching(&st.pool, &st.server, v.scope(), f.as_ref(), v.order()?)
+            .await?
+            .into_iter()
+            .map(|e| e.identity)
+            .collect()
+    } else {
+        let picked = form.all("id");
+        if picked.is_empty() {
+            return Err(QueueError::Failed(
+                "Select one or more messages, or choose all the messages matching the filter."
+                    .into(),
+            ));
+        }
+        picked
+            .iter()
+            .map(|id| MessageIdentity::parse(id, &st.server))
+            .collect::<Result<_, _>>()?
+    };
+    batch(st, verb, &ids, with_ndr).await
+}
+
+async fn action(
+    State(st): State<ConsoleState>,
+    admin: Admin,
+    Query(q): Query<FormData>,
+    Form(form): Form<FormData>,
+) -> PageResult {
+    let v = View::of(&q);
+    match run_action(&st, &v, &form).await {
+        Ok(()) => see_other(&v.url()),
+        Err(QueueError::Db(e)) => Err(e.into()),
+        Err(e) => render(&st, &admin, &v, Some(e.to_string())).await,
+    }
+}
+
+pub struct AttemptView {
+    pub time: String,
+    pub next_hop: String,
+    pub ip: String,
+    pub reply: String,
+    pub tls: String,
+}
+
+pub struct RecipientView {
+    pub address: String,
+    pub status: String,
+    pub retry_count: i32,
+    pub last_error: String,
+    pub next_retry: String,
+    pub attempts: Vec<AttemptView>,
+}
+
+pub struct EntryView {
+    pub queue: String,
+    pub status: String,
+    pub shadow: bool,
+    pub recipients: Vec<RecipientView>,
+}
+
+#[derive(Template)]
+#[template(path = "console/queue_message.html")]
+pub struct PropertiesPage {
+    pub frame: Frame,
+    pub identity: String,
+    pub envelope: Vec<(&'static str, String)>,
+    pub headers: String,
+    pub entries: Vec<EntryView>,
+    pub shadow: bool,
+    pub export: String,
+    pub back: String,
+}
+
+/// The header section of a spooled message, at most 64 KiB of it; empty when the message left
+/// the spool (delivered) while the page was drawn.
+async fn header_text(st: &ConsoleState, e: &MessageInfo) -> String {
+    let Some(dir) = st.data_dir.clone() else {
+        return String::new();
+    };
+    let id = e.id;
+    let bytes = tokio::task::spawn_blocking(move || {
+        crate::transport::queue::Spool::open(&dir).and_then(|s| s.read(id))
+    })
+    .await
+    .ok()
+    .and_then(|r| r.ok())
+    .unwrap_or_default();
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(bytes.len())
+        .min(64 * 1024);
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+async fn properties(
+    State(st): State<ConsoleState>,
+    admin: Admin,
+    Query(q): Query<FormData>,
+) -> PageResult {
+    let id = q.one("id").unwrap_or("").to_string();
+    let entries = ops::list_messages(&st.pool, &st.server, MessageFilter::Message(&id))
+        .await
+        .map_err(op_error)?;
+    let Some(first) = entries.first() else {
+        return Err(super::PageError::NoPage);
+    };
+    let envelope = vec![
+        ("Identity", first.identity.to_string()),
+        ("From Address", first.from_address.clone()),
+        ("Subject", first.subject.clone().unwrap_or_default()),
+        (
+            "Internet Message ID",
+            first.internet_message_id.clone().unwrap_or_default(),
+        ),
+        ("Size (KB)", kb(first.size)),
+        ("Message Source Name", first.message_source_name.clone()),
+        ("Source IP", first.source_ip.clone()),
+        ("Date Received", when(Some(first.date_received))),
+        ("Expiration Time", when(Some(first.expiration_time))),
+    ];
+    let headers = header_text(&st, first).await;
+    let views: Vec<EntryView> = entries
+        .iter()
+        .map(|e| EntryView {
+            queue: e.queue.to_string(),
+            status: e.status.to_string(),
+            shadow: e
+                .recipients
+                .iter()
+                .any(|r| r.status == RecipientStatus::Shadow),
+            recipients: e
+                .recipients
+                .iter()
+                .map(|r| RecipientView {
+                    address: r.address.clone(),
+                    status: r.status.to_string(),
+                    retry_count: r.retry_count,
+                    last_error: r.last_error.clone().unwrap_or_default(),
+                    next_retry: when(r.next_retry_time),
+                    attempts: r
+                        .attempts
+                        .iter()
+                        .map(|a| AttemptView {
+                            time: when(Some(a.time)),
+                            next_hop: a.next_hop.clone().unwrap_or_default(),
+                            ip: a.remote_ip.clone().unwrap_or_default(),
+                            reply: a.reply.clone(),
+                            tls: a.tls_version.clone().unwrap_or_default(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    let shadow = views.iter().any(|e| e.shadow);
+    page(&PropertiesPage {
+        frame: Frame::new(&admin, Node::Toolbox, format!("Message {id}")).tabs(tabs(true)),
+        envelope,
+        headers,
+        shadow,
+        entries: views,
+        export: format!("{EXPORT}?id={}", seg(&id)),
+        back: format!("{MESSAGES}?queue={}", seg(&first.queue.to_string())),
+        identity: id,
+    })
+}
+
+/// Export Message: the .eml download; refused, in Export-Message's words, unless suspended.
+async fn export(
+    State(st): State<ConsoleState>,
+    _admin: Admin,
+    Query(q): Query<FormData>,
+) -> PageResult {
+    let id = q.one("id").unwrap_or("");
+    let Some(dir) = st.data_dir.clone() else {
+        return Err(super::PageError::NoPage);
+    };
+    let (identity, bytes) = ops::read_message(&st.pool, &st.server, &dir, id)
+        .await
+        .map_err(op_error)?;
+    let name = format!("message-{}.eml", identity.internal_id);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "message/rfc822".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_rows_become_the_shells_filter_text() {
+        let q = FormData(vec![
+            ("f0".into(), "FromAddress".into()),
+            ("o0".into(), "-like".into()),
+            ("v0".into(), "*@spammer.example".into()),
+            ("f1".into(), "Size".into()),
+            ("o1".into(), "-gt".into()),
+            ("v1".into(), "1024".into()),
+            ("qf".into(), "Subject".into()),
+            ("q".into(), "it's".into()),
+        ]);
+        let v = View::of(&q);
+        assert_eq!(
+            v.filter_text(),
+            "FromAddress -like '*@spammer.example' -and Size -gt 1024 -and Subject -like '*it''s*'"
+        );
+        assert!(v.filter().unwrap().is_some());
+        // The view survives its own URL.
+        let back = View::of(&FormData(
+            v.qs()
+                .split('&')
+                .map(|kv| {
+                    let (k, val) = kv.split_once('=').unwrap();
+                    (k.to_string(), percent_decode(val))
+                })
+                .collect(),
+        ));
+        assert_eq!(back.filter_text(), v.filter_text());
+        let bad = View::of(&FormData(vec![
+            ("f0".into(), "Colour".into()),
+            ("o0".into(), "-eq".into()),
+            ("v0".into(), "red".into()),
+        ]));
+        assert!(bad.filter().unwrap_err().to_string().contains("Colour"));
+    }
+
+    fn percent_decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+}
