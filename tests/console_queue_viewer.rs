@@ -1,0 +1,469 @@
+//! Toolbox › Queue Viewer against `hubgate serve` with mail held for a next hop where nothing
+//! listens: the Queues tab in a real browser (Retry, its error and next retry time), View
+//! Messages, a filtered selection removed without NDR as one queue command, message properties,
+//! hostile subjects and senders shown as text; over HTTP the paging and totals, the CSRF
+//! refusals, an action's refusal in the operation's words and Export Message.
+
+mod common;
+
+use common::browser::Browser;
+use common::console::*;
+use common::mail::*;
+use common::*;
+use fantoccini::Locator;
+
+const SPAMMER: &str = "spammer@spam.example";
+const HOSTILE_FROM: &str = "\"<img src=x onerror=alert(1)>\"@hostile.example";
+const HOSTILE_SUBJECT: &str = "<script>alert('queue')</script> & <b>bold</b>";
+
+/// A gateway whose mail for down.example goes to `down` (an address where nothing listens).
+async fn held_setup(down: &str) -> Setup {
+    let s = setup().await;
+    let port = peer_port();
+    configure(
+        &s,
+        &[
+            // The spammer's domain is ours, so an NDR to it would land in a Maildir we can read.
+            "New-AcceptedDomain -Name Spam -DomainName spam.example",
+            &format!("New-Mailbox -Name Spammer -PrimarySmtpAddress {SPAMMER}"),
+            &format!(
+                "New-SendConnector -Name Down -AddressSpaces 'down.example' -DNSRoutingEnabled $false -SmartHosts '{down}' -Port {port}"
+            ),
+        ],
+    )
+    .await;
+    s
+}
+
+fn send_from(setup: &Setup, from: &str, to: &str, subject: &str) {
+    let server = setup.smtp().to_string();
+    let (ok, out) = swaks(&[
+        "--server",
+        &server,
+        "--from",
+        from,
+        "--to",
+        to,
+        "--header",
+        &format!("Subject: {subject}"),
+    ]);
+    assert!(ok, "swaks failed: {out}");
+}
+
+/// `n` messages over a few connections (a receive connector limits messages per connection).
+fn send_many(setup: &Setup, n: usize) {
+    let script = r#"
+import smtplib, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+i = 0
+while i < n:
+    s = smtplib.SMTP(host, port, timeout=60)
+    for _ in range(min(10, n - i)):
+        s.sendmail('sender@contoso.test', ['p@down.example'],
+                   'From: sender@contoso.test\r\nSubject: bulk %03d\r\n\r\nbody %d\r\n' % (i, i))
+        i += 1
+    s.quit()
+"#;
+    let (ok, out) = python(
+        script,
+        &[
+            &setup.ip.to_string(),
+            &setup.smtp_port.to_string(),
+            &n.to_string(),
+        ],
+    );
+    assert!(ok, "python smtplib: {out}");
+}
+
+/// The queue to `down`: its identity once it is in Retry holding `n` messages.
+async fn held_queue(pool: &sqlx::PgPool, down: &str, n: i64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let row: Option<(i64, String, i64)> = sqlx::query_as(
+            "SELECT q.id, q.status, (SELECT count(DISTINCT message_id) FROM message_recipient r
+                                       WHERE r.queue_id = q.id AND r.status = 'Retry')
+               FROM delivery_queue q WHERE q.next_hop_domain = $1",
+        )
+        .bind(down)
+        .fetch_optional(pool)
+        .await
+        .unwrap();
+        if let Some((q, status, count)) = &row
+            && status == "Retry"
+            && *count == n
+        {
+            return format!("{SERVER}\\{q}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} messages held in Retry for {down}: {row:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(sql).fetch_one(pool).await.unwrap();
+    n
+}
+
+/// The texts of the cells `css` matches in each row of `table` whose text contains `needle`.
+async fn row_cells(b: &Browser, table: &str, needle: &str) -> Vec<(String, String)> {
+    b.wait_for(&format!("#{table} tbody tr")).await;
+    for row in b
+        .client
+        .find_all(Locator::Css(&format!("#{table} tbody tr")))
+        .await
+        .unwrap()
+    {
+        if !row.text().await.unwrap().contains(needle) {
+            continue;
+        }
+        let mut out = vec![];
+        for class in ["status", "count", "next-retry", "last-error"] {
+            let cell = row
+                .find(Locator::Css(&format!("td.{class}")))
+                .await
+                .unwrap();
+            out.push((class.to_string(), cell.text().await.unwrap()));
+        }
+        return out;
+    }
+    panic!("no row of #{table} holds {needle}");
+}
+
+async fn wait_text(b: &Browser, css: &str, want: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        // The page may be replaced between finding the element and reading it.
+        let got = match b.client.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{css}: {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn held_mail_in_the_queue_viewer_and_a_senders_messages_removed_without_ndr() {
+    let down = "127.0.0.161";
+    let s = held_setup(down).await;
+    let console = Console::start(s, &[]).await;
+    let setup = &console.setup;
+    for i in 0..3 {
+        send_from(setup, SPAMMER, "x@down.example", &format!("spam {i}"));
+    }
+    send_from(setup, SENDER, "y1@down.example", "good 1");
+    send_from(setup, SENDER, "y2@down.example", HOSTILE_SUBJECT);
+    send_from(
+        setup,
+        HOSTILE_FROM,
+        "y3@down.example",
+        "from a hostile sender",
+    );
+    let queue = held_queue(&setup.pool, down, 6).await;
+
+    let b = Browser::start(&console.client().origin()).await;
+    b.goto(HOME).await;
+    b.log_on("Administrator", ADMIN_PASSWORD).await;
+    b.wait_for_path("the console", |p| p == HOME).await;
+    b.goto("/toolbox").await;
+    b.click("#tool-queue-viewer").await;
+    b.wait_for_path("the Queues tab", |p| p == "/toolbox/queue-viewer")
+        .await;
+
+    // The Queues tab: the held queue in Retry, with its message count, error and next retry.
+    let cells = row_cells(&b, "queues", down).await;
+    let cell = |name: &str| {
+        cells
+            .iter()
+            .find(|(c, _)| c == name)
+            .map(|(_, t)| t.clone())
+            .unwrap()
+    };
+    assert_eq!(cell("status"), "Retry", "{cells:?}");
+    assert_eq!(cell("count"), "6", "{cells:?}");
+    assert!(cell("next-retry").ends_with("UTC"), "{cells:?}");
+    assert!(!cell("last-error").is_empty(), "{cells:?}");
+    let text = b.text("#queues").await;
+    for q in ["Submission", "Unreachable", "Poison"] {
+        assert!(text.contains(&format!("{SERVER}\\{q}")), "{text}");
+    }
+    // Selecting it offers the queue actions; View Messages lists its messages.
+    b.click(&format!(
+        "#queues a[href$='{}']",
+        queue.replace('\\', "%5C")
+    ))
+    .await;
+    b.wait_for("aside.actions h3").await;
+    assert_eq!(b.text("aside.actions h3").await, queue);
+    let actions = b.text("aside.actions").await;
+    for a in [
+        "View Messages",
+        "Suspend",
+        "Resume",
+        "Retry",
+        "Remove messages (with NDR)",
+        "Remove messages (without sending NDR)",
+    ] {
+        assert!(actions.contains(a), "{actions}");
+    }
+    b.screenshot("queue-viewer-queues").await;
+    b.click("aside.actions a[href^='/toolbox/queue-viewer/messages']")
+        .await;
+    wait_text(&b, "#total", "6").await;
+    assert_eq!(b.text("#view-queue").await, queue);
+
+    // Hostile subjects and senders are text, never markup.
+    let html = b.source().await;
+    assert!(html.contains("&lt;script&gt;alert"), "subject not shown");
+    assert!(!html.contains("<script>alert"), "subject became markup");
+    assert!(html.contains("&lt;img src=x"), "sender not shown");
+    assert!(!html.contains("<img src=x"), "sender became markup");
+    b.screenshot("queue-viewer-messages").await;
+
+    // The quick filter on the sender, then every match removed without NDR in one command.
+    b.fill("#quick", SPAMMER).await;
+    b.click("#apply-filter").await;
+    wait_text(&b, "#total", "3").await;
+    assert!(
+        b.text("#filter-text").await.contains("FromAddress -like"),
+        "{}",
+        b.text("#filter-text").await
+    );
+    b.screenshot("queue-viewer-filter").await;
+    b.click("#scope-all").await;
+    b.click("#do-remove-without-ndr").await;
+    wait_text(&b, "#total", "0").await;
+    type Command = (String, i32, Option<i32>, bool);
+    let commands: Vec<Command> = sqlx::query_as(
+        "SELECT verb, cardinality(message_ids), messages, flag FROM queue_command ORDER BY id",
+    )
+    .fetch_all(&setup.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        commands,
+        [("RemoveMessage".into(), 3, Some(3), false)],
+        "one queue command for the three"
+    );
+    within(30, "the spammer's messages gone", || async {
+        count(&setup.pool, "SELECT count(*) FROM message").await == 3
+    })
+    .await;
+    assert_eq!(
+        count(
+            &setup.pool,
+            "SELECT count(*) FROM message WHERE from_address LIKE 'spammer@%'"
+        )
+        .await,
+        0
+    );
+    assert!(
+        mailbox(setup.data_dir.path(), SPAMMER).is_empty(),
+        "an NDR was sent"
+    );
+
+    // Retry from the queue's actions: the three left are tried again (and fail again).
+    b.goto(&format!(
+        "/toolbox/queue-viewer?selected={}",
+        queue.replace('\\', "%5C")
+    ))
+    .await;
+    b.click("aside.actions form[action$='do=retry'] button")
+        .await;
+    within(60, "an attempt recorded for each message left", || async {
+        count(
+            &setup.pool,
+            "SELECT count(DISTINCT message_id) FROM delivery_attempt",
+        )
+        .await
+            == 3
+    })
+    .await;
+
+    // The others stay, and a message's properties show its recipients and failed attempts.
+    b.goto(&format!(
+        "/toolbox/queue-viewer/messages?queue={}",
+        queue.replace('\\', "%5C")
+    ))
+    .await;
+    wait_text(&b, "#total", "3").await;
+    b.click("#messages td.name a").await;
+    b.wait_for("#message-properties").await;
+    let props = b.text("#message-properties").await;
+    assert!(props.contains("@down.example"), "{props}");
+    assert!(props.contains("Retry"), "{props}");
+    assert!(props.contains("Expiration Time"), "{props}");
+    b.wait_for("table.attempts td.reply").await;
+    assert!(!b.text("table.attempts td.reply").await.is_empty());
+    assert!(b.text("#headers").await.contains("Subject:"));
+    b.screenshot("queue-viewer-properties").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn pages_totals_csrf_refusals_and_export() {
+    let down = "127.0.0.162";
+    let s = held_setup(down).await;
+    let console = Console::start(s, &[]).await;
+    let setup = &console.setup;
+    send_many(setup, 120);
+    let queue = held_queue(&setup.pool, down, 120).await;
+    let q = queue.replace('\\', "%5C");
+
+    let c = console.client();
+    let session = sign_in(&c, "Administrator", ADMIN_PASSWORD)
+        .await
+        .expect("signed in");
+    let cookie = session_cookie(&session);
+    let get = |path: String| {
+        let c = &c;
+        let cookie = cookie.clone();
+        async move {
+            let r = c.get(&path, &[("Cookie", &cookie)]).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.body);
+            r
+        }
+    };
+
+    // 120 messages, 50 a page: the total, the range, and the links on.
+    let messages = format!("/toolbox/queue-viewer/messages?queue={q}");
+    let first = get(format!("{messages}&size=50")).await;
+    assert!(first.body.contains("id=\"total\">120<"), "{}", first.body);
+    assert!(first.body.contains("id=\"page-range\">1–50<"));
+    assert_eq!(first.body.matches("data-message=").count(), 50);
+    assert!(first.body.contains("id=\"next-page\""));
+    assert!(!first.body.contains("id=\"prev-page\""));
+    let second = get(format!("{messages}&size=50&offset=50")).await;
+    assert!(second.body.contains("id=\"page-range\">51–100<"));
+    assert!(second.body.contains("id=\"prev-page\"") && second.body.contains("id=\"next-page\""));
+    let last = get(format!("{messages}&size=50&offset=100")).await;
+    assert!(last.body.contains("id=\"page-range\">101–120<"));
+    assert_eq!(last.body.matches("data-message=").count(), 20);
+    assert!(!last.body.contains("id=\"next-page\""));
+    let all = get(format!("{messages}&size=200")).await;
+    assert_eq!(all.body.matches("data-message=").count(), 120);
+    // Sorted on a column, in SQL: the subjects descending.
+    let sorted = get(format!("{messages}&size=50&sort=-Subject")).await;
+    let at = |s: &str| sorted.body.find(s).unwrap_or_else(|| panic!("{s}"));
+    assert!(at("bulk 119") < at("bulk 118") && at("bulk 118") < at("bulk 070"));
+    assert!(!sorted.body.contains("bulk 069"));
+    // A filter the shell would refuse is refused in its words, and lists nothing.
+    let bad = get(format!("{messages}&f0=Size&o0=-gt&v0=many")).await;
+    assert!(
+        bad.body
+            .contains("can&#x27;t be compared with the property Size")
+            || bad
+                .body
+                .contains("can&#39;t be compared with the property Size"),
+        "{}",
+        bad.body
+    );
+
+    // Export Message: only a suspended message, as Export-Message.
+    let (internal,): (i64,) = sqlx::query_as("SELECT min(internal_id) FROM message")
+        .fetch_one(&setup.pool)
+        .await
+        .unwrap();
+    let message = format!("{queue}\\{internal}");
+    let export = format!(
+        "/toolbox/queue-viewer/export?id={}",
+        message.replace('\\', "%5C")
+    );
+    let r = c.get(&export, &[("Cookie", &cookie)]).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("isn't suspended"), "{}", r.body);
+
+    let origin = c.origin();
+    let own = [
+        ("Cookie", cookie.as_str()),
+        ("Origin", origin.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    let page = get(messages.clone()).await;
+    let csrf = page.hidden("csrf").expect("the page's token");
+    let action = format!("/toolbox/queue-viewer/messages/action?queue={q}");
+
+    // Without the token: refused before anything runs.
+    let r = c
+        .post_form(
+            &action,
+            &own,
+            &[("scope", "all"), ("do", "remove-without-ndr")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let queue_action = format!("/toolbox/queue-viewer/queue-action?queue={q}&do=suspend");
+    let r = c.post_form(&queue_action, &own, &[]).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        count(&setup.pool, "SELECT count(*) FROM message").await,
+        120
+    );
+    assert_eq!(
+        count(
+            &setup.pool,
+            "SELECT count(*) FROM delivery_queue WHERE suspended"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&setup.pool, "SELECT count(*) FROM queue_command").await,
+        0
+    );
+
+    // With it: the one message suspended, then exported.
+    let r = c
+        .post_form(
+            &action,
+            &own,
+            &[
+                ("csrf", &csrf),
+                ("scope", "selected"),
+                ("id", &message),
+                ("do", "suspend"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = c.get(&export, &[("Cookie", &cookie)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Subject: bulk 000"), "{}", r.body);
+    assert!(
+        r.header("content-disposition")
+            .is_some_and(|d| d.contains(".eml")),
+        "{:?}",
+        r.header("content-disposition")
+    );
+
+    // The queue suspended from its action; Retry on it now refused in Retry-Queue's words.
+    let r = c.post_form(&queue_action, &own, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    within(30, "the queue suspended", || async {
+        count(
+            &setup.pool,
+            "SELECT count(*) FROM delivery_queue WHERE suspended",
+        )
+        .await
+            == 1
+    })
+    .await;
+    let retry = format!("/toolbox/queue-viewer/queue-action?queue={q}&do=retry");
+    let r = c.post_form(&retry, &own, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("isn&#x27;t in Retry status")
+            || r.body.contains("isn&#39;t in Retry status"),
+        "{}",
+        r.body
+    );
+}
