@@ -305,6 +305,8 @@ async fn held_mail_in_the_queue_viewer_and_a_senders_messages_removed_without_nd
     b.wait_for("table.attempts td.reply").await;
     assert!(!b.text("table.attempts td.reply").await.is_empty());
     assert!(b.text("#headers").await.contains("Subject:"));
+    // The sender hears of the delay after DelayNotificationTimeout (4 hours by default).
+    assert!(b.text("td.delay-dsn").await.ends_with("UTC"));
     b.screenshot("queue-viewer-properties").await;
     b.close().await;
 }
@@ -349,7 +351,12 @@ async fn pages_totals_csrf_refusals_and_export() {
     assert!(last.body.contains("id=\"page-range\">101–120<"));
     assert_eq!(last.body.matches("data-message=").count(), 20);
     assert!(!last.body.contains("id=\"next-page\""));
-    let all = get(format!("{messages}&size=200")).await;
+    let all = get(format!("{messages}&size=200&refresh=5")).await;
+    assert!(
+        all.body
+            .contains("<meta http-equiv=\"refresh\" content=\"5\">")
+    );
+    assert!(!first.body.contains("http-equiv=\"refresh\""));
     assert_eq!(all.body.matches("data-message=").count(), 120);
     // Sorted on a column, in SQL: the subjects descending.
     let sorted = get(format!("{messages}&size=50&sort=-Subject")).await;
@@ -465,5 +472,23 @@ async fn pages_totals_csrf_refusals_and_export() {
             || r.body.contains("isn&#39;t in Retry status"),
         "{}",
         r.body
+    );
+
+    // Remove messages (without sending NDR) from the queue's actions: all 120, in one command.
+    let remove = format!("/toolbox/queue-viewer/queue-action?queue={q}&do=remove-without-ndr");
+    let r = c.post_form(&remove, &own, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    within(60, "the queue emptied", || async {
+        count(&setup.pool, "SELECT count(*) FROM message").await == 0
+    })
+    .await;
+    assert_eq!(
+        count(
+            &setup.pool,
+            "SELECT count(*) FROM queue_command WHERE verb = 'RemoveMessage' AND NOT flag
+                AND cardinality(message_ids) = 120"
+        )
+        .await,
+        1
     );
 }

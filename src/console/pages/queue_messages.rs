@@ -20,6 +20,7 @@ use crate::ops::filter::{Filter, Kind};
 use crate::transport::queue::RecipientStatus;
 use crate::transport::queue::ops::command::{self, Verb};
 use crate::transport::queue::ops::filter::{MESSAGE_SCHEMA, filtered_page, matching};
+use crate::transport::queue::ops::notify::{self, DelayNotification};
 use crate::transport::queue::ops::{
     self, MessageFilter, MessageIdentity, MessageInfo, QueueError, parse_sort_order,
 };
@@ -532,6 +533,8 @@ pub struct RecipientView {
     pub retry_count: i32,
     pub last_error: String,
     pub next_retry: String,
+    /// When the sender is told the message is delayed.
+    pub delay_dsn: String,
     pub attempts: Vec<AttemptView>,
 }
 
@@ -604,9 +607,31 @@ async fn properties(
         ("Expiration Time", when(Some(first.expiration_time))),
     ];
     let headers = header_text(&st, first).await;
+    let mut delays = Vec::new();
+    {
+        let mut conn = st.pool.acquire().await?;
+        for e in &entries {
+            delays.push(
+                notify::delay_notifications(&mut conn, e)
+                    .await
+                    .map_err(op_error)?,
+            );
+        }
+    }
+    let delay_of = |i: usize, ordinal: i32| match delays[i]
+        .iter()
+        .find(|(o, _)| *o == ordinal)
+        .map(|(_, d)| *d)
+    {
+        Some(DelayNotification::At(t)) => when(Some(t)),
+        Some(DelayNotification::Sent) => "Sent".to_string(),
+        Some(DelayNotification::Disabled) => "Not sent for this sender".to_string(),
+        None => String::new(),
+    };
     let views: Vec<EntryView> = entries
         .iter()
-        .map(|e| EntryView {
+        .enumerate()
+        .map(|(i, e)| EntryView {
             queue: e.queue.to_string(),
             status: e.status.to_string(),
             shadow: e
@@ -622,6 +647,7 @@ async fn properties(
                     retry_count: r.retry_count,
                     last_error: r.last_error.clone().unwrap_or_default(),
                     next_retry: when(r.next_retry_time),
+                    delay_dsn: delay_of(i, r.ordinal),
                     attempts: r
                         .attempts
                         .iter()

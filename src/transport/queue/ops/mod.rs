@@ -15,6 +15,7 @@ use super::{QueueStatus, RecipientStatus};
 
 pub mod command;
 pub mod filter;
+pub mod notify;
 pub mod page;
 pub mod pushdown;
 pub mod read;
