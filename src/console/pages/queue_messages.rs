@@ -211,7 +211,7 @@ fn term(field: &str, op: &str, value: &str) -> String {
     let (op, value) = match op {
         "contains" => ("-like", format!("*{value}*")),
         // An operator the page does not offer is passed on for the filter to refuse by name.
-        o if o.is_empty() => ("-eq", value.to_string()),
+        "" => ("-eq", value.to_string()),
         o => (o, value.to_string()),
     };
     if numeric && value.parse::<f64>().is_ok() {
