@@ -13,6 +13,7 @@ mod limits;
 mod object;
 pub mod org_hub;
 mod permissions;
+mod queue_message;
 mod queue_messages;
 mod queue_viewer;
 mod recipients;
