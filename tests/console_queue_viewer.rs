@@ -229,14 +229,30 @@ async fn held_mail_in_the_queue_viewer_and_a_senders_messages_removed_without_nd
     assert!(!html.contains("<img src=x"), "sender became markup");
     b.screenshot("queue-viewer-messages").await;
 
-    // The quick filter on the sender, then every match removed without NDR in one command.
-    b.fill("#quick", SPAMMER).await;
+    // Create Filter (the sender's domain) and the quick filter (Subject contains), combined
+    // with -and into the shell's filter; then every match removed without NDR in one command.
+    b.wait_for("#f0")
+        .await
+        .select_by_value("FromAddress")
+        .await
+        .unwrap();
+    b.wait_for("#o0")
+        .await
+        .select_by_value("-like")
+        .await
+        .unwrap();
+    b.fill("#v0", "*@spam.example").await;
+    b.wait_for("#qf")
+        .await
+        .select_by_value("Subject")
+        .await
+        .unwrap();
+    b.fill("#quick", "spam").await;
     b.click("#apply-filter").await;
     wait_text(&b, "#total", "3").await;
-    assert!(
-        b.text("#filter-text").await.contains("FromAddress -like"),
-        "{}",
-        b.text("#filter-text").await
+    assert_eq!(
+        b.text("#filter-text").await,
+        "FromAddress -like '*@spam.example' -and Subject -like '*spam*'"
     );
     b.screenshot("queue-viewer-filter").await;
     b.click("#scope-all").await;
@@ -351,6 +367,16 @@ async fn pages_totals_csrf_refusals_and_export() {
     assert!(last.body.contains("id=\"page-range\">101–120<"));
     assert_eq!(last.body.matches("data-message=").count(), 20);
     assert!(!last.body.contains("id=\"next-page\""));
+    let picked = get(format!("{messages}&size=50&check=all")).await;
+    assert_eq!(picked.body.matches("name=\"id\"").count(), 50);
+    assert_eq!(
+        picked.body.matches(" checked>").count(),
+        50 + 1,
+        "the page's rows and the scope"
+    );
+    // The quick filter: Subject contains "bulk 11" (110 to 119).
+    let quick = get(format!("{messages}&qf=Subject&q=bulk%2011")).await;
+    assert!(quick.body.contains("id=\"total\">10<"), "{}", quick.body);
     let all = get(format!("{messages}&size=200&refresh=5")).await;
     assert!(
         all.body
