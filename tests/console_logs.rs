@@ -336,6 +336,23 @@ async fn protocol_logs_show_a_whole_session_and_hostile_helo_names_as_text() {
     let info = b.text("section.session p.session-info").await;
     assert!(info.starts_with("Partner"), "{info}");
 
+    // Signed out, neither tool shows anything: the sign-in page instead.
+    let c = console.client();
+    for path in [
+        "/toolbox/protocol-logs?remote=127.0.0.155",
+        "/toolbox/message-tracking",
+        "/toolbox/message-tracking/message?id=x",
+    ] {
+        let r = c.get(path, &[]).await;
+        assert_eq!(r.status, 303, "{path}: {}", r.body);
+        assert!(
+            r.header("location")
+                .unwrap_or("")
+                .starts_with("/logon?next=")
+        );
+        assert!(!r.body.contains("EHLO"), "{}", r.body);
+    }
+
     // A remote address that is not one: refused with its reason, nothing searched.
     b.goto("/toolbox/protocol-logs?remote=mail.example").await;
     let error = b.text("p.error").await;
