@@ -135,7 +135,7 @@ impl<R: BufRead> Records<R> {
             }
             let used = chunk.len();
             self.reader.consume(used);
-            if line_end && quotes % 2 == 0 {
+            if line_end && quotes.is_multiple_of(2) {
                 break;
             }
         }
@@ -336,6 +336,12 @@ impl Cols {
 /// lines that do not parse are skipped.
 pub fn protocol_sessions(data_dir: &Path, q: &ProtocolQuery) -> io::Result<ProtocolPage> {
     let mut page = ProtocolPage::default();
+    if q.skip > MAX_SKIP {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot skip more than {MAX_SKIP} sessions; narrow the time range"),
+        ));
+    }
     if q.max_sessions == 0 {
         return Ok(page);
     }
