@@ -200,7 +200,63 @@ async fn message_tracking_finds_a_delivered_and_a_failed_message_and_shows_their
     assert!(!b.source().await.contains("<script>document"));
     b.screenshot("tracking-message").await;
 
-    // Paging: one event a page is not offered; the smallest page still says when more follow.
+    // Paging: 26 more messages in one SMTP session make 54 events for ok@partner.example, more
+    // than the smallest page holds.
+    let (ok, out) = python(
+        r#"
+import smtplib, sys
+host, port = sys.argv[1], int(sys.argv[2])
+with smtplib.SMTP(host, port, timeout=60) as s:
+    for i in range(26):
+        s.sendmail(sys.argv[3], ["ok@partner.example"],
+                   "Subject: page %d\r\nMessage-Id: <page-%d@contoso.test>\r\n\r\nbody\r\n" % (i, i))
+"#,
+        &[
+            &console.setup.ip.to_string(),
+            &console.setup.smtp_port.to_string(),
+            SENDER,
+        ],
+    );
+    assert!(ok, "{out}");
+    within(120, "the 26 messages are sent on", || async {
+        tracking::search(
+            console.setup.data_dir.path(),
+            &TrackingQuery {
+                recipients: vec!["ok@partner.example".into()],
+                event_id: Some("SEND".into()),
+                ..TrackingQuery::default()
+            },
+        )
+        .unwrap()
+        .len()
+            == 27
+    })
+    .await;
+    assert_eq!(
+        search_tracking(&b, "recipient", "ok@partner.example")
+            .await
+            .len(),
+        50
+    );
+    let count = b.text("#tracking-count").await;
+    assert!(count.starts_with("Events 1 to 50; more follow."), "{count}");
+    b.click("#next").await;
+    b.wait_for_path("page 2", |p| p.contains("page=2")).await;
+    let rest = texts(&b, "#tracking-results td.message-id").await;
+    assert_eq!(rest.len(), 4, "{rest:?}");
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("<page-25@contoso.test>")
+    );
+    assert!(
+        b.text("#tracking-count")
+            .await
+            .starts_with("Events 51 to 54.")
+    );
+    b.click("#previous").await;
+    b.wait_for_path("page 1", |p| p.contains("page=1")).await;
+
+    // A page size that is not offered is refused with its reason.
     b.goto("/toolbox/message-tracking?size=7").await;
     let error = b.text("p.error").await;
     assert!(error.contains("Page size"), "{error}");
