@@ -14,6 +14,7 @@ use common::*;
 use hubgate::logs::protocol::LogKind;
 use hubgate::logs::read::{self, ProtocolQuery};
 use hubgate::logs::tracking::{self, TrackingQuery};
+use hubgate::org::bootstrap::{self, FirstStart};
 
 const DELIVERED_ID: &str = "<delivered-14@contoso.test>";
 const FAILED_ID: &str = "<failed-14@contoso.test>";
@@ -408,6 +409,39 @@ async fn protocol_logs_show_a_whole_session_and_hostile_helo_names_as_text() {
         );
         assert!(!r.body.contains("EHLO"), "{}", r.body);
     }
+
+    // A second node of the organisation: listed, but its logs are on it, and the page says so.
+    let (ip, port) = (console.setup.ip, console.setup.another_port());
+    bootstrap::ensure_server(
+        &console.setup.pool,
+        &FirstStart {
+            server_name: "HUB2",
+            fqdn: "hub2.contoso.test",
+            default_bindings: Some(vec![format!("{ip}:{port}")]),
+            client_bindings: Some(vec![format!("{ip}:{port}")]),
+            admin_password: None,
+        },
+    )
+    .await
+    .unwrap();
+    b.goto("/toolbox/protocol-logs").await;
+    b.wait_for("#in-server")
+        .await
+        .select_by_value("HUB2")
+        .await
+        .unwrap();
+    b.click("#search").await;
+    let error = b.text("#unavailable").await;
+    assert!(
+        error.contains("of HUB2 is kept on HUB2 itself") && error.contains("runs on HUB1"),
+        "{error}"
+    );
+    let shown = b
+        .client
+        .find_all(fantoccini::Locator::Css("section.session"))
+        .await
+        .unwrap();
+    assert!(shown.is_empty(), "nothing is searched");
 
     // A remote address that is not one: refused with its reason, nothing searched.
     b.goto("/toolbox/protocol-logs?remote=mail.example").await;
