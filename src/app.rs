@@ -245,6 +245,7 @@ async fn start_console(
         idle_timeout: console.idle_timeout,
         logon_throttle: crate::console::logon::throttle(),
         org_key: Some(Arc::new(org_key)),
+        data_dir: Some(settings.common.data_dir.clone()),
     };
     Ok(crate::console::spawn(&console, state, Some(source)).await?)
 }

@@ -1,5 +1,6 @@
 //! What every console handler is given.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ pub struct ConsoleState {
     /// given; without it (tests that build the state by hand) such a wizard fails with the
     /// operation's own message.
     pub org_key: Option<Arc<OrganizationKey>>,
+    /// This node's data directory (spool and logs); `None` in tests that build the state by
+    /// hand, where the pages that read it say so.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl ConsoleState {
@@ -39,6 +43,7 @@ impl ConsoleState {
             idle_timeout: Duration::from_secs(1800),
             logon_throttle: super::logon::throttle(),
             org_key: None,
+            data_dir: None,
         }
     }
 }

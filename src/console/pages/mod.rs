@@ -13,8 +13,10 @@ mod limits;
 mod object;
 pub mod org_hub;
 mod permissions;
+mod protocol_logs;
 mod recipients;
 pub mod server_hub;
+mod tracking;
 mod view;
 
 use axum::Router;
@@ -34,6 +36,8 @@ pub fn routes() -> Router<ConsoleState> {
         .merge(org_hub::routes())
         .merge(server_hub::routes())
         .merge(recipients::routes())
+        .merge(tracking::routes())
+        .merge(protocol_logs::routes())
         .route("/toolbox", get(view::toolbox))
 }
 
