@@ -1,5 +1,6 @@
 //! What every console handler is given.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,9 +27,9 @@ pub struct ConsoleState {
     /// given; without it (tests that build the state by hand) such a wizard fails with the
     /// operation's own message.
     pub org_key: Option<Arc<OrganizationKey>>,
-    /// The node's data directory, where the Queue Viewer reads a spooled message (Export
-    /// Message, headers); None in tests that build the state by hand.
-    pub data_dir: Option<std::path::PathBuf>,
+    /// This node's data directory (spool and logs); `None` in tests that build the state by
+    /// hand, where the pages that read it say so.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl ConsoleState {

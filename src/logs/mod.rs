@@ -1,4 +1,5 @@
 //! Logs kept in the formats Exchange administrators already read and parse.
 
 pub mod protocol;
+pub mod read;
 pub mod tracking;

@@ -28,7 +28,7 @@ pub mod event {
     pub const INFORMATION: char = '*';
 }
 
-const FIELDS: &str = "date-time,connector-id,session-id,sequence-number,local-endpoint,\
+pub(crate) const FIELDS: &str = "date-time,connector-id,session-id,sequence-number,local-endpoint,\
                       remote-endpoint,event,data,context";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +38,16 @@ pub enum LogKind {
 }
 
 impl LogKind {
-    fn directory(self) -> &'static str {
+    pub(crate) fn directory(self) -> &'static str {
         match self {
             LogKind::Receive => "SmtpReceive",
             LogKind::Send => "SmtpSend",
         }
+    }
+
+    /// `RECV` or `SEND`, the files' name prefix.
+    pub(crate) fn file_prefix(self) -> &'static str {
+        self.format().file_prefix
     }
 
     fn format(self) -> LogFormat {

@@ -6,8 +6,7 @@
 //! quoting, a new file per UTC day and per 10 MB). Like the protocol log it is best effort: a
 //! full disk must not fail deliveries, so write errors are reported through `tracing` only.
 
-use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::protocol::{Clock, DEFAULT_MAX_FILE_SIZE, LogFormat, RotatingLog, csv_field};
+use super::read::{Columns, Record, Records, log_files, open, parse_record};
 
 const FILE_PREFIX: &str = "MSGTRK";
 
@@ -289,25 +289,57 @@ impl TrackingQuery {
     }
 }
 
+/// A record longer than this is skipped rather than held: generous enough for a message with
+/// thousands of recipients in one cell.
+const MAX_RECORD: usize = 4 * 1024 * 1024;
+
+/// One page of a search, for the console.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrackingPage {
+    pub entries: Vec<TrackingEntry>,
+    /// Further matching entries exist after the last one returned.
+    pub more: bool,
+}
+
 /// Reads every `MSGTRK*.LOG` under [`dir`]`(data_dir)`, oldest file first, and returns the
 /// matching entries in the order they were written, up to the query's result size. A missing
 /// directory is an empty log; lines that do not parse (a foreign or truncated line) are skipped.
 pub fn search(data_dir: &Path, q: &TrackingQuery) -> io::Result<Vec<TrackingEntry>> {
     let limit = q.result_size.unwrap_or(DEFAULT_RESULT_SIZE);
-    let mut found = Vec::new();
-    if limit == 0 {
-        return Ok(found);
+    Ok(scan(data_dir, q, 0, limit, false)?.entries)
+}
+
+/// The matching entries after the first `skip`, at most `take` of them (the query's result
+/// size is not used), and whether more follow. Only the page is held in memory.
+pub fn search_page(
+    data_dir: &Path,
+    q: &TrackingQuery,
+    skip: usize,
+    take: usize,
+) -> io::Result<TrackingPage> {
+    scan(data_dir, q, skip, take, true)
+}
+
+fn scan(
+    data_dir: &Path,
+    q: &TrackingQuery,
+    mut skip: usize,
+    take: usize,
+    look_ahead: bool,
+) -> io::Result<TrackingPage> {
+    let mut page = TrackingPage::default();
+    if take == 0 && !look_ahead {
+        return Ok(page);
     }
-    for path in log_files(&dir(data_dir))? {
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            // Removed by age-based cleanup between listing and opening.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        let mut columns = Columns::default();
-        let mut records = Records::new(BufReader::new(file));
+    for path in log_files(&dir(data_dir), FILE_PREFIX, q.start, q.end)? {
+        let Some(reader) = open(&path)? else { continue };
+        let mut columns = Columns::from_header(FIELDS);
+        let mut records = Records::new(reader, MAX_RECORD);
         while let Some(record) = records.next_record()? {
+            let Record::Line(record) = record else {
+                tracing::debug!(file = %path.display(), "skipping an over-long tracking log line");
+                continue;
+            };
             if let Some(fields) = record.strip_prefix("#Fields:") {
                 columns = Columns::from_header(fields);
                 continue;
@@ -315,189 +347,87 @@ pub fn search(data_dir: &Path, q: &TrackingQuery) -> io::Result<Vec<TrackingEntr
             if record.starts_with('#') {
                 continue;
             }
-            let Some(entry) = columns.entry(&parse_record(&record)) else {
+            let Some(entry) = entry(&columns, &parse_record(&record)) else {
                 tracing::debug!(file = %path.display(), "skipping a tracking log line that does not parse");
                 continue;
             };
-            if q.matches(&entry) {
-                found.push(entry);
-                if found.len() >= limit {
-                    return Ok(found);
-                }
+            if !q.matches(&entry) {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if page.entries.len() >= take {
+                page.more = true;
+                return Ok(page);
+            }
+            page.entries.push(entry);
+            if !look_ahead && page.entries.len() >= take {
+                return Ok(page);
             }
         }
     }
-    Ok(found)
+    Ok(page)
 }
 
-/// The log's files ordered by day, then by sequence number (so `-10` comes after `-9`).
-fn log_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(key) = file_sort_key(name) {
-            files.push((key, entry.path()));
-        }
-    }
-    files.sort();
-    Ok(files.into_iter().map(|(_, path)| path).collect())
-}
-
+#[cfg(test)]
 fn file_sort_key(name: &str) -> Option<(u32, u32)> {
-    let rest = name.strip_prefix(FILE_PREFIX)?.strip_suffix(".LOG")?;
-    let (day, index) = rest.split_once('-')?;
-    if day.len() != 8 || !day.bytes().all(|b| b.is_ascii_digit()) {
+    super::read::file_sort_key(FILE_PREFIX, name)
+}
+
+/// The entry a line's cells make, read by the names in its file's `#Fields:` line so that files
+/// written with another column set (an older or newer version) still read correctly.
+fn entry(columns: &Columns, cells: &[String]) -> Option<TrackingEntry> {
+    let get = |name: &str| -> &str { columns.get(cells, name) };
+    let opt = |name: &str| {
+        Some(get(name))
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let list = |name: &str| -> Vec<String> {
+        match get(name) {
+            "" => Vec::new(),
+            v => v.split(LIST_SEPARATOR).map(str::to_string).collect(),
+        }
+    };
+    let number = |name: &str| -> Option<u64> {
+        match get(name) {
+            "" => Some(0),
+            v => v.parse().ok(),
+        }
+    };
+    let event_id = get("event-id");
+    if event_id.is_empty() {
         return None;
     }
-    Some((day.parse().ok()?, index.parse().ok()?))
-}
-
-/// Splits a log file into CSV records; a quoted cell may span lines, so a record ends at the
-/// first line break outside quotes.
-struct Records<R> {
-    reader: R,
-    buf: Vec<u8>,
-}
-
-impl<R: BufRead> Records<R> {
-    fn new(reader: R) -> Records<R> {
-        Records {
-            reader,
-            buf: Vec::new(),
-        }
-    }
-
-    fn next_record(&mut self) -> io::Result<Option<String>> {
-        self.buf.clear();
-        loop {
-            let n = self.reader.read_until(b'\n', &mut self.buf)?;
-            if n == 0 {
-                // A record without its line break is one still being written; the next search
-                // will see it whole.
-                return Ok(None);
-            }
-            if !self.buf.ends_with(b"\n") {
-                return Ok(None);
-            }
-            let quotes = self.buf.iter().filter(|&&b| b == b'"').count();
-            if quotes % 2 == 0 {
-                break;
-            }
-        }
-        let mut end = self.buf.len() - 1;
-        if end > 0 && self.buf[end - 1] == b'\r' {
-            end -= 1;
-        }
-        Ok(Some(String::from_utf8_lossy(&self.buf[..end]).into_owned()))
-    }
-}
-
-/// RFC 4180: cells separated by commas, quoted cells with `""` for a quote.
-fn parse_record(record: &str) -> Vec<String> {
-    let mut cells = Vec::new();
-    let mut cell = String::new();
-    let mut chars = record.chars().peekable();
-    let mut in_quotes = false;
-    while let Some(c) = chars.next() {
-        match (in_quotes, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                cell.push('"');
-            }
-            (true, '"') => in_quotes = false,
-            (true, c) => cell.push(c),
-            (false, '"') => in_quotes = true,
-            (false, ',') => cells.push(std::mem::take(&mut cell)),
-            (false, c) => cell.push(c),
-        }
-    }
-    cells.push(cell);
-    cells
-}
-
-/// Where each column is, from the file's own `#Fields:` line, so files written with another
-/// column set (an older or newer version) still read correctly.
-struct Columns {
-    names: Vec<String>,
-}
-
-impl Default for Columns {
-    fn default() -> Columns {
-        Columns::from_header(FIELDS)
-    }
-}
-
-impl Columns {
-    fn from_header(fields: &str) -> Columns {
-        Columns {
-            names: fields.split(',').map(|f| f.trim().to_string()).collect(),
-        }
-    }
-
-    fn entry(&self, cells: &[String]) -> Option<TrackingEntry> {
-        let get = |name: &str| -> &str {
-            self.names
-                .iter()
-                .position(|n| n == name)
-                .and_then(|i| cells.get(i))
-                .map_or("", String::as_str)
-        };
-        let opt = |name: &str| {
-            Some(get(name))
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
-        let list = |name: &str| -> Vec<String> {
-            match get(name) {
-                "" => Vec::new(),
-                v => v.split(LIST_SEPARATOR).map(str::to_string).collect(),
-            }
-        };
-        let number = |name: &str| -> Option<u64> {
-            match get(name) {
-                "" => Some(0),
-                v => v.parse().ok(),
-            }
-        };
-        let event_id = get("event-id");
-        if event_id.is_empty() {
-            return None;
-        }
-        Some(TrackingEntry {
-            timestamp: OffsetDateTime::parse(get("date-time"), &Rfc3339).ok()?,
-            client_ip: opt("client-ip"),
-            client_hostname: opt("client-hostname"),
-            server_ip: opt("server-ip"),
-            server_hostname: opt("server-hostname"),
-            source_context: opt("source-context"),
-            connector_id: opt("connector-id"),
-            source: get("source").to_string(),
-            event_id: event_id.to_string(),
-            internal_message_id: match get("internal-message-id") {
-                "" => 0,
-                v => v.parse().ok()?,
-            },
-            message_id: opt("message-id"),
-            recipients: list("recipient-address"),
-            recipient_status: list("recipient-status"),
-            total_bytes: number("total-bytes")?,
-            recipient_count: u32::try_from(number("recipient-count")?).ok()?,
-            related_recipient_address: opt("related-recipient-address"),
-            reference: opt("reference"),
-            message_subject: opt("message-subject"),
-            sender: get("sender-address").to_string(),
-            return_path: get("return-path").to_string(),
-            message_info: opt("message-info"),
-            directionality: opt("directionality"),
-        })
-    }
+    Some(TrackingEntry {
+        timestamp: OffsetDateTime::parse(get("date-time"), &Rfc3339).ok()?,
+        client_ip: opt("client-ip"),
+        client_hostname: opt("client-hostname"),
+        server_ip: opt("server-ip"),
+        server_hostname: opt("server-hostname"),
+        source_context: opt("source-context"),
+        connector_id: opt("connector-id"),
+        source: get("source").to_string(),
+        event_id: event_id.to_string(),
+        internal_message_id: match get("internal-message-id") {
+            "" => 0,
+            v => v.parse().ok()?,
+        },
+        message_id: opt("message-id"),
+        recipients: list("recipient-address"),
+        recipient_status: list("recipient-status"),
+        total_bytes: number("total-bytes")?,
+        recipient_count: u32::try_from(number("recipient-count")?).ok()?,
+        related_recipient_address: opt("related-recipient-address"),
+        reference: opt("reference"),
+        message_subject: opt("message-subject"),
+        sender: get("sender-address").to_string(),
+        return_path: get("return-path").to_string(),
+        message_info: opt("message-info"),
+        directionality: opt("directionality"),
+    })
 }
 
 #[cfg(test)]

@@ -13,11 +13,13 @@ mod limits;
 mod object;
 pub mod org_hub;
 mod permissions;
+mod protocol_logs;
 mod queue_message;
 mod queue_messages;
 mod queue_viewer;
 mod recipients;
 pub mod server_hub;
+mod tracking;
 mod view;
 
 use axum::Router;
@@ -38,6 +40,8 @@ pub fn routes() -> Router<ConsoleState> {
         .merge(server_hub::routes())
         .merge(recipients::routes())
         .merge(queue_viewer::routes())
+        .merge(tracking::routes())
+        .merge(protocol_logs::routes())
         .route("/toolbox", get(view::toolbox))
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use std::fs;
 use std::sync::Mutex;
 use time::macros::datetime;
 
@@ -322,4 +323,22 @@ fn parses_rfc_4180_records() {
     assert_eq!(file_sort_key("MSGTRK20101105-10.LOG"), Some((20101105, 10)));
     assert_eq!(file_sort_key("MSGTRKM20101105-1.LOG"), None);
     assert_eq!(file_sort_key("RECV20101105-1.LOG"), None);
+}
+
+#[test]
+fn pages_hold_only_their_entries_and_say_when_more_follow() {
+    let t = TestLog::new("page", true, DEFAULT_MAX_FILE_SIZE);
+    for id in 1..=5 {
+        t.log.record(&receive(id));
+    }
+    let ids = |skip, take| {
+        let p = search_page(&t.dir, &TrackingQuery::default(), skip, take).unwrap();
+        let ids: Vec<i64> = p.entries.iter().map(|e| e.internal_message_id).collect();
+        (ids, p.more)
+    };
+    assert_eq!(ids(0, 2), (vec![1, 2], true));
+    assert_eq!(ids(2, 2), (vec![3, 4], true));
+    assert_eq!(ids(4, 2), (vec![5], false));
+    assert_eq!(ids(3, 2), (vec![4, 5], false));
+    assert_eq!(ids(9, 2), (vec![], false));
 }

@@ -86,6 +86,7 @@ impl QueueManager {
             Outcome::Shadowed { primary, .. } => Some(primary.clone()),
             _ => None,
         });
+        let shadow_key = shadow_primary.as_ref().map(|p| p.key());
         if let Some(p) = shadow_primary {
             match self.shadow_queue(&p).await {
                 Ok(q) => shadow_queue = Some(q),
@@ -97,6 +98,11 @@ impl QueueManager {
         {
             let mut st = self.state();
             let st = &mut *st;
+            // The primary may have reported the message done already (another session's
+            // XQDISCARD): then there is no copy to keep.
+            let discarded = shadow_key
+                .as_ref()
+                .is_some_and(|k| shadow::take_early_discard(st, job.message, k));
             let Some(m) = st.messages.get_mut(&job.message) else {
                 return;
             };
@@ -106,7 +112,10 @@ impl QueueManager {
                     continue;
                 };
                 let (status, reply) = match outcome {
-                    Outcome::Shadowed { reply, .. } if let Some(q) = shadow_queue => {
+                    Outcome::Shadowed { reply, .. }
+                        if let Some(q) = shadow_queue
+                            && !discarded =>
+                    {
                         r.state = RState::Shadow;
                         r.queue = shadow_queue;
                         if let Some(p) = st.primaries.get_mut(&q) {

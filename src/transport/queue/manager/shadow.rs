@@ -213,6 +213,7 @@ impl QueueManager {
         let remain = {
             let mut st = self.state();
             let st = &mut *st;
+            note_early_discards(st, key, ids, now);
             let Some(qid) = st.by_key.get(key).copied() else {
                 return false;
             };
@@ -226,6 +227,7 @@ impl QueueManager {
                 if !copies.remove(&id) {
                     continue;
                 }
+                st.early_discards.remove(&id);
                 let Some(m) = st.messages.get_mut(&id) else {
                     continue;
                 };
@@ -481,5 +483,43 @@ impl QueueManager {
             );
         }
         Ok(())
+    }
+}
+
+/// How long a discard id that came before its copy was filed is kept for it.
+const EARLY_DISCARD_KEEP: time::Duration = time::Duration::minutes(10);
+
+/// Keeps the ids of `ids` that name a message of ours with no copy filed for `key` yet: the
+/// session that handed it over may not have reported its outcome. Only messages in memory are
+/// kept (so a hostile primary cannot grow the map beyond the queue), for a bounded time.
+pub(super) fn note_early_discards(
+    st: &mut State,
+    key: &NextHopKey,
+    ids: &[String],
+    now: OffsetDateTime,
+) {
+    st.early_discards
+        .retain(|id, (_, at)| st.messages.contains_key(id) && now - *at < EARLY_DISCARD_KEEP);
+    let filed = st
+        .by_key
+        .get(key)
+        .and_then(|q| st.primaries.get(q))
+        .map(|p| &p.copies);
+    for id in ids.iter().filter_map(|i| Uuid::parse_str(i).ok()) {
+        if st.messages.contains_key(&id) && !filed.is_some_and(|c| c.contains(&id)) {
+            st.early_discards.insert(id, (key.clone(), now));
+        }
+    }
+}
+
+/// Whether the primary of `key` already reported message `id` done before its copy was filed;
+/// the entry is used up.
+pub(super) fn take_early_discard(st: &mut State, id: Uuid, key: &NextHopKey) -> bool {
+    match st.early_discards.get(&id) {
+        Some((k, _)) if k == key => {
+            st.early_discards.remove(&id);
+            true
+        }
+        _ => false,
     }
 }

@@ -103,6 +103,10 @@ pub(super) struct State {
     /// Primaries that broke the XQDISCARD contract, not trusted with copies until then: their
     /// resubmitted copies would otherwise go back to them, be shadowed and resubmitted again.
     pub(super) distrusted: HashMap<NextHopKey, OffsetDateTime>,
+    /// Discard ids a primary returned for a message of ours before its copy was filed (another
+    /// session's XQDISCARD can beat the outcome of the one that handed it over): the copy is
+    /// final as soon as it is filed.
+    pub(super) early_discards: HashMap<Uuid, (NextHopKey, OffsetDateTime)>,
 }
 
 pub(super) fn queue_row(id: i64, q: &Queue) -> QueueRow {

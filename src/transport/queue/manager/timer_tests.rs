@@ -633,3 +633,34 @@ fn shadow_copies_are_left_alone_by_every_timer() {
     assert!(!due.delayed.contains(&0));
     assert_eq!(m.rcpts[0].state, RState::Shadow);
 }
+
+#[test]
+fn a_discard_that_beats_the_copy_is_kept_for_it_and_only_for_its_primary() {
+    let s = server();
+    let mut st = State::default();
+    let mut r = rcpt(0, "r@fabrikam.test", Some(1), plain(&s));
+    r.state = RState::InFlight;
+    let m = message("a@contoso.test", t0(), vec![r]);
+    let id = m.meta.id;
+    st.messages.insert(id, m);
+    let primary = shadow::shadow_key("hub.org2.test", Uuid::nil());
+    let other = shadow::shadow_key("hub.org3.test", Uuid::nil());
+    let stranger = Uuid::new_v4().to_string();
+    shadow::note_early_discards(&mut st, &primary, &[id.to_string(), stranger], t0());
+    // Only a message of ours is kept: ids never given cannot grow the map.
+    assert_eq!(st.early_discards.len(), 1);
+    assert!(!shadow::take_early_discard(&mut st, id, &other));
+    assert!(shadow::take_early_discard(&mut st, id, &primary));
+    assert!(
+        !shadow::take_early_discard(&mut st, id, &primary),
+        "used up"
+    );
+    // Kept for a bounded time, and not past the message's life here.
+    shadow::note_early_discards(&mut st, &primary, &[id.to_string()], t0());
+    shadow::note_early_discards(&mut st, &other, &[], t0() + 11 * 60 * SEC);
+    assert!(st.early_discards.is_empty());
+    shadow::note_early_discards(&mut st, &primary, &[id.to_string()], t0());
+    st.messages.remove(&id);
+    shadow::note_early_discards(&mut st, &other, &[], t0());
+    assert!(st.early_discards.is_empty());
+}
