@@ -518,3 +518,79 @@ async fn pages_totals_csrf_refusals_and_export() {
         1
     );
 }
+
+/// Seed 000's attempt 3: org1's Queues tab shows the Shadow Redundancy queue for the primary
+/// with the message, whose properties say it is a shadow copy; empty after the primary's
+/// XQDISCARD.
+#[tokio::test]
+async fn a_shadow_redundancy_queue_and_its_shadow_copy() {
+    use common::pair::*;
+    use common::peers::Sink;
+    let final_addr = addr("127.0.0.163", peer_port());
+    let mut last = Sink::start(final_addr);
+    last.stop();
+    let port = gateway_port();
+    let org2 = org2(1, ORG2, port, final_addr, SHADOWING)
+        .await
+        .start()
+        .await;
+    let primary = std::net::SocketAddr::from((org2.setup.ip, port));
+    listening(primary).await;
+    let org1 = org1_shadowing(12, &[org2.setup.ip], port).await;
+    applied(&org2, "shadowing").await;
+    send_to_org2(&org1, "shadowed");
+    until(60, "a shadow copy on org1", &[&org1, &org2], || async {
+        shadow_copies(&org1).await == 1
+    })
+    .await;
+
+    let c = https::Client::new(org1.console_addr(), &org1.data_dir(), ORG1.1);
+    let b = Browser::start(&c.origin()).await;
+    b.goto(HOME).await;
+    b.log_on("Administrator", ADMIN_PASSWORD).await;
+    b.wait_for_path("the console", |p| p == HOME).await;
+    b.goto("/toolbox/queue-viewer").await;
+    let cells = row_cells(&b, "queues", "ShadowRedundancy").await;
+    assert_eq!(
+        cells[1],
+        ("count".to_string(), "1".to_string()),
+        "{cells:?}"
+    );
+    assert!(b.text("#queues").await.contains(ORG2.1));
+    b.screenshot("queue-viewer-shadow").await;
+    let (queue,): (i64,) =
+        sqlx::query_as("SELECT id FROM delivery_queue WHERE delivery_type = 'ShadowRedundancy'")
+            .fetch_one(org1.pool())
+            .await
+            .unwrap();
+    b.goto(&format!(
+        "/toolbox/queue-viewer/messages?queue={}%5C{queue}",
+        ORG1.0
+    ))
+    .await;
+    wait_text(&b, "#total", "1").await;
+    b.click("#messages td.name a").await;
+    b.wait_for("#shadow-copy").await;
+    assert!(b.text("#message-properties").await.contains("Shadow"));
+    b.screenshot("queue-viewer-shadow-copy").await;
+
+    // The primary delivers and says so: the copy is discarded and the queue shows empty.
+    last.restart();
+    sh(
+        &org2,
+        "Get-Queue -Filter {Status -eq 'Retry'} | Retry-Queue",
+    )
+    .await;
+    until(60, "org1's copy discarded", &[&org1, &org2], || async {
+        shadow_copies(&org1).await == 0
+    })
+    .await;
+    b.goto("/toolbox/queue-viewer").await;
+    let cells = row_cells(&b, "queues", "ShadowRedundancy").await;
+    assert_eq!(
+        cells[1],
+        ("count".to_string(), "0".to_string()),
+        "{cells:?}"
+    );
+    b.close().await;
+}
