@@ -572,6 +572,7 @@ async fn a_shadow_redundancy_queue_and_its_shadow_copy() {
     b.click("#messages td.name a").await;
     b.wait_for("#shadow-copy").await;
     assert!(b.text("#message-properties").await.contains("Shadow"));
+    assert_eq!(b.text("td.delay-dsn").await, "Sent by the primary server");
     b.screenshot("queue-viewer-shadow-copy").await;
 
     // The primary delivers and says so: the copy is discarded and the queue shows empty.

@@ -124,6 +124,7 @@ pub(super) async fn properties(
         Some(DelayNotification::At(t)) => when(Some(t)),
         Some(DelayNotification::Sent) => "Sent".to_string(),
         Some(DelayNotification::Disabled) => "Not sent for this sender".to_string(),
+        Some(DelayNotification::Primary) => "Sent by the primary server".to_string(),
         None => String::new(),
     };
     let views: Vec<EntryView> = entries

@@ -6,7 +6,7 @@
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-use super::{MessageInfo, QueueError, QueueName};
+use super::{MessageInfo, QueueError, QueueName, RecipientStatus};
 use crate::org::{AcceptedDomain, SendConnector, TransportServer};
 use crate::transport::categorizer::is_internal_sender;
 use crate::transport::routing::effective_timeouts;
@@ -20,6 +20,9 @@ pub enum DelayNotification {
     Sent,
     /// The server sends none for this sender (Internal/ExternalDelayDsnEnabled).
     Disabled,
+    /// A shadow copy: the primary owns the message's delivery and its notifications, and no
+    /// timer of this server touches it.
+    Primary,
 }
 
 /// The delay DSN of each recipient of `e`, by ordinal.
@@ -66,7 +69,9 @@ pub async fn delay_notifications(
             let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
             let timeout =
                 effective_timeouts(server, &domains, connector, domain).delay_notification_timeout;
-            let at = if !enabled {
+            let at = if r.status == RecipientStatus::Shadow {
+                DelayNotification::Primary
+            } else if !enabled {
                 DelayNotification::Disabled
             } else if sent {
                 DelayNotification::Sent
