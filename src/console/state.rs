@@ -7,6 +7,8 @@ use sqlx::PgPool;
 
 use crate::org::org_key::OrganizationKey;
 use crate::smtp::server::auth_throttle::AuthThrottle;
+use crate::smtp::server::limits::ConnectionLimits;
+use crate::transport::stats::Stats;
 
 #[derive(Clone)]
 pub struct ConsoleState {
@@ -26,6 +28,18 @@ pub struct ConsoleState {
     /// given; without it (tests that build the state by hand) such a wizard fails with the
     /// operation's own message.
     pub org_key: Option<Arc<OrganizationKey>>,
+    /// This node's counters and connections, for the dashboard's live figures; without them
+    /// (tests that build the state by hand) it shows what the database holds.
+    pub live: Option<Live>,
+}
+
+/// What the running node counts in memory.
+#[derive(Clone)]
+pub struct Live {
+    /// Counted this minute, not written yet.
+    pub stats: Stats,
+    /// Connections per receive connector.
+    pub connections: ConnectionLimits,
 }
 
 impl ConsoleState {
@@ -39,6 +53,7 @@ impl ConsoleState {
             idle_timeout: Duration::from_secs(1800),
             logon_throttle: super::logon::throttle(),
             org_key: None,
+            live: None,
         }
     }
 }
