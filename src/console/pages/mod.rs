@@ -7,6 +7,8 @@
 //! that redirects to a GET (so Back and Refresh never resubmit). The server checks the CSRF token
 //! these forms carry.
 
+mod chart;
+mod dashboard;
 pub mod fields;
 mod labels;
 mod limits;
@@ -34,6 +36,7 @@ pub fn routes() -> Router<ConsoleState> {
         .merge(org_hub::routes())
         .merge(server_hub::routes())
         .merge(recipients::routes())
+        .merge(dashboard::routes())
         .route("/toolbox", get(view::toolbox))
 }
 
