@@ -138,7 +138,11 @@ async fn the_dashboard_counts_mail_as_it_flows() {
     );
 
     let page = c.get(DASHBOARD).await;
-    assert_eq!(totals(&page, "hour"), [0; 4], "a new server has counted nothing");
+    assert_eq!(
+        totals(&page, "hour"),
+        [0; 4],
+        "a new server has counted nothing"
+    );
     assert_eq!(totals(&page, "day"), [0; 4]);
     assert_eq!(number(&page, "live-queued"), 0);
     assert!(page.contains("<svg"), "the charts are drawn on the server");
@@ -172,6 +176,9 @@ async fn the_dashboard_counts_mail_as_it_flows() {
             r == 4 && d == 3 && f == 1 && def >= 1 && number(p, "live-queued") == 1
         })
         .await;
+    // The deferred message waits for its retry, as Get-Message shows it.
+    assert_eq!(number(&page, "live-retry"), 1);
+    assert_eq!(number(&page, "live-poison"), 0);
     assert_eq!(totals(&page, "day")[0], 4, "the day includes the hour");
     assert!(number(&page, "hour-queue-queue") >= 1);
     assert_eq!(mailbox(&c.console.setup.data_dir.path(), SENDER).len(), 1);

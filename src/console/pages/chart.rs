@@ -16,6 +16,9 @@ pub struct Series<'a> {
     /// The CSS class that colours it (`received`, `delivered`, ...).
     pub class: &'static str,
     pub values: &'a [u64],
+    /// A level (the queue length), not a count per minute: its legend shows the latest value,
+    /// not a total.
+    pub gauge: bool,
 }
 
 pub struct Line {
@@ -23,7 +26,8 @@ pub struct Line {
     pub class: &'static str,
     /// The polyline's `points`: "x,y x,y ...".
     pub points: String,
-    /// The series' total over the chart's window (saturating), as people read it.
+    /// The series' total over the chart's window (saturating), or a gauge's latest value, as
+    /// people read it.
     pub total_label: String,
     /// Its highest value.
     pub peak_label: String,
@@ -40,6 +44,8 @@ pub struct Chart {
     pub id: &'static str,
     pub title: String,
     pub lines: Vec<Line>,
+    /// The legend's heading over `total_label`: Total, or Now for gauges.
+    pub total_heading: &'static str,
     /// Horizontal grid lines with their values.
     pub y_ticks: Vec<Tick>,
     /// Time labels along the bottom.
@@ -130,7 +136,11 @@ pub fn chart(
     let lines = series
         .iter()
         .map(|s| {
-            let total = s.values.iter().fold(0u64, |a, v| a.saturating_add(*v));
+            let total = if s.gauge {
+                s.values.last().copied().unwrap_or(0)
+            } else {
+                s.values.iter().fold(0u64, |a, v| a.saturating_add(*v))
+            };
             let peak = s.values.iter().copied().max().unwrap_or(0);
             Line {
                 name: s.name,
@@ -170,6 +180,11 @@ pub fn chart(
     Chart {
         id,
         title: title.into(),
+        total_heading: if !series.is_empty() && series.iter().all(|s| s.gauge) {
+            "Now"
+        } else {
+            "Total"
+        },
         lines,
         y_ticks,
         x_ticks,
@@ -234,6 +249,7 @@ mod tests {
                 name: "Received",
                 class: "received",
                 values: &none,
+                gauge: false,
             }],
             &[],
         );
@@ -251,6 +267,7 @@ mod tests {
                 name: "Received",
                 class: "received",
                 values: &zeros,
+                gauge: false,
             }],
             &[
                 (0, "a".into()),
@@ -278,6 +295,7 @@ mod tests {
                 name: "Queue length",
                 class: "queue",
                 values: &[3],
+                gauge: true,
             }],
             &[(0, "07:00".into())],
         );
@@ -289,6 +307,10 @@ mod tests {
         let h = HEIGHT - TOP - BOTTOM;
         assert!((pts[0].1 - (TOP + h - h * 0.6)).abs() < 0.1, "{:?}", pts[0]);
         assert_eq!(c.lines[0].peak_label, "3");
+        assert_eq!(
+            (c.total_heading, c.lines[0].total_label.as_str()),
+            ("Now", "3")
+        );
     }
 
     #[test]
@@ -302,11 +324,13 @@ mod tests {
                     name: "Received",
                     class: "received",
                     values: &values,
+                    gauge: false,
                 },
                 Series {
                     name: "Failed",
                     class: "failed",
                     values: &[u64::MAX; 5],
+                    gauge: false,
                 },
             ],
             &[],

@@ -16,6 +16,7 @@ use crate::console::session::Admin;
 use crate::console::state::ConsoleState;
 use crate::ops::{OpError, receive_connector, transport};
 use crate::transport::queue::QueueStatus;
+use crate::transport::queue::ops::totals::messages_in_retry;
 use crate::transport::queue::ops::{QueueError, QueueInfo, QueueName, list_queues};
 use crate::transport::stats::{self, Counts, MinuteRow};
 
@@ -64,8 +65,9 @@ fn queue_error(e: QueueError) -> PageError {
 }
 
 /// Get-Queue's figures summed: queued is every message in Submission, a delivery queue or
-/// Unreachable (a message in two queues counts in both, as the Queue Viewer adds them up).
-pub fn now_counts(queues: &[QueueInfo]) -> Now {
+/// Unreachable (a message in two queues counts in both, as the Queue Viewer adds them up); in
+/// retry is Get-Message's entries in Retry.
+pub fn now_counts(queues: &[QueueInfo], in_retry: i64) -> (Now, u64) {
     let sum = |f: &dyn Fn(&QueueInfo) -> bool| {
         queues
             .iter()
@@ -74,9 +76,10 @@ pub fn now_counts(queues: &[QueueInfo]) -> Now {
     };
     let shadow = |q: &QueueInfo| q.delivery_type == "ShadowRedundancy";
     let poison = |q: &QueueInfo| q.identity.queue == QueueName::Poison;
-    Now {
-        queued: grouped(sum(&|q| !shadow(q) && !poison(q))),
-        in_retry: grouped(sum(&|q| !shadow(q) && q.status == QueueStatus::Retry)),
+    let queued = sum(&|q| !shadow(q) && !poison(q));
+    let now = Now {
+        queued: grouped(queued),
+        in_retry: grouped(in_retry.max(0) as u64),
         retry_queues: grouped(
             queues
                 .iter()
@@ -85,7 +88,8 @@ pub fn now_counts(queues: &[QueueInfo]) -> Now {
         ),
         poison: grouped(sum(&poison)),
         shadow: grouped(sum(&shadow)),
-    }
+    };
+    (now, queued)
 }
 
 /// One value per minute slot.
@@ -170,21 +174,25 @@ fn charts(window: &'static str, c: &Columns, current: OffsetDateTime, every: usi
                     name: "Received",
                     class: "received",
                     values: &c.received,
+                    gauge: false,
                 },
                 Series {
                     name: "Delivered",
                     class: "delivered",
                     values: &c.delivered,
+                    gauge: false,
                 },
                 Series {
                     name: "Deferred",
                     class: "deferred",
                     values: &c.deferred,
+                    gauge: false,
                 },
                 Series {
                     name: "Failed",
                     class: "failed",
                     values: &c.failed,
+                    gauge: false,
                 },
             ],
             &labels,
@@ -196,6 +204,7 @@ fn charts(window: &'static str, c: &Columns, current: OffsetDateTime, every: usi
                 name: "Queue length",
                 class: "queue",
                 values: &c.queue,
+                gauge: true,
             }],
             &labels,
         ),
@@ -214,11 +223,10 @@ pub async fn dashboard(
         .find(|s| s.name.eq_ignore_ascii_case(&name))
         .ok_or(PageError::NoPage)?;
     let queues = list_queues(&st.pool, &s.name).await.map_err(queue_error)?;
-    let now = now_counts(&queues);
-    let queued_now = queues
-        .iter()
-        .filter(|q| q.delivery_type != "ShadowRedundancy" && q.identity.queue != QueueName::Poison)
-        .fold(0u64, |a, q| a.saturating_add(q.message_count.max(0) as u64));
+    let in_retry = messages_in_retry(&st.pool, &s.name)
+        .await
+        .map_err(queue_error)?;
+    let (now, queued_now) = now_counts(&queues, in_retry);
 
     // This node's own counters and connections; another node's are its own to show.
     let local = st
