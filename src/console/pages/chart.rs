@@ -36,6 +36,8 @@ pub struct Line {
 pub struct Tick {
     pub at: String,
     pub label: String,
+    /// SVG text-anchor: labels at the plot's edges stay inside the drawing.
+    pub anchor: &'static str,
 }
 
 /// A chart ready for the template.
@@ -165,6 +167,7 @@ pub fn chart(
         .map(|(_, v)| Tick {
             at: num(y_at(v, max)),
             label: grouped(v),
+            anchor: "end",
         })
         .collect::<Vec<Tick>>();
     let mut y_ticks = y_ticks;
@@ -175,6 +178,13 @@ pub fn chart(
         .map(|(i, l)| Tick {
             at: num(x_at(*i, n)),
             label: l.clone(),
+            anchor: if *i + 1 == n {
+                "end"
+            } else if *i == 0 {
+                "start"
+            } else {
+                "middle"
+            },
         })
         .collect();
     Chart {
