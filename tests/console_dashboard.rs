@@ -181,7 +181,7 @@ async fn the_dashboard_counts_mail_as_it_flows() {
     assert_eq!(number(&page, "live-poison"), 0);
     assert_eq!(totals(&page, "day")[0], 4, "the day includes the hour");
     assert!(number(&page, "hour-queue-queue") >= 1);
-    assert_eq!(mailbox(&c.console.setup.data_dir.path(), SENDER).len(), 1);
+    assert_eq!(mailbox(c.console.setup.data_dir.path(), SENDER).len(), 1);
 
     // In Chromium: the charts as the administrator sees them.
     let b = Browser::start(&c.client.origin()).await;
