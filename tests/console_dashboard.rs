@@ -120,15 +120,38 @@ async fn the_dashboard_counts_mail_as_it_flows() {
         },
     );
     let s = setup().await;
+    let hostile_port = s.another_port();
     configure(
         &s,
-        &[&format!(
-            "New-SendConnector -Name Up -AddressSpaces 'up.example' -DNSRoutingEnabled $false -SmartHosts '{UP}' -Port {port}"
-        )],
+        &[
+            &format!(
+                "New-SendConnector -Name Up -AddressSpaces 'up.example' -DNSRoutingEnabled $false -SmartHosts '{UP}' -Port {port}"
+            ),
+            &format!(
+                "New-ReceiveConnector '<img src=x onerror=alert(1)>' -Bindings 127.0.0.1:{hostile_port} -RemoteIPRanges 10.9.0.0/16"
+            ),
+        ],
     )
     .await;
     let smtp = s.smtp();
     let c = Signed::start(s).await;
+
+    // Only for a signed-in administrator.
+    let r = c.client.get(DASHBOARD, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        r.header("location")
+            .is_some_and(|l| l.starts_with("/logon")),
+        "{:?}",
+        r.header("location")
+    );
+    assert_eq!(
+        c.client
+            .get("/server/hub/NOSUCH/dashboard", &[("Cookie", &c.cookie)])
+            .await
+            .status,
+        404
+    );
 
     // The server's page links its dashboard as a result-pane tab, beside Receive Connectors.
     let server_page = c.get("/server/hub/HUB1").await;
@@ -148,6 +171,13 @@ async fn the_dashboard_counts_mail_as_it_flows() {
     assert!(page.contains("<svg"), "the charts are drawn on the server");
     assert!(page.contains("id=\"hour-queue\"") && page.contains("id=\"day-messages\""));
     assert_eq!(connections(&page, "Default HUB1").as_deref(), Some("0"));
+    // A connector's name is text, never markup.
+    assert!(!page.contains("<img"), "{page}");
+    assert_eq!(
+        connections(&page, "&#60;img src=x onerror=alert(1)&#62;").as_deref(),
+        Some("0"),
+        "{page}"
+    );
 
     // A client connected now is counted on its connector.
     let mut raw = Raw::connect(smtp).await;
