@@ -241,7 +241,7 @@ async fn the_counts_survive_a_restart() {
     c.console.restart().await;
     // The counts were in memory only (unless a minute ended meanwhile): the stop wrote them.
     let (received, delivered): (i64, i64) = sqlx::query_as(
-        "SELECT sum(received)::bigint, sum(delivered)::bigint FROM server_statistics WHERE server = 'HUB1'",
+        "SELECT coalesce(sum(received), 0)::bigint, coalesce(sum(delivered), 0)::bigint FROM server_statistics WHERE server = 'HUB1'",
     )
     .fetch_one(&c.console.setup.pool)
     .await
