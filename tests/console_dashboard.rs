@@ -238,6 +238,17 @@ async fn the_counts_survive_a_restart() {
     })
     .await;
 
+    // Both delivered and their rows gone (the queue's writer is asynchronous): the restart
+    // must not find them again.
+    let pool = c.console.setup.pool.clone();
+    within(30, "the delivered messages' rows removed", || async {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM message")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        n == 0
+    })
+    .await;
     c.console.restart().await;
     // The counts were in memory only (unless a minute ended meanwhile): the stop wrote them.
     let (received, delivered): (i64, i64) = sqlx::query_as(
