@@ -7,6 +7,8 @@
 //! that redirects to a GET (so Back and Refresh never resubmit). The server checks the CSRF token
 //! these forms carry.
 
+mod chart;
+mod dashboard;
 pub mod fields;
 mod labels;
 mod limits;
@@ -38,6 +40,7 @@ pub fn routes() -> Router<ConsoleState> {
         .merge(recipients::routes())
         .merge(tracking::routes())
         .merge(protocol_logs::routes())
+        .merge(dashboard::routes())
         .route("/toolbox", get(view::toolbox))
 }
 

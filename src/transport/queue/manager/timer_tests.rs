@@ -485,6 +485,7 @@ fn manager(
         writes: wtx,
         submissions: stx,
         acks: Default::default(),
+        stats: Default::default(),
     };
     (
         QueueManager {

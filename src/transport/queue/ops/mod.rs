@@ -18,6 +18,7 @@ pub mod filter;
 pub mod page;
 pub mod pushdown;
 pub mod read;
+pub mod totals;
 
 pub use command::{Applied, CommandReply, QueueCommand, execute, prepare};
 pub use page::{DEFAULT_RESULT_SIZE, Page, SortKey, parse_sort_order};
