@@ -10,6 +10,7 @@ use super::{Obj, Shell, ShellError};
 use crate::logs::tracking::{self, TrackingQuery};
 use crate::transport::queue::ops::command::{self, Applied, QueueCommand, Verb};
 use crate::transport::queue::ops::filter::{self as qfilter};
+use crate::transport::queue::ops::rate::ReleaseRate;
 use crate::transport::queue::ops::{self, MessageFilter};
 
 /// What a queue cmdlet does.
@@ -65,7 +66,13 @@ pub const CMDLETS: &[Cmdlet] = &[
     Cmdlet {
         name: "Resume-Queue",
         op: Op::ResumeQueue,
-        params: &[ID_OR_FILTER, SERVER, FILTER],
+        // -MessagesPerMinute is hubgate's: a controlled release after an outage.
+        params: &[
+            ID_OR_FILTER,
+            SERVER,
+            FILTER,
+            p("MessagesPerMinute", Ty::Str),
+        ],
     },
     Cmdlet {
         name: "Retry-Queue",
@@ -183,12 +190,16 @@ pub(super) async fn commands(
     verb: Verb,
     identities: &[String],
     flag: bool,
+    rate: Option<ReleaseRate>,
     whatif: bool,
 ) -> Result<(), ShellError> {
     let local = ops::resolve_server(&mut *tx, server).await?;
     let mut prepared = Vec::with_capacity(identities.len());
     for identity in identities {
-        let cmd = QueueCommand::parse(verb, identity, &local, flag)?;
+        let cmd = match rate {
+            Some(r) => QueueCommand::resume_at_rate(identity, &local, r)?,
+            None => QueueCommand::parse(verb, identity, &local, flag)?,
+        };
         prepared.push(command::prepare(&mut *tx, &cmd).await?);
     }
     if whatif {
@@ -271,6 +282,11 @@ pub async fn run(
         }
         Op::SuspendQueue | Op::ResumeQueue | Op::RetryQueue => {
             let resubmit = matches!(b.get("Resubmit"), Some(Arg::Bool(true)));
+            // Checked before anything is looked up or changed.
+            let rate = b
+                .str("MessagesPerMinute")
+                .map(|t| ReleaseRate::parse(&t))
+                .transpose()?;
             let (verb, action, done) = match c.op {
                 Op::SuspendQueue => (Verb::SuspendQueue, "Suspending", "Suspended"),
                 Op::ResumeQueue => (Verb::ResumeQueue, "Resuming", "Resumed"),
@@ -296,7 +312,7 @@ pub async fn run(
             for id in &ids {
                 whatif(b, text, format!("{action} queue \"{id}\""));
             }
-            commands(sh, tx, &server, verb, &ids, resubmit, whatif_any).await?;
+            commands(sh, tx, &server, verb, &ids, resubmit, rate, whatif_any).await?;
             if b.get("Identity").is_none() && !whatif_any {
                 text.push_str(&format!(
                     "{done} {} matching the filter.\n",

@@ -464,6 +464,7 @@ impl QueueManager {
                 connections: 0,
                 ready: VecDeque::new(),
                 pending: HashSet::new(),
+                release: None,
             });
             st.primaries.insert(
                 id,

@@ -56,6 +56,7 @@ fn queue(kind: DeliveryType, route: Option<Route>) -> Queue {
         connections: 0,
         ready: VecDeque::new(),
         pending: HashSet::new(),
+        release: None,
     }
 }
 
