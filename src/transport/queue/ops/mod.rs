@@ -16,6 +16,7 @@ use super::{QueueStatus, RecipientStatus};
 pub mod command;
 pub mod filter;
 pub mod page;
+pub mod outage;
 pub mod pushdown;
 pub mod rate;
 pub mod read;
