@@ -12,6 +12,7 @@ mod labels;
 mod limits;
 mod object;
 pub mod org_hub;
+mod outage;
 mod permissions;
 mod recipients;
 pub mod server_hub;
@@ -34,6 +35,7 @@ pub fn routes() -> Router<ConsoleState> {
         .merge(org_hub::routes())
         .merge(server_hub::routes())
         .merge(recipients::routes())
+        .merge(outage::routes())
         .route("/toolbox", get(view::toolbox))
 }
 

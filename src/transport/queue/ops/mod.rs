@@ -15,8 +15,8 @@ use super::{QueueStatus, RecipientStatus};
 
 pub mod command;
 pub mod filter;
-pub mod page;
 pub mod outage;
+pub mod page;
 pub mod pushdown;
 pub mod rate;
 pub mod read;

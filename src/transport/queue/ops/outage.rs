@@ -131,7 +131,8 @@ pub async fn list_outages(
         queues
     {
         let connector = connector.and_then(|c| connectors.iter().find(|s| s.id == c));
-        let (mut next_delay_dsn, mut first_expiry) = (None::<OffsetDateTime>, None::<OffsetDateTime>);
+        let (mut next_delay_dsn, mut first_expiry) =
+            (None::<OffsetDateTime>, None::<OffsetDateTime>);
         for (_, domain, from, oldest, unnotified) in groups.iter().filter(|g| g.0 == id) {
             let Some(s) = this else { break };
             let t = effective_timeouts(s, &domains, connector, domain);
