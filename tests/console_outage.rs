@@ -43,6 +43,23 @@ fn send_to(smtp: std::net::SocketAddr, to: &str, subject: &str) {
     assert!(ok, "swaks failed: {out}");
 }
 
+/// Waits (bounded) until the view, reloaded by the form's redirect, shows `want` in a cell.
+async fn cell_becomes(b: &Browser, class: &str, want: &str) {
+    let css = format!("tbody.outage td.{class}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = b.text(&css).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{css} shows {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_outage_view_shows_the_failing_next_hop_and_releases_it_at_a_rate() {
     let port = peer_port();
@@ -112,10 +129,10 @@ async fn the_outage_view_shows_the_failing_next_hop_and_releases_it_at_a_rate() 
     b.click("#tool-outage").await;
     b.wait_for_path("the outage view", |p| p == "/toolbox/outage")
         .await;
-    b.wait_for("table#outages tr.outage").await;
+    b.wait_for("table#outages tbody.outage").await;
     let cell = |c: &'static str| {
         let b = &b;
-        async move { b.text(&format!("tr.outage td.{c}")).await }
+        async move { b.text(&format!("tbody.outage td.{c}")).await }
     };
     assert_eq!(cell("next-hop").await, PRIMARY);
     assert_eq!(cell("status").await, "Retry");
@@ -147,19 +164,19 @@ async fn the_outage_view_shows_the_failing_next_hop_and_releases_it_at_a_rate() 
     b.screenshot("outage-view").await;
 
     // Suspend from the view.
-    b.click("tr.outage form.suspend button").await;
+    b.click("tbody.outage form.suspend button").await;
     within(30, "the queue suspended", || async {
         primary_queue(&pool).await.unwrap().2
     })
     .await;
     b.wait_for_path("back at the view", |p| p == "/toolbox/outage")
         .await;
-    assert_eq!(cell("status").await, "Suspended");
+    cell_becomes(&b, "status", "Suspended").await;
 
     // A bad rate: the reason on the page, nothing changed.
-    b.fill("tr.outage form.resume-at-rate input[name=rate]", "0")
+    b.fill("tbody.outage form.resume-at-rate input[name=rate]", "0")
         .await;
-    b.click("tr.outage form.resume-at-rate button").await;
+    b.click("tbody.outage form.resume-at-rate button").await;
     let e = b.text("#outage-error").await;
     assert!(
         e.contains("-MessagesPerMinute must be a whole number from 1 to 10000"),
@@ -170,11 +187,13 @@ async fn the_outage_view_shows_the_failing_next_hop_and_releases_it_at_a_rate() 
 
     // The primary is back: resume at 12 a minute (one message every 5 s).
     primary.restart();
-    b.fill("tr.outage form.resume-at-rate input[name=rate]", "12")
+    b.fill("tbody.outage form.resume-at-rate input[name=rate]", "12")
         .await;
-    b.click("tr.outage form.resume-at-rate button").await;
+    b.click("tbody.outage form.resume-at-rate button").await;
     b.wait_for_path("back at the view", |p| p == "/toolbox/outage")
         .await;
+    // The release shows while it runs (4 messages at one every 5 s).
+    cell_becomes(&b, "rate", "12 per minute").await;
     within(30, "the release rate on the queue", || async {
         primary_queue(&pool).await.unwrap().3 == Some(12)
     })
