@@ -190,16 +190,25 @@ pub(super) async fn commands(
     verb: Verb,
     identities: &[String],
     flag: bool,
-    rate: Option<ReleaseRate>,
+    whatif: bool,
+) -> Result<(), ShellError> {
+    let make = |identity: &str, local: &str| QueueCommand::parse(verb, identity, local, flag);
+    commands_of(sh, tx, server, identities, make, whatif).await
+}
+
+/// `commands`, each identity's command made by `make` (identity, this server's name).
+async fn commands_of(
+    sh: &mut Shell,
+    tx: &mut PgConnection,
+    server: &str,
+    identities: &[String],
+    make: impl Fn(&str, &str) -> Result<QueueCommand, ops::QueueError>,
     whatif: bool,
 ) -> Result<(), ShellError> {
     let local = ops::resolve_server(&mut *tx, server).await?;
     let mut prepared = Vec::with_capacity(identities.len());
     for identity in identities {
-        let cmd = match rate {
-            Some(r) => QueueCommand::resume_at_rate(identity, &local, r)?,
-            None => QueueCommand::parse(verb, identity, &local, flag)?,
-        };
+        let cmd = make(identity, &local)?;
         prepared.push(command::prepare(&mut *tx, &cmd).await?);
     }
     if whatif {
@@ -312,7 +321,13 @@ pub async fn run(
             for id in &ids {
                 whatif(b, text, format!("{action} queue \"{id}\""));
             }
-            commands(sh, tx, &server, verb, &ids, resubmit, rate, whatif_any).await?;
+            match rate {
+                Some(r) => {
+                    let make = |id: &str, local: &str| QueueCommand::resume_at_rate(id, local, r);
+                    commands_of(sh, tx, &server, &ids, make, whatif_any).await?
+                }
+                None => commands(sh, tx, &server, verb, &ids, resubmit, whatif_any).await?,
+            }
             if b.get("Identity").is_none() && !whatif_any {
                 text.push_str(&format!(
                     "{done} {} matching the filter.\n",

@@ -82,7 +82,7 @@ pub(super) async fn message_action(
         whatif(b, text, format!("{action} message \"{id}\""));
     }
     if !by_filter && ids.len() == 1 {
-        return commands(sh, tx, &server, verb, ids, with_ndr, None, whatif_any).await;
+        return commands(sh, tx, &server, verb, ids, with_ndr, whatif_any).await;
     }
     let touched = batch_command(sh, tx, &server, verb, ids, with_ndr, whatif_any).await?;
     if by_filter && !whatif_any {

@@ -91,18 +91,6 @@ impl Verb {
 }
 
 impl QueueCommand {
-    /// Resume-Queue -MessagesPerMinute on `identity`, read for the local server.
-    pub fn resume_at_rate(
-        identity: &str,
-        local_server: &str,
-        rate: ReleaseRate,
-    ) -> Result<QueueCommand, QueueError> {
-        Ok(QueueCommand::ResumeQueueAtRate {
-            id: QueueIdentity::parse(identity, local_server)?,
-            rate,
-        })
-    }
-
     /// The command an administrator typed: `identity` as text, read for the local server.
     /// A rate is not a flag: `Verb::ResumeQueueAtRate` reads as Resume-Queue here, and
     /// `resume_at_rate` makes it.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::PgConnection;
 
-use super::{QueueError, QueueIdentity, QueueName, read, server_exists};
+use super::{QueueCommand, QueueError, QueueIdentity, QueueName, read, server_exists};
 
 /// Messages handed to delivery per minute from one queue, 1..=10000.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,6 +93,20 @@ pub(super) async fn paced_queue(
         });
     }
     Ok(())
+}
+
+impl QueueCommand {
+    /// Resume-Queue -MessagesPerMinute on `identity`, read for the local server.
+    pub fn resume_at_rate(
+        identity: &str,
+        local_server: &str,
+        rate: ReleaseRate,
+    ) -> Result<QueueCommand, QueueError> {
+        Ok(QueueCommand::ResumeQueueAtRate {
+            id: QueueIdentity::parse(identity, local_server)?,
+            rate,
+        })
+    }
 }
 
 #[cfg(test)]
