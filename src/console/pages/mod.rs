@@ -14,6 +14,7 @@ mod labels;
 mod limits;
 mod object;
 pub mod org_hub;
+mod outage;
 mod permissions;
 mod protocol_logs;
 mod recipients;
@@ -41,6 +42,7 @@ pub fn routes() -> Router<ConsoleState> {
         .merge(tracking::routes())
         .merge(protocol_logs::routes())
         .merge(dashboard::routes())
+        .merge(outage::routes())
         .route("/toolbox", get(view::toolbox))
 }
 
