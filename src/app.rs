@@ -19,6 +19,7 @@ use crate::smtp::server::listener::Listeners;
 use crate::transport::clock::SystemClock;
 use crate::transport::delivery::Agents;
 use crate::transport::queue::{QueueManager, Spool, manager};
+use crate::transport::stats::Writer;
 
 pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     crate::tls::install_crypto_provider();
@@ -118,17 +119,23 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         queue.clone(),
         agents,
     ));
+    let stats = stats_writer(&queue, &pool, &server_name, &org_rx);
+    let limits = ConnectionLimits::default();
+    let live = crate::console::state::Live {
+        stats: queue.stats().clone(),
+        connections: limits.clone(),
+    };
     let gw = Arc::new(Gateway {
         directory: Arc::new(PgDirectory(pool.clone())),
         intake: Arc::new(PgIntake {
             pool: pool.clone(),
-            queue,
+            queue: queue.clone(),
         }),
         org: org_rx.clone(),
         tls: Some(tls.clone()),
         spool,
         receive_log: ProtocolLog::new(&common.data_dir, LogKind::Receive),
-        limits: ConnectionLimits::default(),
+        limits,
         auth_throttle: Default::default(),
         tracking,
     });
@@ -139,14 +146,15 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     });
 
     // Listening before the ready line, so that whoever waits for it can use the console at once.
-    let console = match start_console(&settings, &pool, &server_name, &fqdn, &tls, org_key).await {
-        Ok(c) => c,
-        Err(e) => {
-            listeners.close_all();
-            db.close().await;
-            return Err(e);
-        }
-    };
+    let console =
+        match start_console(&settings, &pool, &server_name, &fqdn, &tls, org_key, live).await {
+            Ok(c) => c,
+            Err(e) => {
+                listeners.close_all();
+                db.close().await;
+                return Err(e);
+            }
+        };
     listeners.start(&gw);
     let mut bound = listeners.bound();
     bound.sort();
@@ -169,6 +177,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         server_name.clone(),
         org_rx.clone(),
     ));
+    let stats_task = tokio::spawn(stats.clone().run());
     let reload = tokio::spawn(watch_config(
         db.url.clone(),
         pool.clone(),
@@ -210,8 +219,29 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(gw);
+    // What was counted since the last minute's write, into this minute's row: a restart within
+    // the minute adds to it.
+    stats_task.abort();
+    stats.flush(time::OffsetDateTime::now_utc()).await;
     db.close().await;
     Ok(())
+}
+
+/// The writer of the dashboard's per-minute counts for this node.
+fn stats_writer(
+    queue: &QueueManager,
+    pool: &sqlx::PgPool,
+    server: &str,
+    org: &watch::Receiver<Arc<Org>>,
+) -> Arc<Writer> {
+    let q = queue.clone();
+    Arc::new(Writer {
+        stats: queue.stats().clone(),
+        pool: pool.clone(),
+        server: server.to_string(),
+        org: org.clone(),
+        queue_length: Arc::new(move || q.queue_length()),
+    })
 }
 
 /// The console on its address, over HTTPS with the STARTTLS certificate (the same files, followed
@@ -224,6 +254,7 @@ async fn start_console(
     fqdn: &str,
     tls: &Arc<rustls::ServerConfig>,
     org_key: crate::org::org_key::OrganizationKey,
+    live: crate::console::state::Live,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut https = (**tls).clone();
     https.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -246,6 +277,7 @@ async fn start_console(
         logon_throttle: crate::console::logon::throttle(),
         org_key: Some(Arc::new(org_key)),
         data_dir: Some(settings.common.data_dir.clone()),
+        live: Some(live),
     };
     Ok(crate::console::spawn(&console, state, Some(source)).await?)
 }

@@ -8,6 +8,8 @@ use sqlx::PgPool;
 
 use crate::org::org_key::OrganizationKey;
 use crate::smtp::server::auth_throttle::AuthThrottle;
+use crate::smtp::server::limits::ConnectionLimits;
+use crate::transport::stats::Stats;
 
 #[derive(Clone)]
 pub struct ConsoleState {
@@ -30,6 +32,18 @@ pub struct ConsoleState {
     /// This node's data directory (spool and logs); `None` in tests that build the state by
     /// hand, where the pages that read it say so.
     pub data_dir: Option<PathBuf>,
+    /// This node's counters and connections, for the dashboard's live figures; without them
+    /// (tests that build the state by hand) it shows what the database holds.
+    pub live: Option<Live>,
+}
+
+/// What the running node counts in memory.
+#[derive(Clone)]
+pub struct Live {
+    /// Counted this minute, not written yet.
+    pub stats: Stats,
+    /// Connections per receive connector.
+    pub connections: ConnectionLimits,
 }
 
 impl ConsoleState {
@@ -44,6 +58,7 @@ impl ConsoleState {
             logon_throttle: super::logon::throttle(),
             org_key: None,
             data_dir: None,
+            live: None,
         }
     }
 }

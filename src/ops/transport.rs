@@ -157,6 +157,16 @@ pub static SERVER: Object<S> = Object {
             intra_org_connector_protocol_logging_level
         )
         .export(Export::Always),
+        // hubgate's own (Exchange kept performance counters): how long the server dashboard's
+        // per-minute counts are kept.
+        field!(
+            S,
+            "ServerStatisticsMaxAge",
+            Kind::TimeSpan,
+            server_statistics_max_age
+        )
+        .range(3600, 31536000)
+        .export(Export::Always),
     ],
     new_extra: &[],
     export_cmdlet: "Set-TransportServer",
@@ -212,6 +222,7 @@ pub static SERVER: Object<S> = Object {
                 "MessageTrackingLogEnabled",
                 "MessageTrackingLogSubjectLoggingEnabled",
                 "IntraOrgConnectorProtocolLoggingLevel",
+                "ServerStatisticsMaxAge",
             ],
         ),
     ],

@@ -30,6 +30,8 @@ pub struct TransportServer {
     pub message_tracking_log_enabled: bool,
     pub message_tracking_log_subject_logging_enabled: bool,
     pub intra_org_connector_protocol_logging_level: String,
+    /// hubgate's own: how long the dashboard's per-minute counts are kept (seconds).
+    pub server_statistics_max_age: i64,
 }
 
 impl TransportServer {
@@ -59,6 +61,7 @@ impl TransportServer {
             message_tracking_log_enabled: true,
             message_tracking_log_subject_logging_enabled: true,
             intra_org_connector_protocol_logging_level: "None".into(),
+            server_statistics_max_age: 7 * 86400,
         }
     }
 
@@ -130,7 +133,8 @@ impl TransportServer {
                max_concurrent_mailbox_submissions = $11, max_connection_rate_per_minute = $12, queue_max_idle_time = $13,
                poison_message_detection_enabled = $14, poison_threshold = $15, external_delay_dsn_enabled = $16,
                internal_delay_dsn_enabled = $17, external_dns_servers = $18, message_tracking_log_enabled = $19,
-               message_tracking_log_subject_logging_enabled = $20, intra_org_connector_protocol_logging_level = $21
+               message_tracking_log_subject_logging_enabled = $20, intra_org_connector_protocol_logging_level = $21,
+               server_statistics_max_age = $22
              WHERE name = $1",
         )
         .bind(&self.name)
@@ -154,6 +158,7 @@ impl TransportServer {
         .bind(self.message_tracking_log_enabled)
         .bind(self.message_tracking_log_subject_logging_enabled)
         .bind(&self.intra_org_connector_protocol_logging_level)
+        .bind(self.server_statistics_max_age)
         .execute(&mut *conn)
         .await?;
         Ok(())

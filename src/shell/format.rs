@@ -58,6 +58,12 @@ fn queue_properties(q: &QueueInfo) -> Vec<(&'static str, String)> {
         ("LastError", opt(&q.last_error)),
         ("LastRetryTime", datetime_opt(q.last_retry_time)),
         ("NextRetryTime", datetime_opt(q.next_retry_time)),
+        (
+            "MessagesPerMinute",
+            q.messages_per_minute
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
+        ),
     ]
 }
 

@@ -10,6 +10,7 @@ use super::{Obj, Shell, ShellError};
 use crate::logs::tracking::{self, TrackingQuery};
 use crate::transport::queue::ops::command::{self, Applied, QueueCommand, Verb};
 use crate::transport::queue::ops::filter::{self as qfilter};
+use crate::transport::queue::ops::rate::ReleaseRate;
 use crate::transport::queue::ops::{self, MessageFilter};
 
 /// What a queue cmdlet does.
@@ -65,7 +66,13 @@ pub const CMDLETS: &[Cmdlet] = &[
     Cmdlet {
         name: "Resume-Queue",
         op: Op::ResumeQueue,
-        params: &[ID_OR_FILTER, SERVER, FILTER],
+        // -MessagesPerMinute is hubgate's: a controlled release after an outage.
+        params: &[
+            ID_OR_FILTER,
+            SERVER,
+            FILTER,
+            p("MessagesPerMinute", Ty::Str),
+        ],
     },
     Cmdlet {
         name: "Retry-Queue",
@@ -185,10 +192,23 @@ pub(super) async fn commands(
     flag: bool,
     whatif: bool,
 ) -> Result<(), ShellError> {
+    let make = |identity: &str, local: &str| QueueCommand::parse(verb, identity, local, flag);
+    commands_of(sh, tx, server, identities, make, whatif).await
+}
+
+/// `commands`, each identity's command made by `make` (identity, this server's name).
+async fn commands_of(
+    sh: &mut Shell,
+    tx: &mut PgConnection,
+    server: &str,
+    identities: &[String],
+    make: impl Fn(&str, &str) -> Result<QueueCommand, ops::QueueError>,
+    whatif: bool,
+) -> Result<(), ShellError> {
     let local = ops::resolve_server(&mut *tx, server).await?;
     let mut prepared = Vec::with_capacity(identities.len());
     for identity in identities {
-        let cmd = QueueCommand::parse(verb, identity, &local, flag)?;
+        let cmd = make(identity, &local)?;
         prepared.push(command::prepare(&mut *tx, &cmd).await?);
     }
     if whatif {
@@ -271,6 +291,11 @@ pub async fn run(
         }
         Op::SuspendQueue | Op::ResumeQueue | Op::RetryQueue => {
             let resubmit = matches!(b.get("Resubmit"), Some(Arg::Bool(true)));
+            // Checked before anything is looked up or changed.
+            let rate = b
+                .str("MessagesPerMinute")
+                .map(|t| ReleaseRate::parse(&t))
+                .transpose()?;
             let (verb, action, done) = match c.op {
                 Op::SuspendQueue => (Verb::SuspendQueue, "Suspending", "Suspended"),
                 Op::ResumeQueue => (Verb::ResumeQueue, "Resuming", "Resumed"),
@@ -296,7 +321,13 @@ pub async fn run(
             for id in &ids {
                 whatif(b, text, format!("{action} queue \"{id}\""));
             }
-            commands(sh, tx, &server, verb, &ids, resubmit, whatif_any).await?;
+            match rate {
+                Some(r) => {
+                    let make = |id: &str, local: &str| QueueCommand::resume_at_rate(id, local, r);
+                    commands_of(sh, tx, &server, &ids, make, whatif_any).await?
+                }
+                None => commands(sh, tx, &server, verb, &ids, resubmit, whatif_any).await?,
+            }
             if b.get("Identity").is_none() && !whatif_any {
                 text.push_str(&format!(
                     "{done} {} matching the filter.\n",

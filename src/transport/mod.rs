@@ -8,3 +8,4 @@ pub mod headers;
 pub mod queue;
 pub mod routing;
 pub mod shadow;
+pub mod stats;

@@ -7,11 +7,14 @@
 //! that redirects to a GET (so Back and Refresh never resubmit). The server checks the CSRF token
 //! these forms carry.
 
+mod chart;
+mod dashboard;
 pub mod fields;
 mod labels;
 mod limits;
 mod object;
 pub mod org_hub;
+mod outage;
 mod permissions;
 mod protocol_logs;
 mod queue_message;
@@ -42,6 +45,8 @@ pub fn routes() -> Router<ConsoleState> {
         .merge(queue_viewer::routes())
         .merge(tracking::routes())
         .merge(protocol_logs::routes())
+        .merge(dashboard::routes())
+        .merge(outage::routes())
         .route("/toolbox", get(view::toolbox))
 }
 

@@ -159,7 +159,7 @@ impl permissions::HasAcl for Receive {
     }
 }
 
-fn server_rows(all: &[TransportServer], selected: Option<&str>) -> Table {
+pub(super) fn server_rows(all: &[TransportServer], selected: Option<&str>) -> Table {
     Table {
         id: "servers",
         caption: String::new(),
@@ -175,7 +175,7 @@ fn server_rows(all: &[TransportServer], selected: Option<&str>) -> Table {
     }
 }
 
-fn frame(admin: &Admin) -> Frame {
+pub(super) fn frame(admin: &Admin) -> Frame {
     Frame::new(admin, Node::ServerHub, "Hub Transport")
         .actions("Hub Transport", vec![Action::get("Refresh", SERVERS)])
 }
@@ -207,11 +207,10 @@ pub async fn server(
         Some(&s.name),
     );
     let mut frame = frame(&admin)
-        .tabs(vec![Link::new(
-            "Receive Connectors",
-            Server::list_url(s),
-            true,
-        )])
+        .tabs(vec![
+            Link::new("Receive Connectors", Server::list_url(s), true),
+            Link::new("Dashboard", super::dashboard::url(&s.name), false),
+        ])
         .actions(
             s.name.clone(),
             vec![

@@ -108,6 +108,10 @@ impl Intake for PgIntake {
     }
 
     fn submit(&self, m: Submitted) {
+        // Here and not in the queue manager's `submit`, which DSNs go through too.
+        self.queue
+            .stats()
+            .count(crate::transport::stats::Event::Received);
         self.queue.submit(m);
     }
 

@@ -166,6 +166,15 @@ impl ConnectionLimits {
         })
     }
 
+    /// The connections each receive connector holds now (the dashboard's live counts).
+    pub fn connections(&self) -> HashMap<Uuid, u32> {
+        let map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .filter(|(_, c)| c.total > 0)
+            .map(|(id, c)| (*id, c.total))
+            .collect()
+    }
+
     /// MessageRateLimit per MessageRateSource: may this source submit another message now?
     pub fn message_allowed(&self, rc: &ReceiveConnector, ip: IpAddr, user: Option<&str>) -> bool {
         let Some(limit) = rc.message_rate_limit else {

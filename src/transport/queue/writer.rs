@@ -72,6 +72,8 @@ pub struct QueueRow {
 pub enum AdminRow {
     /// Suspend-Queue, Resume-Queue.
     QueueSuspended { id: i64, suspended: bool },
+    /// Resume-Queue sets or clears the release rate; the manager clears it when the queue empties.
+    QueueReleaseRate { id: i64, rate: Option<i32> },
     /// Suspend-Message, Resume-Message.
     MessageSuspended { message: Uuid, suspended: bool },
     /// Remove-Message on a recipient the manager finalises later (in flight, or not loaded).
@@ -413,6 +415,11 @@ async fn write_admin(tx: &mut sqlx::PgConnection, a: &AdminRow) -> Result<(), sq
             sqlx::query("UPDATE delivery_queue SET suspended = $2 WHERE id = $1")
                 .bind(id)
                 .bind(suspended)
+        }
+        AdminRow::QueueReleaseRate { id, rate } => {
+            sqlx::query("UPDATE delivery_queue SET release_rate = $2 WHERE id = $1")
+                .bind(id)
+                .bind(rate)
         }
         AdminRow::MessageSuspended { message, suspended } => {
             sqlx::query("UPDATE message SET suspended = $2 WHERE id = $1")

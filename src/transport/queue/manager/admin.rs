@@ -104,7 +104,7 @@ impl QueueManager {
             return self.message_batch(p).await;
         }
         match p.verb {
-            Verb::SuspendQueue | Verb::ResumeQueue => {
+            Verb::SuspendQueue | Verb::ResumeQueue | Verb::ResumeQueueAtRate => {
                 let suspend = p.verb == Verb::SuspendQueue;
                 let id = match p.queue_id {
                     Some(id) => id,
@@ -112,17 +112,36 @@ impl QueueManager {
                     None if suspend => self.queue_for(&NextHopKey::unreachable(), None).await?,
                     None => return Ok((0, 0)),
                 };
-                let counts = {
+                let (counts, retried) = {
                     let mut st = self.state();
                     if let Some(q) = st.queues.get_mut(&id) {
                         q.suspended = suspend;
+                        // Resume-Queue sets the pace or, without one, ends a controlled release.
+                        if !suspend {
+                            q.release = p.rate.map(Release::new);
+                        }
                     }
-                    queue_counts(&st, id)
+                    // A rate means "the next hop is back": a queue waiting for its retry
+                    // starts now, at that pace.
+                    let retried = match p.verb {
+                        Verb::ResumeQueueAtRate => retry_in(&mut st, id).map(|(row, _)| row),
+                        _ => None,
+                    };
+                    (queue_counts(&st, id), retried)
                 };
                 self.write(Write::Admin(AdminRow::QueueSuspended {
                     id,
                     suspended: suspend,
                 }));
+                if !suspend {
+                    self.write(Write::Admin(AdminRow::QueueReleaseRate {
+                        id,
+                        rate: p.rate.map(|r| r.stored()),
+                    }));
+                }
+                if let Some(row) = retried {
+                    self.write(Write::Queue(row));
+                }
                 self.inner.wake.notify_one();
                 Ok(counts)
             }
@@ -495,6 +514,7 @@ mod tests {
             connections: 0,
             ready: VecDeque::new(),
             pending: HashSet::new(),
+            release: None,
         }
     }
 

@@ -78,6 +78,7 @@ impl QueueManager {
                 message_id: Some(id),
                 ordinals,
                 flag: p.flag,
+                rate: None,
                 batch: vec![],
             };
             match self.message_command(&one).await {
@@ -163,6 +164,7 @@ mod tests {
             message_id: None,
             ordinals: vec![0, 2, 1, 3],
             flag: false,
+            rate: None,
             batch: vec![a, a, b, a],
         };
         assert_eq!(

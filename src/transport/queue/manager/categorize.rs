@@ -1,6 +1,7 @@
 //! Submission: the categorizer and routing file each recipient into a delivery queue.
 
 use super::*;
+use crate::transport::queue::ops::rate::ReleaseRate;
 
 impl QueueManager {
     /// Files a submitted message's recipients into queues (categorizer + routing).
@@ -301,23 +302,27 @@ impl QueueManager {
             Option<String>,
             Option<OffsetDateTime>,
             Option<OffsetDateTime>,
+            Option<i32>,
         );
-        let (id, suspended, last_error, last_retry, next_retry): Row = sqlx::query_as(
-            "INSERT INTO delivery_queue (server, delivery_type, next_hop_domain, connector_id)
+        let (id, suspended, last_error, last_retry, next_retry, release_rate): Row =
+            sqlx::query_as(
+                "INSERT INTO delivery_queue (server, delivery_type, next_hop_domain, connector_id)
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (server, delivery_type, next_hop_domain, connector_id)
              DO UPDATE SET server = EXCLUDED.server
-             RETURNING id, suspended, last_error, last_retry_time, next_retry_time",
-        )
-        .bind(&self.inner.server)
-        .bind(key.delivery_type.name())
-        .bind(&key.next_hop_domain)
-        .bind(key.connector_id)
-        .fetch_one(&self.inner.pool)
-        .await?;
+             RETURNING id, suspended, last_error, last_retry_time, next_retry_time, release_rate",
+            )
+            .bind(&self.inner.server)
+            .bind(key.delivery_type.name())
+            .bind(&key.next_hop_domain)
+            .bind(key.connector_id)
+            .fetch_one(&self.inner.pool)
+            .await?;
         // A queue that was waiting for its next retry when the gateway stopped (or was killed)
         // keeps waiting: Retry with its NextRetryTime, and no connection before then.
         let waiting = next_retry.is_some() && last_error.is_some();
+        // A controlled release in progress when the gateway stopped goes on at its pace.
+        let release_rate = ReleaseRate::from_stored(release_rate);
         let mut st = self.state();
         st.by_key.insert(key.clone(), id);
         st.queues.entry(id).or_insert_with(|| Queue {
@@ -332,6 +337,7 @@ impl QueueManager {
             connections: 0,
             ready: VecDeque::new(),
             pending: HashSet::new(),
+            release: release_rate.map(Release::new),
         });
         Ok(id)
     }

@@ -28,10 +28,16 @@ impl QueueManager {
     /// The next message of `queue_id` for a delivery task, its recipients marked in flight
     /// (what a `Lane` hands its agent).
     pub fn take_job(&self, queue_id: i64) -> Option<Job> {
+        let now = self.now();
         let mut st = self.state();
         let st = &mut *st;
         let q = st.queues.get_mut(&queue_id)?;
         if q.suspended {
+            return None;
+        }
+        // A controlled release: the connection ends here and the scheduler opens the next one
+        // when the bucket has a token again.
+        if q.release.is_some_and(|r| !r.due(now)) {
             return None;
         }
         while let Some(id) = q.ready.pop_front() {
@@ -59,6 +65,9 @@ impl QueueManager {
             }
             if recipients.is_empty() {
                 continue;
+            }
+            if let Some(r) = q.release.as_mut() {
+                r.took(now);
             }
             return Some(Job::new(self.give_back(), &m.meta, recipients));
         }
@@ -185,6 +194,21 @@ pub(super) fn plan_dispatch(
             q.status = status;
             writes.push(Write::Queue(queue_row(*id, q)));
         }
+        if q.release.is_some()
+            && q.ready.is_empty()
+            && q.connections == 0
+            && !holds_any(&st.messages, *id)
+        {
+            // The release is over: the next backlog is the administrator's call again.
+            q.release = None;
+            writes.push(Write::Admin(AdminRow::QueueReleaseRate {
+                id: *id,
+                rate: None,
+            }));
+        }
+        if q.release.is_some_and(|r| !r.due(now)) {
+            continue;
+        }
         if q.suspended || q.ready.is_empty() || q.key.delivery_type == DeliveryType::Unreachable {
             continue;
         }
@@ -199,7 +223,7 @@ pub(super) fn plan_dispatch(
         };
         let cap = if local {
             mailbox_cap
-        } else if q.failures > 0 || q.next_retry.is_some() {
+        } else if q.failures > 0 || q.next_retry.is_some() || q.release.is_some() {
             1
         } else {
             per_domain
@@ -218,6 +242,15 @@ pub(super) fn plan_dispatch(
         }
     }
     (writes, starts)
+}
+
+/// Whether any recipient still waits in (or is being sent from) queue `id`.
+fn holds_any(messages: &HashMap<Uuid, Msg>, id: i64) -> bool {
+    messages.values().any(|m| {
+        m.rcpts
+            .iter()
+            .any(|r| r.queue == Some(id) && !matches!(r.state, RState::Done | RState::Shadow))
+    })
 }
 
 /// No host of `queue_id`'s next hop answered at `now`: the recipients the connection had taken

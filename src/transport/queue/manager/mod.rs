@@ -98,6 +98,8 @@ struct Inner {
     submissions: mpsc::UnboundedSender<Submission>,
     /// Sessions holding back their 250 until their message reaches its next hop.
     acks: ack::AckWaiters,
+    /// The dashboard's per-minute counts (`transport::stats`).
+    stats: crate::transport::stats::Stats,
 }
 
 enum Submission {
@@ -142,6 +144,7 @@ impl QueueManager {
             writes: wtx,
             submissions: stx,
             acks: Default::default(),
+            stats: Default::default(),
         });
         let qm = QueueManager { inner };
         // The queue writer's lock says this gateway runs; commands recorded while it did not
@@ -187,6 +190,25 @@ impl QueueManager {
     /// Hands an accepted (durable) message to the queues.
     pub fn submit(&self, m: Submitted) {
         let _ = self.inner.submissions.send(Submission::New(Box::new(m)));
+    }
+
+    /// The counters the receive path and the outcomes of delivery add to.
+    pub fn stats(&self) -> &crate::transport::stats::Stats {
+        &self.inner.stats
+    }
+
+    /// The queue length the dashboard charts: messages with a recipient still to be delivered
+    /// or reported (Submission, the delivery queues, Unreachable; not Poison, not shadow copies).
+    pub fn queue_length(&self) -> u64 {
+        let st = self.state();
+        st.messages
+            .values()
+            .filter(|m| {
+                m.rcpts
+                    .iter()
+                    .any(|r| !matches!(r.state, RState::Done | RState::Shadow))
+            })
+            .count() as u64
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

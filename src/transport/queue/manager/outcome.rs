@@ -2,6 +2,7 @@
 //! (NDR) and done, deferred ones wait for their retry; a job dropped unreported goes back.
 
 use super::*;
+use crate::transport::stats::Event;
 
 impl QueueManager {
     /// A job was dropped unfinished. After a panic in its delivery the message counts a crash,
@@ -246,6 +247,11 @@ impl QueueManager {
             if recipients.is_empty() {
                 continue;
             }
+            self.inner.stats.count(match status {
+                RecipientStatus::Delivered => Event::Delivered,
+                RecipientStatus::Failed => Event::Failed,
+                _ => Event::Deferred,
+            });
             let local = attempt.ip.is_none();
             let (event_id, source) = match status {
                 RecipientStatus::Delivered if local => ("DELIVER", "STOREDRIVER"),

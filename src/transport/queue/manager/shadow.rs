@@ -466,6 +466,7 @@ impl QueueManager {
                 connections: 0,
                 ready: VecDeque::new(),
                 pending: HashSet::new(),
+                release: None,
             });
             st.primaries.insert(
                 id,

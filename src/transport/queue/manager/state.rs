@@ -1,6 +1,7 @@
 //! The manager's in-memory state: messages, recipients and queues, and their database rows.
 
 use super::*;
+use crate::transport::queue::ops::rate::ReleaseRate;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum RState {
@@ -66,6 +67,32 @@ pub(super) struct Queue {
     pub(super) connections: usize,
     pub(super) ready: VecDeque<Uuid>,
     pub(super) pending: HashSet<Uuid>,
+    /// Resume-Queue -MessagesPerMinute: a controlled release, until the queue empties.
+    pub(super) release: Option<Release>,
+}
+
+/// A token bucket of depth one: a message may be handed to delivery at `next`, and each one
+/// handed moves `next` one interval (a minute / N) on, so a returning next hop sees the backlog
+/// evenly spread and never a burst.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Release {
+    pub(super) rate: ReleaseRate,
+    pub(super) next: Option<OffsetDateTime>,
+}
+
+impl Release {
+    pub(super) fn new(rate: ReleaseRate) -> Release {
+        Release { rate, next: None }
+    }
+
+    pub(super) fn due(&self, now: OffsetDateTime) -> bool {
+        self.next.is_none_or(|t| t <= now)
+    }
+
+    /// One message was handed to delivery at `now`.
+    pub(super) fn took(&mut self, now: OffsetDateTime) {
+        self.next = now.checked_add(self.rate.interval().try_into().unwrap_or_default());
+    }
 }
 
 impl Queue {

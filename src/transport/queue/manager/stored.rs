@@ -16,13 +16,23 @@ async fn apply(tx: &mut PgConnection, p: &Prepared) -> Result<(u32, u32), QueueE
         return apply_batch(tx, p).await;
     }
     match (p.verb, p.queue_id, p.message_id) {
-        (Verb::SuspendQueue | Verb::ResumeQueue, Some(q), _) => {
-            let n = sqlx::query("UPDATE delivery_queue SET suspended = $2 WHERE id = $1")
-                .bind(q)
-                .bind(p.verb == Verb::SuspendQueue)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        (Verb::SuspendQueue | Verb::ResumeQueue | Verb::ResumeQueueAtRate, Some(q), _) => {
+            // Resume-Queue sets the release rate or clears it; Suspend-Queue keeps it for the
+            // Resume that follows. A rate also ends the wait for the next retry, as the running
+            // gateway does.
+            let n = sqlx::query(
+                "UPDATE delivery_queue SET suspended = $2,
+                        release_rate = CASE WHEN $2 THEN release_rate ELSE $3 END,
+                        next_retry_time = CASE WHEN $3 IS NULL THEN next_retry_time END,
+                        status = CASE WHEN $3 IS NULL THEN status ELSE 'Ready' END
+                  WHERE id = $1",
+            )
+            .bind(q)
+            .bind(p.verb == Verb::SuspendQueue)
+            .bind(p.rate.map(|r| r.stored()))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             if n == 0 {
                 return Err(queue_gone());
             }
@@ -42,7 +52,7 @@ async fn apply(tx: &mut PgConnection, p: &Prepared) -> Result<(u32, u32), QueueE
             .await?;
             Ok((0, 0))
         }
-        (Verb::ResumeQueue, None, _) => Ok((0, 0)),
+        (Verb::ResumeQueue | Verb::ResumeQueueAtRate, None, _) => Ok((0, 0)),
         (Verb::RetryQueue, Some(q), _) if p.flag => {
             // Recipients pending removal stay for the manager to finalise; poison messages
             // leave the Poison queue only through Resume-Message.

@@ -56,6 +56,7 @@ fn queue(kind: DeliveryType, route: Option<Route>) -> Queue {
         connections: 0,
         ready: VecDeque::new(),
         pending: HashSet::new(),
+        release: None,
     }
 }
 
@@ -485,6 +486,7 @@ fn manager(
         writes: wtx,
         submissions: stx,
         acks: Default::default(),
+        stats: Default::default(),
     };
     (
         QueueManager {
@@ -663,4 +665,51 @@ fn a_discard_that_beats_the_copy_is_kept_for_it_and_only_for_its_primary() {
     st.messages.remove(&id);
     shadow::note_early_discards(&mut st, &other, &[], t0());
     assert!(st.early_discards.is_empty());
+}
+
+#[test]
+fn a_release_rate_starts_one_connection_per_interval_and_ends_when_the_queue_empties() {
+    let clock = ManualClock::new(t0());
+    let s = server();
+    let c = SendConnector::new("Out", &["*"], "HUB1");
+    let mut st = State::default();
+    let mut q = queue(DeliveryType::SmartHostConnectorDelivery, Some(route(&c)));
+    let rate = crate::transport::queue::ops::rate::ReleaseRate::new(6).unwrap();
+    q.release = Some(Release::new(rate));
+    st.queues.insert(7, q);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let m = message(
+            "a@contoso.test",
+            clock.now(),
+            vec![rcpt(0, "r@fabrikam.test", Some(7), plain(&s))],
+        );
+        ids.push(m.meta.id);
+        st.queues.get_mut(&7).unwrap().push(m.meta.id);
+        st.messages.insert(m.meta.id, m);
+    }
+    let mut written = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let (_, starts) = plan_dispatch(&mut st, &s, clock.now());
+        assert_eq!(starts.len(), 1, "message {n}: one connection at a time");
+        // The agent takes one message (the bucket's token) and its connection ends.
+        let q = st.queues.get_mut(&7).unwrap();
+        q.release.as_mut().unwrap().took(clock.now());
+        q.ready.retain(|m| m != id);
+        q.pending.remove(id);
+        q.connections = 0;
+        st.outbound = 0;
+        st.messages.get_mut(id).unwrap().rcpts[0].state = RState::Done;
+        clock.advance(Duration::from_secs(9));
+        let (writes, starts) = plan_dispatch(&mut st, &s, clock.now());
+        assert!(starts.is_empty(), "message {n}: nothing before 60 s / 6");
+        assert_eq!(st.queues[&7].release.is_none(), n == 2, "message {n}");
+        written.extend(writes);
+        clock.advance(SEC);
+    }
+    // Empty once the last message left: the release is over, and the row says so.
+    assert!(written.iter().any(|w| matches!(
+        w,
+        Write::Admin(AdminRow::QueueReleaseRate { id: 7, rate: None })
+    )));
 }

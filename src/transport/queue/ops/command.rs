@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::rate::ReleaseRate;
 use super::read::{message_entries, queue_row};
 use super::*;
 
@@ -33,6 +34,12 @@ const REPLY_WAIT: Duration = Duration::from_secs(30);
 pub enum QueueCommand {
     SuspendQueue(QueueIdentity),
     ResumeQueue(QueueIdentity),
+    /// Resume-Queue -MessagesPerMinute: resumed (and retried now if in Retry), its messages
+    /// handed to delivery at that pace until the queue empties.
+    ResumeQueueAtRate {
+        id: QueueIdentity,
+        rate: ReleaseRate,
+    },
     /// Retry-Queue; with `resubmit`, its messages go back through categorization and routing.
     RetryQueue {
         id: QueueIdentity,
@@ -51,15 +58,17 @@ pub enum QueueCommand {
 pub enum Verb {
     SuspendQueue,
     ResumeQueue,
+    ResumeQueueAtRate,
     RetryQueue,
     SuspendMessage,
     ResumeMessage,
     RemoveMessage,
 }
 
-const VERBS: [(Verb, &str, &str); 6] = [
+const VERBS: [(Verb, &str, &str); 7] = [
     (Verb::SuspendQueue, "SuspendQueue", "Suspend-Queue"),
     (Verb::ResumeQueue, "ResumeQueue", "Resume-Queue"),
+    (Verb::ResumeQueueAtRate, "ResumeQueueAtRate", "Resume-Queue"),
     (Verb::RetryQueue, "RetryQueue", "Retry-Queue"),
     (Verb::SuspendMessage, "SuspendMessage", "Suspend-Message"),
     (Verb::ResumeMessage, "ResumeMessage", "Resume-Message"),
@@ -83,6 +92,8 @@ impl Verb {
 
 impl QueueCommand {
     /// The command an administrator typed: `identity` as text, read for the local server.
+    /// A rate is not a flag: `Verb::ResumeQueueAtRate` reads as Resume-Queue here, and
+    /// `resume_at_rate` makes it.
     pub fn parse(
         verb: Verb,
         identity: &str,
@@ -93,7 +104,7 @@ impl QueueCommand {
         let message = || MessageIdentity::parse(identity, local_server);
         Ok(match verb {
             Verb::SuspendQueue => QueueCommand::SuspendQueue(queue()?),
-            Verb::ResumeQueue => QueueCommand::ResumeQueue(queue()?),
+            Verb::ResumeQueue | Verb::ResumeQueueAtRate => QueueCommand::ResumeQueue(queue()?),
             Verb::RetryQueue => QueueCommand::RetryQueue {
                 id: queue()?,
                 resubmit: flag,
@@ -111,6 +122,7 @@ impl QueueCommand {
         match self {
             QueueCommand::SuspendQueue(_) => Verb::SuspendQueue,
             QueueCommand::ResumeQueue(_) => Verb::ResumeQueue,
+            QueueCommand::ResumeQueueAtRate { .. } => Verb::ResumeQueueAtRate,
             QueueCommand::RetryQueue { .. } => Verb::RetryQueue,
             QueueCommand::SuspendMessage(_) => Verb::SuspendMessage,
             QueueCommand::ResumeMessage(_) => Verb::ResumeMessage,
@@ -136,6 +148,8 @@ pub struct Prepared {
     pub ordinals: Vec<i32>,
     /// Retry-Queue -Resubmit, Remove-Message -WithNDR.
     pub flag: bool,
+    /// Resume-Queue -MessagesPerMinute.
+    pub rate: Option<ReleaseRate>,
     /// A filtered message action, run as one command: the messages it acts on (for
     /// Remove-Message one entry per recipient, parallel to `ordinals`). Empty for a one-message
     /// command, which names its message in `message_id`.
@@ -147,6 +161,11 @@ impl Prepared {
     pub fn description(&self) -> String {
         match self.verb {
             Verb::RetryQueue if self.flag => format!("Retry-Queue -Resubmit {}", self.identity),
+            Verb::ResumeQueueAtRate => format!(
+                "Resume-Queue {} -MessagesPerMinute {}",
+                self.identity,
+                self.rate.map_or(0, ReleaseRate::get)
+            ),
             Verb::RemoveMessage => format!(
                 "Remove-Message {} {}",
                 self.identity,
@@ -250,8 +269,16 @@ pub async fn prepare(conn: &mut PgConnection, cmd: &QueueCommand) -> Result<Prep
     match cmd {
         QueueCommand::SuspendQueue(id)
         | QueueCommand::ResumeQueue(id)
+        | QueueCommand::ResumeQueueAtRate { id, .. }
         | QueueCommand::RetryQueue { id, .. } => {
             let row = actionable_queue(conn, id, verb.cmdlet()).await?;
+            let rate = match cmd {
+                QueueCommand::ResumeQueueAtRate { rate, .. } => {
+                    super::rate::paced_queue(conn, id, row.as_ref()).await?;
+                    Some(*rate)
+                }
+                _ => None,
+            };
             let flag = matches!(cmd, QueueCommand::RetryQueue { resubmit: true, .. });
             // Exchange retries only a queue in Retry status; the gateway checks again when it
             // runs the command.
@@ -275,6 +302,7 @@ pub async fn prepare(conn: &mut PgConnection, cmd: &QueueCommand) -> Result<Prep
                 message_id: None,
                 ordinals: vec![],
                 flag,
+                rate,
                 batch: vec![],
             })
         }
@@ -313,6 +341,7 @@ fn message_prepared(
         message_id: entries.first().map(|e| e.id),
         ordinals,
         flag: with_ndr,
+        rate: None,
         batch: vec![],
     }
 }
@@ -410,8 +439,8 @@ pub async fn submit(pool: &PgPool, p: &Prepared) -> Result<CommandReply, QueueEr
 async fn record(pool: &PgPool, p: &Prepared) -> Result<i64, QueueError> {
     let mut tx = pool.begin().await?;
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO queue_command (server, verb, identity, queue_id, message_id, ordinals, flag, message_ids)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        "INSERT INTO queue_command (server, verb, identity, queue_id, message_id, ordinals, flag, message_ids, rate)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
     )
     .bind(&p.server)
     .bind(p.verb.as_str())
@@ -421,6 +450,7 @@ async fn record(pool: &PgPool, p: &Prepared) -> Result<i64, QueueError> {
     .bind(&p.ordinals)
     .bind(p.flag)
     .bind(&p.batch)
+    .bind(p.rate.map(ReleaseRate::stored))
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query("SELECT pg_notify($1, $2)")
@@ -521,16 +551,17 @@ pub async fn next_pending(
         Vec<i32>,
         bool,
         Vec<Uuid>,
+        Option<i32>,
     );
     let row: Option<Row> = sqlx::query_as(
-        "SELECT id, server, verb, identity, queue_id, message_id, ordinals, flag, message_ids FROM queue_command
+        "SELECT id, server, verb, identity, queue_id, message_id, ordinals, flag, message_ids, rate FROM queue_command
           WHERE lower(server) = lower($1) AND done_at IS NULL ORDER BY id LIMIT 1",
     )
     .bind(server)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(row.and_then(
-        |(id, server, verb, identity, queue_id, message_id, ordinals, flag, batch)| {
+        |(id, server, verb, identity, queue_id, message_id, ordinals, flag, batch, rate)| {
             Some(Recorded {
                 id,
                 command: Prepared {
@@ -541,6 +572,7 @@ pub async fn next_pending(
                     message_id,
                     ordinals,
                     flag,
+                    rate: ReleaseRate::from_stored(rate),
                     batch,
                 },
             })
@@ -632,6 +664,7 @@ mod tests {
             message_id: None,
             ordinals: vec![],
             flag,
+            rate: None,
             batch: vec![],
         };
         let cases = [

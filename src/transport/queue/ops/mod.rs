@@ -16,9 +16,12 @@ use super::{QueueStatus, RecipientStatus};
 pub mod command;
 pub mod filter;
 pub mod notify;
+pub mod outage;
 pub mod page;
 pub mod pushdown;
+pub mod rate;
 pub mod read;
+pub mod totals;
 
 pub use command::{Applied, CommandReply, QueueCommand, execute, prepare};
 pub use page::{DEFAULT_RESULT_SIZE, Page, SortKey, parse_sort_order};
@@ -66,6 +69,10 @@ pub enum QueueError {
         "-SortOrder can't sort on '{property}'. Specify +Property or -Property with one of: {valid}."
     )]
     BadSortOrder { property: String, valid: String },
+    #[error(
+        "-MessagesPerMinute must be a whole number from 1 to 10000 (messages handed to delivery per minute); \"{0}\" isn't."
+    )]
+    BadReleaseRate(String),
     /// The queue manager could not apply a command (its reason, as it gave it).
     #[error("{0}")]
     Failed(String),
@@ -211,6 +218,8 @@ pub struct QueueInfo {
     pub last_error: Option<String>,
     pub last_retry_time: Option<OffsetDateTime>,
     pub next_retry_time: Option<OffsetDateTime>,
+    /// Resume-Queue -MessagesPerMinute: the pace of a controlled release, until the queue empties.
+    pub messages_per_minute: Option<rate::ReleaseRate>,
 }
 
 /// Get-Message's Status. Active is not tracked in the database, so a message being sent shows

@@ -26,10 +26,11 @@ pub(crate) struct QueueRow {
     pub(crate) last_retry_time: Option<OffsetDateTime>,
     pub(crate) next_retry_time: Option<OffsetDateTime>,
     pub(crate) message_count: i64,
+    pub(crate) release_rate: Option<i32>,
 }
 
 const QUEUE_SELECT: &str = "SELECT q.id, q.server, q.delivery_type, q.next_hop_domain, q.connector_id, q.suspended,
-        q.status, q.last_error, q.last_retry_time, q.next_retry_time,
+        q.status, q.last_error, q.last_retry_time, q.next_retry_time, q.release_rate,
         (SELECT count(DISTINCT r.message_id) FROM message_recipient r JOIN message m ON m.id = r.message_id
           WHERE r.queue_id = q.id AND r.status NOT IN ('Delivered', 'Failed') AND NOT m.poison) AS message_count
    FROM delivery_queue q";
@@ -59,6 +60,7 @@ impl QueueRow {
             last_error: self.last_error,
             last_retry_time: self.last_retry_time,
             next_retry_time: self.next_retry_time,
+            messages_per_minute: super::rate::ReleaseRate::from_stored(self.release_rate),
         }
     }
 }
@@ -107,6 +109,7 @@ fn empty_unreachable(server: &str) -> QueueInfo {
         last_error: None,
         last_retry_time: None,
         next_retry_time: None,
+        messages_per_minute: None,
     }
 }
 
@@ -149,6 +152,7 @@ async fn virtual_queue(
         last_error: None,
         last_retry_time: None,
         next_retry_time: None,
+        messages_per_minute: None,
     })
 }
 
