@@ -111,11 +111,7 @@ async fn a_primary_back_with_its_own_database_delivers_and_org1_sends_nothing_tw
     .await;
     org2.spawn().await;
     last.restart();
-    sh(
-        &org2,
-        "Get-Queue -Filter {Status -eq 'Retry'} | Retry-Queue",
-    )
-    .await;
+    retry_now(&org2).await;
     let twice = all_delivered(&org1, &last, &[&org1, &org2]).await;
     assert_eq!(twice, 0, "duplicates: {:?}", final_subjects(&last));
     assert!(

@@ -122,11 +122,7 @@ async fn the_articles_three_attempts() {
         "org2 holds it for the final server"
     );
     last.restart();
-    sh(
-        &org2,
-        "Get-Queue -Filter {Status -eq 'Retry'} | Retry-Queue",
-    )
-    .await;
+    retry_now(&org2).await;
     until(
         60,
         "attempt 3 delivered by org2",

@@ -26,6 +26,21 @@ pub async fn sh(gw: &Gateway, line: &str) -> String {
         .unwrap_or_else(|e| panic!("{}: {line}: {e}", gw.setup.fqdn))
 }
 
+/// Retries the node's queues in Retry now. A queue may leave Retry by itself between the
+/// listing and the command (its retry time came): that refusal is fine, the queue is trying.
+pub async fn retry_now(gw: &Gateway) {
+    let line = "Get-Queue -Filter {Status -eq 'Retry'} | Retry-Queue";
+    let result = Shell::new(gw.pool().clone(), &gw.setup.fqdn)
+        .with_data_dir(gw.data_dir())
+        .run_line(line)
+        .await;
+    if let Err(e) = result
+        && !e.to_string().contains("isn't in Retry status")
+    {
+        panic!("{}: {line}: {e}", gw.setup.fqdn);
+    }
+}
+
 /// The node's SMTP Send or Receive protocol logs, all files in order.
 pub fn protocol_log(data_dir: &Path, kind: &str) -> String {
     let dir = data_dir.join("logs/ProtocolLog").join(kind);
