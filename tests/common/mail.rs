@@ -81,6 +81,23 @@ pub fn send(gw: &Gateway, to: &[&str], subject: &str) {
     assert!(ok, "swaks failed: {out}");
 }
 
+/// Sends one message from SENDER to `to` (one or more addresses, comma-separated) through the
+/// listener at `smtp`; panics unless it was accepted.
+pub fn send_to(smtp: SocketAddr, to: &str, subject: &str) {
+    let server = smtp.to_string();
+    let (ok, out) = swaks(&[
+        "--server",
+        &server,
+        "--from",
+        SENDER,
+        "--to",
+        to,
+        "--header",
+        &format!("Subject: {subject}"),
+    ]);
+    assert!(ok, "swaks failed: {out}");
+}
+
 /// Waits up to `secs` seconds for `f` (polled every 100 ms).
 pub async fn within<F, Fut>(secs: u64, what: &str, f: F)
 where
