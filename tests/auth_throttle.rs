@@ -33,20 +33,6 @@ async fn auth_setup() -> Setup {
     setup
 }
 
-/// Every line of the receive protocol log so far.
-fn receive_log(gw: &Gateway) -> String {
-    let dir = gw.data_dir().join("logs/ProtocolLog/SmtpReceive");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return String::new();
-    };
-    let mut names: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    names.sort();
-    names
-        .iter()
-        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
-        .collect()
-}
-
 /// Waits until `n` sessions have ended in the protocol log.
 async fn sessions_logged(gw: &Gateway, n: usize) -> String {
     let mut log = String::new();

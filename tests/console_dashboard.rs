@@ -14,21 +14,6 @@ use hubgate::shell::Shell;
 const UP: &str = "127.0.0.81";
 const DASHBOARD: &str = "/server/hub/HUB1/dashboard";
 
-fn send_to(smtp: std::net::SocketAddr, to: &str, subject: &str) {
-    let server = smtp.to_string();
-    let (ok, out) = swaks(&[
-        "--server",
-        &server,
-        "--from",
-        SENDER,
-        "--to",
-        to,
-        "--header",
-        &format!("Subject: {subject}"),
-    ]);
-    assert!(ok, "swaks failed: {out}");
-}
-
 /// The text of the element with `id` in `html` (a cell: no markup inside).
 fn cell(html: &str, id: &str) -> Option<String> {
     let key = format!("id=\"{id}\">");

@@ -28,21 +28,6 @@ async fn primary_queue(pool: &sqlx::PgPool) -> Option<QueueState> {
     .unwrap()
 }
 
-fn send_to(smtp: std::net::SocketAddr, to: &str, subject: &str) {
-    let server = smtp.to_string();
-    let (ok, out) = swaks(&[
-        "--server",
-        &server,
-        "--from",
-        SENDER,
-        "--to",
-        to,
-        "--header",
-        &format!("Subject: {subject}"),
-    ]);
-    assert!(ok, "swaks failed: {out}");
-}
-
 /// Waits (bounded) until the view, reloaded by the form's redirect, shows `want` in a cell.
 async fn cell_becomes(b: &Browser, class: &str, want: &str) {
     let css = format!("tbody.outage td.{class}");

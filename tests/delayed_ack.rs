@@ -69,19 +69,6 @@ fn epoch_now() -> f64 {
         .as_secs_f64()
 }
 
-fn receive_log(gw: &Gateway) -> String {
-    let dir = gw.data_dir().join("logs/ProtocolLog/SmtpReceive");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return String::new();
-    };
-    let mut names: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    names.sort();
-    names
-        .iter()
-        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
-        .collect()
-}
-
 /// The protocol log's DelayedAck lines, once `n` of them are written.
 async fn delayed_ack_lines(gw: &Gateway, n: usize) -> Vec<String> {
     let mut lines = Vec::new();
@@ -261,16 +248,6 @@ async fn a_client_that_leaves_during_the_wait_still_has_its_message_delivered() 
         gw.message_count().await == 0
     })
     .await;
-}
-
-/// The value Format-List shows for one property.
-fn shown(out: &str, property: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(property))
-        .and_then(|rest| rest.trim_start().strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {property} in {out:?}"))
-        .trim()
-        .to_string()
 }
 
 async fn delay(sh: &mut Shell, identity: &str) -> String {

@@ -8,30 +8,10 @@ mod common;
 use common::mail::*;
 use common::peers::{Sink, SinkOptions};
 use common::*;
-use hubgate::shell::Shell;
 
 const PRIMARY: &str = "127.0.0.94";
 const HELD: usize = 12;
 const RATE: usize = 12;
-
-async fn run(gw: &Gateway, line: &str) -> String {
-    Shell::new(gw.pool().clone(), FQDN)
-        .with_data_dir(gw.data_dir())
-        .run_line(line)
-        .await
-        .unwrap_or_else(|e| panic!("{line}: {e}"))
-}
-
-async fn fails(gw: &Gateway, line: &str) -> String {
-    match Shell::new(gw.pool().clone(), FQDN)
-        .with_data_dir(gw.data_dir())
-        .run_line(line)
-        .await
-    {
-        Ok(out) => panic!("{line} should fail, printed: {out}"),
-        Err(e) => e.to_string(),
-    }
-}
 
 /// One line through the binary, as an administrator types it.
 async fn shell_c(gw: &Gateway, line: &str) -> String {

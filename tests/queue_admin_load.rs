@@ -12,21 +12,9 @@ use std::time::Duration;
 use common::mail::*;
 use common::peers::{Sink, SinkOptions};
 use common::*;
-use hubgate::shell::Shell;
 
 /// This file's next hops listen on 127.0.0.19x, on this port.
 const PEER_PORT: u16 = 2525;
-
-fn shell(gw: &Gateway) -> Shell {
-    Shell::new(gw.pool().clone(), FQDN).with_data_dir(gw.data_dir())
-}
-
-async fn run(gw: &Gateway, line: &str) -> String {
-    shell(gw)
-        .run_line(line)
-        .await
-        .unwrap_or_else(|e| panic!("{line}: {e}"))
-}
 
 /// Sends `n` one-recipient messages (`m<first + i>@load.example`) over raw SMTP connections of
 /// ten messages each.

@@ -7,31 +7,11 @@ mod common;
 use common::mail::*;
 use common::peers::Sink;
 use common::*;
-use hubgate::shell::Shell;
 
 const DOWN: &str = "127.0.0.71";
 const OTHER: &str = "127.0.0.72";
 const UP: &str = "127.0.0.73";
 const SPAMMER: &str = "spammer@spam.example";
-
-async fn run(gw: &Gateway, line: &str) -> String {
-    Shell::new(gw.pool().clone(), FQDN)
-        .with_data_dir(gw.data_dir())
-        .run_line(line)
-        .await
-        .unwrap_or_else(|e| panic!("{line}: {e}"))
-}
-
-async fn fails(gw: &Gateway, line: &str) -> String {
-    match Shell::new(gw.pool().clone(), FQDN)
-        .with_data_dir(gw.data_dir())
-        .run_line(line)
-        .await
-    {
-        Ok(out) => panic!("{line} should fail, printed: {out}"),
-        Err(e) => e.to_string(),
-    }
-}
 
 fn send_from(gw: &Gateway, from: &str, to: &str, subject: &str) {
     let server = gw.smtp().to_string();

@@ -7,18 +7,6 @@ mod common;
 use common::mail::*;
 use common::peers::{Sink, SinkOptions};
 use common::*;
-use hubgate::shell::Shell;
-
-fn shell(gw: &Gateway) -> Shell {
-    Shell::new(gw.pool().clone(), FQDN).with_data_dir(gw.data_dir())
-}
-
-async fn run(gw: &Gateway, line: &str) -> String {
-    shell(gw)
-        .run_line(line)
-        .await
-        .unwrap_or_else(|e| panic!("{line}: {e}"))
-}
 
 async fn queue_id(gw: &Gateway, next_hop: &str) -> i64 {
     let (id,): (i64,) = sqlx::query_as("SELECT id FROM delivery_queue WHERE next_hop_domain = $1")

@@ -11,23 +11,11 @@ use base64::engine::general_purpose::STANDARD;
 use common::mail::*;
 use common::peers::{Sink, SinkOptions};
 use common::*;
-use hubgate::shell::Shell;
 use uuid::Uuid;
 
 /// The receive connector org1's gateway reaches: secured outside SMTP, so its sessions are
 /// Externally Secured Servers from connect time, and Exchange's Accept-XShadow granted to them.
 const FROM_ORG1: &str = "HUB1\\From Org1";
-
-fn shell(gw: &Gateway) -> Shell {
-    Shell::new(gw.pool().clone(), FQDN).with_data_dir(gw.data_dir())
-}
-
-async fn run(gw: &Gateway, line: &str) -> String {
-    shell(gw)
-        .run_line(line)
-        .await
-        .unwrap_or_else(|e| panic!("{line}: {e}"))
-}
 
 /// A gateway with the "From Org1" connector (ExternalAuthoritative, ExchangeServers, protocol
 /// log on, no tarpit, no limit on protocol errors, no delayed acknowledgement: held mail would

@@ -12,16 +12,7 @@ use base64::Engine;
 use common::mail::*;
 use common::pair::tracking_has;
 use common::*;
-use hubgate::shell::Shell;
 use primary::{PRIMARY_NAME, Primary};
-
-async fn run(gw: &Gateway, line: &str) -> String {
-    Shell::new(gw.pool().clone(), FQDN)
-        .with_data_dir(gw.data_dir())
-        .run_line(line)
-        .await
-        .unwrap_or_else(|e| panic!("{line}: {e}"))
-}
 
 /// A connector to org2.test through `hosts` (one port), whose anonymous sessions may shadow
 /// (attempt 3 of the seed, with the right given to the identity the session really has).

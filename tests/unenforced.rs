@@ -15,16 +15,6 @@ async fn run(sh: &mut Shell, line: &str) -> String {
         .unwrap_or_else(|e| panic!("{line}: {e}"))
 }
 
-/// The value Format-List shows for one property.
-fn shown(out: &str, property: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(property))
-        .and_then(|rest| rest.trim_start().strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {property} in {out:?}"))
-        .trim()
-        .to_string()
-}
-
 fn warning(param: &str) -> String {
     format!("WARNING: {param} is saved but not enforced: ")
 }

@@ -22,6 +22,27 @@ pub async fn configure(setup: &Setup, lines: &[&str]) {
     }
 }
 
+/// The shell on a running gateway, with its data directory (for the log cmdlets).
+pub fn shell(gw: &Gateway) -> Shell {
+    Shell::new(gw.pool().clone(), FQDN).with_data_dir(gw.data_dir())
+}
+
+/// One shell line that must succeed; its output.
+pub async fn run(gw: &Gateway, line: &str) -> String {
+    shell(gw)
+        .run_line(line)
+        .await
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// One shell line that must fail; its error text.
+pub async fn fails(gw: &Gateway, line: &str) -> String {
+    match shell(gw).run_line(line).await {
+        Ok(out) => panic!("{line} should fail, printed: {out}"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// A fresh gateway whose anonymous senders may relay (as on a partner-facing gateway), with a
 /// mailbox for the test sender.
 pub async fn setup() -> Setup {
@@ -56,6 +77,23 @@ pub fn send(gw: &Gateway, to: &[&str], subject: &str) {
         &format!("Subject: {subject}"),
         "--body",
         "hello from the route tests",
+    ]);
+    assert!(ok, "swaks failed: {out}");
+}
+
+/// Sends one message from SENDER to `to` (one or more addresses, comma-separated) through the
+/// listener at `smtp`; panics unless it was accepted.
+pub fn send_to(smtp: SocketAddr, to: &str, subject: &str) {
+    let server = smtp.to_string();
+    let (ok, out) = swaks(&[
+        "--server",
+        &server,
+        "--from",
+        SENDER,
+        "--to",
+        to,
+        "--header",
+        &format!("Subject: {subject}"),
     ]);
     assert!(ok, "swaks failed: {out}");
 }

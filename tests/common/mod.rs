@@ -558,3 +558,27 @@ pub fn private_ca(names: &[&str]) -> (String, Vec<(String, String)>) {
         .collect();
     (ca_cert.pem(), leaves)
 }
+
+/// Every line of the receive protocol log so far, oldest file first.
+pub fn receive_log(gw: &Gateway) -> String {
+    let dir = gw.data_dir().join("logs/ProtocolLog/SmtpReceive");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return String::new();
+    };
+    let mut names: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+        .collect()
+}
+
+/// The value Format-List shows for one property.
+pub fn shown(out: &str, property: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(property))
+        .and_then(|rest| rest.trim_start().strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {property} in {out:?}"))
+        .trim()
+        .to_string()
+}
