@@ -160,7 +160,8 @@ async fn the_shadow_queue_holds_the_copy_until_the_primary_discards_it() {
         gw.message_count().await == 0
     })
     .await;
-    assert!(!body_exists(&gw, id), "the body file is gone");
+    // The body goes right after the row's delete commits.
+    within(10, "the body file gone", || async { !body_exists(&gw, id) }).await;
     let queues = run(&gw, "Get-Queue").await;
     assert!(
         !queues
