@@ -13,25 +13,6 @@ const PRIMARY: &str = "127.0.0.94";
 const HELD: usize = 12;
 const RATE: usize = 12;
 
-/// One line through the binary, as an administrator types it.
-async fn shell_c(gw: &Gateway, line: &str) -> String {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"));
-    cmd.args(["shell", "-c", line])
-        .env("DATABASE_URL", &gw.setup.db_url)
-        .env("HUBGATE_DATA_DIR", gw.data_dir())
-        .env("HUBGATE_SERVER_NAME", FQDN)
-        .env("HUBGATE_LOG", "warn")
-        .stdin(std::process::Stdio::null());
-    let line = line.to_string();
-    let (status, out, err) = tokio::task::spawn_blocking(move || {
-        run_to_exit(&mut cmd, &format!("hubgate shell -c {line:?} hung"))
-    })
-    .await
-    .unwrap();
-    assert!(status.success(), "{err}");
-    out
-}
-
 fn field(out: &str, name: &str) -> String {
     out.lines()
         .find_map(|l| {

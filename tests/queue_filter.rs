@@ -28,25 +28,6 @@ fn send_from(gw: &Gateway, from: &str, to: &str, subject: &str) {
     assert!(ok, "swaks failed: {out}");
 }
 
-/// One line through the binary, as an administrator types it: `hubgate shell -c '…'`.
-async fn shell_c(gw: &Gateway, line: &str) -> String {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"));
-    cmd.args(["shell", "-c", line])
-        .env("DATABASE_URL", &gw.setup.db_url)
-        .env("HUBGATE_DATA_DIR", gw.data_dir())
-        .env("HUBGATE_SERVER_NAME", FQDN)
-        .env("HUBGATE_LOG", "warn")
-        .stdin(std::process::Stdio::null());
-    let line = line.to_string();
-    let (status, out, err) = tokio::task::spawn_blocking(move || {
-        run_to_exit(&mut cmd, &format!("hubgate shell -c {line:?} hung"))
-    })
-    .await
-    .unwrap();
-    assert!(status.success(), "{err}");
-    out
-}
-
 /// The Get-Queue table row of the queue to a next hop.
 async fn queue_row(gw: &Gateway, next_hop: &str) -> String {
     run(gw, "Get-Queue")

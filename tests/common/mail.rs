@@ -137,3 +137,22 @@ pub fn mailbox(data_dir: &Path, address: &str) -> Vec<String> {
         .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
         .collect()
 }
+
+/// One line through the binary, as an administrator types it: `hubgate shell -c '…'`.
+pub async fn shell_c(gw: &Gateway, line: &str) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"));
+    cmd.args(["shell", "-c", line])
+        .env("DATABASE_URL", &gw.setup.db_url)
+        .env("HUBGATE_DATA_DIR", gw.data_dir())
+        .env("HUBGATE_SERVER_NAME", &gw.setup.fqdn)
+        .env("HUBGATE_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    let line = line.to_string();
+    let (status, out, err) = tokio::task::spawn_blocking(move || {
+        run_to_exit(&mut cmd, &format!("hubgate shell -c {line:?} hung"))
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{err}");
+    out
+}

@@ -276,7 +276,7 @@ fn temporary_failure() -> Reply {
 }
 
 /// `0.00:01:05.250`: Exchange's span form, with milliseconds since the first delays are short.
-fn span_text(d: Duration) -> String {
+pub(super) fn span_text(d: Duration) -> String {
     let s = d.as_secs();
     format!(
         "{}.{:02}:{:02}:{:02}.{:03}",

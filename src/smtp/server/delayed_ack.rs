@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::auth::span_text;
 use super::session::Session;
 use crate::transport::queue::manager::AckWaiter;
 
@@ -76,7 +77,7 @@ impl Session {
             }
         };
         drop(waiter);
-        let waited = ack_delay_text(started.elapsed());
+        let waited = span_text(started.elapsed());
         let context = match ended {
             Ended::Delivered => "Delivered",
             Ended::Expired => "Expired",
@@ -99,32 +100,16 @@ impl Session {
     }
 }
 
-/// `d.hh:mm:ss.fff`, as Exchange writes the delayed acknowledgement: `0.00:00:25.639`.
-fn ack_delay_text(d: Duration) -> String {
-    let s = d.as_secs();
-    format!(
-        "{}.{:02}:{:02}:{:02}.{:03}",
-        s / 86400,
-        (s / 3600) % 24,
-        (s / 60) % 60,
-        s % 60,
-        d.subsec_millis()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_delay_is_written_as_exchange_writes_it() {
+        assert_eq!(span_text(Duration::from_millis(25_639)), "0.00:00:25.639");
+        assert_eq!(span_text(Duration::ZERO), "0.00:00:00.000");
         assert_eq!(
-            ack_delay_text(Duration::from_millis(25_639)),
-            "0.00:00:25.639"
-        );
-        assert_eq!(ack_delay_text(Duration::ZERO), "0.00:00:00.000");
-        assert_eq!(
-            ack_delay_text(Duration::from_millis(90_061_005)),
+            span_text(Duration::from_millis(90_061_005)),
             "1.01:01:01.005"
         );
     }
