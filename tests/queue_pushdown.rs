@@ -127,3 +127,93 @@ async fn pushed_down_filters_keep_exactly_what_the_filter_keeps() {
         .len();
     assert_eq!(n, subjects.len(), "a NULL subject is '' to -like");
 }
+
+/// The Queue Viewer's pages without a filter are cut in SQL (count, OFFSET, LIMIT): every window
+/// must hold exactly what the in-memory listing holds there, in every order, with the same
+/// total; and a server-wide listing where one message sits in two queues (two entries) still
+/// pages by entries.
+#[tokio::test]
+async fn sql_windows_hold_what_the_full_listing_holds() {
+    use hubgate::transport::queue::ops::filter::{filtered_page, matching};
+    use hubgate::transport::queue::ops::page::parse_sort_order;
+
+    let setup = Setup::new().await;
+    for i in 0..23 {
+        let from = format!("s{:02}@example.org", (i * 7) % 23);
+        accept(
+            &setup,
+            &from,
+            Some(&format!("m{}", i % 5)),
+            50 + (i * 13) % 40,
+        )
+        .await;
+    }
+    let server = SERVER;
+    let identities = |v: &[hubgate::transport::queue::ops::MessageInfo]| {
+        v.iter().map(|m| m.identity.to_string()).collect::<Vec<_>>()
+    };
+    let check = |scope: String| {
+        let pool = setup.pool.clone();
+        async move {
+            let scope = scope.as_str();
+            for sort in [
+                vec![],
+                vec!["-Size".to_string()],
+                vec!["+FromAddress".into(), "-Subject".into()],
+            ] {
+                let order = parse_sort_order(&sort).unwrap();
+                let filter = || {
+                    if scope.is_empty() {
+                        MessageFilter::All
+                    } else {
+                        MessageFilter::Queue(scope)
+                    }
+                };
+                let all = matching(&pool, server, filter(), None, order.clone())
+                    .await
+                    .unwrap();
+                for (offset, size) in [(0, 5), (5, 5), (20, 5), (22, 50), (23, 5), (400, 5), (0, 0)]
+                {
+                    let (page, total) =
+                        filtered_page(&pool, server, filter(), None, order.clone(), offset, size)
+                            .await
+                            .unwrap();
+                    assert_eq!(total, all.len(), "{scope} {sort:?}");
+                    let want: Vec<_> = all.iter().skip(offset).take(size).cloned().collect();
+                    assert_eq!(
+                        identities(&page),
+                        identities(&want),
+                        "{scope} {sort:?} {offset}+{size}"
+                    );
+                }
+            }
+        }
+    };
+    check(String::new()).await;
+    check(format!("{server}\\Submission")).await;
+
+    // One message with a second recipient in a delivery queue: two entries server-wide.
+    let (queue,): (i64,) = sqlx::query_as(
+        "INSERT INTO delivery_queue (server, delivery_type, next_hop_domain)
+         VALUES ($1, 'SmartHostConnectorDelivery', '127.0.0.9') RETURNING id",
+    )
+    .bind(server)
+    .fetch_one(&setup.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO message_recipient (message_id, ordinal, address, disposition, queue_id)
+         SELECT id, 1, 'second@fabrikam.example', 'Relay', $1 FROM message
+          ORDER BY internal_id OFFSET 3 LIMIT 1",
+    )
+    .bind(queue)
+    .execute(&setup.pool)
+    .await
+    .unwrap();
+    let all = matching(&setup.pool, server, MessageFilter::All, None, vec![])
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 24, "the message counts once per queue");
+    check(String::new()).await;
+    check(format!("{server}\\{queue}")).await;
+}

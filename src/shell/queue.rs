@@ -527,6 +527,7 @@ fn message_page(b: &Bound, cmdlet: &str) -> Result<ops::Page, ShellError> {
         bookmark,
         include_bookmark,
         prefilter: None,
+        offset: 0,
     })
 }
 

@@ -169,8 +169,8 @@ pub async fn filter_messages<'c>(
 /// One page of a listing the Queue Viewer shows: the entries of `scope` that `f` (if any)
 /// keeps, in `order`, `size` of them from `offset`, with how many match in all (the total the
 /// viewer shows and "all N matching" acts on).
-pub async fn filtered_page<'c>(
-    db: impl Acquire<'c, Database = Postgres>,
+pub async fn filtered_page(
+    db: &sqlx::PgPool,
     server: &str,
     scope: MessageFilter<'_>,
     f: Option<&Filter>,
@@ -178,6 +178,14 @@ pub async fn filtered_page<'c>(
     offset: usize,
     size: usize,
 ) -> Result<(Vec<MessageInfo>, usize), QueueError> {
+    let mut conn = db.acquire().await?;
+    if f.is_none()
+        && let Some(window) =
+            super::window::window(&mut conn, server, scope, order.clone(), offset, size).await?
+    {
+        return Ok(window);
+    }
+    drop(conn);
     let all = matching(db, server, scope, f, order).await?;
     let total = all.len();
     let page = all.into_iter().skip(offset).take(size).collect();

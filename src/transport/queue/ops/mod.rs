@@ -21,7 +21,9 @@ pub mod page;
 pub mod pushdown;
 pub mod rate;
 pub mod read;
+mod scope;
 pub mod totals;
+mod window;
 
 pub use command::{Applied, CommandReply, QueueCommand, execute, prepare};
 pub use page::{DEFAULT_RESULT_SIZE, Page, SortKey, parse_sort_order};

@@ -116,6 +116,8 @@ pub struct Page {
     pub include_bookmark: bool,
     /// What of a -Filter the query can test itself (the exact filter runs on what it reads).
     pub prefilter: Option<super::pushdown::Prefilter>,
+    /// Skip this many messages first (the console's page number; the shell pages by bookmark).
+    pub offset: u32,
 }
 
 /// The SQL pieces of a page: the ORDER BY list, the keyset condition and its parameters.

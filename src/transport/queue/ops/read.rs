@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::page::Value as PageValue;
+use super::scope::{Scope, queue_scope};
 use super::*;
 use crate::org::{AcceptedDomain, SendConnector, TransportServer};
 use crate::transport::queue::{QueueStatus, RecipientStatus, Spool};
@@ -254,17 +255,6 @@ struct AttemptRow {
     tls_version: Option<String>,
 }
 
-/// Which recipients an entry query selects, beyond "not final".
-enum Scope {
-    Server(String),
-    /// A delivery_queue row.
-    QueueRow(i64),
-    Submission(String),
-    Poison(String),
-    /// Messages of a server by internal id: one, or a filtered action's targets.
-    Messages(String, Vec<i64>),
-}
-
 /// The message entries in scope, one per (message, queue), in message order. `details` adds the
 /// attempt history and the expiration time, which only listings need.
 async fn entries(
@@ -279,31 +269,13 @@ async fn entries(
 
 /// `entries`, one page of them: the entries of at most `page.limit` messages, in the page's
 /// order, and whether more messages follow.
-async fn entries_page(
+pub(super) async fn entries_page(
     conn: &mut PgConnection,
     scope: &Scope,
     details: bool,
     page: &Page,
 ) -> Result<(Vec<MessageInfo>, bool), QueueError> {
-    let (cond, server, numbers) = match scope {
-        Scope::Server(s) => ("lower(m.server) = lower($1)", Some(s.as_str()), vec![]),
-        Scope::QueueRow(n) => ("r.queue_id = ANY($2) AND NOT m.poison", None, vec![*n]),
-        Scope::Submission(s) => (
-            "lower(m.server) = lower($1) AND r.queue_id IS NULL AND NOT m.poison",
-            Some(s.as_str()),
-            vec![],
-        ),
-        Scope::Poison(s) => (
-            "lower(m.server) = lower($1) AND m.poison",
-            Some(s.as_str()),
-            vec![],
-        ),
-        Scope::Messages(s, ids) => (
-            "lower(m.server) = lower($1) AND m.internal_id = ANY($2)",
-            Some(s.as_str()),
-            ids.clone(),
-        ),
-    };
+    let (cond, server, numbers) = scope.condition();
     let paged = page.sql(4);
     let (cond, pre_values) = match &page.prefilter {
         Some(pre) => {
@@ -314,7 +286,7 @@ async fn entries_page(
     };
     // The page is chosen among messages (one more than asked, to tell whether more exist), so a
     // message is never split across pages; its rows then come in the page's order.
-    let (page_cte, in_page) = if page.limit.is_some() || paged.after.is_some() {
+    let (page_cte, in_page) = if page.limit.is_some() || paged.after.is_some() || page.offset > 0 {
         (
             format!(
                 "WITH page AS (
@@ -323,9 +295,10 @@ async fn entries_page(
                                    WHERE r.message_id = m.id AND r.status NOT IN {FINAL} AND {cond})
                       AND {after}
                     ORDER BY {order}
-                    LIMIT $3)",
+                    LIMIT $3 OFFSET {offset})",
                 after = paged.after.as_deref().unwrap_or("true"),
                 order = paged.order_by,
+                offset = page.offset,
             ),
             " AND m.id IN (SELECT id FROM page)",
         )
@@ -634,18 +607,10 @@ pub async fn list_messages_page<'c>(
     let local = resolve_server(&mut conn, server).await?;
     match filter {
         MessageFilter::All => entries_page(&mut conn, &Scope::Server(local), true, page).await,
-        MessageFilter::Queue(q) => {
-            let id = QueueIdentity::parse(q, &local)?;
-            let queue = find_queue(&mut conn, &id).await?;
-            let scope = match (id.queue, queue_row(&mut conn, &id).await?) {
-                (_, Some(row)) => Scope::QueueRow(row.id),
-                (QueueName::Poison, None) => Scope::Poison(queue.identity.server),
-                (QueueName::Submission, None) => Scope::Submission(queue.identity.server),
-                // Unreachable without a row holds nothing yet.
-                _ => return Ok((vec![], false)),
-            };
-            entries_page(&mut conn, &scope, true, page).await
-        }
+        MessageFilter::Queue(q) => match queue_scope(&mut conn, &local, q).await? {
+            Some(scope) => entries_page(&mut conn, &scope, true, page).await,
+            None => Ok((vec![], false)),
+        },
         MessageFilter::Message(m) => {
             let id = MessageIdentity::parse(m, &local)?;
             Ok((message_entries(&mut conn, &id, true).await?, false))

@@ -1,0 +1,82 @@
+//! One window of an unfiltered listing for the Queue Viewer (a page number and size, with the
+//! total), counted and cut in SQL, so that a page of a 100,000-message backlog costs its own
+//! size: the rows outside the window are never read or built.
+
+use sqlx::PgConnection;
+
+use super::page::{Page, SortKey};
+use super::read::entries_page;
+use super::scope::{Scope, queue_scope};
+use super::{FINAL, MessageFilter, MessageIdentity, MessageInfo, QueueError, resolve_server};
+
+/// The entries of `scope` from `offset`, `size` of them in `order`, and how many there are in
+/// all. None when SQL cannot cut the window by entries: a server-wide listing where some message
+/// has recipients in several queues (one message, several entries), which the caller lists in
+/// full instead.
+pub(super) async fn window(
+    conn: &mut PgConnection,
+    server: &str,
+    filter: MessageFilter<'_>,
+    order: Vec<(SortKey, bool)>,
+    offset: usize,
+    size: usize,
+) -> Result<Option<(Vec<MessageInfo>, usize)>, QueueError> {
+    let local = resolve_server(conn, server).await?;
+    let scope = match filter {
+        MessageFilter::All => Scope::Server(local),
+        MessageFilter::Queue(q) => match queue_scope(conn, &local, q).await? {
+            Some(scope) => scope,
+            None => return Ok(Some((vec![], 0))),
+        },
+        MessageFilter::Message(m) => {
+            let id = MessageIdentity::parse(m, &local)?;
+            Scope::Messages(id.server, vec![id.internal_id])
+        }
+    };
+    let (messages, entries) = count(conn, &scope).await?;
+    if messages != entries {
+        return Ok(None);
+    }
+    // Past the end is an empty page, not an error; beyond u32 nothing is left anyway.
+    let (Ok(offset), Ok(limit)) = (u32::try_from(offset), u32::try_from(size)) else {
+        return Ok(Some((vec![], entries)));
+    };
+    if offset as usize >= entries || limit == 0 {
+        return Ok(Some((vec![], entries)));
+    }
+    let page = Page {
+        limit: Some(limit),
+        order,
+        offset,
+        ..Page::default()
+    };
+    let (rows, _) = entries_page(conn, &scope, true, &page).await?;
+    Ok(Some((rows, entries)))
+}
+
+/// Messages and entries (a message in one queue; poison ones in the Poison queue) in scope.
+async fn count(conn: &mut PgConnection, scope: &Scope) -> Result<(usize, usize), QueueError> {
+    let (cond, server, numbers) = scope.condition();
+    let sql = if scope.spans_queues() {
+        format!(
+            "SELECT count(DISTINCT m.id),
+                    count(DISTINCT (m.id, CASE WHEN m.poison THEN -1 ELSE coalesce(r.queue_id, 0) END))
+               FROM message m JOIN message_recipient r ON r.message_id = m.id
+              WHERE r.status NOT IN {FINAL} AND {cond}"
+        )
+    } else {
+        // One queue: every message is one entry.
+        format!(
+            "SELECT count(DISTINCT m.id), count(DISTINCT m.id)
+               FROM message m JOIN message_recipient r ON r.message_id = m.id
+              WHERE r.status NOT IN {FINAL} AND {cond}"
+        )
+    };
+    let (messages, entries): (i64, i64) = sqlx::query_as(&sql)
+        .bind(server)
+        .bind(numbers)
+        .fetch_one(&mut *conn)
+        .await?;
+    let n = |v: i64| usize::try_from(v).unwrap_or(0);
+    Ok((n(messages), n(entries)))
+}
