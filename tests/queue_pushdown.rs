@@ -214,6 +214,37 @@ async fn sql_windows_hold_what_the_full_listing_holds() {
         .await
         .unwrap();
     assert_eq!(all.len(), 24, "the message counts once per queue");
+
+    // A page carries its messages' attempts, filtered or not (a filtered action never needs them).
+    sqlx::query(
+        "INSERT INTO delivery_attempt (message_id, ordinal, next_hop, reply)
+         SELECT id, 1, '127.0.0.9', '421 4.4.1 refused' FROM message
+          ORDER BY internal_id OFFSET 3 LIMIT 1",
+    )
+    .execute(&setup.pool)
+    .await
+    .unwrap();
+    let in_queue = format!("{server}\\{queue}");
+    let size = Filter::parse("Size -ge 0").unwrap();
+    for f in [None, Some(&size)] {
+        let (page, _) = filtered_page(
+            &setup.pool,
+            server,
+            MessageFilter::Queue(&in_queue),
+            f,
+            vec![],
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+        let replies: Vec<_> = page[0].recipients[0]
+            .attempts
+            .iter()
+            .map(|a| a.reply.as_str())
+            .collect();
+        assert_eq!(replies, ["421 4.4.1 refused"], "filter {f:?}");
+    }
     check(String::new()).await;
     check(format!("{server}\\{queue}")).await;
 }

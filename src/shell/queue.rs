@@ -528,6 +528,7 @@ fn message_page(b: &Bound, cmdlet: &str) -> Result<ops::Page, ShellError> {
         include_bookmark,
         prefilter: None,
         offset: 0,
+        skip_attempts: false,
     })
 }
 

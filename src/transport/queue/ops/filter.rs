@@ -188,11 +188,13 @@ pub async fn filtered_page(
     drop(conn);
     let all = matching(db, server, scope, f, order).await?;
     let total = all.len();
-    let page = all.into_iter().skip(offset).take(size).collect();
+    let mut page: Vec<MessageInfo> = all.into_iter().skip(offset).take(size).collect();
+    super::read::attach_attempts(&mut *db.acquire().await?, &mut page).await?;
     Ok((page, total))
 }
 
-/// Every entry of `scope` that `f` keeps, in `order`: what a filtered action acts on.
+/// Every entry of `scope` that `f` keeps, in `order`: what a filtered action acts on. Without
+/// the attempt history, which no filter reads.
 pub async fn matching<'c>(
     db: impl Acquire<'c, Database = Postgres>,
     server: &str,
@@ -203,6 +205,7 @@ pub async fn matching<'c>(
     let page = Page {
         order,
         prefilter: f.and_then(Prefilter::of_message_filter),
+        skip_attempts: true,
         ..Page::default()
     };
     let rows = list_messages_page(db, server, scope, &page).await?.0;

@@ -118,6 +118,9 @@ pub struct Page {
     pub prefilter: Option<super::pushdown::Prefilter>,
     /// Skip this many messages first (the console's page number; the shell pages by bookmark).
     pub offset: u32,
+    /// Leave each recipient's attempt history out (what a filtered action or a long listing that
+    /// is cut afterwards never shows).
+    pub skip_attempts: bool,
 }
 
 /// The SQL pieces of a page: the ORDER BY list, the keyset condition and its parameters.

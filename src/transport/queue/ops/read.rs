@@ -356,25 +356,9 @@ pub(super) async fn entries_page(
     let mut attempts: HashMap<(Uuid, i32), Vec<AttemptInfo>> = HashMap::new();
     let mut org = None;
     if details {
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let history: Vec<AttemptRow> = sqlx::query_as(
-            "SELECT message_id, ordinal, attempted_at, next_hop, remote_ip, reply, tls_version
-               FROM delivery_attempt WHERE message_id = ANY($1) ORDER BY attempted_at, id",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
-        for a in history {
-            attempts
-                .entry((a.message_id, a.ordinal))
-                .or_default()
-                .push(AttemptInfo {
-                    time: a.attempted_at,
-                    next_hop: a.next_hop,
-                    remote_ip: a.remote_ip,
-                    reply: a.reply,
-                    tls_version: a.tls_version,
-                });
+        if !page.skip_attempts {
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+            attempts = load_attempts(conn, &ids).await?;
         }
         org = Some((
             TransportServer::load_all(conn).await?,
@@ -460,6 +444,50 @@ pub(super) async fn entries_page(
         }
     }
     Ok((out, more))
+}
+
+/// The delivery attempts of these messages, per (message, recipient ordinal), oldest first.
+async fn load_attempts(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<(Uuid, i32), Vec<AttemptInfo>>, QueueError> {
+    let history: Vec<AttemptRow> = sqlx::query_as(
+        "SELECT message_id, ordinal, attempted_at, next_hop, remote_ip, reply, tls_version
+           FROM delivery_attempt WHERE message_id = ANY($1) ORDER BY attempted_at, id",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut attempts: HashMap<(Uuid, i32), Vec<AttemptInfo>> = HashMap::new();
+    for a in history {
+        attempts
+            .entry((a.message_id, a.ordinal))
+            .or_default()
+            .push(AttemptInfo {
+                time: a.attempted_at,
+                next_hop: a.next_hop,
+                remote_ip: a.remote_ip,
+                reply: a.reply,
+                tls_version: a.tls_version,
+            });
+    }
+    Ok(attempts)
+}
+
+/// Adds the attempt history to entries listed with `Page::skip_attempts` (a page cut from a
+/// long filtered listing reads the history of its own messages only).
+pub(super) async fn attach_attempts(
+    conn: &mut PgConnection,
+    entries: &mut [MessageInfo],
+) -> Result<(), QueueError> {
+    let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
+    let mut attempts = load_attempts(conn, &ids).await?;
+    for e in entries.iter_mut() {
+        for r in &mut e.recipients {
+            r.attempts = attempts.remove(&(e.id, r.ordinal)).unwrap_or_default();
+        }
+    }
+    Ok(())
 }
 
 /// The entry's status, retry count and last error, from its recipients.
