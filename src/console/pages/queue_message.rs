@@ -285,11 +285,12 @@ async fn tracking_events(
                     source: e.source,
                     recipients: e.recipients.join("; "),
                     recipient_status: e.recipient_status.join("; "),
-                    server: [e.server_hostname, e.server_ip]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join(" "),
+                    // A smart host named by its address would show it twice.
+                    server: match (e.server_hostname, e.server_ip) {
+                        (Some(h), Some(ip)) if h != ip => format!("{h} {ip}"),
+                        (Some(h), _) => h,
+                        (None, ip) => ip.unwrap_or_default(),
+                    },
                     sender: e.sender,
                     subject: e.message_subject.unwrap_or_default(),
                 })
