@@ -2,7 +2,11 @@
 //! the view shows its queue in Retry with the error, the counts, the oldest message's age and
 //! the delay DSN and expiry times its accepted domain's overrides give; Suspend holds it; a bad
 //! rate is refused with its reason and changes nothing; "Resume at N messages per minute" once
-//! the primary is back releases the backlog at that pace. Screenshot `outage-view`.
+//! the primary is back releases the backlog at that pace. A message held for the primary and for
+//! a second next hop that stays down then shows, in its properties opened from the Queue Viewer,
+//! the primary's recipient Delivered with the refused attempt before the 250, and its tracking
+//! events DEFER before SEND. Forged posts to Suspend and Resume change nothing. Screenshots
+//! `outage-view` and `queue-viewer-properties-after-release`.
 
 mod common;
 
@@ -11,8 +15,11 @@ use common::console::*;
 use common::mail::*;
 use common::peers::{Sink, SinkOptions};
 use common::*;
+use fantoccini::Locator;
 
 const PRIMARY: &str = "127.0.0.96";
+/// A second next hop where nothing listens for the whole test.
+const SECOND: &str = "127.0.0.97";
 
 type QueueState = (i64, String, bool, Option<i32>, i64);
 
@@ -21,16 +28,50 @@ async fn primary_queue(pool: &sqlx::PgPool) -> Option<QueueState> {
         "SELECT q.id, q.status, q.suspended, q.release_rate,
                 (SELECT count(*) FROM message_recipient r
                   WHERE r.queue_id = q.id AND r.status NOT IN ('Delivered', 'Failed'))
-           FROM delivery_queue q WHERE q.delivery_type = 'SmartHostConnectorDelivery'",
+           FROM delivery_queue q WHERE q.next_hop_domain = $1",
     )
+    .bind(PRIMARY)
     .fetch_optional(pool)
     .await
     .unwrap()
 }
 
+/// The second hop's queue id once it holds its one recipient in Retry.
+async fn second_queue(pool: &sqlx::PgPool) -> Option<i64> {
+    sqlx::query_as::<_, (i64,)>(
+        "SELECT q.id FROM delivery_queue q
+          WHERE q.next_hop_domain = $1 AND q.status = 'Retry'
+            AND (SELECT count(*) FROM message_recipient r
+                  WHERE r.queue_id = q.id AND r.status = 'Retry') = 1",
+    )
+    .bind(SECOND)
+    .fetch_optional(pool)
+    .await
+    .unwrap()
+    .map(|(id,)| id)
+}
+
+/// The outage view's rows of one queue (`HUB1\<id>`, the backslash escaped for CSS).
+fn outage_row(id: i64) -> String {
+    format!("tbody.outage[data-identity='{SERVER}\\\\{id}']")
+}
+
+/// The cells' texts of each row `css` matches.
+async fn rows(b: &Browser, css: &str) -> Vec<Vec<String>> {
+    let mut out = vec![];
+    for row in b.client.find_all(Locator::Css(css)).await.unwrap() {
+        let mut cells = vec![];
+        for cell in row.find_all(Locator::Css("td")).await.unwrap() {
+            cells.push(cell.text().await.unwrap());
+        }
+        out.push(cells);
+    }
+    out
+}
+
 /// Waits (bounded) until the view, reloaded by the form's redirect, shows `want` in a cell.
-async fn cell_becomes(b: &Browser, class: &str, want: &str) {
-    let css = format!("tbody.outage td.{class}");
+async fn cell_becomes(b: &Browser, row: &str, class: &str, want: &str) {
+    let css = format!("{row} td.{class}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let got = b.text(&css).await;
@@ -59,14 +100,21 @@ async fn the_outage_view_shows_the_failing_next_hop_and_releases_it_at_a_rate() 
             &format!(
                 "New-SendConnector -Name Primary -AddressSpaces 'primary.example' -DNSRoutingEnabled $false -SmartHosts '{PRIMARY}' -Port {port}"
             ),
+            "New-AcceptedDomain Second -DomainName second.example -DomainType ExternalRelay",
+            &format!(
+                "New-SendConnector -Name Second -AddressSpaces 'second.example' -DNSRoutingEnabled $false -SmartHosts '{SECOND}' -Port {}",
+                peer_port()
+            ),
         ],
     )
     .await;
     let console = Console::start(s, &[]).await;
     let pool = console.setup.pool.clone();
     let smtp = console.setup.smtp();
-    send_to(smtp, "a@primary.example,b@primary.example", "held 0");
-    for i in 1..4 {
+    // Four messages, five recipients at the primary; the first also for the second hop.
+    send_to(smtp, "a@primary.example,z@second.example", "held 0");
+    send_to(smtp, "b@primary.example,u1@primary.example", "held 1");
+    for i in 2..4 {
         send_to(smtp, &format!("u{i}@primary.example"), &format!("held {i}"));
     }
     within(
@@ -79,7 +127,13 @@ async fn the_outage_view_shows_the_failing_next_hop_and_releases_it_at_a_rate() 
         },
     )
     .await;
+    within(60, "the second hop's queue in Retry", || async {
+        second_queue(&pool).await.is_some()
+    })
+    .await;
+    let second = second_queue(&pool).await.unwrap();
     let (id, ..) = primary_queue(&pool).await.unwrap();
+    let row = outage_row(id);
     let (last_error,): (String,) =
         sqlx::query_as("SELECT last_error FROM delivery_queue WHERE id = $1")
             .bind(id)
@@ -114,10 +168,11 @@ async fn the_outage_view_shows_the_failing_next_hop_and_releases_it_at_a_rate() 
     b.click("#tool-outage").await;
     b.wait_for_path("the outage view", |p| p == "/toolbox/outage")
         .await;
-    b.wait_for("table#outages tbody.outage").await;
+    b.wait_for(&row).await;
+    b.wait_for(&outage_row(second)).await;
     let cell = |c: &'static str| {
-        let b = &b;
-        async move { b.text(&format!("tbody.outage td.{c}")).await }
+        let (b, row) = (&b, &row);
+        async move { b.text(&format!("{row} td.{c}")).await }
     };
     assert_eq!(cell("next-hop").await, PRIMARY);
     assert_eq!(cell("status").await, "Retry");
@@ -149,19 +204,47 @@ async fn the_outage_view_shows_the_failing_next_hop_and_releases_it_at_a_rate() 
     b.screenshot("outage-view").await;
 
     // Suspend from the view.
-    b.click("tbody.outage form.suspend button").await;
+    b.click(&format!("{row} form.suspend button")).await;
     within(30, "the queue suspended", || async {
         primary_queue(&pool).await.unwrap().2
     })
     .await;
     b.wait_for_path("back at the view", |p| p == "/toolbox/outage")
         .await;
-    cell_becomes(&b, "status", "Suspended").await;
+    cell_becomes(&b, &row, "status", "Suspended").await;
+
+    // Forged posts to Resume (at a rate, or plainly): no token or a wrong one, nothing resumed.
+    let identity = format!("{SERVER}\\{id}");
+    for token in [None, Some("not-the-token")] {
+        for rate in [Some("12"), None] {
+            let mut form = vec![("identity", identity.as_str())];
+            form.extend(rate.map(|r| ("rate", r)));
+            form.extend(token.map(|t| ("csrf", t)));
+            let r = c
+                .post_form(
+                    "/toolbox/outage/resume",
+                    &[
+                        ("Cookie", &cookie),
+                        ("Origin", &c.origin()),
+                        ("Sec-Fetch-Site", "same-origin"),
+                    ],
+                    &form,
+                )
+                .await;
+            assert_eq!(r.status, 403, "{token:?} {rate:?}: {}", r.body);
+        }
+    }
+    let (_, _, suspended, rate, _) = primary_queue(&pool).await.unwrap();
+    assert_eq!(
+        (suspended, rate),
+        (true, None),
+        "a forged post resumed the queue"
+    );
 
     // A bad rate: the reason on the page, nothing changed.
-    b.fill("tbody.outage form.resume-at-rate input[name=rate]", "0")
+    b.fill(&format!("{row} form.resume-at-rate input[name=rate]"), "0")
         .await;
-    b.click("tbody.outage form.resume-at-rate button").await;
+    b.click(&format!("{row} form.resume-at-rate button")).await;
     let e = b.text("#outage-error").await;
     assert!(
         e.contains("-MessagesPerMinute must be a whole number from 1 to 10000"),
@@ -172,13 +255,13 @@ async fn the_outage_view_shows_the_failing_next_hop_and_releases_it_at_a_rate() 
 
     // The primary is back: resume at 12 a minute (one message every 5 s).
     primary.restart();
-    b.fill("tbody.outage form.resume-at-rate input[name=rate]", "12")
+    b.fill(&format!("{row} form.resume-at-rate input[name=rate]"), "12")
         .await;
-    b.click("tbody.outage form.resume-at-rate button").await;
+    b.click(&format!("{row} form.resume-at-rate button")).await;
     b.wait_for_path("back at the view", |p| p == "/toolbox/outage")
         .await;
     // The release shows while it runs (4 messages at one every 5 s).
-    cell_becomes(&b, "rate", "12 per minute").await;
+    cell_becomes(&b, &row, "rate", "12 per minute").await;
     within(30, "the release rate on the queue", || async {
         primary_queue(&pool).await.unwrap().3 == Some(12)
     })
@@ -202,7 +285,98 @@ async fn the_outage_view_shows_the_failing_next_hop_and_releases_it_at_a_rate() 
             .is_some_and(|(_, _, _, rate, n)| rate.is_none() && n == 0)
     })
     .await;
+    // The primary's row is gone; the second hop, still down, stays in the view.
     b.goto("/toolbox/outage").await;
-    b.wait_for("#no-outage").await;
+    b.wait_for(&outage_row(second)).await;
+    assert!(
+        b.client
+            .find_all(Locator::Css(&row))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the primary still shown as failing"
+    );
+
+    // The message held for both, from the Queue Viewer as an administrator finds it: the second
+    // hop's queue, View Messages, the message.
+    b.goto("/toolbox").await;
+    b.click("#tool-queue-viewer").await;
+    b.wait_for_path("the Queues tab", |p| p == "/toolbox/queue-viewer")
+        .await;
+    b.click(&format!("#queues a[href$='selected={SERVER}%5C{second}']"))
+        .await;
+    b.click("aside.actions a[href^='/toolbox/queue-viewer/messages']")
+        .await;
+    b.wait_for_path("View Messages", |p| {
+        p.starts_with("/toolbox/queue-viewer/messages")
+    })
+    .await;
+    b.click("#messages td.name a").await;
+    b.wait_for("#message-properties").await;
+    let envelope = b.text("#envelope").await;
+    assert!(envelope.contains("held 0"), "{envelope}");
+    assert!(envelope.contains("Expiration Time"), "{envelope}");
+    let pending = b.text("table.recipients").await;
+    assert!(
+        pending.contains("z@second.example") && pending.contains("Retry"),
+        "{pending}"
+    );
+
+    // The primary's recipient: Delivered, the refused attempt strictly before the 250.
+    let finished = rows(&b, "#finished-recipients tr.finished").await;
+    assert_eq!(finished.len(), 1, "{finished:?}");
+    assert_eq!(
+        finished[0][..2],
+        ["a@primary.example", "Delivered"],
+        "{finished:?}"
+    );
+    let attempts = rows(&b, "#finished-recipients table.attempts tbody tr").await;
+    let (last, failed) = attempts.split_last().expect("attempts shown");
+    assert!(
+        !failed.is_empty(),
+        "no failed attempt before the success: {attempts:?}"
+    );
+    for a in failed {
+        assert!(a[3].contains("4.2.1 Unable to connect"), "{attempts:?}");
+        assert_eq!(a[1], PRIMARY, "{attempts:?}");
+    }
+    assert!(last[3].starts_with("250"), "{attempts:?}");
+    assert_eq!(last[2], PRIMARY, "{attempts:?}");
+    // Times as the viewer writes them (UTC, to the second) sort as text.
+    for w in attempts.windows(2) {
+        assert!(w[0][0] <= w[1][0], "attempts out of order: {attempts:?}");
+    }
+    assert!(failed.last().unwrap()[0] < last[0], "{attempts:?}");
+
+    // Its tracking events, in order: DEFER for the primary's recipient before its SEND.
+    let events = rows(&b, "#tracking-events tbody tr").await;
+    let of = |id: &str| {
+        events
+            .iter()
+            .position(|e| e[1] == id && e[3].contains("a@primary.example"))
+            .unwrap_or_else(|| panic!("no {id} for a@primary.example: {events:?}"))
+    };
+    let (defer, send) = (of("DEFER"), of("SEND"));
+    assert!(defer < send, "{events:?}");
+    assert!(events[send][4].starts_with("250"), "{events:?}");
+    assert!(events[defer][4].contains("4.2.1"), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e[1] == "DEFER" && e[3].contains("z@second.example")),
+        "{events:?}"
+    );
+    for w in events.windows(2) {
+        assert!(w[0][0] <= w[1][0], "events out of order: {events:?}");
+    }
+    // The attempts and the events in view together.
+    b.client
+        .execute(
+            "document.getElementById('finished-recipients').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.screenshot("queue-viewer-properties-after-release").await;
     b.close().await;
 }

@@ -102,6 +102,20 @@ async fn held_queue(pool: &sqlx::PgPool, down: &str, n: i64) -> String {
     }
 }
 
+/// What any queue or message action would change.
+async fn state(pool: &sqlx::PgPool) -> (i64, i64, i64, i64, i64, Option<String>) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM message), (SELECT count(*) FROM message WHERE suspended),
+                (SELECT count(*) FROM message_recipient WHERE remove_with_ndr IS NOT NULL),
+                (SELECT count(*) FROM queue_command), (SELECT count(*) FROM delivery_attempt),
+                (SELECT string_agg(format('%s %s %s %s', id, status, suspended, next_retry_time), '; '
+                                   ORDER BY id) FROM delivery_queue)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
     let (n,): (i64,) = sqlx::query_as(sql).fetch_one(pool).await.unwrap();
     n
@@ -324,6 +338,38 @@ async fn held_mail_in_the_queue_viewer_and_a_senders_messages_removed_without_nd
     // The sender hears of the delay after DelayNotificationTimeout (4 hours by default).
     assert!(b.text("td.delay-dsn").await.ends_with("UTC"));
     b.screenshot("queue-viewer-properties").await;
+
+    // The hostile subject and sender in the properties, tracking events included, as text.
+    let properties = |column: &str, value: &str| {
+        let (b, pool, queue) = (&b, &setup.pool, &queue);
+        let sql = format!("SELECT internal_id FROM message WHERE {column} = $1");
+        let value = value.to_string();
+        async move {
+            let (internal,): (i64,) = sqlx::query_as(&sql)
+                .bind(&value)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            b.goto(&format!(
+                "/toolbox/queue-viewer/message?id={}%5C{internal}",
+                queue.replace('\\', "%5C")
+            ))
+            .await;
+            b.wait_for("#tracking-events td.event").await;
+        }
+    };
+    properties("subject", HOSTILE_SUBJECT).await;
+    let subjects = b.text("#tracking-events td.subject").await;
+    assert_eq!(subjects, HOSTILE_SUBJECT, "the tracking event's subject");
+    let html = b.source().await;
+    assert!(html.contains("&lt;script&gt;alert"), "subject not shown");
+    assert!(!html.contains("<script>alert"), "subject became markup");
+    properties("from_address", HOSTILE_FROM).await;
+    let sender = b.text("#tracking-events td.sender").await;
+    assert!(sender.contains("<img src=x onerror=alert(1)>"), "{sender}");
+    let html = b.source().await;
+    assert!(html.contains("&lt;img src=x"), "sender not shown");
+    assert!(!html.contains("<img src=x"), "sender became markup");
     b.close().await;
 }
 
@@ -425,18 +471,37 @@ async fn pages_totals_csrf_refusals_and_export() {
     let csrf = page.hidden("csrf").expect("the page's token");
     let action = format!("/toolbox/queue-viewer/messages/action?queue={q}");
 
-    // Without the token: refused before anything runs.
-    let r = c
-        .post_form(
-            &action,
-            &own,
-            &[("scope", "all"), ("do", "remove-without-ndr")],
-        )
-        .await;
-    assert_eq!(r.status, 403, "{}", r.body);
+    // Without the token, or with another: every action refused before anything runs.
+    let before = state(&setup.pool).await;
+    for token in [None, Some("not-the-token")] {
+        for verb in [
+            "suspend",
+            "resume",
+            "retry",
+            "resubmit",
+            "remove-with-ndr",
+            "remove-without-ndr",
+        ] {
+            let forged = format!("/toolbox/queue-viewer/queue-action?queue={q}&do={verb}");
+            let form: Vec<(&str, &str)> = token.map(|t| ("csrf", t)).into_iter().collect();
+            let r = c.post_form(&forged, &own, &form).await;
+            assert_eq!(r.status, 403, "queue {verb} {token:?}: {}", r.body);
+        }
+        for verb in ["suspend", "resume", "remove-with-ndr", "remove-without-ndr"] {
+            for scope in [("scope", "all"), ("id", message.as_str())] {
+                let mut form = vec![("do", verb), scope];
+                form.extend(token.map(|t| ("csrf", t)));
+                let r = c.post_form(&action, &own, &form).await;
+                assert_eq!(r.status, 403, "messages {verb} {token:?}: {}", r.body);
+            }
+        }
+    }
+    assert_eq!(
+        state(&setup.pool).await,
+        before,
+        "a forged post changed the queue"
+    );
     let queue_action = format!("/toolbox/queue-viewer/queue-action?queue={q}&do=suspend");
-    let r = c.post_form(&queue_action, &own, &[]).await;
-    assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(
         count(&setup.pool, "SELECT count(*) FROM message").await,
         120

@@ -91,17 +91,58 @@ impl QueueManager {
             .iter()
             .map(|j| (j.message, j.recipients.iter().map(|r| r.ordinal).collect()))
             .collect();
-        let writes = fail_connection(
-            &mut self.state(),
-            queue_id,
-            &taken,
-            &org.server,
-            &f.reply,
-            &f.attempt,
-            now,
-        );
+        let (writes, deferred) = {
+            let mut st = self.state();
+            let writes = fail_connection(
+                &mut st,
+                queue_id,
+                &taken,
+                &org.server,
+                &f.reply,
+                &f.attempt,
+                now,
+            );
+            let deferred = if self.inner.tracking.is_enabled() {
+                deferred_messages(&st, &writes)
+            } else {
+                Vec::new()
+            };
+            (writes, deferred)
+        };
         for w in writes {
             self.write(w);
+        }
+        self.track_deferred(&deferred, &f.reply.one_line(), &f.attempt);
+    }
+
+    /// A DEFER line for each message whose recipients wait again after a connection failure, as
+    /// after a 4xx reply: the tracking log then shows why a message was late before its SEND.
+    fn track_deferred(&self, deferred: &[Deferred], text: &str, attempt: &Attempt) {
+        for d in deferred {
+            let recipients: Vec<&str> = d.recipients.iter().map(String::as_str).collect();
+            let statuses = vec![text; recipients.len()];
+            self.inner.tracking.record(&TrackingEvent {
+                event_id: "DEFER",
+                source: "SMTP",
+                client_ip: None,
+                client_hostname: Some(&self.inner.fqdn),
+                server_ip: attempt.ip,
+                server_hostname: attempt.host.as_deref(),
+                source_context: None,
+                connector_id: None,
+                internal_message_id: d.internal_id,
+                message_id: d.message_id.as_deref(),
+                recipients: &recipients,
+                recipient_status: &statuses,
+                total_bytes: d.size,
+                related_recipient_address: None,
+                reference: None,
+                subject: d.subject.as_deref(),
+                sender: &d.from,
+                return_path: &d.from,
+                message_info: None,
+                directionality: None,
+            });
         }
     }
 
@@ -251,6 +292,47 @@ fn holds_any(messages: &HashMap<Uuid, Msg>, id: i64) -> bool {
             .iter()
             .any(|r| r.queue == Some(id) && !matches!(r.state, RState::Done | RState::Shadow))
     })
+}
+
+/// A message some of whose recipients a failed connection left waiting, for its DEFER line.
+pub(super) struct Deferred {
+    internal_id: i64,
+    message_id: Option<String>,
+    subject: Option<String>,
+    from: String,
+    size: u64,
+    recipients: Vec<String>,
+}
+
+/// The messages and recipients `fail_connection`'s attempt rows name, in their order; taken
+/// under the state lock so that the log is written after it is released.
+fn deferred_messages(st: &State, writes: &[Write]) -> Vec<Deferred> {
+    let mut out: Vec<(Uuid, Deferred)> = Vec::new();
+    for w in writes {
+        let Write::Attempt(a) = w else { continue };
+        let Some(m) = st.messages.get(&a.message) else {
+            continue;
+        };
+        let Some(r) = m.rcpts.iter().find(|r| r.ordinal == a.ordinal) else {
+            continue;
+        };
+        let address = r.route_address.clone().unwrap_or(r.address.clone());
+        match out.last_mut() {
+            Some((id, d)) if *id == a.message => d.recipients.push(address),
+            _ => out.push((
+                a.message,
+                Deferred {
+                    internal_id: m.meta.internal_id,
+                    message_id: m.meta.internet_message_id.clone(),
+                    subject: m.meta.subject.clone(),
+                    from: m.meta.from.clone(),
+                    size: m.meta.size,
+                    recipients: vec![address],
+                },
+            )),
+        }
+    }
+    out.into_iter().map(|(_, d)| d).collect()
 }
 
 /// No host of `queue_id`'s next hop answered at `now`: the recipients the connection had taken

@@ -15,6 +15,7 @@ use super::{QueueStatus, RecipientStatus};
 
 pub mod command;
 pub mod filter;
+pub mod finished;
 pub mod notify;
 pub mod outage;
 pub mod page;
