@@ -122,26 +122,14 @@ impl QueueManager {
             let recipients: Vec<&str> = d.recipients.iter().map(String::as_str).collect();
             let statuses = vec![text; recipients.len()];
             self.inner.tracking.record(&TrackingEvent {
-                event_id: "DEFER",
-                source: "SMTP",
-                client_ip: None,
-                client_hostname: Some(&self.inner.fqdn),
-                server_ip: attempt.ip,
-                server_hostname: attempt.host.as_deref(),
-                source_context: None,
-                connector_id: None,
-                internal_message_id: d.internal_id,
                 message_id: d.message_id.as_deref(),
                 recipients: &recipients,
                 recipient_status: &statuses,
                 total_bytes: d.size,
-                related_recipient_address: None,
-                reference: None,
                 subject: d.subject.as_deref(),
                 sender: &d.from,
                 return_path: &d.from,
-                message_info: None,
-                directionality: None,
+                ..self.hop_event("DEFER", "SMTP", attempt, d.internal_id)
             });
         }
     }

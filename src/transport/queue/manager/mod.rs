@@ -264,6 +264,23 @@ impl QueueManager {
         }
     }
 
+    /// An event of a delivery attempt to a next hop (SEND, DEFER, FAIL, DELIVER): this server
+    /// as the client, the next hop as the server.
+    fn hop_event<'a>(
+        &'a self,
+        event_id: &'a str,
+        source: &'a str,
+        attempt: &'a Attempt,
+        internal_id: i64,
+    ) -> TrackingEvent<'a> {
+        TrackingEvent {
+            client_hostname: Some(&self.inner.fqdn),
+            server_ip: attempt.ip,
+            server_hostname: attempt.host.as_deref(),
+            ..self.own_event(event_id, source, internal_id)
+        }
+    }
+
     pub fn org(&self) -> Arc<Org> {
         self.inner.org.borrow().clone()
     }

@@ -260,26 +260,14 @@ impl QueueManager {
                 _ => ("DEFER", "SMTP"),
             };
             tracking.record(&TrackingEvent {
-                event_id,
-                source,
-                client_ip: None,
-                client_hostname: Some(&self.inner.fqdn),
-                server_ip: attempt.ip,
-                server_hostname: attempt.host.as_deref(),
-                source_context: None,
-                connector_id: None,
-                internal_message_id: job.internal_id,
                 message_id: job.internet_message_id.as_deref(),
                 recipients: &recipients,
                 recipient_status: &statuses,
                 total_bytes: job.size,
-                related_recipient_address: None,
-                reference: None,
                 subject: job.subject.as_deref(),
                 sender: &job.from,
                 return_path: &job.from,
-                message_info: None,
-                directionality: None,
+                ..self.hop_event(event_id, source, attempt, job.internal_id)
             });
         }
         job.guard.disarm();

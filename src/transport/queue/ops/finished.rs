@@ -10,7 +10,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::*;
-use crate::transport::queue::RecipientStatus;
 
 /// A recipient whose life in the queue is over, with the queue that delivered (or failed) it.
 #[derive(Clone, Debug)]
@@ -106,12 +105,7 @@ pub async fn finished_recipients(
                 next_hop_domain: r.next_hop_domain,
                 recipient: RecipientInfo {
                     ordinal: r.ordinal,
-                    status: RecipientStatus::parse(&r.status).ok_or_else(|| {
-                        QueueError::Failed(format!(
-                            "message_recipient holds an unknown status \"{}\"",
-                            r.status
-                        ))
-                    })?,
+                    status: super::read::stored_status(&r.status)?,
                     address: r.address,
                     route_address: r.route_address,
                     retry_count: r.retry_count,

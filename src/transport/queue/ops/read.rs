@@ -383,12 +383,7 @@ pub(super) async fn entries_page(
             ordinal: r.ordinal,
             address: r.address,
             route_address: r.route_address,
-            status: RecipientStatus::parse(&r.status).ok_or_else(|| {
-                QueueError::Failed(format!(
-                    "message_recipient holds an unknown status \"{}\"",
-                    r.status
-                ))
-            })?,
+            status: stored_status(&r.status)?,
             retry_count: r.retry_count,
             last_error: r.last_error,
             last_retry_time: r.last_retry_time,
@@ -488,6 +483,13 @@ pub(super) async fn attach_attempts(
         }
     }
     Ok(())
+}
+
+/// A recipient's status as stored (the schema's CHECK allows only known ones).
+pub(super) fn stored_status(s: &str) -> Result<RecipientStatus, QueueError> {
+    RecipientStatus::parse(s).ok_or_else(|| {
+        QueueError::Failed(format!("message_recipient holds an unknown status \"{s}\""))
+    })
 }
 
 /// The entry's status, retry count and last error, from its recipients.
