@@ -3,8 +3,6 @@
 //! out; a message's properties show every recipient, and for a recipient delivered after
 //! failures, the attempts that led there.
 
-use std::collections::HashMap;
-
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -36,16 +34,6 @@ struct Row {
     next_hop_domain: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct Attempt {
-    ordinal: i32,
-    attempted_at: OffsetDateTime,
-    next_hop: Option<String>,
-    remote_ip: Option<String>,
-    reply: String,
-    tls_version: Option<String>,
-}
-
 /// The finished recipients of `message` (message.id, as in [`MessageInfo::id`]) in ordinal
 /// order, each with its attempts in the order they were made. A message delivered to everyone
 /// is deleted, so this only ever answers for a message still queued for someone else.
@@ -67,26 +55,7 @@ pub async fn finished_recipients(
     if rows.is_empty() {
         return Ok(vec![]);
     }
-    let ordinals: Vec<i32> = rows.iter().map(|r| r.ordinal).collect();
-    let history: Vec<Attempt> = sqlx::query_as(
-        "SELECT ordinal, attempted_at, next_hop, remote_ip, reply, tls_version
-           FROM delivery_attempt WHERE message_id = $1 AND ordinal = ANY($2)
-          ORDER BY attempted_at, id",
-    )
-    .bind(message)
-    .bind(&ordinals)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut attempts: HashMap<i32, Vec<AttemptInfo>> = HashMap::new();
-    for a in history {
-        attempts.entry(a.ordinal).or_default().push(AttemptInfo {
-            time: a.attempted_at,
-            next_hop: a.next_hop,
-            remote_ip: a.remote_ip,
-            reply: a.reply,
-            tls_version: a.tls_version,
-        });
-    }
+    let mut attempts = super::read::load_attempts(conn, &[message]).await?;
     rows.into_iter()
         .map(|r| {
             let queue = match (r.queue_id, r.queue_server, r.delivery_type.as_deref()) {
@@ -113,7 +82,7 @@ pub async fn finished_recipients(
                     last_retry_time: r.last_retry_time,
                     next_retry_time: r.next_retry_time,
                     remove_with_ndr: None,
-                    attempts: attempts.remove(&r.ordinal).unwrap_or_default(),
+                    attempts: attempts.remove(&(message, r.ordinal)).unwrap_or_default(),
                 },
             })
         })

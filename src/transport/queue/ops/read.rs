@@ -442,7 +442,7 @@ pub(super) async fn entries_page(
 }
 
 /// The delivery attempts of these messages, per (message, recipient ordinal), oldest first.
-async fn load_attempts(
+pub(super) async fn load_attempts(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<HashMap<(Uuid, i32), Vec<AttemptInfo>>, QueueError> {
