@@ -40,11 +40,6 @@ impl Scope {
             ),
         }
     }
-
-    /// Whether a message can have more than one entry here (recipients in several queues).
-    pub(super) fn spans_queues(&self) -> bool {
-        matches!(self, Scope::Server(_) | Scope::Messages(..))
-    }
 }
 
 /// The entries a queue identity holds; None for a queue that holds nothing yet (an Unreachable

@@ -55,28 +55,24 @@ pub(super) async fn window(
 }
 
 /// Messages and entries (a message in one queue; poison ones in the Poison queue) in scope.
+/// When some message is in several queues only "not equal" matters, so entries are not counted
+/// exactly then: the caller lists that scope in full anyway.
 async fn count(conn: &mut PgConnection, scope: &Scope) -> Result<(usize, usize), QueueError> {
     let (cond, server, numbers) = scope.condition();
-    let sql = if scope.spans_queues() {
-        format!(
-            "SELECT count(DISTINCT m.id),
-                    count(DISTINCT (m.id, CASE WHEN m.poison THEN -1 ELSE coalesce(r.queue_id, 0) END))
-               FROM message m JOIN message_recipient r ON r.message_id = m.id
-              WHERE r.status NOT IN {FINAL} AND {cond}"
-        )
-    } else {
-        // One queue: every message is one entry.
-        format!(
-            "SELECT count(DISTINCT m.id), count(DISTINCT m.id)
-               FROM message m JOIN message_recipient r ON r.message_id = m.id
-              WHERE r.status NOT IN {FINAL} AND {cond}"
-        )
-    };
-    let (messages, entries): (i64, i64) = sqlx::query_as(&sql)
+    // One group per message; a message whose recipients' queues differ has several entries.
+    let sql = format!(
+        "SELECT count(*), count(*) FILTER (WHERE lo <> hi) FROM (
+           SELECT min({key}) AS lo, max({key}) AS hi
+             FROM message m JOIN message_recipient r ON r.message_id = m.id
+            WHERE r.status NOT IN {FINAL} AND {cond}
+            GROUP BY m.id) e",
+        key = "CASE WHEN m.poison THEN -1 ELSE coalesce(r.queue_id, 0) END",
+    );
+    let (messages, several): (i64, i64) = sqlx::query_as(&sql)
         .bind(server)
         .bind(numbers)
         .fetch_one(&mut *conn)
         .await?;
-    let n = |v: i64| usize::try_from(v).unwrap_or(0);
-    Ok((n(messages), n(entries)))
+    let messages = usize::try_from(messages).unwrap_or(0);
+    Ok((messages, messages + usize::try_from(several).unwrap_or(0)))
 }
