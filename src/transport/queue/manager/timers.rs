@@ -110,11 +110,18 @@ pub(super) fn scan_message(
         writes: Vec::new(),
     };
     // Exchange decides delay DSNs by the sender: one of ours (InternalDelayDsnEnabled) or anyone
-    // else (ExternalDelayDsnEnabled).
-    let delay_dsn = if categorizer::is_internal_sender(accepted_domains, &m.meta.from) {
-        server.internal_delay_dsn_enabled
-    } else {
-        server.external_delay_dsn_enabled
+    // else (ExternalDelayDsnEnabled). Looked up only when a delay DSN falls due: the scan runs
+    // over every held message each tick, and matching the sender against every accepted domain
+    // for each of them held the state lock for most of the tick with a big backlog.
+    let mut delay_dsn = None;
+    let mut delay_dsn_for = |from: &str| {
+        *delay_dsn.get_or_insert_with(|| {
+            if categorizer::is_internal_sender(accepted_domains, from) {
+                server.internal_delay_dsn_enabled
+            } else {
+                server.external_delay_dsn_enabled
+            }
+        })
     };
     for r in m.rcpts.iter_mut() {
         if r.state == RState::Reporting {
@@ -156,7 +163,10 @@ pub(super) fn scan_message(
             continue;
         }
         let delay_due = m.meta.received_at + t.delay_notification_timeout;
-        if !r.delay_notified && now >= delay_due && delay_dsn && r.dsn_due.is_none_or(|t| t <= now)
+        if !r.delay_notified
+            && now >= delay_due
+            && r.dsn_due.is_none_or(|t| t <= now)
+            && delay_dsn_for(&m.meta.from)
         {
             r.delay_notified = true;
             due.delayed.push(r.ordinal);
