@@ -239,6 +239,23 @@ pub async fn batch(
     Ok(())
 }
 
+/// "All N matching": the entries just listed are the targets, not read again.
+async fn batch_of_entries(
+    st: &ConsoleState,
+    verb: Verb,
+    entries: &[MessageInfo],
+    with_ndr: bool,
+) -> Result<(), QueueError> {
+    let prepared = {
+        let mut conn = st.pool.acquire().await?;
+        command::prepare_batch_of_entries(&mut conn, verb, entries, with_ndr).await?
+    };
+    if let Some(p) = prepared {
+        command::submit(&st.pool, &p).await?;
+    }
+    Ok(())
+}
+
 pub struct Header {
     pub label: &'static str,
     /// Where clicking the header sorts to; empty when the column does not sort.
@@ -481,11 +498,8 @@ async fn run_action(st: &ConsoleState, v: &View, form: &FormData) -> Result<(), 
     };
     let ids: Vec<MessageIdentity> = if form.one("scope") == Some("all") {
         let f = v.filter()?;
-        matching(&st.pool, &st.server, v.scope(), f.as_ref(), v.order()?)
-            .await?
-            .into_iter()
-            .map(|e| e.identity)
-            .collect()
+        let entries = matching(&st.pool, &st.server, v.scope(), f.as_ref(), v.order()?).await?;
+        return batch_of_entries(st, verb, &entries, with_ndr).await;
     } else {
         let picked = form.all("id");
         if picked.is_empty() {

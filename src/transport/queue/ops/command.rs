@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+pub use super::batch::{prepare_batch, prepare_batch_of_entries};
 use super::rate::ReleaseRate;
 use super::read::{message_entries, queue_row};
 use super::*;
@@ -318,7 +319,7 @@ pub async fn prepare(conn: &mut PgConnection, cmd: &QueueCommand) -> Result<Prep
 }
 
 /// A message command on the entries its identity names.
-fn message_prepared(
+pub(super) fn message_prepared(
     verb: Verb,
     id: &MessageIdentity,
     server: String,
@@ -344,55 +345,6 @@ fn message_prepared(
         rate: None,
         batch: vec![],
     }
-}
-
-/// One command for the messages of a filtered action (`verb` a message action), each checked
-/// as `prepare` checks it, in one query per server (the first that fails stops the whole line);
-/// None when there is nothing left to change.
-pub async fn prepare_batch(
-    conn: &mut PgConnection,
-    verb: Verb,
-    ids: &[MessageIdentity],
-    with_ndr: bool,
-) -> Result<Option<Prepared>, QueueError> {
-    let found = read::message_entries_many(conn, ids).await?;
-    let mut servers: std::collections::HashMap<String, String> = Default::default();
-    let mut batch: Option<Prepared> = None;
-    let mut seen = std::collections::HashSet::new();
-    for (id, entries) in ids.iter().zip(found) {
-        let key = id.server.to_lowercase();
-        let server = match servers.get(&key) {
-            Some(s) => s.clone(),
-            None => {
-                let s = resolve_server(conn, &id.server).await?;
-                servers.insert(key, s.clone());
-                s
-            }
-        };
-        let p = message_prepared(verb, id, server, &entries, with_ndr);
-        let Some(message) = p.message_id else {
-            continue;
-        };
-        // A message in two queues comes twice: suspended once, its recipients removed in each.
-        let first = seen.insert(message);
-        let b = batch.get_or_insert_with(|| Prepared {
-            message_id: None,
-            ordinals: vec![],
-            batch: vec![],
-            ..p.clone()
-        });
-        if verb == Verb::RemoveMessage {
-            b.batch.extend(p.ordinals.iter().map(|_| message));
-            b.ordinals.extend(&p.ordinals);
-        } else if first {
-            b.batch.push(message);
-        }
-    }
-    if let Some(b) = &mut batch {
-        b.identity = format!("{} message(s)", seen.len());
-    }
-    // Nothing left to change (every recipient final): no command.
-    Ok(batch.filter(|b| !b.batch.is_empty()))
 }
 
 /// Checks, records and runs a command; returns when it ran (or the bounded wait ended).

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{QueueStatus, RecipientStatus};
 
+mod batch;
 pub mod command;
 pub mod filter;
 pub mod finished;
