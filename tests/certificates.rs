@@ -18,8 +18,33 @@ fn starttls_subject(
     servername: &str,
     ca: &std::path::Path,
 ) -> (String, bool) {
+    s_client(
+        &["-starttls", "smtp", "-name", "client.example"],
+        addr,
+        servername,
+        ca,
+    )
+}
+
+/// `openssl s_client` straight into TLS (the console's HTTPS).
+fn https_subject(
+    addr: std::net::SocketAddr,
+    servername: &str,
+    ca: &std::path::Path,
+) -> (String, bool) {
+    s_client(&[], addr, servername, ca)
+}
+
+fn s_client(
+    extra: &[&str],
+    addr: std::net::SocketAddr,
+    servername: &str,
+    ca: &std::path::Path,
+) -> (String, bool) {
     let mut child = Command::new("openssl")
-        .args(["s_client", "-starttls", "smtp", "-connect"])
+        .arg("s_client")
+        .args(extra)
+        .arg("-connect")
         .arg(addr.to_string())
         .args([
             "-servername",
@@ -29,7 +54,6 @@ fn starttls_subject(
             "-CAfile",
         ])
         .arg(ca)
-        .args(["-name", "client.example"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -121,4 +145,141 @@ async fn a_connector_with_a_second_fqdn_serves_the_certificate_for_that_name() {
         !verified,
         "the server's self-signed certificate verified against the private CA"
     );
+}
+
+#[tokio::test]
+async fn certificates_are_listed_imported_and_enabled_like_exchanges() {
+    let setup = Setup::new().await;
+    let port = setup.another_port();
+    configure(
+        &setup,
+        &[&format!(
+            "New-ReceiveConnector -Name Fabrikam -Bindings {}:{port} -RemoteIPRanges 127.0.0.0/8 -Fqdn {SECOND}",
+            setup.ip
+        )],
+    )
+    .await;
+    let gw = setup.start().await;
+
+    // The first start's own certificate, enabled for both services.
+    let out = run(&gw, "Get-ExchangeCertificate | Format-List").await;
+    assert_eq!(shown(&out, "Subject"), format!("CN={FQDN}"), "{out}");
+    assert_eq!(shown(&out, "Services"), "IIS, SMTP", "{out}");
+    assert_eq!(shown(&out, "IsSelfSigned"), "True", "{out}");
+    assert!(shown(&out, "CertificateDomains").contains(FQDN), "{out}");
+    let own = shown(&out, "Thumbprint");
+    assert_eq!(own.len(), 40, "{out}");
+
+    let (ca, leaves) = private_ca(&[SECOND, "other.fabrikam.test"]);
+    let files = tempfile::tempdir().unwrap();
+    let pem = |name: &str, text: &str| {
+        let p = files.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let cert = pem("fabrikam.crt", &leaves[0].0);
+    let key = pem("fabrikam.key", &leaves[0].1);
+    let wrong_key = pem("other.key", &leaves[1].1);
+    let ca_file = std::path::PathBuf::from(pem("ca.pem", &ca));
+    let certs_dir = gw.data_dir().join("certs");
+    let before = std::fs::read_dir(&certs_dir).unwrap().count();
+
+    // A key that is not the certificate's: refused, nothing written.
+    let err = fails(
+        &gw,
+        &format!("Import-ExchangeCertificate -Path {cert} -KeyPath {wrong_key}"),
+    )
+    .await;
+    assert!(err.contains("does not belong to the certificate"), "{err}");
+    let err = fails(&gw, &format!("Import-ExchangeCertificate -Path {cert}")).await;
+    assert!(err.contains("holds no PEM private key"), "{err}");
+    assert_eq!(std::fs::read_dir(&certs_dir).unwrap().count(), before);
+
+    // Through the binary, as an administrator types it.
+    let out = shell_c(
+        &gw,
+        &format!("Import-ExchangeCertificate -Path {cert} -KeyPath {key} | Format-List"),
+    )
+    .await;
+    let imported = shown(&out, "Thumbprint");
+    assert_eq!(shown(&out, "Services"), "None", "{out}");
+    assert_eq!(shown(&out, "Issuer"), "CN=Fabrikam Private CA", "{out}");
+    assert_eq!(shown(&out, "CertificateDomains"), SECOND, "{out}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(certs_dir.join(format!("{imported}.key")))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let err = fails(
+        &gw,
+        &format!("Import-ExchangeCertificate -Path {cert} -KeyPath {key}"),
+    )
+    .await;
+    assert!(err.contains("already exists"), "{err}");
+
+    // The Fabrikam connector serves it (its FQDN is on it) without a restart.
+    let second = std::net::SocketAddr::from((gw.setup.ip, port));
+    let ca = ca_file.clone();
+    eventually("the imported certificate on the Fabrikam connector", || {
+        let ca = ca.clone();
+        async move {
+            tokio::task::spawn_blocking(move || starttls_subject(second, SECOND, &ca))
+                .await
+                .unwrap()
+                .1
+        }
+    })
+    .await;
+
+    // Services refused by name; the real ones enabled and shown.
+    let err = fails(
+        &gw,
+        &format!("Enable-ExchangeCertificate -Thumbprint {imported} -Services POP"),
+    )
+    .await;
+    assert!(err.contains("no POP service"), "{err}");
+    run(
+        &gw,
+        &format!("Enable-ExchangeCertificate -Thumbprint {imported} -Services SMTP,IIS"),
+    )
+    .await;
+    let table = run(&gw, "Get-ExchangeCertificate").await;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("Thumbprint") && l.contains("Services")),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&imported))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains("IIS, SMTP") && row.contains(&format!("CN={SECOND}")),
+        "{row}"
+    );
+    assert!(table.lines().any(|l| l.starts_with(&own)), "{table}");
+    let out = run(
+        &gw,
+        &format!("Get-ExchangeCertificate {imported} | fl Services"),
+    )
+    .await;
+    assert_eq!(shown(&out, "Services"), "IIS, SMTP", "{out}");
+    let out = run(
+        &gw,
+        &format!("Get-ExchangeCertificate -DomainName {SECOND}"),
+    )
+    .await;
+    assert!(!out.contains(&own) && out.contains(&imported), "{out}");
+    let err = fails(&gw, "Get-ExchangeCertificate -Thumbprint 00FF").await;
+    assert!(err.contains("couldn't be found"), "{err}");
+
+    // The console serves it to a browser that asks for that name.
+    let console = gw.console_addr();
+    let (subject, verified) =
+        tokio::task::spawn_blocking(move || https_subject(console, SECOND, &ca_file))
+            .await
+            .unwrap();
+    assert!(subject.contains(SECOND) && verified, "{subject}");
 }

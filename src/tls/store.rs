@@ -268,6 +268,12 @@ impl CertStore {
     }
 }
 
+/// Every certificate of a certificates folder, read without making anything (the shell's view).
+pub fn read_folder(dir: &Path) -> Result<Vec<Arc<Installed>>, TlsError> {
+    let provider = rustls::crypto::ring::default_provider();
+    Ok(load_folder(dir, &provider, &[])?.0)
+}
+
 /// Reads every pair of the folder. A pair that does not load keeps its `previous` contents (and
 /// is logged); a pair whose files are both gone is dropped.
 fn load_folder(
