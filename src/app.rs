@@ -64,6 +64,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
 
     let tls = crate::tls::store::CertStore::open(&common.data_dir, &fqdn)
         .context("loading or creating the TLS certificate")?;
+    let acme = crate::tls::acme::spawn(common.data_dir.clone(), tls.clone());
 
     let spool = Spool::open(&common.data_dir).context("opening the spool")?;
     let orphans = spool.recover(&pool).await.context("recovering the spool")?;
@@ -209,6 +210,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     reload.abort();
     auto_discard.abort();
     console.abort();
+    acme.abort();
     // Sessions in a transaction have not had their 250, so cutting them loses nothing; still,
     // give them a moment to finish.
     for _ in 0..100 {

@@ -10,6 +10,7 @@ use rustls::pki_types::PrivateKeyDer;
 use rustls::sign::CertifiedKey;
 
 use super::OpError;
+use crate::tls::acme::{AcmeSettings, AcmeStatus};
 use crate::tls::info::{CertInfo, Services};
 use crate::tls::store::{self, Installed};
 use crate::tls::{TlsError, write_atomically};
@@ -163,6 +164,73 @@ pub fn enable(
     cert.services = store::enable(&store::folder(data_dir), &cert.info.thumbprint, services)
         .map_err(|e| tls_error("Services", e))?;
     Ok(cert)
+}
+
+/// Get-AcmeConfig: the settings, and what the running node's last attempts came to.
+pub fn acme_config(data_dir: &Path) -> Result<(AcmeSettings, AcmeStatus), OpError> {
+    let s = AcmeSettings::load(data_dir).map_err(|e| tls_error("Identity", e))?;
+    Ok((s, AcmeStatus::load(data_dir)))
+}
+
+/// Set-AcmeConfig: the changes given, checked; the running node follows within seconds.
+pub fn set_acme_config(
+    data_dir: &Path,
+    enabled: Option<bool>,
+    directory_url: Option<&str>,
+    contact: Option<Vec<String>>,
+    domains: Option<Vec<String>>,
+) -> Result<AcmeSettings, OpError> {
+    let mut s = AcmeSettings::load(data_dir).map_err(|e| tls_error("Identity", e))?;
+    if let Some(e) = enabled {
+        s.enabled = e;
+    }
+    if let Some(url) = directory_url {
+        let url = url.trim();
+        if !url.starts_with("https://") || url.contains(char::is_whitespace) {
+            return Err(OpError::invalid(
+                "DirectoryUrl",
+                format!("\"{url}\" is not an https:// URL of an ACME directory."),
+            ));
+        }
+        s.directory_url = url.to_string();
+    }
+    if let Some(c) = contact {
+        for a in &c {
+            let addr = a.strip_prefix("mailto:").unwrap_or(a);
+            let plausible = addr.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && domain.contains('.') && !domain.contains('@')
+            }) && !addr
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == ',');
+            if !plausible {
+                return Err(OpError::invalid(
+                    "Contact",
+                    format!("\"{a}\" is not an e-mail address."),
+                ));
+            }
+        }
+        s.contact = c;
+    }
+    if let Some(d) = domains {
+        for name in &d {
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !ok {
+                return Err(OpError::invalid(
+                    "Domains",
+                    format!("\"{name}\" is not a host name a certificate can carry."),
+                ));
+            }
+        }
+        s.domains = d;
+    }
+    s.save(data_dir).map_err(|e| tls_error("Identity", e))?;
+    Ok(s)
 }
 
 fn read_pem(path: &Path, param: &'static str) -> Result<Vec<u8>, OpError> {

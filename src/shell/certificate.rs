@@ -12,6 +12,8 @@ pub enum Op {
     Get,
     Import,
     Enable,
+    GetAcme,
+    SetAcme,
 }
 
 pub struct Cmdlet {
@@ -59,6 +61,23 @@ pub const CMDLETS: &[Cmdlet] = &[
             SERVER,
             p("Force", Ty::Switch),
             p("DoNotRequireSsl", Ty::Unsupported),
+        ],
+    },
+    // hubgate's own: Exchange had no ACME client.
+    Cmdlet {
+        name: "Get-AcmeConfig",
+        op: Op::GetAcme,
+        params: &[SERVER],
+    },
+    Cmdlet {
+        name: "Set-AcmeConfig",
+        op: Op::SetAcme,
+        params: &[
+            p("Enabled", Ty::Bool),
+            p("DirectoryUrl", Ty::Str),
+            p("Contact", Ty::List),
+            p("Domains", Ty::List),
+            SERVER,
         ],
     },
 ];
@@ -152,6 +171,31 @@ pub fn run(sh: &Shell, c: &Cmdlet, b: &Bound, text: &mut String) -> Result<Vec<O
                 return Ok(vec![]);
             }
             ops::enable(&dir, &t, wanted)?;
+            Ok(vec![])
+        }
+        Op::GetAcme => {
+            let (s, status) = ops::acme_config(&dir)?;
+            Ok(vec![Obj::AcmeConfig(s, status)])
+        }
+        Op::SetAcme => {
+            let list = |n: &str| match b.get(n) {
+                Some(Arg::List(l)) => Some(l.clone()),
+                _ => None,
+            };
+            let enabled = match b.get("Enabled") {
+                Some(Arg::Bool(v)) => Some(*v),
+                _ => None,
+            };
+            if super::queue::whatif(b, text, "Setting the ACME configuration".into()) {
+                return Ok(vec![]);
+            }
+            ops::set_acme_config(
+                &dir,
+                enabled,
+                b.str("DirectoryUrl").as_deref(),
+                list("Contact"),
+                list("Domains"),
+            )?;
             Ok(vec![])
         }
     }

@@ -172,6 +172,7 @@ pub fn identity(o: &Obj) -> String {
         Obj::ExportedMessage { identity, .. } => identity.clone(),
         Obj::TrackingEntry(e) => e.internal_message_id.to_string(),
         Obj::ExchangeCertificate(c) => c.info.thumbprint.clone(),
+        Obj::AcmeConfig(..) => "AcmeConfig".into(),
     }
 }
 
@@ -231,6 +232,15 @@ pub fn raw_properties(o: &Obj) -> Vec<(&'static str, String)> {
             ("Directionality", opt(&e.directionality)),
         ],
         Obj::ExchangeCertificate(c) => certificate_properties(c),
+        Obj::AcmeConfig(s, st) => vec![
+            ("Enabled", if s.enabled { "True" } else { "False" }.into()),
+            ("DirectoryUrl", s.directory_url.clone()),
+            ("Contact", multi(&s.contact)),
+            ("Domains", multi(&s.domains)),
+            ("LastIssued", datetime_opt(st.last_issued)),
+            ("LastError", opt(&st.last_error)),
+            ("LastErrorTime", datetime_opt(st.last_error_time)),
+        ],
     }
 }
 
@@ -261,7 +271,7 @@ fn default_columns(o: &Obj) -> Option<&'static [&'static str]> {
             "MessageSubject",
         ],
         Obj::ExchangeCertificate(_) => &["Thumbprint", "Services", "Subject"],
-        Obj::TransportConfig(_) => return None,
+        Obj::TransportConfig(_) | Obj::AcmeConfig(..) => return None,
     })
 }
 

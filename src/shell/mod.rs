@@ -109,6 +109,7 @@ pub enum Obj {
     },
     TrackingEntry(crate::logs::tracking::TrackingEntry),
     ExchangeCertificate(crate::ops::certificate::Certificate),
+    AcmeConfig(crate::tls::acme::AcmeSettings, crate::tls::acme::AcmeStatus),
 }
 
 /// A value at run time: what a variable holds and what a parameter receives.

@@ -30,7 +30,8 @@ pub fn new_cmdlet(o: &Obj) -> String {
         | Obj::Message(_)
         | Obj::ExportedMessage { .. }
         | Obj::TrackingEntry(_)
-        | Obj::ExchangeCertificate(_) => String::new(),
+        | Obj::ExchangeCertificate(_)
+        | Obj::AcmeConfig(..) => String::new(),
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+pub mod acme;
 pub mod info;
 pub mod store;
 
