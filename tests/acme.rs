@@ -186,7 +186,7 @@ async fn served_async(
 const STARTTLS: &[&str] = &["-starttls", "smtp", "-name", "client.example"];
 
 /// Polls `f` until it holds, for up to `secs` (renewals take their validity's two thirds).
-async fn within<F, Fut>(secs: u64, what: &str, mut f: F)
+async fn until<F, Fut>(secs: u64, what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -232,7 +232,7 @@ async fn a_certificate_from_a_real_acme_ca_is_served_renewed_and_kept_when_renew
     // Issued, and served (verified against pebble's root) on STARTTLS and on the console.
     let (smtp, console) = (gw.smtp(), gw.console_addr());
     let r = root.clone();
-    within(90, "STARTTLS to serve pebble's certificate", || {
+    until(90, "STARTTLS to serve pebble's certificate", || {
         let r = r.clone();
         async move { served_async(STARTTLS, smtp, r).await.1 }
     })
@@ -269,7 +269,7 @@ async fn a_certificate_from_a_real_acme_ca_is_served_renewed_and_kept_when_renew
     // Renewed before it expires, without a restart.
     let pid = gw.pid();
     let (r, f) = (root.clone(), first.clone());
-    within(
+    until(
         VALIDITY_SECS * 3,
         "a renewed certificate on STARTTLS",
         || {
@@ -287,7 +287,7 @@ async fn a_certificate_from_a_real_acme_ca_is_served_renewed_and_kept_when_renew
     // The CA goes away: the next renewal fails, is reported, and the renewed certificate stays.
     pebble.stop();
     let g = &gw;
-    within(
+    until(
         VALIDITY_SECS * 3,
         "the failed renewal to be reported",
         || async move {

@@ -283,3 +283,87 @@ async fn certificates_are_listed_imported_and_enabled_like_exchanges() {
             .unwrap();
     assert!(subject.contains(SECOND) && verified, "{subject}");
 }
+
+/// seed 001's "Basic authentication over TLS": a hubgate sending to a partner hubgate with
+/// BasicAuthRequireTLS validates the certificate of the partner's receive connector, which
+/// carries that connector's FQDN (not the partner server's own).
+#[tokio::test]
+async fn a_sender_with_basic_auth_require_tls_validates_the_connectors_certificate() {
+    use common::dns::{Dns, Zone};
+    use hubgate::org::{Account, Recipient};
+    let (ca, leaves) = private_ca(&[SECOND]);
+
+    // The partner: its own server name, and a connector for cross-forest mail named SECOND.
+    let partner = Setup::node(1, "HUB2", "hub2.fabrikam.test").await;
+    let port = partner.another_port();
+    configure(
+        &partner,
+        &[&format!(
+            "New-ReceiveConnector -Name Forest -Bindings {}:{port} -RemoteIPRanges 127.0.0.0/8 -Fqdn {SECOND} -AuthMechanism Tls,BasicAuth,BasicAuthRequireTLS -PermissionGroups ExchangeUsers",
+            partner.ip
+        )],
+    )
+    .await;
+    Account::create(&partner.pool, "forest", "F0rest-pw", &[])
+        .await
+        .unwrap();
+    // seed 001: the other forest's account may send as its own organisation's senders.
+    configure(
+        &partner,
+        &["Get-ReceiveConnector 'HUB2\\Forest' | Add-ADPermission -User forest -ExtendedRights ms-Exch-SMTP-Accept-Any-Sender"],
+    )
+    .await;
+    Recipient::mailbox("bob", "bob@fabrikam.test")
+        .insert(&partner.pool, &[])
+        .await
+        .unwrap();
+    let partner_certs = partner.data_dir.path().join("certs");
+    std::fs::create_dir_all(&partner_certs).unwrap();
+    write_pair(&partner_certs, "forest", &leaves[0].0, &leaves[0].1);
+    let partner_ip = partner.ip;
+    let partner = partner.start().await;
+
+    // The sender finds SECOND in DNS and trusts the partner's CA.
+    let dns = Dns::start(
+        "fabrikam.test",
+        Zone {
+            mx: vec![],
+            a: vec![(SECOND, partner_ip)],
+        },
+    )
+    .await;
+    let s = setup().await;
+    let trusted = s.data_dir.path().join("certs/trusted");
+    std::fs::create_dir_all(&trusted).unwrap();
+    std::fs::write(trusted.join("fabrikam-ca.pem"), &ca).unwrap();
+    let mut sh = hubgate::shell::Shell::new(s.pool.clone(), FQDN)
+        .with_data_dir(s.data_dir.path().to_path_buf());
+    sh.run_line(&format!(
+        "$cred = Get-Credential -UserName forest -Password F0rest-pw; New-SendConnector -Name Forest -AddressSpaces fabrikam.test -DNSRoutingEnabled $false -SmartHosts {SECOND} -Port {port} -SmartHostAuthMechanism BasicAuthRequireTLS -AuthenticationCredential $cred -UseExternalDNSServersEnabled $true; Set-TransportServer HUB1 -ExternalDNSServers '{}' -TransientFailureRetryInterval 00:00:01",
+        dns.addr
+    ))
+    .await
+    .unwrap();
+    let gw = s.start().await;
+    send(&gw, &["bob@fabrikam.test"], "across the forests");
+    let partner_dir = partner.data_dir();
+    let delivered = holds_within(60, || {
+        let d = partner_dir.clone();
+        async move { !mailbox(&d, "bob@fabrikam.test").is_empty() }
+    })
+    .await;
+    if !delivered {
+        let errors: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT next_hop_domain, last_error FROM delivery_queue")
+                .fetch_all(gw.pool())
+                .await
+                .unwrap();
+        panic!(
+            "not delivered to the partner over validated TLS: {errors:?}\n{:?}\n{}",
+            mailbox(&gw.data_dir(), SENDER),
+            receive_log(&partner)
+        );
+    }
+    let got = mailbox(&partner_dir, "bob@fabrikam.test").remove(0);
+    assert!(got.contains("across the forests"), "{got}");
+}
