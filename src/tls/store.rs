@@ -389,6 +389,13 @@ pub fn read_services(dir: &Path) -> Result<HashMap<String, Services>, TlsError> 
 pub fn enable(dir: &Path, thumbprint: &str, services: Services) -> Result<Services, TlsError> {
     let mut all = read_services(dir)?;
     let thumbprint = thumbprint.to_ascii_uppercase();
+    // Lines of certificates no longer in the folder (each ACME renewal leaves one) are dropped;
+    // the one being enabled stays even before its files arrive.
+    let present: Vec<String> = read_folder(dir)?
+        .iter()
+        .map(|c| c.info.thumbprint.clone())
+        .collect();
+    all.retain(|t, _| *t == thumbprint || present.contains(t));
     let now = all
         .get(&thumbprint)
         .copied()
@@ -432,9 +439,11 @@ impl std::fmt::Debug for Selector {
 
 impl ResolvesServerCert for Selector {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let challenge = hello
-            .alpn()
-            .is_some_and(|mut a| a.any(|p| p == ACME_TLS_ALPN));
+        // Only the console's listener is where a CA validates (STARTTLS offers no ALPN).
+        let challenge = self.service == Service::Iis
+            && hello
+                .alpn()
+                .is_some_and(|mut a| a.any(|p| p == ACME_TLS_ALPN));
         if challenge {
             let responder = self
                 .store
@@ -453,5 +462,80 @@ impl ResolvesServerCert for Selector {
         self.store
             .select(host.as_deref(), self.service)
             .map(|c| c.key.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "hubgate-store-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn add(dir: &Path, stem: &str, name: &str) -> String {
+        let (cert, key) = super::super::generate(name).unwrap();
+        let certs = folder(dir);
+        super::super::write_atomically(&certs.join(format!("{stem}.key")), key.as_bytes(), 0o600)
+            .unwrap();
+        super::super::write_atomically(&certs.join(format!("{stem}.crt")), cert.as_bytes(), 0o600)
+            .unwrap();
+        let der = rustls_pemfile::certs(&mut cert.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        CertInfo::read(&der).unwrap().thumbprint
+    }
+
+    #[test]
+    fn the_connector_name_then_the_service_then_the_server_name_choose() {
+        let dir = temp_dir("select");
+        let store = CertStore::open_with_rescan(&dir, "mx.example.test", Duration::ZERO).unwrap();
+        let own = store
+            .select(None, Service::Smtp)
+            .unwrap()
+            .info
+            .thumbprint
+            .clone();
+        let a = add(&dir, "a", "mail.fabrikam.test");
+        let b = add(&dir, "b", "mail.fabrikam.test");
+        let chosen =
+            |host: &str, s: Service| store.select(Some(host), s).unwrap().info.thumbprint.clone();
+
+        // A name no certificate carries gets the server's.
+        assert_eq!(chosen("other.example.test", Service::Smtp), own);
+        // Of two for the name, the one enabled for the service.
+        enable(
+            store.dir(),
+            &b,
+            Services {
+                iis: false,
+                smtp: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(chosen("mail.fabrikam.test", Service::Smtp), b);
+        enable(
+            store.dir(),
+            &a,
+            Services {
+                iis: true,
+                smtp: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(chosen("mail.fabrikam.test", Service::Iis), a);
+        assert_eq!(chosen("mail.fabrikam.test", Service::Smtp), b);
+        assert_eq!(read_services(store.dir()).unwrap().len(), 3);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
