@@ -367,3 +367,49 @@ async fn a_sender_with_basic_auth_require_tls_validates_the_connectors_certifica
     let got = mailbox(&partner_dir, "bob@fabrikam.test").remove(0);
     assert!(got.contains("across the forests"), "{got}");
 }
+
+/// The server's page lists this node's certificates, with a warning 30 days before expiry.
+#[tokio::test]
+async fn the_server_page_lists_the_certificates_and_warns_before_expiry() {
+    use common::console::{Console, session_cookie, sign_in};
+    let console = Console::start(Setup::new().await, &[]).await;
+    // A pair that expires in ten days, dropped in while the gateway runs.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["soon.fabrikam.test".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "soon.fabrikam.test");
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(10);
+    let cert = params.self_signed(&key).unwrap();
+    write_pair(
+        &console.setup.data_dir.path().join("certs"),
+        "soon",
+        &cert.pem(),
+        &key.serialize_pem(),
+    );
+
+    let c = console.client();
+    let cookie = session_cookie(&sign_in(&c, "Administrator", ADMIN_PASSWORD).await.unwrap());
+    let page = c.get("/server/hub/HUB1", &[("Cookie", &cookie)]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let section = page
+        .body
+        .split("id=\"certificates\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no certificates table: {}", page.body));
+    assert!(section.contains(&format!("CN={FQDN}")), "{section}");
+    assert!(section.contains("IIS, SMTP"), "{section}");
+    let soon = section
+        .split("<tr")
+        .find(|r| r.contains("soon.fabrikam.test"))
+        .unwrap_or_else(|| panic!("{section}"));
+    assert!(
+        soon.contains("Warning: expires in 9 days") || soon.contains("Warning: expires in 10 days"),
+        "{soon}"
+    );
+    let own = section
+        .split("<tr")
+        .find(|r| r.contains(&format!("CN={FQDN}")))
+        .unwrap();
+    assert!(!own.contains("Warning"), "{own}");
+}
