@@ -256,6 +256,9 @@ async fn run(settings: AcmeSettings, data_dir: PathBuf, store: Arc<CertStore>) {
             Ok(rustls_acme::EventOk::DeployedNewCert) => {
                 tracing::info!("ACME: a new certificate for {}", domains.join(", "));
                 status.last_issued = Some(OffsetDateTime::now_utc());
+                // A failure before this success is over: the console stops flagging it.
+                status.last_error = None;
+                status.last_error_time = None;
                 status.save(&data_dir);
             }
             Ok(ev) => tracing::debug!("ACME: {ev:?}"),
