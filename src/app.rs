@@ -62,9 +62,9 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         println!("Administrator password (shown once): {pw}");
     }
 
-    let tls_material = crate::tls::load_or_create(&common.data_dir, &fqdn)
+    let tls = crate::tls::store::CertStore::open(&common.data_dir, &fqdn)
         .context("loading or creating the TLS certificate")?;
-    let tls = crate::tls::server_config(&tls_material).context("building the TLS configuration")?;
+    let acme = crate::tls::acme::spawn(common.data_dir.clone(), tls.clone());
 
     let spool = Spool::open(&common.data_dir).context("opening the spool")?;
     let orphans = spool.recover(&pool).await.context("recovering the spool")?;
@@ -210,6 +210,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     reload.abort();
     auto_discard.abort();
     console.abort();
+    acme.abort();
     // Sessions in a transaction have not had their 250, so cutting them loses nothing; still,
     // give them a moment to finish.
     for _ in 0..100 {
@@ -244,21 +245,21 @@ fn stats_writer(
     })
 }
 
-/// The console on its address, over HTTPS with the STARTTLS certificate (the same files, followed
-/// while running); the sender is dropped, so the configuration stays what it is until an ACME
-/// client is given one to hold.
+/// The console on its address, over HTTPS from the same certificate store as STARTTLS (followed
+/// while running); the store itself follows new certificates, so the sender is dropped.
 async fn start_console(
     settings: &ServeSettings,
     pool: &sqlx::PgPool,
     server_name: &str,
     fqdn: &str,
-    tls: &Arc<rustls::ServerConfig>,
+    tls: &Arc<crate::tls::store::CertStore>,
     org_key: crate::org::org_key::OrganizationKey,
     live: crate::console::state::Live,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut https = (**tls).clone();
-    https.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let (_swap, source) = watch::channel(Arc::new(https));
+    let https = tls
+        .https_config()
+        .context("building the console's TLS configuration")?;
+    let (_swap, source) = watch::channel(https);
     let console = crate::console::ConsoleSettings {
         bind: settings.console_bind.clone(),
         plain_http: settings.console_plain_http,

@@ -138,7 +138,10 @@ fn scratch_dir() -> PathBuf {
     dir
 }
 
-fn gateway(dir: &std::path::Path, tls: Option<Arc<rustls::ServerConfig>>) -> Arc<Gateway> {
+fn gateway(
+    dir: &std::path::Path,
+    tls: Option<Arc<hubgate::tls::store::CertStore>>,
+) -> Arc<Gateway> {
     let server = TransportServer::with_defaults("HUB1", FQDN);
     let org = empty_org(server);
     let (_tx, rx) = watch::channel(Arc::new(org));
@@ -187,8 +190,7 @@ fn world() -> &'static World {
     WORLD.get_or_init(|| {
         hubgate::tls::install_crypto_provider();
         let dir = scratch_dir();
-        let material = hubgate::tls::load_or_create(&dir, FQDN).expect("certificate");
-        let tls = hubgate::tls::server_config(&material).expect("TLS configuration");
+        let tls = hubgate::tls::store::CertStore::open(&dir, FQDN).expect("certificate");
         World {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()

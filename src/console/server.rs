@@ -96,6 +96,10 @@ pub async fn run(listener: TcpListener, tls: Option<TlsSource>, app: Router) {
                 Some(config) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        // A TLS-ALPN-01 validation ends with its handshake (RFC 8737).
+                        Ok(Ok(stream))
+                            if stream.get_ref().1.alpn_protocol()
+                                == Some(crate::tls::store::ACME_TLS_ALPN) => {}
                         Ok(Ok(stream)) => serve_connection(stream, peer, app).await,
                         Ok(Err(e)) => tracing::debug!(%peer, "console: TLS handshake: {e}"),
                         Err(_) => tracing::debug!(%peer, "console: TLS handshake timed out"),

@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 
 use super::bind::{self, Arg, Param, Ty, at, m, p};
 use super::parse::Command;
-use super::{Obj, Shell, ShellError, config, format, queue, render, select};
+use super::{Obj, Shell, ShellError, certificate, config, format, queue, render, select};
 use crate::ops::props::{Kind, Object};
 use crate::ops::recipient::Type;
 use crate::ops::{accepted_domain, permission, receive_connector, send_connector, transport};
@@ -48,6 +48,7 @@ pub enum Op {
     SortObject,
     WhereObject,
     Queue(queue::Op),
+    Certificate(certificate::Op),
 }
 
 pub struct Cmdlet {
@@ -243,6 +244,11 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
         name: q.name,
         op: Op::Queue(q.op),
         params: q.params.to_vec(),
+    }));
+    all.extend(certificate::CMDLETS.iter().map(|c| Cmdlet {
+        name: c.name,
+        op: Op::Certificate(c.op),
+        params: c.params.to_vec(),
     }));
     all
 });

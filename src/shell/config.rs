@@ -423,6 +423,10 @@ pub async fn run(
             Some(q) => queue::run(sh, tx, q, b, text).await?,
             None => return Err(ShellError::UnknownCmdlet(name.to_string())),
         },
+        Op::Certificate(_) => match super::certificate::find(name) {
+            Some(c) => super::certificate::run(sh, c, b, text)?,
+            None => return Err(ShellError::UnknownCmdlet(name.to_string())),
+        },
         Op::FormatList
         | Op::FormatTable
         | Op::ExportCmdlet

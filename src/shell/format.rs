@@ -109,6 +109,33 @@ fn recipients(rs: &[RecipientInfo]) -> String {
     lines.join("\n")
 }
 
+fn certificate_properties(c: &crate::ops::certificate::Certificate) -> Vec<(&'static str, String)> {
+    let now = OffsetDateTime::now_utc();
+    vec![
+        ("CertificateDomains", c.info.domains.join(", ")),
+        ("HasPrivateKey", "True".into()),
+        (
+            "IsSelfSigned",
+            if c.info.self_signed { "True" } else { "False" }.into(),
+        ),
+        ("Issuer", c.info.issuer.clone()),
+        ("NotAfter", datetime(c.info.not_after)),
+        ("NotBefore", datetime(c.info.not_before)),
+        ("Services", c.services.to_string()),
+        (
+            "Status",
+            if c.info.valid_at(now) {
+                "Valid"
+            } else {
+                "DateInvalid"
+            }
+            .into(),
+        ),
+        ("Subject", c.info.subject.clone()),
+        ("Thumbprint", c.info.thumbprint.clone()),
+    ]
+}
+
 fn message_properties(m: &MessageInfo) -> Vec<(&'static str, String)> {
     vec![
         ("Identity", m.identity.to_string()),
@@ -144,6 +171,8 @@ pub fn identity(o: &Obj) -> String {
         Obj::Message(m) => m.identity.to_string(),
         Obj::ExportedMessage { identity, .. } => identity.clone(),
         Obj::TrackingEntry(e) => e.internal_message_id.to_string(),
+        Obj::ExchangeCertificate(c) => c.info.thumbprint.clone(),
+        Obj::AcmeConfig(..) => "AcmeConfig".into(),
     }
 }
 
@@ -202,6 +231,16 @@ pub fn raw_properties(o: &Obj) -> Vec<(&'static str, String)> {
             ("MessageInfo", opt(&e.message_info)),
             ("Directionality", opt(&e.directionality)),
         ],
+        Obj::ExchangeCertificate(c) => certificate_properties(c),
+        Obj::AcmeConfig(s, st) => vec![
+            ("Enabled", if s.enabled { "True" } else { "False" }.into()),
+            ("DirectoryUrl", s.directory_url.clone()),
+            ("Contact", multi(&s.contact)),
+            ("Domains", multi(&s.domains)),
+            ("LastIssued", datetime_opt(st.last_issued)),
+            ("LastError", opt(&st.last_error)),
+            ("LastErrorTime", datetime_opt(st.last_error_time)),
+        ],
     }
 }
 
@@ -231,7 +270,8 @@ fn default_columns(o: &Obj) -> Option<&'static [&'static str]> {
             "Recipients",
             "MessageSubject",
         ],
-        Obj::TransportConfig(_) => return None,
+        Obj::ExchangeCertificate(_) => &["Thumbprint", "Services", "Subject"],
+        Obj::TransportConfig(_) | Obj::AcmeConfig(..) => return None,
     })
 }
 

@@ -5,6 +5,7 @@
 //! `render` writes an object back as the New-* line that creates it.
 
 pub mod bind;
+pub mod certificate;
 pub mod cmdlets;
 pub mod config;
 pub mod format;
@@ -107,6 +108,8 @@ pub enum Obj {
         bytes: Vec<u8>,
     },
     TrackingEntry(crate::logs::tracking::TrackingEntry),
+    ExchangeCertificate(crate::ops::certificate::Certificate),
+    AcmeConfig(crate::tls::acme::AcmeSettings, crate::tls::acme::AcmeStatus),
 }
 
 /// A value at run time: what a variable holds and what a parameter receives.

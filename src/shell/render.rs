@@ -26,9 +26,12 @@ pub fn new_cmdlet(o: &Obj) -> String {
         // The password is never printed: Get-Credential asks for it when the line runs.
         Obj::Credential { user, .. } => format!("Get-Credential -UserName {}\n", q(user)),
         // Queues and messages are state, not configuration: nothing creates them from a line.
-        Obj::Queue(_) | Obj::Message(_) | Obj::ExportedMessage { .. } | Obj::TrackingEntry(_) => {
-            String::new()
-        }
+        Obj::Queue(_)
+        | Obj::Message(_)
+        | Obj::ExportedMessage { .. }
+        | Obj::TrackingEntry(_)
+        | Obj::ExchangeCertificate(_)
+        | Obj::AcmeConfig(..) => String::new(),
     }
 }
 

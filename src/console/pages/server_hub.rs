@@ -242,16 +242,19 @@ pub async fn server(
             ],
         })
         .collect();
-    page(&ListPage {
-        frame,
-        tables: vec![
-            server_rows(&all, Some(&s.name)),
-            Table {
-                id: "receive-connectors",
-                caption: format!("Receive Connectors of {}", s.name),
-                columns: vec!["Name", "Status", "Bindings"],
-                rows,
-            },
-        ],
-    })
+    let mut tables = vec![
+        server_rows(&all, Some(&s.name)),
+        Table {
+            id: "receive-connectors",
+            caption: format!("Receive Connectors of {}", s.name),
+            columns: vec!["Name", "Status", "Bindings"],
+            rows,
+        },
+    ];
+    tables.extend(super::certificates::table(
+        &st,
+        &s.name,
+        &Server::list_url(s),
+    ));
+    page(&ListPage { frame, tables })
 }

@@ -31,7 +31,8 @@ pub struct Gateway {
     pub intake: Arc<dyn backend::Intake>,
     /// The current organisation snapshot; replaced whenever the configuration changes.
     pub org: watch::Receiver<Arc<Org>>,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The certificates STARTTLS serves, chosen by the connector's FQDN.
+    pub tls: Option<Arc<crate::tls::store::CertStore>>,
     pub spool: Spool,
     pub receive_log: ProtocolLog,
     pub limits: limits::ConnectionLimits,

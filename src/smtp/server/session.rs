@@ -438,7 +438,18 @@ impl Session {
             );
         }
         let limit = self.io_limit();
-        let (Some(stream), Some(config)) = (self.stream.take(), self.gw.tls.clone()) else {
+        let Some(store) = self.gw.tls.clone() else {
+            return false;
+        };
+        // seed 001: the certificate carrying the connector's FQDN, else the server's.
+        let config = match store.smtp_config(&self.connector.fqdn) {
+            Ok(c) => c,
+            Err(e) => {
+                self.log_event('*', &e.to_string(), "TLS negotiation failed");
+                return false;
+            }
+        };
+        let Some(stream) = self.stream.take() else {
             return false;
         };
         match stream.upgrade(config, limit).await {

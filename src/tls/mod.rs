@@ -1,4 +1,4 @@
-//! Certificates for SMTP STARTTLS.
+//! Certificates for SMTP STARTTLS and the console's HTTPS (served from `store`).
 //!
 //! A gateway must offer STARTTLS from its first start, before anyone has installed a real
 //! certificate, so a missing certificate is replaced by a self-signed one that is kept on disk:
@@ -12,14 +12,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use rustls::ServerConfig;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
+
+pub mod acme;
+pub mod info;
+pub mod store;
 
 /// How often the certificate files are looked at again (a stat of two files).
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(2);
@@ -44,6 +43,8 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     #[error("building the TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("the certificate cannot be read: {0}")]
+    Unreadable(String),
 }
 
 /// The process-wide default provider matters only to code that builds rustls configs without
@@ -58,9 +59,8 @@ pub struct TlsMaterial {
     pub key: PrivateKeyDer<'static>,
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
-    /// The files as they were just before they were read, so that a change made while they were
-    /// being read is noticed at the next look.
-    stamps: [Option<FileStamp>; 2],
+    /// Made by this call (the first start), not found on disk.
+    pub generated: bool,
 }
 
 /// What tells a file changed without reading it: a replacement by rename changes the inode, an
@@ -124,11 +124,12 @@ pub fn load_or_create(data_dir: &Path, fqdn: &str) -> Result<TlsMaterial, TlsErr
     let dir_handle = File::open(&dir).map_err(|e| io_err(&dir, e))?;
     dir_handle.sync_all().map_err(|e| io_err(&dir, e))?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate for {fqdn}");
-    load_pem(&cert_path, &key_path)
+    let mut m = load_pem(&cert_path, &key_path)?;
+    m.generated = true;
+    Ok(m)
 }
 
 pub fn load_pem(cert: &Path, key: &Path) -> Result<TlsMaterial, TlsError> {
-    let stamps = [FileStamp::of(cert), FileStamp::of(key)];
     let file = File::open(cert).map_err(|e| io_err(cert, e))?;
     let certs = rustls_pemfile::certs(&mut BufReader::new(file))
         .collect::<Result<Vec<_>, _>>()
@@ -145,128 +146,11 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<TlsMaterial, TlsError> {
         key: key_der,
         cert_path: cert.to_path_buf(),
         key_path: key.to_path_buf(),
-        stamps,
+        generated: false,
     })
 }
 
-/// The STARTTLS configuration, serving `m` and whatever later replaces its files.
-pub fn server_config(m: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {
-    server_config_with_rescan(m, RESCAN_INTERVAL)
-}
-
-pub fn server_config_with_rescan(
-    m: &TlsMaterial,
-    rescan: Duration,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key = certified_key(m, &provider)?;
-    let resolver = ReloadingCertificate {
-        cert_path: m.cert_path.clone(),
-        key_path: m.key_path.clone(),
-        provider: provider.clone(),
-        rescan,
-        state: Mutex::new(CertState {
-            key: Arc::new(key),
-            seen: m.stamps.clone(),
-            checked: Instant::now(),
-        }),
-    };
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
-    Ok(Arc::new(config))
-}
-
-/// Also checks that the key belongs to the certificate: a pair caught half-replaced must not
-/// be served.
-fn certified_key(m: &TlsMaterial, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
-    Ok(CertifiedKey::from_der(
-        m.certs.clone(),
-        m.key.clone_key(),
-        provider,
-    )?)
-}
-
-/// Serves the certificate files' current contents. A pair that does not load (half-written,
-/// mismatched, deleted) is logged and the previous one kept, so a botched renewal cannot turn
-/// STARTTLS off.
-struct ReloadingCertificate {
-    cert_path: PathBuf,
-    key_path: PathBuf,
-    provider: Arc<CryptoProvider>,
-    rescan: Duration,
-    state: Mutex<CertState>,
-}
-
-struct CertState {
-    key: Arc<CertifiedKey>,
-    seen: [Option<FileStamp>; 2],
-    checked: Instant,
-}
-
-impl std::fmt::Debug for ReloadingCertificate {
-    // The derived form would print the private key into logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReloadingCertificate")
-            .field("cert_path", &self.cert_path)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ReloadingCertificate {
-    fn current(&self) -> Arc<CertifiedKey> {
-        let seen = {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if s.checked.elapsed() < self.rescan {
-                return s.key.clone();
-            }
-            // Claimed: concurrent handshakes keep the current pair meanwhile.
-            s.checked = Instant::now();
-            s.seen.clone()
-        };
-        let now = [
-            FileStamp::of(&self.cert_path),
-            FileStamp::of(&self.key_path),
-        ];
-        if now == seen {
-            return self
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .key
-                .clone();
-        }
-        let loaded = load_pem(&self.cert_path, &self.key_path)
-            .and_then(|m| certified_key(&m, &self.provider).map(|k| (k, m.stamps)));
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match loaded {
-            Ok((key, stamps)) => {
-                tracing::info!(
-                    cert = %self.cert_path.display(),
-                    "the STARTTLS certificate changed on disk; new sessions use it"
-                );
-                s.key = Arc::new(key);
-                s.seen = stamps;
-            }
-            Err(e) => {
-                // Remembered as seen, so the warning comes once per change, not per handshake;
-                // the next change to either file is tried again.
-                tracing::warn!("{e}; STARTTLS keeps the previous certificate");
-                s.seen = now;
-            }
-        }
-        s.key.clone()
-    }
-}
-
-impl ResolvesServerCert for ReloadingCertificate {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current())
-    }
-}
-
-fn generate(fqdn: &str) -> Result<(String, String), TlsError> {
+pub(crate) fn generate(fqdn: &str) -> Result<(String, String), TlsError> {
     let mut names = vec![fqdn.to_string()];
     if !fqdn.eq_ignore_ascii_case("localhost") {
         names.push("localhost".to_string());
@@ -287,7 +171,7 @@ fn generate(fqdn: &str) -> Result<(String, String), TlsError> {
 }
 
 /// Readers must never see a half-written key or certificate, even after a crash.
-fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
+pub(crate) fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
@@ -318,7 +202,7 @@ fn check_file_name(fqdn: &str) -> Result<(), TlsError> {
     }
 }
 
-fn io_err(path: &Path, source: io::Error) -> TlsError {
+pub(crate) fn io_err(path: &Path, source: io::Error) -> TlsError {
     TlsError::Io {
         path: path.to_path_buf(),
         source,
@@ -328,7 +212,9 @@ fn io_err(path: &Path, source: io::Error) -> TlsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::ServerConfig;
     use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn temp_dir(tag: &str) -> PathBuf {
@@ -384,7 +270,9 @@ mod tests {
     }
 
     async fn handshake(material: &TlsMaterial, server_name: &'static str) -> Result<(), String> {
-        let config = server_config(material).unwrap();
+        let dir = material.cert_path.parent().unwrap().parent().unwrap();
+        let store = store::CertStore::open(dir, "mx.example.test").unwrap();
+        let config = store.smtp_config("mx.example.test").unwrap();
         handshake_with(config, &material.certs[0], server_name).await
     }
 
@@ -443,7 +331,9 @@ mod tests {
     async fn a_certificate_replaced_on_disk_is_served_without_a_restart() {
         let dir = temp_dir("renew");
         let first = load_or_create(&dir, "mx.example.test").unwrap();
-        let config = server_config_with_rescan(&first, Duration::ZERO).unwrap();
+        let store =
+            store::CertStore::open_with_rescan(&dir, "mx.example.test", Duration::ZERO).unwrap();
+        let config = store.smtp_config("").unwrap();
         handshake_with(config.clone(), &first.certs[0], "mx.example.test")
             .await
             .unwrap();
