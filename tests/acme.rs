@@ -143,34 +143,15 @@ impl Pebble {
 /// The leaf certificate (PEM) a TLS client is given at `addr`, with `extra` s_client options
 /// (`-starttls smtp`), and whether it verified against `root` for the gateway's FQDN.
 fn served(extra: &[&str], addr: std::net::SocketAddr, root: &Path) -> (String, bool) {
-    let mut child = Command::new("openssl")
-        .arg("s_client")
-        .args(extra)
-        .arg("-connect")
-        .arg(addr.to_string())
-        .args(["-servername", FQDN, "-verify_hostname", FQDN, "-CAfile"])
-        .arg(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl is installed");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("openssl s_client hung");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let text = String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
+    let out = common::openssl::s_client(extra, addr, FQDN, root);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let leaf = text
         .split("-----BEGIN CERTIFICATE-----")
         .nth(1)
         .and_then(|r| r.split("-----END CERTIFICATE-----").next())
         .unwrap_or_default()
         .to_string();
-    (leaf, text.contains("Verify return code: 0 (ok)"))
+    (leaf, common::openssl::verified(&out))
 }
 
 async fn served_async(

@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use common::mail::*;
 use common::*;
 
@@ -41,33 +38,7 @@ fn s_client(
     servername: &str,
     ca: &std::path::Path,
 ) -> (String, bool) {
-    let mut child = Command::new("openssl")
-        .arg("s_client")
-        .args(extra)
-        .arg("-connect")
-        .arg(addr.to_string())
-        .args([
-            "-servername",
-            servername,
-            "-verify_hostname",
-            servername,
-            "-CAfile",
-        ])
-        .arg(ca)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl is installed");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("openssl s_client hung");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = common::openssl::s_client(extra, addr, servername, ca);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let subject = text
         .lines()
@@ -80,7 +51,7 @@ fn s_client(
         })
         .trim()
         .to_string();
-    (subject, text.contains("Verify return code: 0 (ok)"))
+    (subject, common::openssl::verified(&out))
 }
 
 fn write_pair(dir: &std::path::Path, stem: &str, cert: &str, key: &str) {
@@ -92,8 +63,9 @@ fn write_pair(dir: &std::path::Path, stem: &str, cert: &str, key: &str) {
     }
 }
 
-#[tokio::test]
-async fn a_connector_with_a_second_fqdn_serves_the_certificate_for_that_name() {
+/// A running gateway with a second receive connector, Fabrikam, whose FQDN is [`SECOND`]; its
+/// port.
+async fn with_fabrikam() -> (Gateway, u16) {
     let setup = Setup::new().await;
     let port = setup.another_port();
     configure(
@@ -104,7 +76,12 @@ async fn a_connector_with_a_second_fqdn_serves_the_certificate_for_that_name() {
         )],
     )
     .await;
-    let gw = setup.start().await;
+    (setup.start().await, port)
+}
+
+#[tokio::test]
+async fn a_connector_with_a_second_fqdn_serves_the_certificate_for_that_name() {
+    let (gw, port) = with_fabrikam().await;
     let second = std::net::SocketAddr::from((gw.setup.ip, port));
     let (ca, leaves) = private_ca(&[SECOND]);
     let ca_file = gw.data_dir().join("test-ca.pem");
@@ -149,17 +126,7 @@ async fn a_connector_with_a_second_fqdn_serves_the_certificate_for_that_name() {
 
 #[tokio::test]
 async fn certificates_are_listed_imported_and_enabled_like_exchanges() {
-    let setup = Setup::new().await;
-    let port = setup.another_port();
-    configure(
-        &setup,
-        &[&format!(
-            "New-ReceiveConnector -Name Fabrikam -Bindings {}:{port} -RemoteIPRanges 127.0.0.0/8 -Fqdn {SECOND}",
-            setup.ip
-        )],
-    )
-    .await;
-    let gw = setup.start().await;
+    let (gw, port) = with_fabrikam().await;
 
     // The first start's own certificate, enabled for both services.
     let out = run(&gw, "Get-ExchangeCertificate | Format-List").await;

@@ -10,6 +10,7 @@ pub mod console;
 pub mod dns;
 pub mod https;
 pub mod mail;
+pub mod openssl;
 pub mod pair;
 pub mod peers;
 pub mod wizard;
