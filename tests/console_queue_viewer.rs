@@ -35,21 +35,6 @@ async fn held_setup(down: &str) -> Setup {
     s
 }
 
-fn send_from(setup: &Setup, from: &str, to: &str, subject: &str) {
-    let server = setup.smtp().to_string();
-    let (ok, out) = swaks(&[
-        "--server",
-        &server,
-        "--from",
-        from,
-        "--to",
-        to,
-        "--header",
-        &format!("Subject: {subject}"),
-    ]);
-    assert!(ok, "swaks failed: {out}");
-}
-
 /// `n` messages over a few connections (a receive connector limits messages per connection).
 fn send_many(setup: &Setup, n: usize) {
     let script = r#"
@@ -172,12 +157,17 @@ async fn held_mail_in_the_queue_viewer_and_a_senders_messages_removed_without_nd
     let console = Console::start(s, &[]).await;
     let setup = &console.setup;
     for i in 0..3 {
-        send_from(setup, SPAMMER, "x@down.example", &format!("spam {i}"));
+        send_from(
+            setup.smtp(),
+            SPAMMER,
+            "x@down.example",
+            &format!("spam {i}"),
+        );
     }
-    send_from(setup, SENDER, "y1@down.example", "good 1");
-    send_from(setup, SENDER, "y2@down.example", HOSTILE_SUBJECT);
+    send_from(setup.smtp(), SENDER, "y1@down.example", "good 1");
+    send_from(setup.smtp(), SENDER, "y2@down.example", HOSTILE_SUBJECT);
     send_from(
-        setup,
+        setup.smtp(),
         HOSTILE_FROM,
         "y3@down.example",
         "from a hostile sender",

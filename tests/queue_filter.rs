@@ -13,21 +13,6 @@ const OTHER: &str = "127.0.0.72";
 const UP: &str = "127.0.0.73";
 const SPAMMER: &str = "spammer@spam.example";
 
-fn send_from(gw: &Gateway, from: &str, to: &str, subject: &str) {
-    let server = gw.smtp().to_string();
-    let (ok, out) = swaks(&[
-        "--server",
-        &server,
-        "--from",
-        from,
-        "--to",
-        to,
-        "--header",
-        &format!("Subject: {subject}"),
-    ]);
-    assert!(ok, "swaks failed: {out}");
-}
-
 /// The Get-Queue table row of the queue to a next hop.
 async fn queue_row(gw: &Gateway, next_hop: &str) -> String {
     run(gw, "Get-Queue")
@@ -69,17 +54,17 @@ async fn filters_select_exactly_the_matching_queues_and_messages() {
     let gw = s.start().await;
 
     // A queue that delivered: Ready, never matched by Status -eq "Retry".
-    send_from(&gw, SENDER, "u@up.example", "up");
+    send_from(gw.smtp(), SENDER, "u@up.example", "up");
     within(30, "the up queue delivered", || async {
         up.received().len() == 1
     })
     .await;
     for i in 0..3 {
-        send_from(&gw, SPAMMER, "x@down.example", &format!("spam {i}"));
+        send_from(gw.smtp(), SPAMMER, "x@down.example", &format!("spam {i}"));
     }
-    send_from(&gw, SENDER, "y1@down.example", "good 1");
-    send_from(&gw, SENDER, "y2@down.example", "good 2");
-    send_from(&gw, SENDER, "z@other.example", "other");
+    send_from(gw.smtp(), SENDER, "y1@down.example", "good 1");
+    send_from(gw.smtp(), SENDER, "y2@down.example", "good 2");
+    send_from(gw.smtp(), SENDER, "z@other.example", "other");
     within(60, "six messages held in two Retry queues", || async {
         let st = status_of(&gw).await;
         gw.message_count().await == 6
@@ -298,13 +283,13 @@ async fn a_filtered_removal_with_ndr_reports_each_matching_message_once() {
     let gw = s.start().await;
     for i in 0..3 {
         send_from(
-            &gw,
+            gw.smtp(),
             SPAMMER,
             &format!("r{i}@held.example"),
             &format!("bounce {i}"),
         );
     }
-    send_from(&gw, SPAMMER, "keep@held.example", "keep");
+    send_from(gw.smtp(), SPAMMER, "keep@held.example", "keep");
     within(60, "four messages held", || async {
         gw.message_count().await == 4 && run(&gw, "Get-Message").await.matches("Retry").count() >= 4
     })

@@ -217,7 +217,8 @@ mod tests {
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn temp_dir(tag: &str) -> PathBuf {
+    /// A fresh folder of its own for one unit test (the store's tests use it too).
+    pub(crate) fn temp_dir(tag: &str) -> PathBuf {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()

@@ -467,20 +467,8 @@ impl ResolvesServerCert for Selector {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::temp_dir;
     use super::*;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "hubgate-store-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     fn add(dir: &Path, stem: &str, name: &str) -> String {
         let (cert, key) = super::super::generate(name).unwrap();

@@ -84,12 +84,18 @@ pub fn send(gw: &Gateway, to: &[&str], subject: &str) {
 /// Sends one message from SENDER to `to` (one or more addresses, comma-separated) through the
 /// listener at `smtp`; panics unless it was accepted.
 pub fn send_to(smtp: SocketAddr, to: &str, subject: &str) {
+    send_from(smtp, SENDER, to, subject);
+}
+
+/// Sends one message from `from` to `to` through the listener at `smtp`; panics unless it was
+/// accepted.
+pub fn send_from(smtp: SocketAddr, from: &str, to: &str, subject: &str) {
     let server = smtp.to_string();
     let (ok, out) = swaks(&[
         "--server",
         &server,
         "--from",
-        SENDER,
+        from,
         "--to",
         to,
         "--header",

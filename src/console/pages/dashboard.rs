@@ -9,12 +9,12 @@ use axum::routing::get;
 use time::{Duration, OffsetDateTime};
 
 use super::chart::{self, Chart, Series, grouped};
-use super::server_hub::{SERVERS, frame, server_rows};
+use super::server_hub::{SERVERS, frame, server_rows, servers_with};
 use super::view::{Action, Frame, Link, Table};
 use super::{PageError, PageResult, page, seg};
 use crate::console::session::Admin;
 use crate::console::state::ConsoleState;
-use crate::ops::{OpError, receive_connector, transport};
+use crate::ops::{OpError, receive_connector};
 use crate::transport::queue::QueueStatus;
 use crate::transport::queue::ops::totals::messages_in_retry;
 use crate::transport::queue::ops::{QueueError, QueueInfo, QueueName, list_queues};
@@ -217,11 +217,8 @@ pub async fn dashboard(
     Path(name): Path<String>,
 ) -> PageResult {
     let mut tx = st.pool.begin().await?;
-    let all = transport::get_servers(&mut tx, None, true).await?;
-    let s = all
-        .iter()
-        .find(|s| s.name.eq_ignore_ascii_case(&name))
-        .ok_or(PageError::NoPage)?;
+    let (all, i) = servers_with(&mut tx, &name).await?;
+    let s = &all[i];
     let queues = list_queues(&st.pool, &s.name).await.map_err(queue_error)?;
     let in_retry = messages_in_retry(&st.pool, &s.name)
         .await

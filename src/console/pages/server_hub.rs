@@ -189,6 +189,19 @@ pub async fn servers(State(st): State<ConsoleState>, admin: Admin) -> PageResult
     })
 }
 
+/// Every server, and which of them `name` names (case-insensitively); no page for none.
+pub(super) async fn servers_with(
+    tx: &mut PgConnection,
+    name: &str,
+) -> Result<(Vec<TransportServer>, usize), PageError> {
+    let all = transport::get_servers(tx, None, true).await?;
+    let i = all
+        .iter()
+        .position(|s| s.name.eq_ignore_ascii_case(name))
+        .ok_or(PageError::NoPage)?;
+    Ok((all, i))
+}
+
 /// The server list with `server` selected, and its receive connectors below.
 pub async fn server(
     State(st): State<ConsoleState>,
@@ -197,11 +210,8 @@ pub async fn server(
     Query(sel): Query<Selected>,
 ) -> PageResult {
     let mut tx = st.pool.begin().await?;
-    let all = transport::get_servers(&mut tx, None, true).await?;
-    let s = all
-        .iter()
-        .find(|s| s.name.eq_ignore_ascii_case(&name))
-        .ok_or(PageError::NoPage)?;
+    let (all, i) = servers_with(&mut tx, &name).await?;
+    let s = &all[i];
     let connectors = receive_connector::on_server(
         receive_connector::get(&mut tx, &st.server, None, true).await?,
         Some(&s.name),
