@@ -120,6 +120,14 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         agents,
     ));
     let stats = stats_writer(&queue, &pool, &server_name, &org_rx);
+    let metrics = match start_metrics(&settings, &queue).await {
+        Ok(m) => m,
+        Err(e) => {
+            listeners.close_all();
+            db.close().await;
+            return Err(e.into());
+        }
+    };
     let limits = ConnectionLimits::default();
     let live = crate::console::state::Live {
         stats: queue.stats().clone(),
@@ -210,6 +218,9 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     reload.abort();
     auto_discard.abort();
     console.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     acme.abort();
     // Sessions in a transaction have not had their 250, so cutting them loses nothing; still,
     // give them a moment to finish.
@@ -243,6 +254,22 @@ fn stats_writer(
         org: org.clone(),
         queue_length: Arc::new(move || q.queue_length()),
     })
+}
+
+/// /metrics as the operator chose (HUBGATE_METRICS_ALLOW, HUBGATE_METRICS_BIND), its queue
+/// lengths read from the queue manager at each scrape.
+async fn start_metrics(
+    settings: &ServeSettings,
+    queue: &QueueManager,
+) -> Result<Option<tokio::task::JoinHandle<()>>, crate::monitor::MetricsError> {
+    let task =
+        crate::monitor::http::start(&settings.metrics_allow, settings.metrics_bind.as_deref())
+            .await?;
+    if let Some(exporter) = crate::monitor::exporter() {
+        let q = queue.clone();
+        exporter.set_queue_source(move || q.queue_lengths());
+    }
+    Ok(task)
 }
 
 /// The console on its address, over HTTPS from the same certificate store as STARTTLS (followed
