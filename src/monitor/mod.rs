@@ -155,7 +155,10 @@ fn describe() {
         CONNECTIONS_TOTAL,
         "SMTP connections accepted, by receive connector."
     );
-    describe_counter!(DSN_SENT, "DSNs queued by this node, by kind (failure, delay).");
+    describe_counter!(
+        DSN_SENT,
+        "DSNs queued by this node, by kind (failure, delay)."
+    );
     describe_histogram!(
         LATENCY,
         metrics::Unit::Seconds,
