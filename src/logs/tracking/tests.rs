@@ -2,6 +2,7 @@ use super::*;
 use std::fs;
 use std::sync::Mutex;
 use time::macros::datetime;
+use crate::logs::retention::DEFAULT_MAX_FILE_SIZE;
 
 struct TestLog {
     dir: PathBuf,
