@@ -154,7 +154,12 @@ impl ProtocolLog {
             .join("ProtocolLog")
             .join(kind.directory());
         ProtocolLog {
-            inner: Some(Arc::new(RotatingLog::new(dir, kind.format(), limits, clock))),
+            inner: Some(Arc::new(RotatingLog::new(
+                dir,
+                kind.format(),
+                limits,
+                clock,
+            ))),
         }
     }
 
@@ -189,7 +194,12 @@ impl ProtocolLog {
 
 impl RotatingLog {
     /// Nothing is created until the first line.
-    pub(crate) fn new(dir: PathBuf, format: LogFormat, limits: Limits, clock: Clock) -> RotatingLog {
+    pub(crate) fn new(
+        dir: PathBuf,
+        format: LogFormat,
+        limits: Limits,
+        clock: Clock,
+    ) -> RotatingLog {
         RotatingLog {
             dir,
             format,
@@ -241,9 +251,13 @@ impl RotatingLog {
             // stop the log.
             let reserve = limits.max_file_size.unwrap_or(0);
             let prefix = self.format.file_prefix;
-            if let Err(e) =
-                retention::prune(&self.dir, prefix, &limits, reserve, std::time::SystemTime::now())
-            {
+            if let Err(e) = retention::prune(
+                &self.dir,
+                prefix,
+                &limits,
+                reserve,
+                std::time::SystemTime::now(),
+            ) {
                 tracing::warn!(dir = %self.dir.display(), "pruning the {}: {e}", self.format.log_type);
             }
         }
@@ -260,7 +274,12 @@ impl RotatingLog {
 
     /// Opens the file to write to for `now`'s day: the last existing one if it still has room
     /// (after a restart), otherwise a new one.
-    fn open(&self, now: OffsetDateTime, min_index: u32, max_file_size: u64) -> io::Result<OpenFile> {
+    fn open(
+        &self,
+        now: OffsetDateTime,
+        min_index: u32,
+        max_file_size: u64,
+    ) -> io::Result<OpenFile> {
         crate::fsmode::private_dir_all(&self.dir)?;
         let day = now.date();
         let mut index = self.last_index(day)?.unwrap_or(1).max(min_index);

@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::protocol::{Clock, LogFormat, RotatingLog, csv_field};
-use super::retention::{self, Family, Limits, Retention};
 use super::read::{Columns, Record, Records, log_files, open, parse_record};
+use super::retention::{self, Family, Limits, Retention};
 
 pub(crate) const FILE_PREFIX: &str = "MSGTRK";
 

@@ -1,8 +1,8 @@
 use super::*;
+use crate::logs::retention::DEFAULT_MAX_FILE_SIZE;
 use std::fs;
 use std::sync::Mutex;
 use time::macros::datetime;
-use crate::logs::retention::DEFAULT_MAX_FILE_SIZE;
 
 struct TestLog {
     dir: PathBuf,
