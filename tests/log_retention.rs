@@ -97,7 +97,7 @@ async fn small_max_file_size_rotates_and_max_directory_size_keeps_the_newest_und
     assert!(!left.iter().any(|(n, _)| n.ends_with("-1.LOG")), "{left:?}");
     // The Protocol Logs search reads the sessions of every file left (the pruned ones are gone).
     let read_back = sessions(&gw.data_dir());
-    assert!(read_back >= 2 && read_back < 8, "{read_back}");
+    assert!((2..8).contains(&read_back), "{read_back}");
 
     // Tracking rotated into several files, and Get-MessageTrackingLog reads across all of them.
     within(20, "eight deliveries tracked", || async {
