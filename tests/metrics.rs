@@ -160,6 +160,69 @@ async fn counters_move_by_exactly_what_flowed_and_only_allowed_sources_read_them
     assert_eq!(events("DELIVER"), 1.0, "{log:?}");
 }
 
+#[tokio::test]
+async fn a_next_hop_that_is_down_shows_as_a_deferral_a_queue_length_and_a_delay_dsn() {
+    let port = peer_port();
+    let s = setup().await;
+    configure(
+        &s,
+        &[
+            // Nothing listens on 127.0.0.234. The next try is far off, so the counts hold still.
+            &format!(
+                "New-SendConnector -Name Down -AddressSpaces 'down.example' -DNSRoutingEnabled $false -SmartHosts '127.0.0.234' -Port {port}"
+            ),
+            "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:05:00 -OutboundConnectionFailureRetryInterval 00:05:00 -MessageRetryInterval 00:05:00 -DelayNotificationTimeout 00:00:02",
+        ],
+    )
+    .await;
+    let smtp = s.smtp();
+    let console = Console::start(s, &[("HUBGATE_METRICS_ALLOW", SCRAPER)]).await;
+    let before = scrape(&console).await;
+    send_to(smtp, "someone@down.example", "metrics down");
+    let delay = "hubgate_dsn_sent_total{kind=\"delay\"}";
+    let ndr_delivered = "hubgate_messages_delivered_total{connector=\"MapiDelivery\"}";
+    let mut after = HashMap::new();
+    for _ in 0..600 {
+        after = scrape(&console).await;
+        if get(&after, delay) >= 1.0 && get(&after, ndr_delivered) >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let moved = |series: &str| get(&after, series) - get(&before, series);
+    assert_eq!(moved(delay), 1.0, "{after:?}");
+    assert_eq!(
+        moved("hubgate_messages_deferred_total{connector=\"Down\"}"),
+        1.0,
+        "{after:?}"
+    );
+    assert_eq!(
+        moved("hubgate_messages_delivered_total{connector=\"Down\"}"),
+        0.0
+    );
+    assert_eq!(moved("hubgate_dsn_sent_total{kind=\"failure\"}"), 0.0);
+    // The delay DSN went to the sender's mailbox; the message itself still waits.
+    assert_eq!(moved(ndr_delivered), 1.0, "{after:?}");
+    assert_eq!(
+        get(
+            &after,
+            "hubgate_queue_length{queue=\"127.0.0.234\",delivery_type=\"SmartHostConnectorDelivery\"}"
+        ),
+        1.0,
+        "{after:?}"
+    );
+    let log = hubgate::logs::tracking::search(
+        console.setup.data_dir.path(),
+        &hubgate::logs::tracking::TrackingQuery::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        log.iter().filter(|e| e.event_id == "DEFER").count(),
+        1,
+        "{log:?}"
+    );
+}
+
 /// A plain HTTP GET from `source`: (status, body).
 async fn http_get(addr: std::net::SocketAddr, source: &str, path: &str) -> (u16, String) {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
