@@ -57,8 +57,8 @@ pub struct Exporter {
 
 static EXPORTER: OnceLock<Exporter> = OnceLock::new();
 
-/// Installs the process's recorder (once; later calls return the same exporter). Every series
-/// is registered at zero-free defaults so that the first scrape already names them.
+/// Installs the process's recorder (once; later calls return the same exporter). The gauges
+/// that need no event start at 0, so that the first scrape already shows them.
 pub fn install() -> Result<&'static Exporter, MetricsError> {
     if let Some(e) = EXPORTER.get() {
         return Ok(e);
