@@ -73,6 +73,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     }
 
     let org = Org::load(&pool, &server_name).await?;
+    crate::logs::retention::apply(&org.server);
     // The sockets are opened before the queue starts: a node that can listen on nothing is not a
     // gateway, and must fail its start before it delivers anything.
     let mut listeners = Listeners::default();
@@ -120,6 +121,14 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         agents,
     ));
     let stats = stats_writer(&queue, &pool, &server_name, &org_rx);
+    let metrics = match start_metrics(&settings, &queue).await {
+        Ok(m) => m,
+        Err(e) => {
+            listeners.close_all();
+            db.close().await;
+            return Err(e.into());
+        }
+    };
     let limits = ConnectionLimits::default();
     let live = crate::console::state::Live {
         stats: queue.stats().clone(),
@@ -178,6 +187,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         org_rx.clone(),
     ));
     let stats_task = tokio::spawn(stats.clone().run());
+    let log_pruner = tokio::spawn(prune_logs(common.data_dir.clone()));
     let reload = tokio::spawn(watch_config(
         db.url.clone(),
         pool.clone(),
@@ -201,6 +211,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
             }
             _ = retry_bindings.tick(), if !listeners.failed().is_empty() => org_changes.borrow().clone(),
         };
+        crate::logs::retention::apply(&org.server);
         if listeners.reconcile(&gw, &org) {
             record_binding_errors(&pool, &server_name, &listeners).await;
         }
@@ -209,7 +220,11 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     listeners.close_all();
     reload.abort();
     auto_discard.abort();
+    log_pruner.abort();
     console.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     acme.abort();
     // Sessions in a transaction have not had their 250, so cutting them loses nothing; still,
     // give them a moment to finish.
@@ -243,6 +258,22 @@ fn stats_writer(
         org: org.clone(),
         queue_length: Arc::new(move || q.queue_length()),
     })
+}
+
+/// /metrics as the operator chose (HUBGATE_METRICS_ALLOW, HUBGATE_METRICS_BIND), its queue
+/// lengths read from the queue manager at each scrape.
+async fn start_metrics(
+    settings: &ServeSettings,
+    queue: &QueueManager,
+) -> Result<Option<tokio::task::JoinHandle<()>>, crate::monitor::MetricsError> {
+    let task =
+        crate::monitor::http::start(&settings.metrics_allow, settings.metrics_bind.as_deref())
+            .await?;
+    if let Some(exporter) = crate::monitor::exporter() {
+        let q = queue.clone();
+        exporter.set_queue_source(move || q.queue_lengths());
+    }
+    Ok(task)
 }
 
 /// The console on its address, over HTTPS from the same certificate store as STARTTLS (followed
@@ -281,6 +312,19 @@ async fn start_console(
         live: Some(live),
     };
     Ok(crate::console::spawn(&console, state, Some(source)).await?)
+}
+
+/// How often the logs are pruned besides when they start a new file: an idle log's old files
+/// still go once they pass MaxAge.
+const LOG_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+
+async fn prune_logs(data_dir: std::path::PathBuf) {
+    let mut tick = tokio::time::interval(LOG_PRUNE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let dir = data_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || crate::logs::retention::prune_all(&dir)).await;
+    }
 }
 
 /// How often bindings that could not be opened are tried again.

@@ -43,6 +43,12 @@ pub struct ServeSettings {
     /// The administrator's password on first start (otherwise one is generated and printed once).
     #[arg(long, env = "HUBGATE_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// Who may read /metrics: comma-separated addresses and networks, or `none` (metrics off).
+    #[arg(long, env = "HUBGATE_METRICS_ALLOW", default_value = "127.0.0.0/8,::1")]
+    pub metrics_allow: String,
+    /// Serve /metrics over plain HTTP on this `IP:port` instead of on the console's listener.
+    #[arg(long, env = "HUBGATE_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
 }
 
 impl Settings {

@@ -9,6 +9,7 @@ pub mod console;
 pub mod db;
 pub mod fsmode;
 pub mod logs;
+pub mod monitor;
 pub mod ops;
 pub mod org;
 pub mod shell;

@@ -36,14 +36,14 @@ struct ShellArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HUBGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // The gateway logs to stdout, as a container's log collector expects; the shell's stdout is
+    // its output, so there the log stays on stderr.
+    let to_stdout = matches!(cli.command, Command::Serve(_));
+    if let Err(e) = init_log(to_stdout) {
+        eprintln!("hubgate: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,6 +65,41 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// tracing's output: HUBGATE_LOG filters it (default `info,sqlx=warn`), HUBGATE_LOG_FORMAT picks
+/// `text` (the default) or `json` (one object per line).
+fn init_log(to_stdout: bool) -> Result<(), String> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HUBGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let (writer, terminal) = if to_stdout {
+        (
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        )
+    } else {
+        (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        )
+    };
+    let format = std::env::var("HUBGATE_LOG_FORMAT").unwrap_or_default();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(terminal)
+        .with_writer(writer);
+    match format.trim().to_ascii_lowercase().as_str() {
+        "" | "text" => builder.init(),
+        "json" => builder.json().init(),
+        other => {
+            return Err(format!(
+                "HUBGATE_LOG_FORMAT: '{other}' is not a log format; use text or json"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> ExitCode {

@@ -73,6 +73,7 @@ pub fn router(state: ConsoleState, static_dir: &Path) -> Router {
         pages::routes().route_layer(from_fn_with_state(state.clone(), guard::require_admin));
     let dynamic = Router::new()
         .route("/healthz", get(health))
+        .route("/metrics", get(crate::monitor::http::on_console))
         .route("/logon", get(logon::show).post(logon::submit))
         .route("/logoff", post(logon::logoff))
         .merge(pages)

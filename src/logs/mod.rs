@@ -2,4 +2,5 @@
 
 pub mod protocol;
 pub mod read;
+pub mod retention;
 pub mod tracking;

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use time::{Date, OffsetDateTime};
 
-/// Exchange's default `ReceiveProtocolLogMaxFileSize` / `SendProtocolLogMaxFileSize`.
-pub const DEFAULT_MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
+pub use super::retention::DEFAULT_MAX_FILE_SIZE;
+use super::retention::{self, Family, Limits, Retention};
 
 /// The event column's values.
 pub mod event {
@@ -38,6 +38,13 @@ pub enum LogKind {
 }
 
 impl LogKind {
+    fn family(self) -> Family {
+        match self {
+            LogKind::Receive => Family::ReceiveProtocol,
+            LogKind::Send => Family::SendProtocol,
+        }
+    }
+
     pub(crate) fn directory(self) -> &'static str {
         match self {
             LogKind::Receive => "SmtpReceive",
@@ -85,11 +92,12 @@ pub(crate) struct LogFormat {
 }
 
 /// An append-only directory of `<prefix>yyyymmdd-n.LOG` files that starts a new file each UTC
-/// day and whenever the current one passes the size limit.
+/// day and before a line would take the current one past MaxFileSize, and then prunes the
+/// directory by MaxDirectorySize and MaxAge.
 pub(crate) struct RotatingLog {
     dir: PathBuf,
     format: LogFormat,
-    max_file_size: u64,
+    limits: Limits,
     clock: Clock,
     state: Mutex<State>,
 }
@@ -106,16 +114,19 @@ struct OpenFile {
     day: Date,
     index: u32,
     size: u64,
+    /// Holds a line (not only its header): only then may the next line start another file.
+    has_lines: bool,
 }
 
 impl ProtocolLog {
     /// Logs to `<data_dir>/logs/ProtocolLog/SmtpReceive` (or `SmtpSend`); nothing is created
     /// until the first event.
+    /// Its limits are the process's for `kind` (Set-TransportServer's, see `retention`).
     pub fn new(data_dir: &Path, kind: LogKind) -> ProtocolLog {
-        ProtocolLog::with_settings(
+        ProtocolLog::with_limits(
             data_dir,
             kind,
-            DEFAULT_MAX_FILE_SIZE,
+            retention::shared(kind.family()),
             Arc::new(OffsetDateTime::now_utc),
         )
     }
@@ -127,6 +138,17 @@ impl ProtocolLog {
         max_file_size: u64,
         clock: Clock,
     ) -> ProtocolLog {
+        let limits = Arc::new(std::sync::RwLock::new(Retention::file_size(max_file_size)));
+        ProtocolLog::with_limits(data_dir, kind, limits, clock)
+    }
+
+    /// Like [`ProtocolLog::new`] with limits and a clock of its own.
+    pub fn with_limits(
+        data_dir: &Path,
+        kind: LogKind,
+        limits: Limits,
+        clock: Clock,
+    ) -> ProtocolLog {
         let dir = data_dir
             .join("logs")
             .join("ProtocolLog")
@@ -135,7 +157,7 @@ impl ProtocolLog {
             inner: Some(Arc::new(RotatingLog::new(
                 dir,
                 kind.format(),
-                max_file_size,
+                limits,
                 clock,
             ))),
         }
@@ -175,13 +197,13 @@ impl RotatingLog {
     pub(crate) fn new(
         dir: PathBuf,
         format: LogFormat,
-        max_file_size: u64,
+        limits: Limits,
         clock: Clock,
     ) -> RotatingLog {
         RotatingLog {
             dir,
             format,
-            max_file_size,
+            limits,
             clock,
             state: Mutex::new(State::default()),
         }
@@ -212,15 +234,32 @@ impl RotatingLog {
 
     fn append(&self, state: &mut State, now: OffsetDateTime, line: &[u8]) -> io::Result<()> {
         let day = now.date();
+        let limits = retention::read(&self.limits);
+        let max = limits.max_file_size.unwrap_or(u64::MAX);
         let next_index = match &state.current {
             Some(open) if open.day != day => Some(1),
-            Some(open) if open.size >= self.max_file_size => Some(open.index + 1),
+            Some(open) if open.has_lines && open.size.saturating_add(line.len() as u64) > max => {
+                Some(open.index + 1)
+            }
             Some(_) => None,
             None => Some(1),
         };
         if let Some(min_index) = next_index {
             state.current = None;
-            state.current = Some(self.open(now, min_index)?);
+            state.current = Some(self.open(now, min_index, max)?);
+            // The file just closed may now be the oldest one to go; failing to prune must not
+            // stop the log.
+            let reserve = limits.max_file_size.unwrap_or(0);
+            let prefix = self.format.file_prefix;
+            if let Err(e) = retention::prune(
+                &self.dir,
+                prefix,
+                &limits,
+                reserve,
+                std::time::SystemTime::now(),
+            ) {
+                tracing::warn!(dir = %self.dir.display(), "pruning the {}: {e}", self.format.log_type);
+            }
         }
         let Some(open) = state.current.as_mut() else {
             unreachable!("a file was opened above");
@@ -229,12 +268,18 @@ impl RotatingLog {
         // buffered remainder can be lost when the process dies.
         open.file.write_all(line)?;
         open.size += line.len() as u64;
+        open.has_lines = true;
         Ok(())
     }
 
     /// Opens the file to write to for `now`'s day: the last existing one if it still has room
     /// (after a restart), otherwise a new one.
-    fn open(&self, now: OffsetDateTime, min_index: u32) -> io::Result<OpenFile> {
+    fn open(
+        &self,
+        now: OffsetDateTime,
+        min_index: u32,
+        max_file_size: u64,
+    ) -> io::Result<OpenFile> {
         crate::fsmode::private_dir_all(&self.dir)?;
         let day = now.date();
         let mut index = self.last_index(day)?.unwrap_or(1).max(min_index);
@@ -252,14 +297,16 @@ impl RotatingLog {
                     day,
                     index,
                     size: header.len() as u64,
+                    has_lines: false,
                 });
             }
-            if size < self.max_file_size {
+            if size < max_file_size {
                 return Ok(OpenFile {
                     file,
                     day,
                     index,
                     size,
+                    has_lines: true,
                 });
             }
             index += 1;

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::protocol::{Clock, DEFAULT_MAX_FILE_SIZE, LogFormat, RotatingLog, csv_field};
+use super::protocol::{Clock, LogFormat, RotatingLog, csv_field};
 use super::read::{Columns, Record, Records, log_files, open, parse_record};
+use super::retention::{self, Family, Limits, Retention};
 
-const FILE_PREFIX: &str = "MSGTRK";
+pub(crate) const FILE_PREFIX: &str = "MSGTRK";
 
 /// The E12 columns, then E14's additions (directionality .. original-server-ip) and 2010 SP1's
 /// `custom-data`.
@@ -92,10 +93,10 @@ impl TrackingLog {
         if !enabled {
             return TrackingLog::disabled();
         }
-        TrackingLog::with_settings(
+        TrackingLog::with_limits(
             data_dir,
             subject_logging,
-            DEFAULT_MAX_FILE_SIZE,
+            retention::shared(Family::MessageTracking),
             Arc::new(OffsetDateTime::now_utc),
         )
     }
@@ -107,9 +108,20 @@ impl TrackingLog {
         max_file_size: u64,
         clock: Clock,
     ) -> TrackingLog {
+        let limits = Arc::new(std::sync::RwLock::new(Retention::file_size(max_file_size)));
+        TrackingLog::with_limits(data_dir, subject_logging, limits, clock)
+    }
+
+    /// An enabled log with limits and a clock of its own.
+    pub fn with_limits(
+        data_dir: &Path,
+        subject_logging: bool,
+        limits: Limits,
+        clock: Clock,
+    ) -> TrackingLog {
         TrackingLog {
             inner: Some(Arc::new(Inner {
-                log: RotatingLog::new(dir(data_dir), FORMAT, max_file_size, clock),
+                log: RotatingLog::new(dir(data_dir), FORMAT, limits, clock),
                 subject_logging,
             })),
         }

@@ -167,6 +167,80 @@ pub static SERVER: Object<S> = Object {
         )
         .range(3600, 31536000)
         .export(Export::Always),
+        // The Exchange-format logs' files: a new one at MaxFileSize, the oldest removed past
+        // MaxDirectorySize or MaxAge (00:00:00: never by age).
+        field!(
+            S,
+            "ReceiveProtocolLogMaxAge",
+            Kind::TimeSpan,
+            receive_protocol_log_max_age
+        )
+        .range(0, 2147483647)
+        .export(Export::Always),
+        field!(
+            S,
+            "ReceiveProtocolLogMaxDirectorySize",
+            Kind::ByteSize,
+            receive_protocol_log_max_directory_size
+        )
+        .range(1024, 1099511627776)
+        .export(Export::Always),
+        field!(
+            S,
+            "ReceiveProtocolLogMaxFileSize",
+            Kind::ByteSize,
+            receive_protocol_log_max_file_size
+        )
+        .range(1024, 1099511627776)
+        .export(Export::Always),
+        field!(
+            S,
+            "SendProtocolLogMaxAge",
+            Kind::TimeSpan,
+            send_protocol_log_max_age
+        )
+        .range(0, 2147483647)
+        .export(Export::Always),
+        field!(
+            S,
+            "SendProtocolLogMaxDirectorySize",
+            Kind::ByteSize,
+            send_protocol_log_max_directory_size
+        )
+        .range(1024, 1099511627776)
+        .export(Export::Always),
+        field!(
+            S,
+            "SendProtocolLogMaxFileSize",
+            Kind::ByteSize,
+            send_protocol_log_max_file_size
+        )
+        .range(1024, 1099511627776)
+        .export(Export::Always),
+        field!(
+            S,
+            "MessageTrackingLogMaxAge",
+            Kind::TimeSpan,
+            message_tracking_log_max_age
+        )
+        .range(0, 2147483647)
+        .export(Export::Always),
+        field!(
+            S,
+            "MessageTrackingLogMaxDirectorySize",
+            Kind::ByteSize,
+            message_tracking_log_max_directory_size
+        )
+        .range(1024, 1099511627776)
+        .export(Export::Always),
+        field!(
+            S,
+            "MessageTrackingLogMaxFileSize",
+            Kind::ByteSize,
+            message_tracking_log_max_file_size
+        )
+        .range(1024, 1099511627776)
+        .export(Export::Always),
     ],
     new_extra: &[],
     export_cmdlet: "Set-TransportServer",
@@ -223,6 +297,15 @@ pub static SERVER: Object<S> = Object {
                 "MessageTrackingLogSubjectLoggingEnabled",
                 "IntraOrgConnectorProtocolLoggingLevel",
                 "ServerStatisticsMaxAge",
+                "ReceiveProtocolLogMaxAge",
+                "ReceiveProtocolLogMaxDirectorySize",
+                "ReceiveProtocolLogMaxFileSize",
+                "SendProtocolLogMaxAge",
+                "SendProtocolLogMaxDirectorySize",
+                "SendProtocolLogMaxFileSize",
+                "MessageTrackingLogMaxAge",
+                "MessageTrackingLogMaxDirectorySize",
+                "MessageTrackingLogMaxFileSize",
             ],
         ),
     ],

@@ -32,6 +32,17 @@ pub struct TransportServer {
     pub intra_org_connector_protocol_logging_level: String,
     /// hubgate's own: how long the dashboard's per-minute counts are kept (seconds).
     pub server_statistics_max_age: i64,
+    /// The Exchange-format logs' limits (`logs::retention`): sizes in bytes (`None`:
+    /// unlimited), ages in seconds (0: no removal by age).
+    pub receive_protocol_log_max_file_size: Option<i64>,
+    pub receive_protocol_log_max_directory_size: Option<i64>,
+    pub receive_protocol_log_max_age: i64,
+    pub send_protocol_log_max_file_size: Option<i64>,
+    pub send_protocol_log_max_directory_size: Option<i64>,
+    pub send_protocol_log_max_age: i64,
+    pub message_tracking_log_max_file_size: Option<i64>,
+    pub message_tracking_log_max_directory_size: Option<i64>,
+    pub message_tracking_log_max_age: i64,
 }
 
 impl TransportServer {
@@ -62,6 +73,15 @@ impl TransportServer {
             message_tracking_log_subject_logging_enabled: true,
             intra_org_connector_protocol_logging_level: "None".into(),
             server_statistics_max_age: 7 * 86400,
+            receive_protocol_log_max_file_size: Some(10 * 1024 * 1024),
+            receive_protocol_log_max_directory_size: Some(250 * 1024 * 1024),
+            receive_protocol_log_max_age: 30 * 86400,
+            send_protocol_log_max_file_size: Some(10 * 1024 * 1024),
+            send_protocol_log_max_directory_size: Some(250 * 1024 * 1024),
+            send_protocol_log_max_age: 30 * 86400,
+            message_tracking_log_max_file_size: Some(10 * 1024 * 1024),
+            message_tracking_log_max_directory_size: Some(1024 * 1024 * 1024),
+            message_tracking_log_max_age: 30 * 86400,
         }
     }
 
@@ -111,12 +131,57 @@ impl TransportServer {
                 ),
             ));
         }
+        self.validate_log_limits()?;
         // hubgate also takes `ip:port` (`[v6]:port`), for resolvers off port 53.
         for ip in &self.external_dns_servers {
             if crate::smtp::client::parse_dns_server(ip).is_none() {
                 return Err(super::invalid(
                     "ExternalDNSServers",
                     format!("'{ip}' is not a valid IP address (or IP address and port)."),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A log's files cannot be larger than its directory.
+    fn validate_log_limits(&self) -> Result<(), OrgError> {
+        for (prefix, file, dir) in [
+            (
+                "ReceiveProtocolLog",
+                self.receive_protocol_log_max_file_size,
+                self.receive_protocol_log_max_directory_size,
+            ),
+            (
+                "SendProtocolLog",
+                self.send_protocol_log_max_file_size,
+                self.send_protocol_log_max_directory_size,
+            ),
+            (
+                "MessageTrackingLog",
+                self.message_tracking_log_max_file_size,
+                self.message_tracking_log_max_directory_size,
+            ),
+        ] {
+            let file_param = match prefix {
+                "ReceiveProtocolLog" => "ReceiveProtocolLogMaxFileSize",
+                "SendProtocolLog" => "SendProtocolLogMaxFileSize",
+                _ => "MessageTrackingLogMaxFileSize",
+            };
+            let shown = crate::shell::parse::format_bytes;
+            let too_big = match (file, dir) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(f), Some(d)) => f > d,
+            };
+            if too_big {
+                return Err(super::invalid(
+                    file_param,
+                    format!(
+                        "{prefix}MaxFileSize ({}) cannot be greater than {prefix}MaxDirectorySize ({}).",
+                        shown(file),
+                        shown(dir)
+                    ),
                 ));
             }
         }
@@ -159,6 +224,30 @@ impl TransportServer {
         .bind(self.message_tracking_log_subject_logging_enabled)
         .bind(&self.intra_org_connector_protocol_logging_level)
         .bind(self.server_statistics_max_age)
+        .execute(&mut *conn)
+        .await?;
+        self.update_log_limits(conn).await
+    }
+
+    async fn update_log_limits(&self, conn: &mut sqlx::PgConnection) -> Result<(), OrgError> {
+        sqlx::query(
+            "UPDATE transport_server SET receive_protocol_log_max_file_size = $2,
+               receive_protocol_log_max_directory_size = $3, receive_protocol_log_max_age = $4,
+               send_protocol_log_max_file_size = $5, send_protocol_log_max_directory_size = $6,
+               send_protocol_log_max_age = $7, message_tracking_log_max_file_size = $8,
+               message_tracking_log_max_directory_size = $9, message_tracking_log_max_age = $10
+             WHERE name = $1",
+        )
+        .bind(&self.name)
+        .bind(self.receive_protocol_log_max_file_size)
+        .bind(self.receive_protocol_log_max_directory_size)
+        .bind(self.receive_protocol_log_max_age)
+        .bind(self.send_protocol_log_max_file_size)
+        .bind(self.send_protocol_log_max_directory_size)
+        .bind(self.send_protocol_log_max_age)
+        .bind(self.message_tracking_log_max_file_size)
+        .bind(self.message_tracking_log_max_directory_size)
+        .bind(self.message_tracking_log_max_age)
         .execute(&mut *conn)
         .await?;
         Ok(())

@@ -10,7 +10,8 @@ pub const LOGON: &str = "__Host-hubgate-logon";
 /// Where `/` leads a signed-in administrator: Organization Configuration › Hub Transport.
 pub const HOME: &str = "/org/hub/accepted-domains";
 
-/// A running gateway with its console; its log (stderr) goes to a file the test can read.
+/// A running gateway with its console; its log (stdout and stderr) goes to a file the test can
+/// read.
 pub struct Console {
     pub setup: Setup,
     child: Child,
@@ -38,17 +39,20 @@ impl Console {
     }
 
     pub async fn spawn(setup: &Setup, env: &[(String, String)], log: &std::path::Path) -> Child {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap()
+        };
         let mut cmd = serve_command(setup, setup.data_dir.path());
         cmd.envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
-            .stderr(stderr);
+            .stderr(open());
         let mut child = cmd.spawn().expect("spawn hubgate");
-        wait_ready(&mut child).await;
+        // The log is on stdout, after the ready line's wait as before it.
+        wait_ready_logging(&mut child, Some(open())).await;
         child
     }
 

@@ -15,7 +15,7 @@ pub mod pair;
 pub mod peers;
 pub mod wizard;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -260,18 +260,33 @@ pub fn serve_command(s: &Setup, data_dir: &Path) -> Command {
 
 /// Waits (bounded) for the ready line on the child's piped stdout.
 pub async fn wait_ready(child: &mut Child) {
+    wait_ready_logging(child, None).await
+}
+
+/// `wait_ready`, copying every line of the child's stdout (its log) to `log` as it comes.
+pub async fn wait_ready_logging(child: &mut Child, mut log: Option<std::fs::File>) {
     let stdout = child.stdout.take().expect("stdout piped");
     let ready = tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stdout).lines();
+        let mut copy = move |l: &str| {
+            if let Some(f) = log.as_mut() {
+                let _ = writeln!(f, "{l}");
+            }
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             match lines.next() {
                 Some(Ok(l)) if l.starts_with("hubgate ready") => {
+                    copy(&l);
                     // Keep draining so the child never blocks on a full pipe.
-                    std::thread::spawn(move || for _ in lines {});
+                    std::thread::spawn(move || {
+                        for l in lines.map_while(Result::ok) {
+                            copy(&l);
+                        }
+                    });
                     return true;
                 }
-                Some(Ok(_)) => continue,
+                Some(Ok(l)) => copy(&l),
                 _ => return false,
             }
         }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::logs::retention::DEFAULT_MAX_FILE_SIZE;
 use std::fs;
 use std::sync::Mutex;
 use time::macros::datetime;

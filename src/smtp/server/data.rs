@@ -448,6 +448,7 @@ impl Session {
     }
 
     fn track_receive(&self, env: &Envelope, internal_id: i64, size: u64) {
+        crate::monitor::received(&self.connector.name);
         let recipients: Vec<&str> = env.recipients.iter().map(|r| r.address.as_str()).collect();
         self.gw.tracking.record(&TrackingEvent {
             event_id: "RECEIVE",

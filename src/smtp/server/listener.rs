@@ -181,6 +181,7 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, gw: Arc<Gateway>) {
         return;
     };
     let connector = connector.clone();
+    let _counted = crate::monitor::connection(&connector.name);
     let mut stream = Stream::plain(tcp);
     let admitted = if gw
         .limits

@@ -102,15 +102,20 @@ impl QueueManager {
                 &f.attempt,
                 now,
             );
-            let deferred = if self.inner.tracking.is_enabled() {
-                deferred_messages(&st, &writes)
-            } else {
-                Vec::new()
-            };
-            (writes, deferred)
+            // Read whether or not the tracking log is on: /metrics counts the same DEFERs.
+            let deferred = deferred_messages(&st, &writes);
+            let connector = st.queues.get(&queue_id).map(|q| match &q.route {
+                Some(route) => route.connector_name.clone(),
+                None => q.key.delivery_type.name().to_string(),
+            });
+            (writes, (deferred, connector.unwrap_or_default()))
         };
+        let (deferred, connector) = deferred;
         for w in writes {
             self.write(w);
+        }
+        for _ in &deferred {
+            crate::monitor::delivery(crate::monitor::Delivery::Deferred, &connector);
         }
         self.track_deferred(&deferred, &f.reply.one_line(), &f.attempt);
     }

@@ -48,6 +48,7 @@ mod admin;
 mod bulk;
 mod categorize;
 mod dispatch;
+mod gauges;
 mod job;
 mod listener;
 mod load;

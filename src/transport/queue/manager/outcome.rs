@@ -2,6 +2,7 @@
 //! (NDR) and done, deferred ones wait for their retry; a job dropped unreported goes back.
 
 use super::*;
+use crate::monitor;
 use crate::transport::stats::Event;
 
 impl QueueManager {
@@ -96,6 +97,8 @@ impl QueueManager {
         }
         let mut writes = Vec::new();
         let mut events = Vec::new();
+        let received_at;
+        let connector;
         {
             let mut st = self.state();
             let st = &mut *st;
@@ -104,6 +107,8 @@ impl QueueManager {
             let discarded = shadow_key
                 .as_ref()
                 .is_some_and(|k| shadow::take_early_discard(st, job.message, k));
+            connector = job_connector(st, job);
+            received_at = st.messages.get(&job.message).map(|m| m.meta.received_at);
             let Some(m) = st.messages.get_mut(&job.message) else {
                 return;
             };
@@ -252,6 +257,19 @@ impl QueueManager {
                 RecipientStatus::Failed => Event::Failed,
                 _ => Event::Deferred,
             });
+            monitor::delivery(
+                match status {
+                    RecipientStatus::Delivered => monitor::Delivery::Delivered,
+                    RecipientStatus::Failed => monitor::Delivery::Failed,
+                    _ => monitor::Delivery::Deferred,
+                },
+                &connector,
+            );
+            if status == RecipientStatus::Delivered
+                && let Some(at) = received_at
+            {
+                monitor::delivery_latency((now - at).as_seconds_f64());
+            }
             let local = attempt.ip.is_none();
             let (event_id, source) = match status {
                 RecipientStatus::Delivered if local => ("DELIVER", "STOREDRIVER"),
@@ -272,5 +290,25 @@ impl QueueManager {
         }
         job.guard.disarm();
         self.inner.wake.notify_one();
+    }
+}
+
+/// The `connector` label of a job's outcomes: its queue's send connector, or the DeliveryType
+/// where no connector routes (local mailboxes).
+pub(super) fn job_connector(st: &State, job: &Job) -> String {
+    let Some(m) = st.messages.get(&job.message) else {
+        return String::new();
+    };
+    let queue = m
+        .rcpts
+        .iter()
+        .filter(|r| job.recipients.iter().any(|j| j.ordinal == r.ordinal))
+        .find_map(|r| r.queue.and_then(|q| st.queues.get(&q)));
+    match queue {
+        Some(q) => match &q.route {
+            Some(route) => route.connector_name.clone(),
+            None => q.key.delivery_type.name().to_string(),
+        },
+        None => String::new(),
     }
 }

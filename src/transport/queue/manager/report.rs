@@ -38,7 +38,9 @@ impl QueueManager {
         ) else {
             return Ok(());
         };
-        self.queue_dsn(&meta, ndr).await
+        self.queue_dsn(&meta, ndr).await?;
+        crate::monitor::dsn_sent("failure");
+        Ok(())
     }
 
     /// The spooled message for a DSN, and whether its body is gone for good: then only a header
@@ -193,7 +195,11 @@ impl QueueManager {
                 until,
                 self.now(),
             ) {
-                Some(d) => self.queue_dsn(&meta, d).await,
+                Some(d) => {
+                    self.queue_dsn(&meta, d).await?;
+                    crate::monitor::dsn_sent("delay");
+                    Ok::<(), DsnError>(())
+                }
                 None => Ok(()),
             }
         }
