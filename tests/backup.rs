@@ -263,3 +263,88 @@ async fn a_bad_line_stops_the_restore_with_its_number() {
     assert!(names.contains(&"One".to_string()), "{names:?}");
     assert!(!names.contains(&"Three".to_string()), "{names:?}");
 }
+
+/// Another server's lines, and a certificate this node does not hold, are skipped with a
+/// warning on this node and applied on the node that has them; ACME's settings come back.
+#[tokio::test]
+async fn other_servers_and_absent_certificates_are_skipped_with_a_warning() {
+    let a = Setup::new().await;
+    let mut tx = a.pool.begin().await.unwrap();
+    hubgate::org::TransportServer::create(&mut tx, "HUB2", "hub2.contoso.test")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let dir = a.data_dir.path();
+    let (_, leaves) = private_ca(&[FQDN]);
+    let (cert, key) = &leaves[0];
+    std::fs::write(dir.join("mine.crt"), cert).unwrap();
+    std::fs::write(dir.join("mine.key"), key).unwrap();
+    let mut sh = Shell::new(a.pool.clone(), FQDN).with_data_dir(dir.to_path_buf());
+    for line in [
+        "Set-TransportServer HUB2 -PoisonThreshold 5".to_string(),
+        "New-ReceiveConnector -Name Relay -Server HUB2 -Usage Custom -Bindings '0.0.0.0:2526' -RemoteIPRanges 10.9.0.0/16".to_string(),
+        "Add-ADPermission 'HUB2\\Relay' -User 'NT AUTHORITY\\ANONYMOUS LOGON' -ExtendedRights ms-Exch-SMTP-Accept-Any-Recipient".to_string(),
+        format!(
+            "Import-ExchangeCertificate -Path {} -KeyPath {}",
+            dir.join("mine.crt").display(),
+            dir.join("mine.key").display()
+        ),
+        "Set-AcmeConfig -Contact 'postmaster@contoso.test' -Domains 'mail.contoso.test'".to_string(),
+    ] {
+        run(&mut sh, &line).await;
+    }
+    let thumbprint = hubgate::ops::certificate::list(dir).unwrap()[0]
+        .info
+        .thumbprint
+        .clone();
+    run(
+        &mut sh,
+        &format!("Enable-ExchangeCertificate -Thumbprint {thumbprint} -Services SMTP,IIS"),
+    )
+    .await;
+    let script = backup(&a.db_url, dir, false);
+    for line in [
+        "Set-TransportServer -Identity 'HUB2'".to_string(),
+        "New-ReceiveConnector -Name 'Relay' -Server 'HUB2'".to_string(),
+        "Add-ADPermission -Identity 'HUB2\\Relay'".to_string(),
+        format!("Enable-ExchangeCertificate -Thumbprint {thumbprint} -Services SMTP,IIS"),
+        "Set-AcmeConfig -Enabled $false".to_string(),
+    ] {
+        assert!(script.contains(&line), "no {line:?} in:\n{script}");
+    }
+
+    // A new node: no HUB2, no certificate. The rest is restored, and the warnings say why.
+    let url = fresh_database().await;
+    let other = tempfile::tempdir().unwrap();
+    let file = write_script(other.path(), &script);
+    let (status, _, err) = hubgate(&url, other.path(), &["restore", &file], "");
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("Server \"HUB2\" is not in this organization yet"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "Certificate {thumbprint} is not in this node's data directory"
+        )),
+        "{err}"
+    );
+    let (acme, _) = hubgate::ops::certificate::acme_config(other.path()).unwrap();
+    assert_eq!(acme.contact, vec!["postmaster@contoso.test"]);
+    assert_eq!(acme.domains, vec!["mail.contoso.test"]);
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let servers: Vec<String> = sqlx::query_scalar("SELECT name FROM transport_server")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(servers, vec!["HUB1"]);
+
+    // Where HUB2 and the certificate are, the same script applies them.
+    let (status, _, err) = hubgate(&a.db_url, dir, &["restore", &file], "");
+    assert!(status.success(), "{err}");
+    assert!(
+        !err.contains("skipped") && !err.contains("not in this node"),
+        "{err}"
+    );
+    assert_eq!(backup(&a.db_url, dir, false), script);
+}
