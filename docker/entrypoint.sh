@@ -40,8 +40,8 @@ if [ -n "${DATABASE_URL:-}" ]; then
     say "the database is up"
 fi
 
-mkdir -p "$data_dir"
-chmod 700 "$data_dir"
+# hubgate makes the data directory private itself; the marker only tells a first start here.
+(umask 077 && mkdir -p "$data_dir") 2>/dev/null || true
 if [ ! -e "$data_dir/.started" ]; then
     say "first start in $data_dir as ${HUBGATE_SERVER_NAME:-$(hostname)}"
     if [ -n "${HUBGATE_ADMIN_PASSWORD:-}" ]; then
@@ -52,7 +52,7 @@ if [ ! -e "$data_dir/.started" ]; then
     if [ -z "${HUBGATE_ORGANIZATION_KEY:-}" ]; then
         say "the organization key is made in $data_dir/organization.key: back it up with the data"
     fi
-    : >"$data_dir/.started"
+    { : >"$data_dir/.started"; } 2>/dev/null || true
 fi
 
 # A value as a single-quoted shell argument ('' for each quote), and a comma list as a list.

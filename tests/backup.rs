@@ -348,3 +348,62 @@ async fn other_servers_and_absent_certificates_are_skipped_with_a_warning() {
     );
     assert_eq!(backup(&a.db_url, dir, false), script);
 }
+
+/// New-User, the line a backup writes for an account: bad input is refused and changes nothing;
+/// outside a restore an existing user is a duplicate; a sealed value opens only for its name.
+#[tokio::test]
+async fn new_user_refuses_bad_input() {
+    let s = Setup::new().await;
+    let mut sh = Shell::new(s.pool.clone(), FQDN).with_data_dir(s.data_dir.path().to_path_buf());
+    let count = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM account")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let before = count(s.pool.clone()).await;
+    for (line, says) in [
+        ("New-User -Name ' '", "must not be empty"),
+        ("New-User -Name u1 -Password ''", "must not be empty"),
+        (
+            "New-User -Name u1 -Password a -EncryptedPassword b",
+            "not both",
+        ),
+        ("New-User -Name Administrator -Password x", "already exists"),
+        (
+            "New-User -Name u1 -EncryptedPassword 'hgv1:AAAA'",
+            "cannot be decrypted",
+        ),
+        (
+            "Get-Credential -UserName relay -EncryptedPassword 'x' -Password y",
+            "-EncryptedPassword",
+        ),
+    ] {
+        let e = sh.run_line(line).await.unwrap_err().to_string();
+        assert!(e.contains(says), "{line}: {e}");
+    }
+    assert_eq!(count(s.pool.clone()).await, before);
+
+    // A sealed hash made for one name does not open as another's.
+    let key = sh.organization_key().await.unwrap();
+    let hash = hubgate::org::account::hash_password(USER_PASSWORD).unwrap();
+    let sealed = key
+        .seal(&hubgate::shell::backup::account_purpose("u1"), &hash)
+        .unwrap();
+    let e = sh
+        .run_line(&format!("New-User -Name u2 -EncryptedPassword '{sealed}'"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot be decrypted"), "{e}");
+    run(
+        &mut sh,
+        &format!("New-User -Name u1 -MemberOf 'Partner Servers' -EncryptedPassword '{sealed}'"),
+    )
+    .await;
+    let u1 = hubgate::org::account::Account::find(&s.pool, "u1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(u1.verify(USER_PASSWORD) && u1.is_member("Partner Servers"));
+}

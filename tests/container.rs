@@ -450,7 +450,14 @@ async fn the_entrypoint_waits_for_the_database_then_serves_until_sigterm() {
     let r = https.get("/healthz", &[]).await;
     assert_eq!(r.status, 200, "{}", r.body);
 
-    // exec: the shell became hubgate, so SIGTERM reaches the gateway itself.
+    // exec: the shell became hubgate, so SIGTERM reaches the gateway itself. Its handler is
+    // installed just after the ready line (app.rs): wait until the kernel shows it caught.
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !catches_sigterm(pid) {
+        assert!(Instant::now() < deadline, "hubgate never handled SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
@@ -466,6 +473,18 @@ async fn the_entrypoint_waits_for_the_database_then_serves_until_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+}
+
+/// Whether process `pid` has a handler for SIGTERM (SigCgt in /proc/<pid>/status).
+fn catches_sigterm(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        })
+        .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
 }
 
 /// A database that never answers: the wait ends at its bound, with an error that says so.
