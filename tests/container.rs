@@ -129,6 +129,28 @@ fn the_dockerfile_builds_locked_and_runs_slim_unprivileged_and_checked() {
     );
 }
 
+#[test]
+fn the_build_context_leaves_out_build_output() {
+    let ignored: Vec<String> = repo_file(".dockerignore")
+        .lines()
+        .map(|l| l.trim().trim_end_matches('/').to_string())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    for p in ["target", ".git"] {
+        assert!(ignored.iter().any(|i| i == p), "{p}: {ignored:?}");
+    }
+    // What the Dockerfile copies must not be ignored.
+    for (i, r) in instructions(&repo_file("docker/Dockerfile")) {
+        if i == "COPY" && !r.starts_with("--from") {
+            let src = r.split_whitespace().next().unwrap().trim_end_matches('/');
+            assert!(
+                !ignored.iter().any(|x| x == src),
+                "{src} is copied but ignored"
+            );
+        }
+    }
+}
+
 /// compose.yaml as (path, value) pairs: `services.hubgate.restart` → `unless-stopped`; a list
 /// item's path ends with `[]`. Enough of YAML for a file this project writes.
 fn yaml_paths(text: &str) -> Vec<(String, String)> {
