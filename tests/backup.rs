@@ -222,6 +222,22 @@ async fn secrets_travel_sealed_and_restore_with_the_same_key() {
     let file = write_script(b.data_dir.path(), &script);
     let (status, out, err) = hubgate(&b.db_url, b.data_dir.path(), &["restore", &file], "");
     assert!(status.success(), "restore failed:\n{out}\n{err}");
+    // Sealing takes a fresh nonce each time; apart from that, the same script again.
+    let unsealed = |t: &str| {
+        t.split('\'')
+            .map(|part| {
+                if part.starts_with("hgv1:") {
+                    "SEALED"
+                } else {
+                    part
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("'")
+    };
+    let again = backup(&b.db_url, b.data_dir.path(), true);
+    assert_ne!(again, script);
+    assert_eq!(unsealed(&again), unsealed(&script));
     // The restored Default connector listens where the backed-up one did.
     b.smtp_port = a.smtp_port;
     b.client_port = a.client_port;
