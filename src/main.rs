@@ -21,6 +21,38 @@ enum Command {
     Serve(hubgate::config::ServeSettings),
     /// The management shell: Exchange Management Shell cmdlets over the organisation.
     Shell(ShellArgs),
+    /// Write the whole configuration as a script of shell lines (`hubgate restore` runs it).
+    Backup(BackupArgs),
+    /// Run a backup script: after this node's first start, each object becomes what the
+    /// script says; the first failing line stops it.
+    Restore(RestoreArgs),
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    common: hubgate::config::Settings,
+    /// Write here (mode 0600) instead of to stdout.
+    #[arg(short = 'o', long = "output")]
+    output: Option<std::path::PathBuf>,
+    /// Carry smart-host passwords and account password hashes, sealed with the organisation
+    /// key: only a node given the same key can restore them.
+    #[arg(long)]
+    include_secrets: bool,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    common: hubgate::config::Settings,
+    /// The script `hubgate backup` wrote.
+    file: std::path::PathBuf,
+    /// As for `serve`: the Administrator's password if this restore is the first start.
+    #[arg(long, env = "HUBGATE_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+    /// As for `serve`: the default connectors' bindings if this restore is the first start.
+    #[arg(long, env = "HUBGATE_DEFAULT_BINDINGS")]
+    default_bindings: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -57,6 +89,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(s) => runtime.block_on(hubgate::app::serve(s)),
         Command::Shell(a) => return shell(&runtime, a),
+        Command::Backup(a) => runtime.block_on(backup(a)),
+        Command::Restore(a) => return runtime.block_on(restore(a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -207,4 +241,123 @@ fn interactive(runtime: &tokio::runtime::Runtime, sh: &mut hubgate::shell::Shell
         let _ = ed.save_history(h);
     }
     true
+}
+
+async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let db = hubgate::db::Database::open(&args.common).await?;
+    let key = if args.include_secrets {
+        Some(
+            hubgate::org::org_key::prepare(&db.pool, Some(&args.common.data_dir))
+                .await
+                .context("the organization key")?,
+        )
+    } else {
+        None
+    };
+    // One snapshot: a change made while the backup reads is wholly in it or wholly not.
+    let mut tx = db.pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let script = hubgate::shell::backup::script(&mut tx, Some(&args.common.data_dir), key.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tx.rollback().await?;
+    db.pool.close().await;
+    match &args.output {
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(script.as_bytes())?;
+        }
+        Some(path) => {
+            write_private(path, &script).with_context(|| format!("writing {}", path.display()))?
+        }
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path` as a new 0600 file, whole or not at all.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(
+        ".{}.{}",
+        name.unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+    drop(f);
+    match written.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+async fn restore(args: RestoreArgs) -> ExitCode {
+    use hubgate::org::bootstrap::{self, FirstStart};
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("hubgate: {e}");
+        ExitCode::FAILURE
+    };
+    let script = match std::fs::read_to_string(&args.file) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("cannot read {}: {e}", args.file.display())),
+    };
+    let db = match hubgate::db::Database::open(&args.common).await {
+        Ok(db) => db,
+        Err(e) => return fail(&e),
+    };
+    let fqdn = args.common.fqdn();
+    let split = args
+        .default_bindings
+        .as_deref()
+        .map(hubgate::config::split_default_bindings);
+    let first = FirstStart {
+        server_name: &bootstrap::server_name_from_fqdn(&fqdn),
+        fqdn: &fqdn,
+        default_bindings: split
+            .as_ref()
+            .map(|s| s.0.clone())
+            .filter(|v| !v.is_empty()),
+        client_bindings: split
+            .as_ref()
+            .map(|s| s.1.clone())
+            .filter(|v| !v.is_empty()),
+        admin_password: args.admin_password.as_deref().filter(|p| !p.is_empty()),
+    };
+    match bootstrap::ensure_server(&db.pool, &first).await {
+        Ok(Some(created)) => {
+            if let Some(pw) = created.generated_password {
+                println!("Administrator password (shown once): {pw}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return fail(&e),
+    }
+    let mut sh = hubgate::shell::Shell::new(db.pool.clone(), &fqdn)
+        .with_data_dir(args.common.data_dir.clone());
+    sh.restore = true;
+    let mut stdout = std::io::stdout();
+    let r = sh.run_script(&script, &mut stdout).await;
+    for w in sh.take_warnings() {
+        eprintln!("{w}");
+    }
+    db.pool.close().await;
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((line, e)) => {
+            eprintln!("{}:{line}: {e}", args.file.display());
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -37,6 +37,7 @@ pub enum Op {
     GetADPermission,
     EnableCrossForestConnector,
     GetCredential,
+    NewUser,
     GetRecipient(Type),
     NewRecipient(Type),
     SetRecipient(Type),
@@ -168,8 +169,21 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
             &[
                 at(p("UserName", Ty::Str), 0),
                 p("Password", Ty::Str),
+                // hubgate's: a password a backup carried sealed with the organisation key.
+                p("EncryptedPassword", Ty::Str),
                 p("Message", Ty::Str),
                 p("Credential", Ty::Unsupported),
+            ],
+        ),
+        // hubgate's: an account (Exchange's were Active Directory's), as a backup writes it.
+        cmdlet(
+            "New-User",
+            Op::NewUser,
+            &[
+                at(m("Name", Ty::Str), 0),
+                p("MemberOf", Ty::List),
+                p("Password", Ty::Str),
+                p("EncryptedPassword", Ty::Str),
             ],
         ),
     ];
@@ -341,6 +355,13 @@ pub async fn run_pipeline(
             let b = bind::bind(c.name, &c.params, &cmd.elements, None, &eval)?;
             out.whatif |= b.switch("WhatIf");
             filtered = b.str("Filter").is_some();
+            if sh.restore
+                && let super::restore::Before::Done(objs) =
+                    super::restore::before(sh, tx, c, &b).await?
+            {
+                out.objects = objs;
+                continue;
+            }
             out.objects = config::run(sh, tx, c, &b, &mut out.text).await?;
         } else {
             let input = std::mem::take(&mut out.objects);

@@ -44,7 +44,7 @@ fn value(a: &Arg) -> Value {
 }
 
 /// The values of the cmdlet's own parameters (not -Identity, not the common ones).
-fn values(b: &Bound, params: &[Param]) -> Values {
+pub(super) fn values(b: &Bound, params: &[Param]) -> Values {
     Values(
         params
             .iter()
@@ -391,12 +391,24 @@ pub async fn run(
             objects(acl, |e| Obj::AdPermission(sc.name.clone(), e))
         }
         Op::GetCredential => {
+            let sealed = b.str("EncryptedPassword");
             let (user, password) = match (b.str("UserName"), b.str("Password")) {
+                (Some(u), None) if let Some(s) = sealed => {
+                    let p = super::restore::open_credential(sh, &u, &s).await?;
+                    (u, p)
+                }
+                (_, _) if sealed.is_some() => {
+                    return Err(ShellError::Parse(
+                        "Get-Credential -EncryptedPassword needs -UserName, and no -Password."
+                            .into(),
+                    ));
+                }
                 (Some(u), Some(p)) => (u, p),
                 (u, _) => sh.read_credential(u)?,
             };
             vec![Obj::Credential { user, password }]
         }
+        Op::NewUser => super::restore::new_user(sh, tx, b).await?,
         Op::GetRecipient(t) => {
             let id = identity(b, name, recipient_key)?;
             objects(recipient::get(tx, t, id.as_ref(), true).await?, |(r, e)| {

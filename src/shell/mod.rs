@@ -4,6 +4,7 @@
 //! parameters, `cmdlets` runs them over `org`, `format` prints objects as Exchange does and
 //! `render` writes an object back as the New-* line that creates it.
 
+pub mod backup;
 pub mod bind;
 pub mod certificate;
 pub mod cmdlets;
@@ -14,6 +15,7 @@ pub mod parse;
 pub mod queue;
 mod queue_action;
 pub mod render;
+pub mod restore;
 pub mod select;
 pub mod unenforced;
 pub mod where_object;
@@ -136,6 +138,8 @@ pub struct Shell {
     pub data_dir: Option<PathBuf>,
     /// WARNING lines of the last line run, for the error stream (`take_warnings`).
     pub warnings: Vec<String>,
+    /// Running a backup script (`hubgate restore`): see `restore`.
+    pub restore: bool,
     vars: HashMap<String, Val>,
     credentials: Option<CredentialSource>,
     /// Loaded when a credential is first stored (`org::org_key::prepare`).
@@ -150,6 +154,7 @@ impl Shell {
             fqdn: fqdn.to_string(),
             data_dir: None,
             warnings: Vec::new(),
+            restore: false,
             vars: HashMap::new(),
             credentials: None,
             organization_key: None,

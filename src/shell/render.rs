@@ -1,10 +1,8 @@
-//! Writes objects back as the cmdlets that create them: the console's wizard Completion pages
-//! and configuration export both use this. Running the output on an empty organisation
-//! re-creates an identical object.
+//! Writes objects back as the cmdlets that create them: the console's wizard Completion pages,
+//! Export-Cmdlet and `hubgate backup` (`backup.rs`) all use this. Running the output on an empty
+//! organisation re-creates an identical object.
 
-use sqlx::PgConnection;
-
-use super::{Obj, ShellError};
+use super::Obj;
 use crate::ops::props::quote as q;
 use crate::ops::{
     accepted_domain, permission, receive_connector, recipient, send_connector, transport,
@@ -66,36 +64,4 @@ fn recipient(r: &Recipient, extra: &[String]) -> String {
     recipient::Type::of(r)
         .object()
         .export(&(r.clone(), extra.to_vec()))
-}
-
-/// The whole organisation as a script: objects first, then the ACL entries added by hand.
-pub async fn organisation_script(conn: &mut PgConnection) -> Result<String, ShellError> {
-    let mut out = String::from("# hubgate organisation export\n");
-    for d in AcceptedDomain::load_all_in(conn).await? {
-        out.push_str(&accepted_domain(&d));
-    }
-    for (r, extra) in Recipient::load_all(conn).await? {
-        out.push_str(&recipient(&r, &extra));
-    }
-    out.push_str(&transport_config(&TransportConfig::load_in(conn).await?));
-    for s in TransportServer::load_all(conn).await? {
-        out.push_str(&transport_server(&s));
-    }
-    let mut connectors: Vec<(uuid::Uuid, String)> = vec![];
-    for c in SendConnector::load_all_in(conn).await? {
-        out.push_str(&send_connector(&c));
-        connectors.push((c.id, c.name.clone()));
-    }
-    for c in ReceiveConnector::load_all(conn).await? {
-        out.push_str(&receive_connector(&c));
-        connectors.push((c.id, c.identity()));
-    }
-    for (id, identity) in connectors {
-        for p in crate::org::rights::load_acl(conn, id).await? {
-            if p.permission_group.is_none() {
-                out.push_str(&new_cmdlet(&Obj::AdPermission(identity.clone(), p)));
-            }
-        }
-    }
-    Ok(out)
 }
