@@ -43,6 +43,11 @@ pub struct ServeSettings {
     /// The administrator's password on first start (otherwise one is generated and printed once).
     #[arg(long, env = "HUBGATE_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// On SIGTERM, how many seconds sessions get to finish their transaction and deliveries
+    /// their message before both are cut (`421 4.3.2 Service shutting down`).
+    #[arg(long, env = "HUBGATE_DRAIN_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub drain_timeout: u64,
 }
 
 impl Settings {

@@ -13,5 +13,6 @@ pub mod ops;
 pub mod org;
 pub mod shell;
 pub mod smtp;
+pub mod stop;
 pub mod tls;
 pub mod transport;

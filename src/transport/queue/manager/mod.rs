@@ -55,6 +55,7 @@ mod outcome;
 mod report;
 mod shadow;
 mod state;
+mod stop;
 mod stored;
 #[cfg(test)]
 mod timer_tests;
@@ -100,6 +101,8 @@ struct Inner {
     acks: ack::AckWaiters,
     /// The dashboard's per-minute counts (`transport::stats`).
     stats: crate::transport::stats::Stats,
+    /// The process is stopping: no delivery starts or takes another message (`stop`).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 enum Submission {
@@ -145,6 +148,7 @@ impl QueueManager {
             submissions: stx,
             acks: Default::default(),
             stats: Default::default(),
+            stopping: Default::default(),
         });
         let qm = QueueManager { inner };
         // The queue writer's lock says this gateway runs; commands recorded while it did not
