@@ -285,6 +285,9 @@ pub fn serve_env<'c>(cmd: &'c mut Command, s: &Setup, data_dir: &Path) -> &'c mu
             format!("{}:{}", s.ip, s.console_port),
         )
         .env("HUBGATE_LOG", "warn")
+        // The drain's bound well inside the 30 s `Gateway::stop` waits, for a test that stops a
+        // gateway with a session still inside its transaction.
+        .env("HUBGATE_DRAIN_TIMEOUT", "10")
 }
 
 /// `hubgate serve` for `s`, keeping its data in `data_dir`.
