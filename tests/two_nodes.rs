@@ -269,6 +269,14 @@ async fn two_nodes_on_one_database_share_the_organisation_and_keep_their_own_que
     .await
     .unwrap();
     assert_eq!(server, "HUB2", "HUB2's message is still HUB2's");
+    // Either node's shell lists the other's queues on request, its own by default.
+    let theirs = sh_on(a.pool(), FQDN, "Get-Queue -Server HUB2 | Format-List").await;
+    assert!(
+        theirs.contains("HUB2\\") && theirs.contains("Retry"),
+        "{theirs}"
+    );
+    let own = sh_on(a.pool(), FQDN, "Get-Queue | Format-List").await;
+    assert!(own.contains("HUB1\\") && !own.contains("HUB2\\"), "{own}");
 
     // HUB2 back, with its next hop: it delivers its own, there only.
     sink_b.restart();
