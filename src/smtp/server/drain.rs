@@ -66,3 +66,36 @@ impl Drain {
 pub fn shutting_down() -> Reply {
     Reply::new(421, "4.3.2", "Service shutting down")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_phases_only_move_on() {
+        let (control, drain) = DrainControl::new();
+        let cut = tokio::spawn({
+            let d = drain.clone();
+            async move { d.reached(Phase::Cut).await }
+        });
+        control.set(Phase::Draining);
+        drain.reached(Phase::Draining).await;
+        control.set(Phase::Running);
+        assert_eq!(drain.phase(), Phase::Draining);
+        assert!(!cut.is_finished());
+        control.set(Phase::Cut);
+        tokio::time::timeout(Duration::from_secs(5), cut)
+            .await
+            .expect("the cut reached")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_gateway_without_a_stop_never_drains() {
+        let drain = Drain::default();
+        let waited =
+            tokio::time::timeout(Duration::from_millis(50), drain.reached(Phase::Draining)).await;
+        assert!(waited.is_err());
+    }
+}
