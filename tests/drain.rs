@@ -454,3 +454,44 @@ async fn a_delivery_under_way_finishes_and_is_not_redone() {
     assert_eq!(n, 0);
     assert_eq!(delivered(&sink), vec!["under way".to_string()]);
 }
+
+/// A session holding back its 250 for delivery (MaxAcknowledgementDelay) while the next hop is
+/// down gets the 250 as soon as the drain starts, not after the delay, and then the 421.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_acknowledgement_is_given_at_the_stop() {
+    let sink = Sink::down(addr("127.0.0.1", peer_port()), SinkOptions::default());
+    let s = relay(
+        sink.addr,
+        &["Set-ReceiveConnector 'Default HUB1' -MaxAcknowledgementDelay 00:00:30"],
+    )
+    .await;
+    let mut node = Node::start(&s, 20).await;
+    let mut c = mid_data(s.smtp(), REMOTE, "held").await;
+    c.send(b".\r\n").await;
+    // Committed, and its first attempt failed: the session now waits for a delivery that
+    // cannot happen before the delay.
+    eventually("the held message waiting in Retry", || async {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM message_recipient WHERE status = 'Retry'")
+                .fetch_one(&s.pool)
+                .await
+                .unwrap();
+        n == 1
+    })
+    .await;
+
+    node.signal(libc::SIGTERM);
+    let stopped = Instant::now();
+    let r = c.reply().await;
+    assert!(r.starts_with("250"), "{r}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "the 250 came {:?} after the SIGTERM",
+        stopped.elapsed()
+    );
+    let r = c.reply().await;
+    assert!(r.starts_with(SHUTTING_DOWN), "{r}");
+    let (status, _) = node.exit_within(Duration::from_secs(35)).await;
+    assert!(status.success(), "exit status {status:?}");
+    drop(sink);
+}
