@@ -495,3 +495,24 @@ async fn a_held_acknowledgement_is_given_at_the_stop() {
     assert!(status.success(), "exit status {status:?}");
     drop(sink);
 }
+
+/// A drain bound out of range is refused with the setting's name before anything starts.
+#[tokio::test]
+async fn a_bad_drain_bound_is_refused() {
+    let s = setup().await;
+    for bad in ["5000", "-1", "soon"] {
+        let (status, _, err) = run_to_exit(
+            serve_command(&s, s.data_dir.path()).env("HUBGATE_DRAIN_TIMEOUT", bad),
+            "hubgate with a bad drain bound did not exit",
+        );
+        assert!(!status.success(), "{bad}: {status:?}");
+        assert!(err.contains("drain-timeout"), "{bad}: {err}");
+    }
+    assert!(
+        std::fs::read_dir(s.data_dir.path())
+            .unwrap()
+            .next()
+            .is_none(),
+        "a refused start changed the data directory"
+    );
+}
