@@ -190,7 +190,6 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     ));
 
     let mut org_changes = org_rx.clone();
-
     // A binding that failed (address in use) is tried again now and then: the other process may
     // go away, and the admin should not need a restart to get the connector back.
     let mut retry_bindings = tokio::time::interval(BINDING_RETRY);
