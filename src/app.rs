@@ -130,6 +130,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         }
     };
     let limits = ConnectionLimits::default();
+    let (drain_control, drain) = crate::smtp::server::drain::DrainControl::new();
     let live = crate::console::state::Live {
         stats: queue.stats().clone(),
         connections: limits.clone(),
@@ -147,6 +148,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         limits,
         auth_throttle: Default::default(),
         tracking,
+        drain,
     });
 
     // Made now, so that the first AUTH for an unknown account takes no longer than any other.
@@ -164,6 +166,8 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
                 return Err(e);
             }
         };
+    // Before the ready line: a SIGTERM from whoever waited for it must drain, not kill.
+    let mut shutdown = crate::stop::signals().context("installing the SIGTERM handler")?;
     listeners.start(&gw);
     let mut bound = listeners.bound();
     bound.sort();
@@ -196,8 +200,6 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     ));
 
     let mut org_changes = org_rx.clone();
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
     // A binding that failed (address in use) is tried again now and then: the other process may
     // go away, and the admin should not need a restart to get the connector back.
     let mut retry_bindings = tokio::time::interval(BINDING_RETRY);
@@ -226,14 +228,13 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         m.abort();
     }
     acme.abort();
-    // Sessions in a transaction have not had their 250, so cutting them loses nothing; still,
-    // give them a moment to finish.
-    for _ in 0..100 {
-        if listeners.sessions.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::stop::drain(
+        &drain_control,
+        &listeners.sessions,
+        &queue,
+        Duration::from_secs(settings.drain_timeout),
+    )
+    .await;
     drop(gw);
     // What was counted since the last minute's write, into this minute's row: a restart within
     // the minute adds to it.
@@ -394,14 +395,5 @@ async fn reload(pool: &sqlx::PgPool, server: &str, tx: &watch::Sender<Arc<Org>>)
             tx.send_replace(Arc::new(org));
         }
         Err(e) => tracing::error!("reloading the configuration: {e}"),
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

@@ -49,6 +49,11 @@ pub struct ServeSettings {
     /// Serve /metrics over plain HTTP on this `IP:port` instead of on the console's listener.
     #[arg(long, env = "HUBGATE_METRICS_BIND")]
     pub metrics_bind: Option<String>,
+    /// On SIGTERM, how many seconds sessions get to finish their transaction and deliveries
+    /// their message before both are cut (`421 4.3.2 Service shutting down`).
+    #[arg(long, env = "HUBGATE_DRAIN_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub drain_timeout: u64,
 }
 
 impl Settings {

@@ -14,5 +14,6 @@ pub mod ops;
 pub mod org;
 pub mod shell;
 pub mod smtp;
+pub mod stop;
 pub mod tls;
 pub mod transport;

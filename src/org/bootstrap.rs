@@ -93,9 +93,14 @@ pub async fn ensure_server(
         .map(str::to_string)
         .or_else(|| generated.clone())
         .unwrap_or_default();
-    if Account::find(pool, "Administrator").await?.is_none() {
+    // A further node of the organisation finds the Administrator made by the first: a password
+    // made up here would open nothing, so it is not shown.
+    let generated = if Account::find(pool, "Administrator").await?.is_none() {
         Account::create(pool, "Administrator", &password, &[ORGANIZATION_MANAGEMENT]).await?;
-    }
+        generated
+    } else {
+        None
+    };
 
     // A gateway with no accepted domain takes no mail at all; Exchange starts with the forest's
     // domain as the default Authoritative one, and an Administrator mailbox in it.

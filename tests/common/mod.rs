@@ -211,6 +211,43 @@ impl Setup {
         }
     }
 
+    /// A further node of this setup's organisation, on node address `n` ([`node_ip`]): the same
+    /// database, a data directory and ports of its own. Its server is not made here: the first
+    /// `hubgate serve` makes it, given [`Setup::default_bindings`] (and the organisation's key,
+    /// see [`Setup::share_key`]).
+    pub fn join(&self, n: u8, fqdn: &str) -> Setup {
+        Setup {
+            db_url: self.db_url.clone(),
+            pool: self.pool.clone(),
+            data_dir: tempfile::tempdir().unwrap(),
+            ip: node_ip(n),
+            smtp_port: gateway_port(),
+            client_port: gateway_port(),
+            console_port: gateway_port(),
+            fqdn: fqdn.to_string(),
+        }
+    }
+
+    /// HUBGATE_DEFAULT_BINDINGS for this node's first start: its Default and Client connectors
+    /// on its own address and ports.
+    pub fn default_bindings(&self) -> String {
+        format!(
+            "{ip}:{},Client={ip}:{}",
+            self.smtp_port,
+            self.client_port,
+            ip = self.ip
+        )
+    }
+
+    /// Gives this node the organisation's key from `from`'s data directory (made by its first
+    /// start), as an operator copies it to every node.
+    pub fn share_key(&self, from: &Path) {
+        let to = self.data_dir.path().join("organization.key");
+        std::fs::copy(from.join("organization.key"), &to).expect("copy organization.key");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     /// The Default connector's address, for connections and for other connectors' bindings.
     pub fn smtp(&self) -> SocketAddr {
         SocketAddr::from((self.ip, self.smtp_port))
@@ -248,6 +285,9 @@ pub fn serve_env<'c>(cmd: &'c mut Command, s: &Setup, data_dir: &Path) -> &'c mu
             format!("{}:{}", s.ip, s.console_port),
         )
         .env("HUBGATE_LOG", "warn")
+        // The drain's bound well inside the 30 s `Gateway::stop` waits, for a test that stops a
+        // gateway with a session still inside its transaction.
+        .env("HUBGATE_DRAIN_TIMEOUT", "10")
 }
 
 /// `hubgate serve` for `s`, keeping its data in `data_dir`.

@@ -156,8 +156,10 @@ async fn accept_loop(
             Ok((tcp, remote)) => {
                 let gw = gw.clone();
                 let sessions = sessions.clone();
+                // Counted before the task runs, so that a drain never sees an accepted
+                // connection as none.
+                sessions.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
-                    sessions.fetch_add(1, Ordering::SeqCst);
                     handle(tcp, remote, gw).await;
                     sessions.fetch_sub(1, Ordering::SeqCst);
                 });

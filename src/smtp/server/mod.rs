@@ -5,6 +5,7 @@ pub mod auth_throttle;
 pub mod backend;
 pub mod data;
 pub mod delayed_ack;
+pub mod drain;
 pub mod ehlo;
 pub mod envelope;
 pub mod identity;
@@ -39,6 +40,8 @@ pub struct Gateway {
     /// AUTH failures across sessions, and the bound on argon2 verifications.
     pub auth_throttle: auth_throttle::AuthThrottle,
     pub tracking: TrackingLog,
+    /// The process's stop, which ends sessions (`drain`).
+    pub drain: drain::Drain,
 }
 
 impl Gateway {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use super::Gateway;
+use super::drain::{Phase, shutting_down};
 use super::identity::Identity;
 use super::stream::Stream;
 use crate::logs::protocol::{SessionLog, join_reply_lines};
@@ -83,6 +84,8 @@ enum ReadOutcome {
     Data(usize),
     Closed,
     TimedOut,
+    /// The process is stopping: see `drain`.
+    ShuttingDown,
 }
 
 impl Session {
@@ -234,16 +237,27 @@ impl Session {
         }
     }
 
-    /// Reads more input, bounded by ConnectionInactivityTimeout and ConnectionTimeout.
+    /// Reads more input, bounded by ConnectionInactivityTimeout and ConnectionTimeout, and by
+    /// a stop: between transactions the session ends as soon as the process drains, inside
+    /// one only when the drain's bound cuts it.
     async fn read_more(&mut self, buf: &mut [u8]) -> ReadOutcome {
         let limit = self.io_limit();
+        let stop = if self.tx.is_none() {
+            Phase::Draining
+        } else {
+            Phase::Cut
+        };
+        let drain = self.gw.drain.clone();
         let Some(stream) = &mut self.stream else {
             return ReadOutcome::Closed;
         };
-        match tokio::time::timeout(limit, stream.read(buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => ReadOutcome::Closed,
-            Ok(Ok(n)) => ReadOutcome::Data(n),
-            Err(_) => ReadOutcome::TimedOut,
+        tokio::select! {
+            r = tokio::time::timeout(limit, stream.read(buf)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) => ReadOutcome::Closed,
+                Ok(Ok(n)) => ReadOutcome::Data(n),
+                Err(_) => ReadOutcome::TimedOut,
+            },
+            _ = drain.reached(stop) => ReadOutcome::ShuttingDown,
         }
     }
 
@@ -321,6 +335,11 @@ impl Session {
                     self.flush().await;
                     break 'session "Local";
                 }
+                ReadOutcome::ShuttingDown => {
+                    self.reply(shutting_down());
+                    self.flush().await;
+                    break 'session "Local";
+                }
             }
         };
         let limit = self.io_limit().min(SHUTDOWN_LIMIT);
@@ -338,6 +357,11 @@ impl Session {
             ReadOutcome::TimedOut => {
                 let r = self.timeout_reply();
                 self.reply(r);
+                self.flush().await;
+                None
+            }
+            ReadOutcome::ShuttingDown => {
+                self.reply(shutting_down());
                 self.flush().await;
                 None
             }

@@ -53,11 +53,34 @@ impl QueueManager {
     /// Registers a wait for message `id`; call it before the message is submitted.
     pub fn watch_next_hop(&self, id: Uuid) -> AckWaiter {
         let (tx, rx) = oneshot::channel();
-        lock(&self.inner.acks).insert(id, tx);
+        let mut waiters = lock(&self.inner.acks);
+        // A stopping node delivers nothing more: holding the 250 back would only keep the
+        // session past the drain (`stop`).
+        if self.stopping() {
+            let _ = tx.send(());
+        } else {
+            waiters.insert(id, tx);
+        }
+        drop(waiters);
         AckWaiter {
             id,
             rx,
             waiters: self.inner.acks.clone(),
+        }
+    }
+
+    /// The node stops delivering: every held 250 goes out now. The flag is set under the
+    /// waiters' lock, so no waiter registers after this and waits out its whole delay.
+    pub(super) fn release_all_acks(&self) {
+        let waiters: Vec<_> = {
+            let mut w = lock(&self.inner.acks);
+            self.inner
+                .stopping
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            w.drain().map(|(_, tx)| tx).collect()
+        };
+        for tx in waiters {
+            let _ = tx.send(());
         }
     }
 

@@ -9,6 +9,10 @@ impl QueueManager {
     /// in it still ends with `worker_done` (the Job's guard has already given its recipients
     /// back).
     pub(super) fn start_agents(&self, starts: Vec<(i64, Target)>) {
+        if self.stopping() {
+            self.unplan(&starts);
+            return;
+        }
         for (queue_id, target) in starts {
             let qm = self.clone();
             let agents = self.inner.agents.clone();
@@ -28,6 +32,9 @@ impl QueueManager {
     /// The next message of `queue_id` for a delivery task, its recipients marked in flight
     /// (what a `Lane` hands its agent).
     pub fn take_job(&self, queue_id: i64) -> Option<Job> {
+        if self.stopping() {
+            return None;
+        }
         let now = self.now();
         let mut st = self.state();
         let st = &mut *st;

@@ -56,6 +56,7 @@ mod outcome;
 mod report;
 mod shadow;
 mod state;
+mod stop;
 mod stored;
 #[cfg(test)]
 mod timer_tests;
@@ -101,6 +102,8 @@ struct Inner {
     acks: ack::AckWaiters,
     /// The dashboard's per-minute counts (`transport::stats`).
     stats: crate::transport::stats::Stats,
+    /// The process is stopping: no delivery starts or takes another message (`stop`).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 enum Submission {
@@ -146,6 +149,7 @@ impl QueueManager {
             submissions: stx,
             acks: Default::default(),
             stats: Default::default(),
+            stopping: Default::default(),
         });
         let qm = QueueManager { inner };
         // The queue writer's lock says this gateway runs; commands recorded while it did not

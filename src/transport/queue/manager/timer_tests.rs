@@ -487,6 +487,7 @@ fn manager(
         submissions: stx,
         acks: Default::default(),
         stats: Default::default(),
+        stopping: Default::default(),
     };
     (
         QueueManager {
