@@ -121,9 +121,12 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     ));
     let stats = stats_writer(&queue, &pool, &server_name, &org_rx);
     let limits = ConnectionLimits::default();
+    let pressure = crate::transport::pressure::Pressure::default();
+    pressure.set_unbound(unbound(&org_rx.borrow(), &listeners));
     let live = crate::console::state::Live {
         stats: queue.stats().clone(),
         connections: limits.clone(),
+        pressure: pressure.clone(),
     };
     let gw = Arc::new(Gateway {
         directory: Arc::new(PgDirectory(pool.clone())),
@@ -133,11 +136,12 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         }),
         org: org_rx.clone(),
         tls: Some(tls.clone()),
-        spool,
+        spool: spool.clone(),
         receive_log: ProtocolLog::new(&common.data_dir, LogKind::Receive),
         limits,
         auth_throttle: Default::default(),
         tracking,
+        pressure: pressure.clone(),
     });
 
     // Made now, so that the first AUTH for an unknown account takes no longer than any other.
@@ -178,6 +182,16 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         org_rx.clone(),
     ));
     let stats_task = tokio::spawn(stats.clone().run());
+    let monitor = {
+        let q = queue.clone();
+        tokio::spawn(crate::transport::pressure::monitor(
+            pressure.clone(),
+            pool.clone(),
+            spool.dir().to_path_buf(),
+            Arc::new(move || q.queue_length()),
+            org_rx.clone(),
+        ))
+    };
     let reload = tokio::spawn(watch_config(
         db.url.clone(),
         pool.clone(),
@@ -204,10 +218,12 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         if listeners.reconcile(&gw, &org) {
             record_binding_errors(&pool, &server_name, &listeners).await;
         }
+        pressure.set_unbound(unbound(&org, &listeners));
     }
     tracing::info!("shutting down");
     listeners.close_all();
     reload.abort();
+    monitor.abort();
     auto_discard.abort();
     console.abort();
     acme.abort();
@@ -297,6 +313,26 @@ async fn record_binding_errors(pool: &sqlx::PgPool, server: &str, listeners: &Li
     }
 }
 
+/// The enabled receive connectors' bindings that do not listen, as `/readyz` names them.
+fn unbound(org: &Org, listeners: &Listeners) -> Vec<String> {
+    listeners
+        .failed()
+        .iter()
+        .map(|(addr, e)| {
+            let names: Vec<&str> = org
+                .receive_connectors
+                .iter()
+                .filter(|c| c.enabled && c.parsed_bindings().iter().any(|b| b.0 == *addr))
+                .map(|c| c.name.as_str())
+                .collect();
+            format!(
+                "receive connector {}: cannot listen on {addr}: {e}",
+                names.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// Why a node with no open socket does not start.
 fn not_listening(server: &str, listeners: &Listeners) -> String {
     let failed = listeners.failed();
@@ -336,7 +372,9 @@ async fn watch_config(
         }
         // Changes made while we were not listening are picked up by this reload.
         reload(&pool, &server, &tx).await;
-        while listener.recv().await.is_ok() {
+        // Ok(None): the connection was lost (the database restarted), and with it whatever was
+        // notified meanwhile; connecting again above reloads once more.
+        while let Ok(Some(_)) = listener.try_recv().await {
             // Coalesce a burst of notifications (one script) into one reload.
             while listener.next_buffered().is_some() {}
             reload(&pool, &server, &tx).await;

@@ -155,6 +155,7 @@ fn gateway(
         limits: ConnectionLimits::default(),
         auth_throttle: Default::default(),
         tracking: TrackingLog::new(dir, false, false),
+        pressure: Default::default(),
     })
 }
 

@@ -167,6 +167,24 @@ pub static SERVER: Object<S> = Object {
         )
         .range(3600, 31536000)
         .export(Export::Always),
+        // hubgate's own (Exchange kept these in EdgeTransport.exe.config): back pressure, see
+        // `transport::pressure`.
+        field!(
+            S,
+            "BackPressureQueueLengthLimit",
+            Kind::Unlimited,
+            back_pressure_queue_length_limit
+        )
+        .range(1, 2147483647)
+        .export(Export::Always),
+        field!(
+            S,
+            "BackPressureDiskFreeSpaceLimit",
+            Kind::ByteSize,
+            back_pressure_disk_free_space_limit
+        )
+        .range(0, 1125899906842624)
+        .export(Export::Always),
     ],
     new_extra: &[],
     export_cmdlet: "Set-TransportServer",
@@ -201,6 +219,8 @@ pub static SERVER: Object<S> = Object {
                 "ExternalDelayDsnEnabled",
                 "InternalDelayDsnEnabled",
                 "ExternalDNSServers",
+                "BackPressureQueueLengthLimit",
+                "BackPressureDiskFreeSpaceLimit",
             ],
         ),
         // The console draws this tab in the EMC's units (minutes, days, hours).

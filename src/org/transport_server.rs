@@ -32,6 +32,10 @@ pub struct TransportServer {
     pub intra_org_connector_protocol_logging_level: String,
     /// hubgate's own: how long the dashboard's per-minute counts are kept (seconds).
     pub server_statistics_max_age: i64,
+    /// hubgate's own back pressure thresholds (`transport::pressure`): messages held (None:
+    /// Unlimited) and bytes kept free on the spool's disk (0: no limit).
+    pub back_pressure_queue_length_limit: Option<i32>,
+    pub back_pressure_disk_free_space_limit: i64,
 }
 
 impl TransportServer {
@@ -62,6 +66,9 @@ impl TransportServer {
             message_tracking_log_subject_logging_enabled: true,
             intra_org_connector_protocol_logging_level: "None".into(),
             server_statistics_max_age: 7 * 86400,
+            back_pressure_queue_length_limit: None,
+            back_pressure_disk_free_space_limit:
+                crate::transport::pressure::DEFAULT_DISK_FREE_SPACE_LIMIT,
         }
     }
 
@@ -134,7 +141,8 @@ impl TransportServer {
                poison_message_detection_enabled = $14, poison_threshold = $15, external_delay_dsn_enabled = $16,
                internal_delay_dsn_enabled = $17, external_dns_servers = $18, message_tracking_log_enabled = $19,
                message_tracking_log_subject_logging_enabled = $20, intra_org_connector_protocol_logging_level = $21,
-               server_statistics_max_age = $22
+               server_statistics_max_age = $22, back_pressure_queue_length_limit = $23,
+               back_pressure_disk_free_space_limit = $24
              WHERE name = $1",
         )
         .bind(&self.name)
@@ -159,6 +167,8 @@ impl TransportServer {
         .bind(self.message_tracking_log_subject_logging_enabled)
         .bind(&self.intra_org_connector_protocol_logging_level)
         .bind(self.server_statistics_max_age)
+        .bind(self.back_pressure_queue_length_limit)
+        .bind(self.back_pressure_disk_free_space_limit)
         .execute(&mut *conn)
         .await?;
         Ok(())

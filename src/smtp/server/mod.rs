@@ -39,6 +39,8 @@ pub struct Gateway {
     /// AUTH failures across sessions, and the bound on argon2 verifications.
     pub auth_throttle: auth_throttle::AuthThrottle,
     pub tracking: TrackingLog,
+    /// Back pressure and the database's state: new mail is refused while either says so.
+    pub pressure: crate::transport::pressure::Pressure,
 }
 
 impl Gateway {
