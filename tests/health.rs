@@ -487,10 +487,20 @@ async fn losing_postgresql_defers_new_mail_and_loses_nothing_accepted() {
     let body = readyz_becomes(console, 503, "PostgreSQL").await;
     assert!(body.starts_with("not ready\n"), "{body}");
     mail_reply_becomes(smtp, "451 4.3.2 System not accepting network messages").await;
-    let deferred_before = counts(&seen).1;
-    wait_for("senders refused with 4xx during the outage", 60, || {
-        counts(&seen).1 >= deferred_before + 4
-    })
+    // Held down until the senders themselves have been refused at MAIL a few times.
+    let refused_at_mail = |seen: &Mutex<Seen>| {
+        let s = seen.lock().unwrap();
+        s.deferred
+            .iter()
+            .filter(|r| r.starts_with("451 4.3.2 System not accepting network messages"))
+            .count()
+    };
+    let before = refused_at_mail(&seen);
+    wait_for(
+        "senders refused with 451 4.3.2 during the outage",
+        60,
+        || refused_at_mail(&seen) >= before + 8,
+    )
     .await;
 
     let cluster = ManagedCluster::start(&dir)
@@ -514,6 +524,12 @@ async fn losing_postgresql_defers_new_mail_and_loses_nothing_accepted() {
         let s = seen.lock().unwrap();
         (s.accepted.clone(), s.deferred.clone(), s.wrong.clone())
     };
+    eprintln!(
+        "{} accepted, {} deferred, {} neither",
+        accepted.len(),
+        deferred.len(),
+        wrong.len()
+    );
     assert!(wrong.is_empty(), "neither 4xx nor 250: {wrong:#?}");
     assert!(
         deferred.iter().all(|r| r.starts_with("45")),

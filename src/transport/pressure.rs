@@ -223,6 +223,16 @@ pub fn database_refusal() -> Reply {
     )
 }
 
+/// Whether a failed acceptance means the database cannot be reached (rather than a full disk,
+/// or a commit whose outcome is unknown).
+pub fn lost_database(e: &crate::transport::queue::AcceptError) -> bool {
+    use crate::transport::queue::AcceptError;
+    matches!(
+        e,
+        AcceptError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+    )
+}
+
 /// Whether PostgreSQL answers within [`DATABASE_TIMEOUT`]; the error says why not.
 pub async fn probe_database(pool: &PgPool) -> Result<(), String> {
     match tokio::time::timeout(DATABASE_TIMEOUT, sqlx::query("SELECT 1").execute(pool)).await {
@@ -397,6 +407,20 @@ mod tests {
         p.set_database(true);
         p.update(0, None, t(Some(1), 0));
         assert!(p.refusal().is_none());
+    }
+
+    #[test]
+    fn only_an_unreachable_database_counts_as_lost() {
+        use crate::transport::queue::AcceptError;
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert!(lost_database(&AcceptError::Db(sqlx::Error::Io(io()))));
+        assert!(lost_database(&AcceptError::Db(sqlx::Error::PoolTimedOut)));
+        // A full disk, or a commit that may have happened, is no reason to refuse at MAIL.
+        assert!(!lost_database(&AcceptError::Io(io())));
+        assert!(!lost_database(&AcceptError::CommitUnknown(
+            sqlx::Error::PoolTimedOut
+        )));
+        assert!(!lost_database(&AcceptError::TooLarge(1)));
     }
 
     #[test]

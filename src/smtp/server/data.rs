@@ -451,7 +451,13 @@ impl Session {
             }
             Err(e) => {
                 tracing::error!("queueing message {id}: {e}");
-                self.reply(Reply::new(452, "4.3.1", "Insufficient system resources"));
+                if crate::transport::pressure::lost_database(&e) {
+                    // Sessions refuse at MAIL from now on, not only after the monitor's probe.
+                    self.gw.pressure.set_database(false);
+                    self.reply(crate::transport::pressure::database_refusal());
+                } else {
+                    self.reply(Reply::new(452, "4.3.1", "Insufficient system resources"));
+                }
             }
         }
         true
