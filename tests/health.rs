@@ -507,6 +507,24 @@ async fn losing_postgresql_defers_new_mail_and_loses_nothing_accepted() {
         .await
         .expect("start PostgreSQL again");
     readyz_becomes(console, 200, "ready").await;
+    // The configuration is followed again (its LISTEN connection came back).
+    let pool = PgPool::connect(&cluster.url("hubgate")).await.unwrap();
+    hubgate::shell::Shell::new(pool.clone(), FQDN)
+        .run_line("Set-ReceiveConnector 'Default HUB1' -Banner '220 back after the outage'")
+        .await
+        .unwrap();
+    pool.close().await;
+    let mut banner = String::new();
+    for _ in 0..240 {
+        let mut c = Raw::connect(smtp).await;
+        banner = c.reply().await;
+        c.cmd("QUIT").await;
+        if banner.starts_with("220 back after the outage") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(banner.starts_with("220 back after the outage"), "{banner}");
     let accepted_after = counts(&seen).0;
     wait_for("mail accepted again after the outage", 90, || {
         counts(&seen).0 >= accepted_after + 8
