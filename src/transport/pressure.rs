@@ -61,6 +61,7 @@ impl Thresholds {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
     pub thresholds: Thresholds,
+    /// Messages held; counted only while BackPressureQueueLengthLimit is set (else 0).
     pub queue_length: u64,
     /// None: statvfs failed (the last judgement of the disk stands).
     pub disk_free: Option<u64>,
@@ -333,7 +334,13 @@ pub async fn monitor(
             Err(_) => None,
         };
         let t = Thresholds::of(&org.borrow().server);
-        p.update(queue_length(), free, t);
+        // Counting walks every message under the queue manager's lock: only when it matters.
+        let held = if t.queue_length.is_some() {
+            queue_length()
+        } else {
+            0
+        };
+        p.update(held, free, t);
     }
 }
 
