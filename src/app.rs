@@ -121,7 +121,8 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     ));
     let stats = stats_writer(&queue, &pool, &server_name, &org_rx);
     let limits = ConnectionLimits::default();
-    let pressure = crate::transport::pressure::Pressure::default();
+    let pressure = crate::transport::pressure::Pressure::for_database(&db.url)
+        .context("the database probe's connection")?;
     pressure.set_unbound(unbound(&org_rx.borrow(), &listeners));
     let live = crate::console::state::Live {
         stats: queue.stats().clone(),

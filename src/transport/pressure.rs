@@ -148,6 +148,9 @@ pub struct Pressure {
 
 #[derive(Default)]
 struct Inner {
+    /// A connection of the probes' own: a pool busy with sessions' commits must not read as a
+    /// database that does not answer.
+    probe: Option<PgPool>,
     database_down: AtomicBool,
     high: AtomicBool,
     state: Mutex<State>,
@@ -160,6 +163,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Pressure {
+    /// A node's: its probes use one connection of their own to `url`, made when first needed.
+    pub fn for_database(url: &str) -> Result<Pressure, sqlx::Error> {
+        let probe = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(DATABASE_TIMEOUT)
+            .connect_lazy(url)?;
+        Ok(Pressure {
+            inner: Arc::new(Inner {
+                probe: Some(probe),
+                ..Inner::default()
+            }),
+        })
+    }
+
+    /// The pool the probes use: their own, else the one given.
+    fn probe_pool<'a>(&'a self, fallback: &'a PgPool) -> &'a PgPool {
+        self.inner.probe.as_ref().unwrap_or(fallback)
+    }
+
     pub fn database_down(&self) -> bool {
         self.inner.database_down.load(Ordering::Relaxed)
     }
@@ -282,7 +304,7 @@ pub fn probe_writable(dir: &Path) -> std::io::Result<()> {
 /// Returns what is not ready, empty when all is.
 pub async fn readiness(p: &Pressure, pool: &PgPool, spool: Option<PathBuf>) -> Vec<String> {
     let mut problems = Vec::new();
-    let db = probe_database(pool).await;
+    let db = probe_database(p.probe_pool(pool)).await;
     p.set_database(db.is_ok());
     if let Err(e) = db {
         problems.push(format!("PostgreSQL: {e}"));
@@ -323,7 +345,7 @@ pub async fn monitor(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        p.set_database(probe_database(&pool).await.is_ok());
+        p.set_database(probe_database(p.probe_pool(&pool)).await.is_ok());
         let dir = spool.clone();
         let free = match tokio::task::spawn_blocking(move || free_space(&dir)).await {
             Ok(Ok(n)) => Some(n),
