@@ -131,9 +131,13 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     };
     let limits = ConnectionLimits::default();
     let (drain_control, drain) = crate::smtp::server::drain::DrainControl::new();
+    let pressure = crate::transport::pressure::Pressure::for_database(&db.url)
+        .context("the database probe's connection")?;
+    pressure.set_unbound(unbound(&org_rx.borrow(), &listeners));
     let live = crate::console::state::Live {
         stats: queue.stats().clone(),
         connections: limits.clone(),
+        pressure: pressure.clone(),
     };
     let gw = Arc::new(Gateway {
         directory: Arc::new(PgDirectory(pool.clone())),
@@ -143,12 +147,13 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         }),
         org: org_rx.clone(),
         tls: Some(tls.clone()),
-        spool,
+        spool: spool.clone(),
         receive_log: ProtocolLog::new(&common.data_dir, LogKind::Receive),
         limits,
         auth_throttle: Default::default(),
         tracking,
         drain,
+        pressure: pressure.clone(),
     });
 
     // Made now, so that the first AUTH for an unknown account takes no longer than any other.
@@ -192,6 +197,16 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     ));
     let stats_task = tokio::spawn(stats.clone().run());
     let log_pruner = tokio::spawn(prune_logs(common.data_dir.clone()));
+    let monitor = {
+        let q = queue.clone();
+        tokio::spawn(crate::transport::pressure::monitor(
+            pressure.clone(),
+            pool.clone(),
+            spool.dir().to_path_buf(),
+            Arc::new(move || q.queue_length()),
+            org_rx.clone(),
+        ))
+    };
     let reload = tokio::spawn(watch_config(
         db.url.clone(),
         pool.clone(),
@@ -217,10 +232,12 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         if listeners.reconcile(&gw, &org) {
             record_binding_errors(&pool, &server_name, &listeners).await;
         }
+        pressure.set_unbound(unbound(&org, &listeners));
     }
     tracing::info!("shutting down");
     listeners.close_all();
     reload.abort();
+    monitor.abort();
     auto_discard.abort();
     log_pruner.abort();
     console.abort();
@@ -342,6 +359,26 @@ async fn record_binding_errors(pool: &sqlx::PgPool, server: &str, listeners: &Li
     }
 }
 
+/// The enabled receive connectors' bindings that do not listen, as `/readyz` names them.
+fn unbound(org: &Org, listeners: &Listeners) -> Vec<String> {
+    listeners
+        .failed()
+        .iter()
+        .map(|(addr, e)| {
+            let names: Vec<&str> = org
+                .receive_connectors
+                .iter()
+                .filter(|c| c.enabled && c.parsed_bindings().iter().any(|b| b.0 == *addr))
+                .map(|c| c.name.as_str())
+                .collect();
+            format!(
+                "receive connector {}: cannot listen on {addr}: {e}",
+                names.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// Why a node with no open socket does not start.
 fn not_listening(server: &str, listeners: &Listeners) -> String {
     let failed = listeners.failed();
@@ -381,7 +418,9 @@ async fn watch_config(
         }
         // Changes made while we were not listening are picked up by this reload.
         reload(&pool, &server, &tx).await;
-        while listener.recv().await.is_ok() {
+        // Ok(None): the connection was lost (the database restarted), and with it whatever was
+        // notified meanwhile; connecting again above reloads once more.
+        while let Ok(Some(_)) = listener.try_recv().await {
             // Coalesce a burst of notifications (one script) into one reload.
             while listener.next_buffered().is_some() {}
             reload(&pool, &server, &tx).await;

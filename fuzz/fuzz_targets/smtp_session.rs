@@ -156,6 +156,7 @@ fn gateway(
         auth_throttle: Default::default(),
         tracking: TrackingLog::new(dir, false, false),
         drain: Default::default(),
+        pressure: Default::default(),
     })
 }
 

@@ -74,6 +74,7 @@ pub fn router(state: ConsoleState, static_dir: &Path) -> Router {
     let dynamic = Router::new()
         .route("/healthz", get(health))
         .route("/metrics", get(crate::monitor::http::on_console))
+        .route("/readyz", get(ready))
         .route("/logon", get(logon::show).post(logon::submit))
         .route("/logoff", post(logon::logoff))
         .merge(pages)
@@ -124,9 +125,32 @@ fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLa
     SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
 }
 
-async fn health(State(state): State<ConsoleState>) -> (StatusCode, &'static str) {
-    match sqlx::query("SELECT 1").execute(&state.pool).await {
-        Ok(_) => (StatusCode::OK, "ok\n"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n"),
+/// Liveness: the process answers. Whether it can take mail is `/readyz`'s question; a node
+/// restarted for a database outage would only lose its queue's place in memory.
+async fn health() -> (StatusCode, &'static str) {
+    (StatusCode::OK, "ok\n")
+}
+
+/// Readiness: 200 `ready`, or 503 with one line per thing that is not.
+async fn ready(State(state): State<ConsoleState>) -> (StatusCode, String) {
+    let spool = state.data_dir.as_ref().map(|d| d.join("spool"));
+    let problems = match &state.live {
+        Some(live) => {
+            crate::transport::pressure::readiness(&live.pressure, &state.pool, spool).await
+        }
+        None => {
+            let p = crate::transport::pressure::Pressure::default();
+            crate::transport::pressure::readiness(&p, &state.pool, None).await
+        }
+    };
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        let mut body = String::from("not ready\n");
+        for p in problems {
+            body.push_str(&p);
+            body.push('\n');
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, body)
     }
 }

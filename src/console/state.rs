@@ -44,6 +44,8 @@ pub struct Live {
     pub stats: Stats,
     /// Connections per receive connector.
     pub connections: ConnectionLimits,
+    /// Back pressure, the database's state and unbound connectors (`/readyz`, the dashboard).
+    pub pressure: crate::transport::pressure::Pressure,
 }
 
 impl ConsoleState {

@@ -241,6 +241,24 @@ pub static SERVER: Object<S> = Object {
         )
         .range(1024, 1099511627776)
         .export(Export::Always),
+        // hubgate's own (Exchange kept these in EdgeTransport.exe.config): back pressure, see
+        // `transport::pressure`.
+        field!(
+            S,
+            "BackPressureQueueLengthLimit",
+            Kind::Unlimited,
+            back_pressure_queue_length_limit
+        )
+        .range(1, 2147483647)
+        .export(Export::Always),
+        field!(
+            S,
+            "BackPressureDiskFreeSpaceLimit",
+            Kind::ByteSize,
+            back_pressure_disk_free_space_limit
+        )
+        .range(0, 1125899906842624)
+        .export(Export::Always),
     ],
     new_extra: &[],
     export_cmdlet: "Set-TransportServer",
@@ -275,6 +293,8 @@ pub static SERVER: Object<S> = Object {
                 "ExternalDelayDsnEnabled",
                 "InternalDelayDsnEnabled",
                 "ExternalDNSServers",
+                "BackPressureQueueLengthLimit",
+                "BackPressureDiskFreeSpaceLimit",
             ],
         ),
         // The console draws this tab in the EMC's units (minutes, days, hours).

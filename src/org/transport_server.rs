@@ -43,6 +43,10 @@ pub struct TransportServer {
     pub message_tracking_log_max_file_size: Option<i64>,
     pub message_tracking_log_max_directory_size: Option<i64>,
     pub message_tracking_log_max_age: i64,
+    /// hubgate's own back pressure thresholds (`transport::pressure`): messages held (None:
+    /// Unlimited) and bytes kept free on the spool's disk (0: no limit).
+    pub back_pressure_queue_length_limit: Option<i32>,
+    pub back_pressure_disk_free_space_limit: i64,
 }
 
 impl TransportServer {
@@ -82,6 +86,9 @@ impl TransportServer {
             message_tracking_log_max_file_size: Some(10 * 1024 * 1024),
             message_tracking_log_max_directory_size: Some(1024 * 1024 * 1024),
             message_tracking_log_max_age: 30 * 86400,
+            back_pressure_queue_length_limit: None,
+            back_pressure_disk_free_space_limit:
+                crate::transport::pressure::DEFAULT_DISK_FREE_SPACE_LIMIT,
         }
     }
 
@@ -199,7 +206,8 @@ impl TransportServer {
                poison_message_detection_enabled = $14, poison_threshold = $15, external_delay_dsn_enabled = $16,
                internal_delay_dsn_enabled = $17, external_dns_servers = $18, message_tracking_log_enabled = $19,
                message_tracking_log_subject_logging_enabled = $20, intra_org_connector_protocol_logging_level = $21,
-               server_statistics_max_age = $22
+               server_statistics_max_age = $22, back_pressure_queue_length_limit = $23,
+               back_pressure_disk_free_space_limit = $24
              WHERE name = $1",
         )
         .bind(&self.name)
@@ -224,6 +232,8 @@ impl TransportServer {
         .bind(self.message_tracking_log_subject_logging_enabled)
         .bind(&self.intra_org_connector_protocol_logging_level)
         .bind(self.server_statistics_max_age)
+        .bind(self.back_pressure_queue_length_limit)
+        .bind(self.back_pressure_disk_free_space_limit)
         .execute(&mut *conn)
         .await?;
         self.update_log_limits(conn).await

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod delivery;
 pub mod dsn;
 pub mod headers;
+pub mod pressure;
 pub mod queue;
 pub mod routing;
 pub mod shadow;

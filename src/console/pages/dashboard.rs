@@ -53,6 +53,8 @@ pub struct DashboardPage {
     pub now: Now,
     /// None: another node's, which only that node counts.
     pub connections: Option<Vec<Connections>>,
+    /// `Normal` or `High (why)`; None: another node's, which only that node knows.
+    pub back_pressure: Option<String>,
     pub hour: Vec<Chart>,
     pub day: Vec<Chart>,
 }
@@ -250,6 +252,14 @@ pub async fn dashboard(
         None => None,
     };
 
+    let back_pressure = local.map(|l| {
+        let mut line = l.pressure.state().describe();
+        if l.pressure.database_down() {
+            line.push_str("; PostgreSQL does not answer, new mail is refused");
+        }
+        line
+    });
+
     let current = stats::minute_of(OffsetDateTime::now_utc());
     let day_slots = 24 * 60;
     let rows = stats::read(&mut tx, &s.name, current - Duration::minutes(day_slots - 1)).await?;
@@ -273,6 +283,7 @@ pub async fn dashboard(
         max_age: crate::shell::parse::format_timespan(s.server_statistics_max_age),
         now,
         connections,
+        back_pressure,
         hour: charts("hour", &hour, current, 15),
         day: charts("day", &day, current, 6 * 60),
     })

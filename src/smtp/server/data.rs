@@ -100,6 +100,10 @@ impl Session {
                 self.protocol_error(Reply::new(503, "5.5.2", "Need rcpt command"))
             }
             Some(_) => {
+                if let Some(r) = self.gw.pressure.refusal() {
+                    self.reply(r);
+                    return Next::Continue;
+                }
                 self.reply(Reply::new(
                     354,
                     "",
@@ -411,6 +415,12 @@ impl Session {
             "receiving message",
         );
         let size = sink.len();
+        // Without a database the message cannot be made durable: say so at once rather than
+        // after the pool's connect timeout. The body's file goes with the sink.
+        if self.gw.pressure.database_down() {
+            self.reply(crate::transport::pressure::database_refusal());
+            return true;
+        }
         // The one durable step: after it, the message is the queue's.
         let accepted = self.gw.intake.accept(&envelope, sink).await;
         match accepted {
@@ -441,7 +451,13 @@ impl Session {
             }
             Err(e) => {
                 tracing::error!("queueing message {id}: {e}");
-                self.reply(Reply::new(452, "4.3.1", "Insufficient system resources"));
+                if crate::transport::pressure::lost_database(&e) {
+                    // Sessions refuse at MAIL from now on, not only after the monitor's probe.
+                    self.gw.pressure.set_database(false);
+                    self.reply(crate::transport::pressure::database_refusal());
+                } else {
+                    self.reply(Reply::new(452, "4.3.1", "Insufficient system resources"));
+                }
             }
         }
         true

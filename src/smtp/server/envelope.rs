@@ -21,6 +21,11 @@ impl Session {
                 "Must issue a STARTTLS command first",
             ));
         }
+        // Before the rights checks, which may need the database.
+        if let Some(r) = self.gw.pressure.refusal() {
+            self.reply(r);
+            return Next::Continue;
+        }
         let utf8_ok = params.smtputf8 && self.connector.smtp_utf8_enabled;
         if !from.is_ascii() && !utf8_ok {
             return self.protocol_error(Reply::new(
@@ -136,6 +141,11 @@ impl Session {
             && tx.recipients.len() >= self.connector.max_recipients_per_message as usize
         {
             self.reply(Reply::new(452, "4.5.3", "Too many recipients"));
+            return Next::Continue;
+        }
+        // The state may have changed since MAIL; the categorizer needs the database.
+        if let Some(r) = self.gw.pressure.refusal() {
+            self.reply(r);
             return Next::Continue;
         }
         let verdict = self

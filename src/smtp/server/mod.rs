@@ -42,6 +42,8 @@ pub struct Gateway {
     pub tracking: TrackingLog,
     /// The process's stop, which ends sessions (`drain`).
     pub drain: drain::Drain,
+    /// Back pressure and the database's state: new mail is refused while either says so.
+    pub pressure: crate::transport::pressure::Pressure,
 }
 
 impl Gateway {

@@ -26,6 +26,11 @@ impl Spool {
         Ok(Spool { dir })
     }
 
+    /// The spool directory (its disk is what back pressure watches).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn path(&self, id: Uuid) -> PathBuf {
         self.dir.join(format!("{id}.eml"))
     }
