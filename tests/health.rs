@@ -208,7 +208,10 @@ async fn a_long_queue_refuses_new_mail_until_it_drains() {
         line,
         "Back pressure: High (2 messages queued, BackPressureQueueLengthLimit 2)"
     );
-    assert_eq!(back_pressure_gauge(&client).await, "hubgate_back_pressure 2");
+    assert_eq!(
+        back_pressure_gauge(&client).await,
+        "hubgate_back_pressure 2"
+    );
     // Refused while High, also for a client that does not pipeline its way past MAIL.
     let (ok, out) = tokio::task::spawn_blocking(move || {
         swaks(&[
@@ -248,7 +251,10 @@ async fn a_long_queue_refuses_new_mail_until_it_drains() {
         back_pressure_line(&client, &cookie, "Normal").await,
         "Back pressure: Normal"
     );
-    assert_eq!(back_pressure_gauge(&client).await, "hubgate_back_pressure 0");
+    assert_eq!(
+        back_pressure_gauge(&client).await,
+        "hubgate_back_pressure 0"
+    );
 }
 
 /// The back-pressure series as a scraper on loopback reads it from /metrics.
