@@ -124,6 +124,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let live = crate::console::state::Live {
         stats: queue.stats().clone(),
         connections: limits.clone(),
+        queues: queue.clone(),
     };
     let gw = Arc::new(Gateway {
         directory: Arc::new(PgDirectory(pool.clone())),

@@ -44,6 +44,8 @@ pub struct Live {
     pub stats: Stats,
     /// Connections per receive connector.
     pub connections: ConnectionLimits,
+    /// The node's queue manager, for the Queues tab's message counts.
+    pub queues: crate::transport::queue::manager::QueueManager,
 }
 
 impl ConsoleState {
