@@ -20,6 +20,7 @@ pub mod finished;
 pub mod notify;
 pub mod outage;
 pub mod page;
+pub mod progress;
 pub mod pushdown;
 mod queues;
 pub mod rate;
