@@ -75,30 +75,54 @@ async fn count(
         None => ("true".into(), vec![]),
     };
     let odd = exact.map_or_else(|| "false".into(), Prefilter::non_ascii_rows);
-    // One group per message; a message whose recipients' queues differ has several entries.
-    let sql = format!(
-        "SELECT count(*), count(*) FILTER (WHERE lo <> hi), count(*) FILTER (WHERE odd) FROM (
-           SELECT min({key}) AS lo, max({key}) AS hi, bool_or({odd}) AS odd
-             FROM message m JOIN message_recipient r ON r.message_id = m.id
-            WHERE r.status NOT IN {FINAL} AND {cond} AND {pre}
-            GROUP BY m.id) e",
-        key = "CASE WHEN m.poison THEN -1 ELSE coalesce(r.queue_id, 0) END",
+    let from = format!(
+        "FROM message m JOIN message_recipient r ON r.message_id = m.id
+         WHERE r.status NOT IN {FINAL} AND {cond} AND {pre}"
     );
-    let mut query = sqlx::query_as(&sql).bind(server).bind(numbers);
-    for v in values {
-        query = match v {
-            Value::Int(n) => query.bind(n),
-            Value::Text(t) => query.bind(t),
-            Value::Time(t) => query.bind(t),
-        };
-    }
-    let (messages, several, odd): (i64, i64, i64) = query.fetch_one(&mut *conn).await?;
-    if odd > 0 {
+    // One pass without grouping first: when every recipient counted is its message's first
+    // (ordinal 0, and the key is (message, ordinal)), each is a message of its own with one
+    // entry, which is nearly always so.
+    let flat = format!(
+        "SELECT count(*), count(*) FILTER (WHERE r.ordinal <> 0), count(*) FILTER (WHERE {odd})
+         {from}"
+    );
+    let (rows, others, odd_rows) = counts(conn, &flat, server, &numbers, &values).await?;
+    if odd_rows > 0 {
         return Ok(None);
     }
+    if others == 0 {
+        let n = usize::try_from(rows).unwrap_or(0);
+        return Ok(Some((n, n)));
+    }
+    // One group per message; a message whose recipients' queues differ has several entries.
+    let grouped = format!(
+        "SELECT count(*), count(*) FILTER (WHERE lo <> hi), 0::bigint FROM (
+           SELECT min({key}) AS lo, max({key}) AS hi {from} GROUP BY m.id) e",
+        key = "CASE WHEN m.poison THEN -1 ELSE coalesce(r.queue_id, 0) END",
+    );
+    let (messages, several, _) = counts(conn, &grouped, server, &numbers, &values).await?;
     let messages = usize::try_from(messages).unwrap_or(0);
     Ok(Some((
         messages,
         messages + usize::try_from(several).unwrap_or(0),
     )))
+}
+
+/// Three counts from `sql`, with the scope's `$1` and `$2` and the filter's values from `$3`.
+async fn counts(
+    conn: &mut PgConnection,
+    sql: &str,
+    server: Option<&str>,
+    numbers: &[i64],
+    values: &[Value],
+) -> Result<(i64, i64, i64), QueueError> {
+    let mut query = sqlx::query_as(sql).bind(server).bind(numbers);
+    for v in values {
+        query = match v {
+            Value::Int(n) => query.bind(*n),
+            Value::Text(t) => query.bind(t.as_str()),
+            Value::Time(t) => query.bind(*t),
+        };
+    }
+    Ok(query.fetch_one(&mut *conn).await?)
 }
