@@ -163,22 +163,16 @@ impl Batch {
 
 /// Runs until every sender is gone.
 pub async fn run(pool: PgPool, spool: Spool, mut rx: mpsc::UnboundedReceiver<Write>) {
-    // The bodies of deleted messages are unlinked by a task of their own, in order, so that a
-    // bulk removal's next batch of rows is written while the last one's files go. A flush
-    // still answers only once they are gone, and so does the end of this task.
-    let (unlink, mut bodies) = mpsc::unbounded_channel::<Unlink>();
+    // The bodies of deleted messages are unlinked by a task of their own, after their rows are
+    // committed, so that a bulk removal's next batch of rows is written while the last one's
+    // files go: a flush (a queue command's end) waits for rows, not files. They are all gone
+    // before this task ends.
+    let (unlink, mut bodies) = mpsc::unbounded_channel::<Vec<Uuid>>();
     let unlinker = tokio::task::spawn_blocking(move || {
-        while let Some(u) = bodies.blocking_recv() {
-            match u {
-                Unlink::Bodies(ids) => {
-                    for id in ids {
-                        if let Err(e) = spool.remove(id) {
-                            tracing::warn!("removing the body of {id}: {e}");
-                        }
-                    }
-                }
-                Unlink::Mark(done) => {
-                    let _ = done.send(());
+        while let Some(ids) = bodies.blocking_recv() {
+            for id in ids {
+                if let Err(e) = spool.remove(id) {
+                    tracing::warn!("removing the body of {id}: {e}");
                 }
             }
         }
@@ -219,12 +213,6 @@ pub async fn run(pool: PgPool, spool: Spool, mut rx: mpsc::UnboundedReceiver<Wri
         if batch.has_writes() {
             write_with_retries(&pool, &unlink, &batch).await;
         }
-        if !batch.flushes.is_empty() {
-            let (done, unlinked) = oneshot::channel();
-            if unlink.send(Unlink::Mark(done)).is_ok() {
-                let _ = unlinked.await;
-            }
-        }
         for tx in batch.flushes.drain(..) {
             let _ = tx.send(());
         }
@@ -233,18 +221,16 @@ pub async fn run(pool: PgPool, spool: Spool, mut rx: mpsc::UnboundedReceiver<Wri
     let _ = unlinker.await;
 }
 
-/// Work for the unlinking task: bodies to remove, or a mark answered when all before it are.
-enum Unlink {
-    Bodies(Vec<Uuid>),
-    Mark(oneshot::Sender<()>),
-}
-
-async fn write_with_retries(pool: &PgPool, unlink: &mpsc::UnboundedSender<Unlink>, batch: &Batch) {
+async fn write_with_retries(
+    pool: &PgPool,
+    unlink: &mpsc::UnboundedSender<Vec<Uuid>>,
+    batch: &Batch,
+) {
     for attempt in 1..=ATTEMPTS {
         match write(pool, batch).await {
             Ok(()) => {
                 if !batch.deletes.is_empty() {
-                    let _ = unlink.send(Unlink::Bodies(batch.deletes.clone()));
+                    let _ = unlink.send(batch.deletes.clone());
                 }
                 return;
             }
