@@ -138,6 +138,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         stats: queue.stats().clone(),
         connections: limits.clone(),
         pressure: pressure.clone(),
+        queues: queue.clone(),
     };
     let gw = Arc::new(Gateway {
         directory: Arc::new(PgDirectory(pool.clone())),

@@ -46,6 +46,8 @@ pub struct Live {
     pub connections: ConnectionLimits,
     /// Back pressure, the database's state and unbound connectors (`/readyz`, the dashboard).
     pub pressure: crate::transport::pressure::Pressure,
+    /// The node's queue manager, for the Queues tab's message counts.
+    pub queues: crate::transport::queue::manager::QueueManager,
 }
 
 impl ConsoleState {

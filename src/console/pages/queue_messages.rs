@@ -23,6 +23,8 @@ use crate::transport::queue::ops::{
 };
 
 const ACTION: &str = "/toolbox/queue-viewer/messages/action";
+/// The query parameter naming a message action still being applied.
+const APPLYING: &str = "applying";
 const MESSAGE: &str = "/toolbox/queue-viewer/message";
 pub(super) const EXPORT: &str = "/toolbox/queue-viewer/export";
 
@@ -226,17 +228,34 @@ pub async fn batch(
     ids: &[MessageIdentity],
     with_ndr: bool,
 ) -> Result<(), QueueError> {
+    batch_pending(st, verb, ids, with_ndr).await.map(|_| ())
+}
+
+/// `batch`, with the command's number if the gateway is still applying it.
+async fn batch_pending(
+    st: &ConsoleState,
+    verb: Verb,
+    ids: &[MessageIdentity],
+    with_ndr: bool,
+) -> Result<Option<i64>, QueueError> {
     if ids.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let prepared = {
         let mut conn = st.pool.acquire().await?;
         command::prepare_batch(&mut conn, verb, ids, with_ndr).await?
     };
-    if let Some(p) = prepared {
-        command::submit(&st.pool, &p).await?;
-    }
-    Ok(())
+    Ok(match prepared {
+        Some(p) => submit(st, &p).await?,
+        None => None,
+    })
+}
+
+/// Records the command and waits (bounded) for the gateway: the command's number when the wait
+/// ended before the gateway finished it, so the page can say how far it got.
+async fn submit(st: &ConsoleState, p: &command::Prepared) -> Result<Option<i64>, QueueError> {
+    let (id, reply) = command::submit_tracked(&st.pool, p).await?;
+    Ok(matches!(reply.applied, command::Applied::Pending).then_some(id))
 }
 
 /// "All N matching": the entries just listed are the targets, not read again.
@@ -245,15 +264,15 @@ async fn batch_of_entries(
     verb: Verb,
     entries: &[MessageInfo],
     with_ndr: bool,
-) -> Result<(), QueueError> {
+) -> Result<Option<i64>, QueueError> {
     let prepared = {
         let mut conn = st.pool.acquire().await?;
         command::prepare_batch_of_entries(&mut conn, verb, entries, with_ndr).await?
     };
-    if let Some(p) = prepared {
-        command::submit(&st.pool, &p).await?;
-    }
-    Ok(())
+    Ok(match prepared {
+        Some(p) => submit(st, &p).await?,
+        None => None,
+    })
 }
 
 pub struct Header {
@@ -306,6 +325,8 @@ pub struct MessagesPage {
     pub check_all_href: String,
     pub action: String,
     pub error: Option<String>,
+    /// How far a message action the gateway is still applying has got.
+    pub notice: Option<String>,
     pub refresh: u32,
 }
 
@@ -343,8 +364,39 @@ fn cells(e: &MessageInfo) -> Vec<String> {
     ]
 }
 
-async fn render(st: &ConsoleState, admin: &Admin, v: &View, error: Option<String>) -> PageResult {
+/// `applying`: a message action the gateway had not finished when its POST answered.
+async fn render(
+    st: &ConsoleState,
+    admin: &Admin,
+    v: &View,
+    error: Option<String>,
+    applying: Option<i64>,
+) -> PageResult {
     let mut error = error;
+    let progress = match applying {
+        Some(id) => ops::progress::progress(&st.pool, &st.server, id)
+            .await
+            .map_err(super::queue_viewer::op_error)?,
+        None => None,
+    };
+    let notice = progress.map(|p| {
+        if p.done {
+            format!(
+                "The gateway has finished this action: {} of {} message(s) done.",
+                p.applied, p.total
+            )
+        } else {
+            format!(
+                "The gateway is still applying this action: {} of {} message(s) done so far.",
+                p.applied, p.total
+            )
+        }
+    });
+    // Until it is done, the page shows its progress again every few seconds.
+    let refresh = match progress {
+        Some(p) if !p.done && v.refresh == 0 => 5,
+        _ => v.refresh,
+    };
     let listed = async {
         let f = v.filter()?;
         let order = v.order()?;
@@ -470,8 +522,9 @@ async fn render(st: &ConsoleState, admin: &Admin, v: &View, error: Option<String
         check_all: v.check_all,
         check_all_href: format!("{}&check=all", v.url()),
         action: format!("{ACTION}?{}", v.qs()),
-        refresh: if error.is_some() { 0 } else { v.refresh },
+        refresh: if error.is_some() { 0 } else { refresh },
         error,
+        notice,
     })
 }
 
@@ -480,11 +533,16 @@ async fn messages(
     admin: Admin,
     Query(q): Query<FormData>,
 ) -> PageResult {
-    render(&st, &admin, &View::of(&q), None).await
+    let applying = q.one(APPLYING).and_then(|n| n.parse().ok());
+    render(&st, &admin, &View::of(&q), None, applying).await
 }
 
 /// What a message action is told: which action, and the selected rows or every match.
-async fn run_action(st: &ConsoleState, v: &View, form: &FormData) -> Result<(), QueueError> {
+async fn run_action(
+    st: &ConsoleState,
+    v: &View,
+    form: &FormData,
+) -> Result<Option<i64>, QueueError> {
     let (verb, with_ndr) = match form.one("do").unwrap_or("") {
         "suspend" => (Verb::SuspendMessage, false),
         "resume" => (Verb::ResumeMessage, false),
@@ -513,7 +571,7 @@ async fn run_action(st: &ConsoleState, v: &View, form: &FormData) -> Result<(), 
             .map(|id| MessageIdentity::parse(id, &st.server))
             .collect::<Result<_, _>>()?
     };
-    batch(st, verb, &ids, with_ndr).await
+    batch_pending(st, verb, &ids, with_ndr).await
 }
 
 async fn action(
@@ -524,9 +582,11 @@ async fn action(
 ) -> PageResult {
     let v = View::of(&q);
     match run_action(&st, &v, &form).await {
-        Ok(()) => see_other(&v.url()),
+        Ok(None) => see_other(&v.url()),
+        // The bounded wait ended first: the page then says how far the gateway has got.
+        Ok(Some(id)) => see_other(&format!("{}&{APPLYING}={id}", v.url())),
         Err(QueueError::Db(e)) => Err(e.into()),
-        Err(e) => render(&st, &admin, &v, Some(e.to_string())).await,
+        Err(e) => render(&st, &admin, &v, Some(e.to_string()), None).await,
     }
 }
 

@@ -163,6 +163,20 @@ impl Batch {
 
 /// Runs until every sender is gone.
 pub async fn run(pool: PgPool, spool: Spool, mut rx: mpsc::UnboundedReceiver<Write>) {
+    // The bodies of deleted messages are unlinked by a task of their own, after their rows are
+    // committed, so that a bulk removal's next batch of rows is written while the last one's
+    // files go: a flush (a queue command's end) waits for rows, not files. They are all gone
+    // before this task ends.
+    let (unlink, mut bodies) = mpsc::unbounded_channel::<Vec<Uuid>>();
+    let unlinker = tokio::task::spawn_blocking(move || {
+        while let Some(ids) = bodies.blocking_recv() {
+            for id in ids {
+                if let Err(e) = spool.remove(id) {
+                    tracing::warn!("removing the body of {id}: {e}");
+                }
+            }
+        }
+    });
     let mut carried: Option<Write> = None;
     loop {
         let first = match carried.take() {
@@ -197,28 +211,27 @@ pub async fn run(pool: PgPool, spool: Spool, mut rx: mpsc::UnboundedReceiver<Wri
             }
         }
         if batch.has_writes() {
-            write_with_retries(&pool, &spool, &batch).await;
+            write_with_retries(&pool, &unlink, &batch).await;
         }
         for tx in batch.flushes.drain(..) {
             let _ = tx.send(());
         }
     }
+    drop(unlink);
+    let _ = unlinker.await;
 }
 
-async fn write_with_retries(pool: &PgPool, spool: &Spool, batch: &Batch) {
+async fn write_with_retries(
+    pool: &PgPool,
+    unlink: &mpsc::UnboundedSender<Vec<Uuid>>,
+    batch: &Batch,
+) {
     for attempt in 1..=ATTEMPTS {
         match write(pool, batch).await {
             Ok(()) => {
-                let spool = spool.clone();
-                let ids = batch.deletes.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    for id in ids {
-                        if let Err(e) = spool.remove(id) {
-                            tracing::warn!("removing the body of {id}: {e}");
-                        }
-                    }
-                })
-                .await;
+                if !batch.deletes.is_empty() {
+                    let _ = unlink.send(batch.deletes.clone());
+                }
                 return;
             }
             // The pool is closed only at the end of a stop, after the final flush: a write

@@ -216,6 +216,29 @@ impl QueueManager {
             .count() as u64
     }
 
+    /// Each delivery queue's MessageCount as Get-Queue counts it (a message once in every queue
+    /// where one of its recipients is not final, shadow copies included, Poison apart), from
+    /// memory: the manager writes those rows, so what it holds is what they will say, and the
+    /// console's Queues tab need not group every held recipient on each view.
+    pub fn held_per_queue(&self) -> HashMap<i64, i64> {
+        let st = self.state();
+        let mut counts: HashMap<i64, i64> = HashMap::with_capacity(st.queues.len());
+        let mut seen: Vec<i64> = Vec::new();
+        for m in st.messages.values() {
+            seen.clear();
+            for r in &m.rcpts {
+                if let Some(q) = r.queue
+                    && r.state != RState::Done
+                    && !seen.contains(&q)
+                {
+                    seen.push(q);
+                    *counts.entry(q).or_insert(0) += 1;
+                }
+            }
+        }
+        counts
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -358,7 +358,20 @@ pub async fn execute(pool: &PgPool, cmd: &QueueCommand) -> Result<CommandReply, 
 
 /// Records a prepared command for its server's queue manager and waits for the result.
 pub async fn submit(pool: &PgPool, p: &Prepared) -> Result<CommandReply, QueueError> {
+    Ok(submit_tracked(pool, p).await?.1)
+}
+
+/// `submit`, with the recorded command's number (for `progress` when the reply is Pending).
+pub async fn submit_tracked(
+    pool: &PgPool,
+    p: &Prepared,
+) -> Result<(i64, CommandReply), QueueError> {
     let id = record(pool, p).await?;
+    let reply = wait_for(pool, id, p).await?;
+    Ok((id, reply))
+}
+
+async fn wait_for(pool: &PgPool, id: i64, p: &Prepared) -> Result<CommandReply, QueueError> {
     let deadline = Instant::now() + REPLY_WAIT;
     let mut lock_tried: Option<Instant> = None;
     loop {

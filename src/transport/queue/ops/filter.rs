@@ -179,9 +179,19 @@ pub async fn filtered_page(
     size: usize,
 ) -> Result<(Vec<MessageInfo>, usize), QueueError> {
     let mut conn = db.acquire().await?;
-    if f.is_none()
-        && let Some(window) =
-            super::window::window(&mut conn, server, scope, order.clone(), offset, size).await?
+    // No filter, or one SQL can test exactly: counted and cut in SQL.
+    let exact = f.map(Prefilter::exact);
+    if !matches!(exact, Some(None))
+        && let Some(window) = super::window::window(
+            &mut conn,
+            server,
+            scope,
+            exact.flatten(),
+            order.clone(),
+            offset,
+            size,
+        )
+        .await?
     {
         return Ok(window);
     }

@@ -20,7 +20,9 @@ pub mod finished;
 pub mod notify;
 pub mod outage;
 pub mod page;
+pub mod progress;
 pub mod pushdown;
+mod queues;
 pub mod rate;
 pub mod read;
 mod scope;
@@ -29,9 +31,8 @@ mod window;
 
 pub use command::{Applied, CommandReply, QueueCommand, execute, prepare};
 pub use page::{DEFAULT_RESULT_SIZE, Page, SortKey, parse_sort_order};
-pub use read::{
-    export_message, get_queue, list_messages, list_messages_page, list_queues, read_message,
-};
+pub use queues::{list_queues, list_queues_held};
+pub use read::{export_message, get_queue, list_messages, list_messages_page, read_message};
 
 /// The channel on which what a queue command did is announced (the console refreshes on it).
 pub const CHANNEL: &str = "hubgate_queue";

@@ -46,6 +46,25 @@ impl Prefilter {
         cond(f).map(Prefilter)
     }
 
+    /// The whole filter as a condition, when every comparison in it is one on a message column
+    /// that `leaf` renders: then, on a message whose compared columns are all ASCII, the
+    /// condition holds exactly when the filter matches (see `non_ascii_rows`). None otherwise.
+    pub fn exact(f: &Filter) -> Option<Prefilter> {
+        exact_cond(f).map(Prefilter)
+    }
+
+    /// A condition true for a message with a non-ASCII character in a column this condition
+    /// compares: where the condition lets a row through that the filter may still refuse.
+    pub(crate) fn non_ascii_rows(&self) -> String {
+        let mut columns = Vec::new();
+        columns_of(&self.0, &mut columns);
+        if columns.is_empty() {
+            return "false".into();
+        }
+        let tests: Vec<String> = columns.iter().map(|c| non_ascii(c)).collect();
+        format!("({})", tests.join(" OR "))
+    }
+
     /// The condition with its parameters numbered from `$first`.
     pub(crate) fn sql(&self, first: usize) -> (String, Vec<Value>) {
         let mut values = Vec::new();
@@ -69,6 +88,40 @@ fn cond(f: &Filter) -> Option<Cond> {
             value,
             ..
         } => leaf(property, *op, value),
+    }
+}
+
+/// `cond`, but None as soon as any part of the filter is left out.
+fn exact_cond(f: &Filter) -> Option<Cond> {
+    match f {
+        Filter::Const(false) => Some(Cond::False),
+        Filter::Const(true) | Filter::Not(_) => None,
+        Filter::And(a, b) => Some(Cond::And(
+            Box::new(exact_cond(a)?),
+            Box::new(exact_cond(b)?),
+        )),
+        Filter::Or(a, b) => Some(Cond::Or(Box::new(exact_cond(a)?), Box::new(exact_cond(b)?))),
+        Filter::Cmp {
+            property,
+            op,
+            value,
+            ..
+        } => leaf(property, *op, value),
+    }
+}
+
+fn columns_of(c: &Cond, out: &mut Vec<&'static str>) {
+    match c {
+        Cond::And(a, b) | Cond::Or(a, b) => {
+            columns_of(a, out);
+            columns_of(b, out);
+        }
+        Cond::Like(col, _) | Cond::Eq(col, _) => {
+            if !out.contains(col) {
+                out.push(col);
+            }
+        }
+        Cond::False | Cond::Size(..) => {}
     }
 }
 

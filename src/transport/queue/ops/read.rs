@@ -37,7 +37,7 @@ const QUEUE_SELECT: &str = "SELECT q.id, q.server, q.delivery_type, q.next_hop_d
    FROM delivery_queue q";
 
 impl QueueRow {
-    fn info(self) -> QueueInfo {
+    pub(super) fn info(self) -> QueueInfo {
         let queue = if self.delivery_type == "Unreachable" {
             QueueName::Unreachable
         } else {
@@ -96,7 +96,7 @@ pub(crate) async fn queue_row(
 }
 
 /// Exchange always shows Unreachable; hubgate creates its row only when it first needs it.
-fn empty_unreachable(server: &str) -> QueueInfo {
+pub(super) fn empty_unreachable(server: &str) -> QueueInfo {
     QueueInfo {
         identity: QueueIdentity {
             server: server.to_string(),
@@ -116,7 +116,7 @@ fn empty_unreachable(server: &str) -> QueueInfo {
 
 /// Submission and Poison are not rows: Submission holds the recipients not yet routed, Poison
 /// the messages marked poison. Exchange shows both with DeliveryType Undefined.
-async fn virtual_queue(
+pub(super) async fn virtual_queue(
     conn: &mut PgConnection,
     server: &str,
     queue: QueueName,
@@ -155,45 +155,6 @@ async fn virtual_queue(
         next_retry_time: None,
         messages_per_minute: None,
     })
-}
-
-/// Get-Queue -Server: the numbered delivery queues in creation order, then Submission,
-/// Unreachable and Poison, as Exchange lists them.
-pub async fn list_queues<'c>(
-    db: impl Acquire<'c, Database = Postgres>,
-    server: &str,
-) -> Result<Vec<QueueInfo>, QueueError> {
-    let mut conn = db.acquire().await?;
-    let server = resolve_server(&mut conn, server).await?;
-    // Every queue's count from one pass over the recipients, not one look-up per queue: a few
-    // hundred next hops holding 100,000 messages must list at once.
-    let rows: Vec<QueueRow> = sqlx::query_as(&format!(
-        "WITH counts AS (
-           SELECT queue_id, count(*) AS n FROM (
-             SELECT DISTINCT r.queue_id, r.message_id
-               FROM message_recipient r JOIN message m ON m.id = r.message_id
-              WHERE r.queue_id IS NOT NULL AND r.status NOT IN {FINAL} AND NOT m.poison) e
-            GROUP BY queue_id)
-         SELECT q.id, q.server, q.delivery_type, q.next_hop_domain, q.connector_id, q.suspended,
-                q.status, q.last_error, q.last_retry_time, q.next_retry_time, q.release_rate,
-                coalesce(c.n, 0) AS message_count
-           FROM delivery_queue q LEFT JOIN counts c ON c.queue_id = q.id
-          WHERE lower(q.server) = lower($1) ORDER BY q.id"
-    ))
-    .bind(&server)
-    .fetch_all(&mut *conn)
-    .await?;
-    let (unreachable, numbered): (Vec<QueueRow>, Vec<QueueRow>) = rows
-        .into_iter()
-        .partition(|r| r.delivery_type == "Unreachable");
-    let mut out: Vec<QueueInfo> = numbered.into_iter().map(QueueRow::info).collect();
-    out.push(virtual_queue(&mut conn, &server, QueueName::Submission).await?);
-    out.push(match unreachable.into_iter().next() {
-        Some(r) => r.info(),
-        None => empty_unreachable(&server),
-    });
-    out.push(virtual_queue(&mut conn, &server, QueueName::Poison).await?);
-    Ok(out)
 }
 
 /// Get-Queue -Identity.
