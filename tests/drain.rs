@@ -14,7 +14,7 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::mail::*;
-use common::pair::{protocol_log, retry_now};
+use common::pair::{final_subjects as delivered, protocol_log, retry_now};
 use common::peers::{Sink, SinkOptions};
 use common::*;
 
@@ -185,32 +185,6 @@ for x in ts: x.join()
 say("DONE")
 "#;
 
-/// Subjects the sink received, sorted (duplicates kept).
-fn delivered(sink: &Sink) -> Vec<String> {
-    let mut v: Vec<String> = sink
-        .received()
-        .iter()
-        .filter_map(|r| {
-            r.data
-                .lines()
-                .find_map(|l| l.strip_prefix("Subject: ").map(str::to_string))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-async fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {secs} s waiting for: {what}");
-}
-
 /// Concurrent senders, one session mid-DATA, SIGTERM under that load: the process exits within
 /// the bound, every message that got 250 is delivered exactly once after a restart (the drain
 /// wrote every outcome, so nothing is sent twice), the mid-DATA session got its 250 and then
@@ -313,7 +287,7 @@ async fn sigterm_under_load_loses_nothing_and_exits_within_the_bound() {
 
     let gw = s.start().await;
     let wanted: HashSet<String> = accepted.iter().cloned().collect();
-    wait_for(90, "every accepted message delivered", || {
+    within_now(90, "every accepted message delivered", || {
         let got: HashSet<String> = delivered(&sink).into_iter().collect();
         wanted.is_subset(&got)
     })
@@ -403,7 +377,7 @@ async fn a_second_sigterm_exits_at_once() {
     sink.restart();
     let gw = s.start().await;
     retry_now(&gw).await;
-    wait_for(60, "the queued message delivered", || {
+    within_now(60, "the queued message delivered", || {
         delivered(&sink) == vec!["queued".to_string()]
     })
     .await;
@@ -430,7 +404,7 @@ async fn a_delivery_under_way_finishes_and_is_not_redone() {
     send_to(s.smtp(), REMOTE, "under way");
     let dir = s.data_dir.path().to_path_buf();
     // The next hop has the whole message and takes its time to answer.
-    wait_for(60, "the delivery's DATA sent", || {
+    within_now(60, "the delivery's DATA sent", || {
         protocol_log(&dir, "SmtpSend").contains("354")
     })
     .await;

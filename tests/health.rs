@@ -20,7 +20,6 @@ use common::mail::*;
 use common::peers::{Sink, SinkOptions};
 use common::*;
 use hubgate::db::managed::ManagedCluster;
-use hubgate::org::bootstrap::{self, FirstStart};
 use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -324,38 +323,7 @@ async fn a_spool_disk_under_its_floor_refuses_new_mail_until_the_floor_is_lowere
 /// Like `Setup::new`, on a database of the test's own cluster.
 async fn setup_on(cluster: &ManagedCluster) -> Setup {
     cluster.ensure_database("hubgate").await.unwrap();
-    let db_url = cluster.url("hubgate");
-    let pool = PgPool::connect(&db_url).await.expect("connect");
-    hubgate::db::MIGRATOR.run(&pool).await.expect("migrate");
-    let ip = gateway_ip();
-    let smtp_port = gateway_port();
-    let client_port = gateway_port();
-    bootstrap::ensure_server(
-        &pool,
-        &FirstStart {
-            server_name: SERVER,
-            fqdn: FQDN,
-            default_bindings: Some(vec![format!("{ip}:{smtp_port}")]),
-            client_bindings: Some(vec![format!("{ip}:{client_port}")]),
-            admin_password: Some(ADMIN_PASSWORD),
-        },
-    )
-    .await
-    .expect("bootstrap");
-    sqlx::query("UPDATE receive_connector SET tarpit_interval = 0")
-        .execute(&pool)
-        .await
-        .unwrap();
-    Setup {
-        db_url,
-        pool,
-        data_dir: tempfile::tempdir().unwrap(),
-        ip,
-        smtp_port,
-        client_port,
-        console_port: gateway_port(),
-        fqdn: FQDN.to_string(),
-    }
+    Setup::on(cluster.url("hubgate"), gateway_ip(), SERVER, FQDN).await
 }
 
 /// What the senders saw.

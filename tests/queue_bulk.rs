@@ -4,12 +4,9 @@
 
 mod common;
 
-use std::net::IpAddr;
-
+use common::held::Held;
 use common::*;
 use hubgate::shell::Shell;
-use hubgate::transport::queue::store::Disposition;
-use hubgate::transport::queue::{self, Envelope, EnvelopeRecipient, Spool};
 use uuid::Uuid;
 
 const SPAMMER: &str = "spammer@spam.example";
@@ -17,38 +14,7 @@ const SPAMMER: &str = "spammer@spam.example";
 /// Accepts a message through the queue's store, as the SMTP server does at end of DATA; it
 /// waits in Submission, as it would for a gateway that is not running.
 async fn accept(setup: &Setup, from: &str, rcpts: &[&str]) -> Uuid {
-    let id = Uuid::new_v4();
-    let env = Envelope {
-        id,
-        server: SERVER.into(),
-        from: from.into(),
-        recipients: rcpts
-            .iter()
-            .map(|r| EnvelopeRecipient {
-                address: r.to_string(),
-                orcpt: None,
-                notify: None,
-                disposition: Disposition::Relay,
-            })
-            .collect(),
-        source_ip: "192.0.2.10".parse::<IpAddr>().unwrap(),
-        receive_connector: "HUB1\\Default HUB1".into(),
-        helo: "client.example".into(),
-        auth_user: None,
-        internet_message_id: Some(format!("<{id}@example.org>")),
-        subject: Some("offer".into()),
-        env_id: None,
-        ret: None,
-        body_type: None,
-        smtp_utf8: false,
-        shadow: None,
-    };
-    let header = format!("From: <{from}>\r\nSubject: offer\r\n\r\n").into_bytes();
-    let spool = Spool::open(setup.data_dir.path()).unwrap();
-    queue::accept(&setup.pool, &spool, &env, header, b"Body.\r\n".to_vec())
-        .await
-        .unwrap();
-    id
+    Held::offer(from, rcpts).accept(setup).await
 }
 
 async fn run(setup: &Setup, line: &str) -> String {

@@ -4,45 +4,16 @@
 
 mod common;
 
-use std::net::IpAddr;
-
+use common::held::Held;
 use common::*;
 use hubgate::transport::queue::ops::progress::{Progress, progress};
-use hubgate::transport::queue::store::Disposition;
-use hubgate::transport::queue::{self, Envelope, EnvelopeRecipient, Spool};
 use uuid::Uuid;
 
 /// A message accepted through the queue's store, waiting in Submission (no gateway runs).
 async fn accept(setup: &Setup, from: &str) -> Uuid {
-    let id = Uuid::new_v4();
-    let env = Envelope {
-        id,
-        server: SERVER.into(),
-        from: from.into(),
-        recipients: vec![EnvelopeRecipient {
-            address: "x@fabrikam.example".into(),
-            orcpt: None,
-            notify: None,
-            disposition: Disposition::Relay,
-        }],
-        source_ip: "192.0.2.10".parse::<IpAddr>().unwrap(),
-        receive_connector: "HUB1\\Default HUB1".into(),
-        helo: "client.example".into(),
-        auth_user: None,
-        internet_message_id: Some(format!("<{id}@example.org>")),
-        subject: Some("offer".into()),
-        env_id: None,
-        ret: None,
-        body_type: None,
-        smtp_utf8: false,
-        shadow: None,
-    };
-    let header = format!("From: <{from}>\r\nSubject: offer\r\n\r\n").into_bytes();
-    let spool = Spool::open(setup.data_dir.path()).unwrap();
-    queue::accept(&setup.pool, &spool, &env, header, b"Body.\r\n".to_vec())
+    Held::offer(from, &["x@fabrikam.example"])
+        .accept(setup)
         .await
-        .unwrap();
-    id
 }
 
 /// A message action recorded and not run yet, as the gateway finds it.

@@ -5,50 +5,15 @@
 
 mod common;
 
-use std::net::IpAddr;
-
+use common::held::Held;
 use common::*;
 use hubgate::ops::filter::Filter;
 use hubgate::transport::queue::ops::filter::{filter_messages, parse_message_filter};
 use hubgate::transport::queue::ops::{MessageFilter, list_messages};
-use hubgate::transport::queue::store::Disposition;
-use hubgate::transport::queue::{self, Envelope, EnvelopeRecipient, Spool};
-use uuid::Uuid;
 
 async fn accept(setup: &Setup, from: &str, subject: Option<&str>, body_len: usize) {
-    let id = Uuid::new_v4();
-    let env = Envelope {
-        id,
-        server: SERVER.into(),
-        from: from.into(),
-        recipients: vec![EnvelopeRecipient {
-            address: "r@fabrikam.example".into(),
-            orcpt: None,
-            notify: None,
-            disposition: Disposition::Relay,
-        }],
-        source_ip: "192.0.2.10".parse::<IpAddr>().unwrap(),
-        receive_connector: "HUB1\\Default HUB1".into(),
-        helo: "client.example".into(),
-        auth_user: None,
-        internet_message_id: Some(format!("<{id}@example.org>")),
-        subject: subject.map(String::from),
-        env_id: None,
-        ret: None,
-        body_type: None,
-        smtp_utf8: false,
-        shadow: None,
-    };
-    let spool = Spool::open(setup.data_dir.path()).unwrap();
-    queue::accept(
-        &setup.pool,
-        &spool,
-        &env,
-        b"\r\n".to_vec(),
-        vec![b'x'; body_len],
-    )
-    .await
-    .unwrap();
+    let to = vec!["r@fabrikam.example".to_string()];
+    Held::sized(from, to, subject, body_len).accept(setup).await;
 }
 
 #[tokio::test]

@@ -6,52 +6,19 @@
 
 mod common;
 
-use std::net::IpAddr;
-
+use common::held::Held;
 use common::*;
 use hubgate::transport::queue::ops::MessageFilter;
 use hubgate::transport::queue::ops::filter::{filtered_page, matching, parse_message_filter};
 use hubgate::transport::queue::ops::page::parse_sort_order;
-use hubgate::transport::queue::store::Disposition;
-use hubgate::transport::queue::{self, Envelope, EnvelopeRecipient, Spool};
-use uuid::Uuid;
 
 async fn accept(setup: &Setup, from: &str, subject: &str, rcpts: usize, body_len: usize) {
-    let id = Uuid::new_v4();
-    let env = Envelope {
-        id,
-        server: SERVER.into(),
-        from: from.into(),
-        recipients: (0..rcpts)
-            .map(|i| EnvelopeRecipient {
-                address: format!("r{i}@fabrikam.example"),
-                orcpt: None,
-                notify: None,
-                disposition: Disposition::Relay,
-            })
-            .collect(),
-        source_ip: "192.0.2.10".parse::<IpAddr>().unwrap(),
-        receive_connector: "HUB1\\Default HUB1".into(),
-        helo: "client.example".into(),
-        auth_user: None,
-        internet_message_id: Some(format!("<{id}@example.org>")),
-        subject: Some(subject.into()),
-        env_id: None,
-        ret: None,
-        body_type: None,
-        smtp_utf8: false,
-        shadow: None,
-    };
-    let spool = Spool::open(setup.data_dir.path()).unwrap();
-    queue::accept(
-        &setup.pool,
-        &spool,
-        &env,
-        b"\r\n".to_vec(),
-        vec![b'x'; body_len],
-    )
-    .await
-    .unwrap();
+    let to = (0..rcpts)
+        .map(|i| format!("r{i}@fabrikam.example"))
+        .collect();
+    Held::sized(from, to, Some(subject), body_len)
+        .accept(setup)
+        .await;
 }
 
 /// Every window of `filter` over every message: what the exact filter over the full listing

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::console::{session_cookie, sign_in};
 use common::mail::*;
-use common::pair::applied;
+use common::pair::{applied, final_subjects as subjects};
 use common::peers::{Sink, SinkOptions};
 use common::*;
 use hubgate::shell::Shell;
@@ -28,32 +28,6 @@ async fn sh_on(pool: &sqlx::PgPool, fqdn: &str, line: &str) -> String {
         .run_line(line)
         .await
         .unwrap_or_else(|e| panic!("{fqdn}: {line}: {e}"))
-}
-
-/// Subjects a sink received, sorted.
-fn subjects(sink: &Sink) -> Vec<String> {
-    let mut v: Vec<String> = sink
-        .received()
-        .iter()
-        .filter_map(|r| {
-            r.data
-                .lines()
-                .find_map(|l| l.strip_prefix("Subject: ").map(str::to_string))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-async fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {secs} s waiting for: {what}");
 }
 
 /// The RCPT reply an anonymous client gets for `to` on `node`.
@@ -256,7 +230,7 @@ async fn two_nodes_on_one_database_share_the_organisation_and_keep_their_own_que
     for i in 1..=3 {
         send_to(a.smtp(), REMOTE, &format!("a-{i}"));
     }
-    wait_for(60, "HUB1's messages at its next hop", || {
+    within_now(60, "HUB1's messages at its next hop", || {
         subjects(&sink_a).len() >= 3
     })
     .await;
@@ -282,7 +256,7 @@ async fn two_nodes_on_one_database_share_the_organisation_and_keep_their_own_que
     sink_b.restart();
     b.spawn().await;
     send_to(b.smtp(), REMOTE, "b-1");
-    wait_for(60, "HUB2's messages at its next hop", || {
+    within_now(60, "HUB2's messages at its next hop", || {
         subjects(&sink_b).len() >= 2
     })
     .await;

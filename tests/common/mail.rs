@@ -115,6 +115,11 @@ where
     }
 }
 
+/// `within` for a check that needs no waiting of its own (a sink's mailbox, a child's state).
+pub async fn within_now(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    within(secs, what, || std::future::ready(f())).await
+}
+
 /// Whether `f` holds within `secs` seconds (polled every 100 ms).
 pub async fn holds_within<F, Fut>(secs: u64, mut f: F) -> bool
 where

@@ -8,6 +8,7 @@
 pub mod browser;
 pub mod console;
 pub mod dns;
+pub mod held;
 pub mod https;
 pub mod mail;
 pub mod openssl;
@@ -177,10 +178,13 @@ impl Setup {
 
     /// `named` on this process's node address `n` ([`node_ip`]).
     pub async fn node(n: u8, server: &str, fqdn: &str) -> Setup {
-        let db_url = fresh_database().await;
+        Setup::on(fresh_database().await, node_ip(n), server, fqdn).await
+    }
+
+    /// A first-started gateway `server` on `ip`, on the database at `db_url` (migrated here).
+    pub async fn on(db_url: String, ip: Ipv4Addr, server: &str, fqdn: &str) -> Setup {
         let pool = PgPool::connect(&db_url).await.expect("connect");
         hubgate::db::MIGRATOR.run(&pool).await.expect("migrate");
-        let ip = node_ip(n);
         let smtp_port = gateway_port();
         let client_port = gateway_port();
         bootstrap::ensure_server(
