@@ -28,6 +28,7 @@ pub type Held<'a> = &'a (dyn Fn(Option<i64>) -> HeldEntries + Sync);
 /// has recipients in several queues (one message, several entries), or where a message the
 /// `exact` filter condition lets through has a non-ASCII character it compares (Unicode case
 /// rules are the filter's own), which the caller lists in full instead.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn window(
     conn: &mut PgConnection,
     server: &str,
