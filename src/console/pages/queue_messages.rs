@@ -17,7 +17,7 @@ use crate::console::session::Admin;
 use crate::console::state::ConsoleState;
 use crate::ops::filter::{Filter, Kind};
 use crate::transport::queue::ops::command::{self, Verb};
-use crate::transport::queue::ops::filter::{MESSAGE_SCHEMA, filtered_page, matching};
+use crate::transport::queue::ops::filter::{MESSAGE_SCHEMA, filtered_page_held, matching};
 use crate::transport::queue::ops::{
     self, MessageFilter, MessageIdentity, MessageInfo, QueueError, parse_sort_order,
 };
@@ -400,7 +400,13 @@ async fn render(
     let listed = async {
         let f = v.filter()?;
         let order = v.order()?;
-        filtered_page(
+        // In the gateway the queue manager counts its queues; a console built by hand (tests)
+        // counts in PostgreSQL.
+        let held = st.live.as_ref().map(|live| {
+            let queues = live.queues.clone();
+            move |q: Option<i64>| queues.held_entries(q)
+        });
+        filtered_page_held(
             &st.pool,
             &st.server,
             v.scope(),
@@ -408,6 +414,7 @@ async fn render(
             order,
             v.offset,
             v.size,
+            held.as_ref().map(|h| h as _),
         )
         .await
     }

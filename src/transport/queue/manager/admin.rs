@@ -445,10 +445,10 @@ fn queue_counts(st: &State, id: i64) -> (u32, u32) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn rcpt(ordinal: i32, queue: Option<i64>, state: RState) -> Rcpt {
+    pub(in super::super) fn rcpt(ordinal: i32, queue: Option<i64>, state: RState) -> Rcpt {
         Rcpt {
             ordinal,
             address: format!("r{ordinal}@fabrikam.test"),
@@ -471,7 +471,7 @@ mod tests {
         }
     }
 
-    fn message(id: Uuid, rcpts: Vec<Rcpt>) -> Msg {
+    pub(in super::super) fn message(id: Uuid, rcpts: Vec<Rcpt>) -> Msg {
         Msg {
             meta: Submitted {
                 id,

@@ -49,6 +49,7 @@ mod bulk;
 mod categorize;
 mod dispatch;
 mod gauges;
+mod held;
 mod job;
 mod listener;
 mod load;
@@ -237,6 +238,12 @@ impl QueueManager {
             }
         }
         counts
+    }
+
+    /// The Messages tab's unfiltered total of one queue row (`Some`) or of every queue row of
+    /// this server (`None`), from memory, as `held_per_queue` counts; see `held::held_entries`.
+    pub fn held_entries(&self, queue: Option<i64>) -> crate::transport::queue::ops::HeldEntries {
+        held::held_entries(self.state().messages.values(), queue)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -178,6 +178,22 @@ pub async fn filtered_page(
     offset: usize,
     size: usize,
 ) -> Result<(Vec<MessageInfo>, usize), QueueError> {
+    filtered_page_held(db, server, scope, f, order, offset, size, None).await
+}
+
+/// `filtered_page` in the gateway, with an unfiltered total's queue rows counted by the queue
+/// manager of `server` (`held`) rather than by a scan of every held recipient.
+#[allow(clippy::too_many_arguments)]
+pub async fn filtered_page_held(
+    db: &sqlx::PgPool,
+    server: &str,
+    scope: MessageFilter<'_>,
+    f: Option<&Filter>,
+    order: Vec<(super::SortKey, bool)>,
+    offset: usize,
+    size: usize,
+    held: Option<super::window::Held<'_>>,
+) -> Result<(Vec<MessageInfo>, usize), QueueError> {
     let mut conn = db.acquire().await?;
     // No filter, or one SQL can test exactly: counted and cut in SQL.
     let exact = f.map(Prefilter::exact);
@@ -190,6 +206,7 @@ pub async fn filtered_page(
             order.clone(),
             offset,
             size,
+            held,
         )
         .await?
     {

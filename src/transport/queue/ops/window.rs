@@ -10,11 +10,25 @@ use super::read::entries_page;
 use super::scope::{Scope, queue_scope};
 use super::{FINAL, MessageFilter, MessageIdentity, MessageInfo, QueueError, resolve_server};
 
+/// Get-Message entries the running queue manager counts in the queue rows it holds (see
+/// `QueueManager::held_entries`): the messages, and whether some message is in several queues
+/// (or also in Submission), where entries and messages differ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeldEntries {
+    pub messages: i64,
+    pub spanning: bool,
+}
+
+/// Where a console inside the gateway gets `HeldEntries` for one queue row (`Some`) or for all
+/// of them (`None`).
+pub type Held<'a> = &'a (dyn Fn(Option<i64>) -> HeldEntries + Sync);
+
 /// The entries of `scope` from `offset`, `size` of them in `order`, and how many there are in
 /// all. None when SQL cannot cut the window by entries: a server-wide listing where some message
 /// has recipients in several queues (one message, several entries), or where a message the
 /// `exact` filter condition lets through has a non-ASCII character it compares (Unicode case
 /// rules are the filter's own), which the caller lists in full instead.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn window(
     conn: &mut PgConnection,
     server: &str,
@@ -23,6 +37,7 @@ pub(super) async fn window(
     order: Vec<(SortKey, bool)>,
     offset: usize,
     size: usize,
+    held: Option<Held<'_>>,
 ) -> Result<Option<(Vec<MessageInfo>, usize)>, QueueError> {
     let local = resolve_server(conn, server).await?;
     let scope = match filter {
@@ -36,7 +51,16 @@ pub(super) async fn window(
             Scope::Messages(id.server, vec![id.internal_id])
         }
     };
-    let Some((messages, entries)) = count(conn, &scope, exact.as_ref()).await? else {
+    // Unfiltered, in the gateway: the queue rows' part from the manager's memory.
+    let counted = match (held, &exact, &scope) {
+        (Some(held), None, Scope::QueueRow(q)) => {
+            let n = usize::try_from(held(Some(*q)).messages).unwrap_or(0);
+            Some((n, n))
+        }
+        (Some(held), None, Scope::Server(s)) => Some(count_server_held(conn, s, held(None)).await?),
+        _ => count(conn, &scope, exact.as_ref()).await?,
+    };
+    let Some((messages, entries)) = counted else {
         return Ok(None);
     };
     if messages != entries {
@@ -106,6 +130,37 @@ async fn count(
         messages,
         messages + usize::try_from(several).unwrap_or(0),
     )))
+}
+
+/// Messages and entries of a whole server: `held` for the queue rows, and in SQL the few the
+/// manager does not hold (poison messages, messages in Submission). Entries exceed messages by
+/// one when some message spans queues (only "not equal" matters, as in `count`).
+async fn count_server_held(
+    conn: &mut PgConnection,
+    server: &str,
+    held: HeldEntries,
+) -> Result<(usize, usize), QueueError> {
+    // Both parts read through the partial indexes of migration 0015; a message in Submission
+    // with a recipient routed already is one entry in each (lo <> hi).
+    let (messages, several): (i64, i64) = sqlx::query_as(&format!(
+        "WITH ids AS (
+           SELECT id FROM message WHERE lower(server) = lower($1) AND poison
+           UNION
+           SELECT m.id FROM message_recipient s JOIN message m ON m.id = s.message_id
+            WHERE s.queue_id IS NULL AND s.status NOT IN {FINAL}
+              AND lower(m.server) = lower($1) AND NOT m.poison)
+         SELECT count(*), count(*) FILTER (WHERE lo <> hi) FROM (
+           SELECT min({key}) AS lo, max({key}) AS hi
+             FROM ids JOIN message m ON m.id = ids.id JOIN message_recipient r ON r.message_id = m.id
+            WHERE r.status NOT IN {FINAL} GROUP BY m.id) e",
+        key = "CASE WHEN m.poison THEN -1 ELSE coalesce(r.queue_id, 0) END",
+    ))
+    .bind(server)
+    .fetch_one(&mut *conn)
+    .await?;
+    let messages = usize::try_from(held.messages.saturating_add(messages)).unwrap_or(0);
+    let spans = held.spanning || several > 0;
+    Ok((messages, messages + usize::from(spans)))
 }
 
 /// Three counts from `sql`, with the scope's `$1` and `$2` and the filter's values from `$3`.
