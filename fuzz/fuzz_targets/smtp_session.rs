@@ -183,6 +183,7 @@ fn empty_org(server: TransportServer) -> Org {
         receive_connectors: vec![],
         send_connectors: vec![],
         permissions: vec![],
+        ip_lists: Vec::new(),
         local_fqdns: vec![FQDN.to_string()],
     }
 }

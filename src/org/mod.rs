@@ -7,6 +7,7 @@
 pub mod accepted_domain;
 pub mod account;
 pub mod bootstrap;
+pub mod ip_list;
 pub mod network;
 pub mod org_key;
 pub mod receive_connector;
@@ -135,6 +136,8 @@ pub struct Org {
     pub receive_connectors: Vec<ReceiveConnector>,
     pub send_connectors: Vec<SendConnector>,
     pub permissions: Vec<Permission>,
+    /// The IP Allow and IP Block lists (expired entries included: a session decides at its time).
+    pub ip_lists: Vec<ip_list::IpListEntry>,
     /// Lower-cased FQDNs of every transport server and receive connector of the organisation: a
     /// Received field `by` one of them is a local hop (MaxLocalHopCount).
     pub local_fqdns: Vec<String>,
@@ -155,6 +158,7 @@ impl Org {
             )
             .fetch_all(pool)
             .await?,
+            ip_lists: ip_list::IpListEntry::load_all(pool).await?,
             local_fqdns: sqlx::query_scalar(
                 "SELECT lower(rtrim(fqdn, '.')) FROM transport_server
                  UNION SELECT lower(rtrim(fqdn, '.')) FROM receive_connector",

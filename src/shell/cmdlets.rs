@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 
 use super::bind::{self, Arg, Param, Ty, at, m, p};
 use super::parse::Command;
-use super::{Obj, Shell, ShellError, certificate, config, format, queue, render, select};
+use super::{Obj, Shell, ShellError, certificate, config, format, ip_list, queue, render, select};
 use crate::ops::props::{Kind, Object};
 use crate::ops::recipient::Type;
 use crate::ops::{accepted_domain, permission, receive_connector, send_connector, transport};
@@ -50,6 +50,7 @@ pub enum Op {
     WhereObject,
     Queue(queue::Op),
     Certificate(certificate::Op),
+    IpList(ip_list::Op),
 }
 
 pub struct Cmdlet {
@@ -262,6 +263,11 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
     all.extend(certificate::CMDLETS.iter().map(|c| Cmdlet {
         name: c.name,
         op: Op::Certificate(c.op),
+        params: c.params.to_vec(),
+    }));
+    all.extend(ip_list::CMDLETS.iter().map(|c| Cmdlet {
+        name: c.name,
+        op: Op::IpList(c.op),
         params: c.params.to_vec(),
     }));
     all

@@ -439,6 +439,10 @@ pub async fn run(
             Some(c) => super::certificate::run(sh, c, b, text)?,
             None => return Err(ShellError::UnknownCmdlet(name.to_string())),
         },
+        Op::IpList(_) => match super::ip_list::find(name) {
+            Some(c) => super::ip_list::run(tx, c, b, text).await?,
+            None => return Err(ShellError::UnknownCmdlet(name.to_string())),
+        },
         Op::FormatList
         | Op::FormatTable
         | Op::ExportCmdlet

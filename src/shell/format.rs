@@ -173,6 +173,7 @@ pub fn identity(o: &Obj) -> String {
         Obj::TrackingEntry(e) => e.internal_message_id.to_string(),
         Obj::ExchangeCertificate(c) => c.info.thumbprint.clone(),
         Obj::AcmeConfig(..) => "AcmeConfig".into(),
+        Obj::IpListEntry(e) => e.id.to_string(),
     }
 }
 
@@ -232,6 +233,7 @@ pub fn raw_properties(o: &Obj) -> Vec<(&'static str, String)> {
             ("Directionality", opt(&e.directionality)),
         ],
         Obj::ExchangeCertificate(c) => certificate_properties(c),
+        Obj::IpListEntry(e) => super::ip_list::properties(e),
         Obj::AcmeConfig(s, st) => vec![
             ("Enabled", if s.enabled { "True" } else { "False" }.into()),
             ("DirectoryUrl", s.directory_url.clone()),
@@ -271,6 +273,7 @@ fn default_columns(o: &Obj) -> Option<&'static [&'static str]> {
             "MessageSubject",
         ],
         Obj::ExchangeCertificate(_) => &["Thumbprint", "Services", "Subject"],
+        Obj::IpListEntry(_) => &["Identity", "IPRange", "ExpirationTime", "Comment"],
         Obj::TransportConfig(_) | Obj::AcmeConfig(..) => return None,
     })
 }

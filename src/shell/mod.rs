@@ -11,6 +11,7 @@ pub mod cmdlets;
 pub mod config;
 pub mod format;
 pub mod interactive;
+pub mod ip_list;
 pub mod parse;
 pub mod queue;
 mod queue_action;
@@ -112,6 +113,7 @@ pub enum Obj {
     TrackingEntry(crate::logs::tracking::TrackingEntry),
     ExchangeCertificate(crate::ops::certificate::Certificate),
     AcmeConfig(crate::tls::acme::AcmeSettings, crate::tls::acme::AcmeStatus),
+    IpListEntry(crate::org::ip_list::IpListEntry),
 }
 
 /// A value at run time: what a variable holds and what a parameter receives.

@@ -30,7 +30,27 @@ pub fn new_cmdlet(o: &Obj) -> String {
         | Obj::TrackingEntry(_)
         | Obj::ExchangeCertificate(_)
         | Obj::AcmeConfig(..) => String::new(),
+        Obj::IpListEntry(e) => ip_list_entry(e),
     }
+}
+
+fn ip_list_entry(e: &crate::org::ip_list::IpListEntry) -> String {
+    let noun = match e.list {
+        crate::org::ip_list::IpList::Allow => "IPAllowListEntry",
+        crate::org::ip_list::IpList::Block => "IPBlockListEntry",
+    };
+    let mut out = format!("Add-{noun} -IPRange {}", q(&e.ip_range));
+    if let Some(t) = e.expiration_time {
+        out.push_str(&format!(
+            " -ExpirationTime {}",
+            q(&super::format::datetime(t))
+        ));
+    }
+    if let Some(c) = &e.comment {
+        out.push_str(&format!(" -Comment {}", q(c)));
+    }
+    out.push('\n');
+    out
 }
 
 fn accepted_domain(d: &AcceptedDomain) -> String {

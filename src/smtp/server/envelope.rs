@@ -136,6 +136,13 @@ impl Session {
                 "Non-ASCII addresses require the SMTPUTF8 parameter",
             ));
         }
+        if let Some(r) = self.connection_filter(&to) {
+            self.reply_tarpit(r).await;
+            return Next::Continue;
+        }
+        let Some(tx) = &self.tx else {
+            return Next::Continue;
+        };
         let rights = self.identity.rights;
         if !rights.has(ExtendedRight::BypassMessageSizeLimit)
             && tx.recipients.len() >= self.connector.max_recipients_per_message as usize

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod auth_throttle;
 pub mod backend;
+pub mod connection_filter;
 pub mod data;
 pub mod delayed_ack;
 pub mod drain;

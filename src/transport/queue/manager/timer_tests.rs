@@ -468,6 +468,7 @@ fn manager(
         receive_connectors: Vec::new(),
         send_connectors: Vec::new(),
         permissions: Vec::new(),
+        ip_lists: Vec::new(),
         local_fqdns: Vec::new(),
     };
     let (wtx, wrx) = mpsc::unbounded_channel();

@@ -1,0 +1,91 @@
+//! The Connection Filtering agent's IP Allow List and IP Block List, as a session applies them.
+//!
+//! As in Exchange, a blocked source is refused at RCPT (not at connect), so the sender and the
+//! recipient it tried are on record; authenticated sessions and those holding
+//! ms-Exch-Bypass-Anti-Spam are not filtered, and an allow-listed source bypasses the other
+//! anti-spam checks (`Session::antispam_bypassed`).
+
+use time::OffsetDateTime;
+
+use super::session::Session;
+use crate::logs::tracking::TrackingEvent;
+use crate::org::ip_list::{self, Listed};
+use crate::org::rights::ExtendedRight;
+use crate::smtp::proto::Reply;
+
+pub const AGENT: &str = "Connection Filtering Agent";
+
+/// Exchange's reply to a source on the IP Block List.
+pub fn block_reply(ip: std::net::IpAddr) -> Reply {
+    Reply::new(
+        550,
+        "5.7.1",
+        format!(
+            "External client with IP address {ip} does not have permissions to submit to this server"
+        ),
+    )
+}
+
+impl Session {
+    /// The lists' verdict on this session's source at `now`.
+    pub fn ip_listed(&self, now: OffsetDateTime) -> Listed {
+        ip_list::lookup(&self.org.ip_lists, self.remote.ip(), now)
+    }
+
+    /// Whether the anti-spam agents leave this session alone: authenticated, holding
+    /// ms-Exch-Bypass-Anti-Spam, or on the IP Allow List.
+    pub fn antispam_bypassed(&self) -> bool {
+        self.identity.is_authenticated()
+            || self.identity.rights.has(ExtendedRight::BypassAntiSpam)
+            || matches!(
+                self.ip_listed(OffsetDateTime::now_utc()),
+                Listed::Allowed(_)
+            )
+    }
+
+    /// The refusal for a RCPT from a blocked source, logged to the protocol and tracking logs;
+    /// None when the source may go on.
+    pub fn connection_filter(&mut self, to: &str) -> Option<Reply> {
+        if self.identity.is_authenticated()
+            || self.identity.rights.has(ExtendedRight::BypassAntiSpam)
+        {
+            return None;
+        }
+        let ip = self.remote.ip();
+        let Listed::Blocked(id) = self.ip_listed(OffsetDateTime::now_utc()) else {
+            return None;
+        };
+        let reply = block_reply(ip);
+        self.log_event(
+            '*',
+            &format!("Rejected by the IP Block List (entry {id}): {ip}"),
+            AGENT,
+        );
+        let status = reply.to_wire();
+        let status = status.trim_end();
+        let sender = self.tx.as_ref().map(|t| t.from.as_str()).unwrap_or("");
+        self.gw.tracking.record(&TrackingEvent {
+            event_id: "FAIL",
+            source: "AGENT",
+            client_ip: Some(ip),
+            client_hostname: self.helo.as_deref(),
+            server_ip: Some(self.local.ip()),
+            server_hostname: Some(&self.connector.fqdn),
+            source_context: Some(AGENT),
+            connector_id: Some(&self.connector.identity()),
+            internal_message_id: 0,
+            message_id: None,
+            recipients: &[to],
+            recipient_status: &[status],
+            total_bytes: 0,
+            related_recipient_address: None,
+            reference: None,
+            subject: None,
+            sender,
+            return_path: sender,
+            message_info: None,
+            directionality: Some("Incoming"),
+        });
+        Some(reply)
+    }
+}
