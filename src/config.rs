@@ -50,7 +50,7 @@ pub struct ServeSettings {
     #[arg(long, env = "HUBGATE_METRICS_BIND")]
     pub metrics_bind: Option<String>,
     /// On SIGTERM, how many seconds sessions get to finish their transaction and deliveries
-    /// their message before both are cut (`421 4.3.2 Service shutting down`).
+    /// their message before both are cut (`421 4.3.2 Service not available`).
     #[arg(long, env = "HUBGATE_DRAIN_TIMEOUT", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_timeout: u64,

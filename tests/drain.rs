@@ -132,7 +132,7 @@ async fn idle(addr: std::net::SocketAddr) -> Raw {
     c
 }
 
-const SHUTTING_DOWN: &str = "421 4.3.2 Service shutting down";
+const SHUTTING_DOWN: &str = "421 4.3.2 Service not available";
 
 /// Senders on threads, each sending messages (several per connection) until the gateway stops
 /// listening. One line per message: `OK subject`, `TEMP subject code stage`, `GONE subject

@@ -64,7 +64,7 @@ impl Drain {
 
 /// Exchange's reply to a session it ends because the service stops.
 pub fn shutting_down() -> Reply {
-    Reply::new(421, "4.3.2", "Service shutting down")
+    Reply::new(421, "4.3.2", "Service not available")
 }
 
 #[cfg(test)]
