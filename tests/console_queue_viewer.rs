@@ -403,6 +403,34 @@ async fn pages_totals_csrf_refusals_and_export() {
     assert!(last.body.contains("id=\"page-range\">101–120<"));
     assert_eq!(last.body.matches("data-message=").count(), 20);
     assert!(!last.body.contains("id=\"next-page\""));
+    // Next and Previous name the message at the page's edge: the pages they open are the ones
+    // the offsets give.
+    let link = |body: &str, id: &str| {
+        let at = body.find(&format!("id=\"{id}\"")).expect(id);
+        let start = body[..at].rfind("href=\"").expect("href") + 6;
+        let end = start + body[start..].find('"').unwrap();
+        body[start..end].replace("&#38;", "&").replace("&amp;", "&")
+    };
+    let rows = |body: &str| {
+        body.split("data-message=\"")
+            .skip(1)
+            .map(|s| s[..s.find('"').unwrap()].to_string())
+            .collect::<Vec<_>>()
+    };
+    let next = link(&first.body, "next-page");
+    assert!(
+        next.contains("offset=50") && next.contains("after="),
+        "{next}"
+    );
+    let by_next = get(next).await;
+    assert!(by_next.body.contains("id=\"page-range\">51–100<"));
+    assert_eq!(rows(&by_next.body), rows(&second.body));
+    let prev = link(&last.body, "prev-page");
+    assert!(
+        prev.contains("offset=50") && prev.contains("before="),
+        "{prev}"
+    );
+    assert_eq!(rows(&get(prev).await.body), rows(&second.body));
     let picked = get(format!("{messages}&size=50&check=all")).await;
     assert_eq!(picked.body.matches("name=\"id\"").count(), 50);
     assert_eq!(

@@ -17,9 +17,10 @@ use crate::console::session::Admin;
 use crate::console::state::ConsoleState;
 use crate::ops::filter::{Filter, Kind};
 use crate::transport::queue::ops::command::{self, Verb};
-use crate::transport::queue::ops::filter::{MESSAGE_SCHEMA, filtered_page_held, matching};
+use crate::transport::queue::ops::filter::{MESSAGE_SCHEMA, filtered_page_at, matching};
 use crate::transport::queue::ops::{
-    self, MessageFilter, MessageIdentity, MessageInfo, QueueError, parse_sort_order,
+    self, Anchor, MessageFilter, MessageIdentity, MessageInfo, PageRequest, QueueError,
+    parse_sort_order,
 };
 
 const ACTION: &str = "/toolbox/queue-viewer/messages/action";
@@ -79,6 +80,9 @@ pub struct View {
     pub sort: String,
     pub size: usize,
     pub offset: usize,
+    /// The message the page follows or precedes (set by the Next and Previous links); `offset`
+    /// still numbers the page's rows.
+    pub anchor: Option<Anchor>,
     pub refresh: u32,
     /// Every checkbox on the page starts checked ("Select all on this page").
     pub check_all: bool,
@@ -110,6 +114,11 @@ impl View {
             size,
             // An offset that is no number starts at the beginning; a large one shows an empty page.
             offset: q.one("offset").and_then(|s| s.parse().ok()).unwrap_or(0),
+            anchor: match (q.one("after"), q.one("before")) {
+                (Some(a), _) if !a.trim().is_empty() => Some(Anchor::After(a.trim().to_string())),
+                (_, Some(b)) if !b.trim().is_empty() => Some(Anchor::Before(b.trim().to_string())),
+                _ => None,
+            },
             refresh: refresh_of(q),
             check_all: q.one("check") == Some("all"),
         }
@@ -137,6 +146,11 @@ impl View {
         add("size", &self.size.to_string());
         if self.offset > 0 {
             add("offset", &self.offset.to_string());
+            match &self.anchor {
+                Some(Anchor::After(id)) => add("after", id),
+                Some(Anchor::Before(id)) => add("before", id),
+                None => {}
+            }
         }
         if self.refresh > 0 {
             add("refresh", &self.refresh.to_string());
@@ -406,17 +420,14 @@ async fn render(
             let queues = live.queues.clone();
             move |q: Option<i64>| queues.held_entries(q)
         });
-        filtered_page_held(
-            &st.pool,
-            &st.server,
-            v.scope(),
-            f.as_ref(),
+        let req = PageRequest {
             order,
-            v.offset,
-            v.size,
-            held.as_ref().map(|h| h as _),
-        )
-        .await
+            offset: v.offset,
+            size: v.size,
+            anchor: v.anchor.clone(),
+            held: held.as_ref().map(|h| h as _),
+        };
+        filtered_page_at(&st.pool, &st.server, v.scope(), f.as_ref(), &req).await
     }
     .await;
     let (entries, total) = match listed {
@@ -470,15 +481,25 @@ async fn render(
         .collect::<Vec<_>>();
     let first = if rows.is_empty() { 0 } else { v.offset + 1 };
     let last = v.offset.saturating_add(rows.len());
-    let prev = if v.offset > 0 {
-        v.with(|w| w.offset = w.offset.saturating_sub(w.size))
-    } else {
-        String::new()
+    // Next and Previous name the message at the page's edge, so the page they open is read
+    // from there rather than counted to; the first page needs no anchor.
+    let prev = match entries.first() {
+        _ if v.offset == 0 => String::new(),
+        Some(e) if v.offset > v.size => v.with(|w| {
+            w.offset -= w.size;
+            w.anchor = Some(Anchor::Before(e.identity.to_string()));
+        }),
+        _ => v.with(|w| {
+            w.offset = w.offset.saturating_sub(w.size);
+            w.anchor = None;
+        }),
     };
-    let next = if last < total {
-        v.with(|w| w.offset = last)
-    } else {
-        String::new()
+    let next = match entries.last() {
+        Some(e) if last < total => v.with(|w| {
+            w.offset = last;
+            w.anchor = Some(Anchor::After(e.identity.to_string()));
+        }),
+        _ => String::new(),
     };
     let sizes: Vec<String> = PAGE_SIZES.iter().map(|s| s.to_string()).collect();
     let filter_rows = v

@@ -10,6 +10,7 @@ use sqlx::{Acquire, Postgres};
 
 use super::page::Page;
 use super::pushdown::Prefilter;
+use super::window::PageRequest;
 use super::{MessageFilter, MessageInfo, QueueError, QueueInfo, list_messages_page, list_queues};
 use crate::ops::filter::{FValue, Filter, Kind, Record};
 
@@ -178,44 +179,39 @@ pub async fn filtered_page(
     offset: usize,
     size: usize,
 ) -> Result<(Vec<MessageInfo>, usize), QueueError> {
-    filtered_page_held(db, server, scope, f, order, offset, size, None).await
+    let req = PageRequest {
+        order,
+        offset,
+        size,
+        ..PageRequest::default()
+    };
+    filtered_page_at(db, server, scope, f, &req).await
 }
 
-/// `filtered_page` in the gateway, with an unfiltered total's queue rows counted by the queue
-/// manager of `server` (`held`) rather than by a scan of every held recipient.
-#[allow(clippy::too_many_arguments)]
-pub async fn filtered_page_held(
+/// `filtered_page` as the viewer asks for it: possibly next to a message it showed, and in the
+/// gateway with an unfiltered total's queue rows counted by the queue manager of `server`
+/// (`req.held`) rather than by a scan of every held recipient.
+pub async fn filtered_page_at(
     db: &sqlx::PgPool,
     server: &str,
     scope: MessageFilter<'_>,
     f: Option<&Filter>,
-    order: Vec<(super::SortKey, bool)>,
-    offset: usize,
-    size: usize,
-    held: Option<super::window::Held<'_>>,
+    req: &PageRequest<'_>,
 ) -> Result<(Vec<MessageInfo>, usize), QueueError> {
     let mut conn = db.acquire().await?;
     // No filter, or one SQL can test exactly: counted and cut in SQL.
     let exact = f.map(Prefilter::exact);
     if !matches!(exact, Some(None))
-        && let Some(window) = super::window::window(
-            &mut conn,
-            server,
-            scope,
-            exact.flatten(),
-            order.clone(),
-            offset,
-            size,
-            held,
-        )
-        .await?
+        && let Some(window) =
+            super::window::window(&mut conn, server, scope, exact.flatten(), req).await?
     {
         return Ok(window);
     }
     drop(conn);
-    let all = matching(db, server, scope, f, order).await?;
+    // The full listing is cut by the offset alone; it is what the anchor's message numbers.
+    let all = matching(db, server, scope, f, req.order.clone()).await?;
     let total = all.len();
-    let mut page: Vec<MessageInfo> = all.into_iter().skip(offset).take(size).collect();
+    let mut page: Vec<MessageInfo> = all.into_iter().skip(req.offset).take(req.size).collect();
     super::read::attach_attempts(&mut *db.acquire().await?, &mut page).await?;
     Ok((page, total))
 }

@@ -33,7 +33,7 @@ pub use command::{Applied, CommandReply, QueueCommand, execute, prepare};
 pub use page::{DEFAULT_RESULT_SIZE, Page, SortKey, parse_sort_order};
 pub use queues::{list_queues, list_queues_held};
 pub use read::{export_message, get_queue, list_messages, list_messages_page, read_message};
-pub use window::{Held, HeldEntries};
+pub use window::{Anchor, Held, HeldEntries, PageRequest};
 
 /// The channel on which what a queue command did is announced (the console refreshes on it).
 pub const CHANNEL: &str = "hubgate_queue";

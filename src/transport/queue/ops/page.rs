@@ -161,6 +161,26 @@ impl Page {
             placeholders.push(ph);
             values.push(v);
         }
+        // Keys all in one direction: one row comparison, which PostgreSQL reads as a start
+        // position in an index on those keys (the Queue Viewer's Next link deep in a backlog).
+        if keys.iter().all(|(_, d)| *d == keys[0].1) {
+            let op = match (keys[0].1, self.include_bookmark) {
+                (false, false) => ">",
+                (false, true) => ">=",
+                (true, false) => "<",
+                (true, true) => "<=",
+            };
+            let columns: Vec<&str> = keys.iter().map(|(k, _)| k.column()).collect();
+            return PageSql {
+                order_by,
+                after: Some(format!(
+                    "(({}) {op} ({}))",
+                    columns.join(", "),
+                    placeholders.join(", ")
+                )),
+                values,
+            };
+        }
         // Lexicographic "after": equal on the first i keys and past the bookmark on key i.
         let mut alternatives = Vec::new();
         for i in 0..keys.len() {

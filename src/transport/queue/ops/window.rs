@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 
 use super::page::{Page, SortKey, Value};
 use super::pushdown::Prefilter;
-use super::read::entries_page;
+use super::read::{entries_page, named_message};
 use super::scope::{Scope, queue_scope};
 use super::{FINAL, MessageFilter, MessageIdentity, MessageInfo, QueueError, resolve_server};
 
@@ -23,21 +23,39 @@ pub struct HeldEntries {
 /// of them (`None`).
 pub type Held<'a> = &'a (dyn Fn(Option<i64>) -> HeldEntries + Sync);
 
-/// The entries of `scope` from `offset`, `size` of them in `order`, and how many there are in
-/// all. None when SQL cannot cut the window by entries: a server-wide listing where some message
-/// has recipients in several queues (one message, several entries), or where a message the
-/// `exact` filter condition lets through has a non-ASCII character it compares (Unicode case
-/// rules are the filter's own), which the caller lists in full instead.
-#[allow(clippy::too_many_arguments)]
+/// One page of the Queue Viewer's Messages tab: its order and size, where it starts, and (in the
+/// gateway) where unfiltered totals come from.
+#[derive(Clone, Default)]
+pub struct PageRequest<'a> {
+    pub order: Vec<(SortKey, bool)>,
+    /// How many entries come before the page: where it starts when there is no anchor, and in
+    /// any case the number the viewer shows for its first row.
+    pub offset: usize,
+    pub size: usize,
+    /// The message the page follows or precedes (the viewer's Next and Previous links), so a
+    /// page deep in a backlog is read from an index position instead of counted to.
+    pub anchor: Option<Anchor>,
+    pub held: Option<Held<'a>>,
+}
+
+/// A message the viewer showed, by identity, at the edge of the page asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Anchor {
+    After(String),
+    Before(String),
+}
+
+/// The entries of `scope` the request asks for, and how many there are in all. None when SQL
+/// cannot cut the window by entries: a server-wide listing where some message has recipients in
+/// several queues (one message, several entries), or where a message the `exact` filter
+/// condition lets through has a non-ASCII character it compares (Unicode case rules are the
+/// filter's own), which the caller lists in full instead.
 pub(super) async fn window(
     conn: &mut PgConnection,
     server: &str,
     filter: MessageFilter<'_>,
     exact: Option<Prefilter>,
-    order: Vec<(SortKey, bool)>,
-    offset: usize,
-    size: usize,
-    held: Option<Held<'_>>,
+    req: &PageRequest<'_>,
 ) -> Result<Option<(Vec<MessageInfo>, usize)>, QueueError> {
     let local = resolve_server(conn, server).await?;
     let scope = match filter {
@@ -52,7 +70,7 @@ pub(super) async fn window(
         }
     };
     // Unfiltered, in the gateway: the queue rows' part from the manager's memory.
-    let counted = match (held, &exact, &scope) {
+    let counted = match (req.held, &exact, &scope) {
         (Some(held), None, Scope::QueueRow(q)) => {
             let n = usize::try_from(held(Some(*q)).messages).unwrap_or(0);
             Some((n, n))
@@ -67,21 +85,56 @@ pub(super) async fn window(
         return Ok(None);
     }
     // Past the end is an empty page, not an error; beyond u32 nothing is left anyway.
-    let (Ok(offset), Ok(limit)) = (u32::try_from(offset), u32::try_from(size)) else {
+    let (Ok(offset), Ok(limit)) = (u32::try_from(req.offset), u32::try_from(req.size)) else {
         return Ok(Some((vec![], entries)));
     };
     if offset as usize >= entries || limit == 0 {
         return Ok(Some((vec![], entries)));
     }
-    let page = Page {
+    let mut page = Page {
         limit: Some(limit),
-        order,
+        order: req.order.clone(),
         offset,
         prefilter: exact,
         ..Page::default()
     };
-    let (rows, _) = entries_page(conn, &scope, true, &page).await?;
+    // An anchor that no longer names a message (removed meanwhile) leaves the offset to count.
+    let mut backwards = false;
+    if let Some(anchor) = &req.anchor {
+        let (identity, before) = match anchor {
+            Anchor::After(id) => (id, false),
+            Anchor::Before(id) => (id, true),
+        };
+        match named_message(conn, server, identity).await {
+            Ok((_, mut found)) if !found.is_empty() => {
+                page.bookmark = Some(found.swap_remove(0));
+                page.include_bookmark = false;
+                page.offset = 0;
+                if before {
+                    // The page before is the page after in the reverse order, read backwards.
+                    page.order = reversed(&req.order);
+                    backwards = true;
+                }
+            }
+            Err(QueueError::Db(e)) => return Err(QueueError::Db(e)),
+            _ => {}
+        }
+    }
+    let (mut rows, _) = entries_page(conn, &scope, true, &page).await?;
+    if backwards {
+        // One entry per message here (entries == messages), so rows reverse as messages do.
+        rows.reverse();
+    }
     Ok(Some((rows, entries)))
+}
+
+/// `order` with the identity that ends every order made explicit, each key turned around.
+fn reversed(order: &[(SortKey, bool)]) -> Vec<(SortKey, bool)> {
+    let mut keys = order.to_vec();
+    if !keys.iter().any(|(k, _)| *k == SortKey::Identity) {
+        keys.push((SortKey::Identity, false));
+    }
+    keys.into_iter().map(|(k, d)| (k, !d)).collect()
 }
 
 /// Messages and entries (a message in one queue; poison ones in the Poison queue) in scope that
