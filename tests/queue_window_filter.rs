@@ -126,13 +126,36 @@ async fn filtered_windows_in_sql_hold_what_the_exact_filter_keeps() {
     assert_eq!((page.len(), total), (1, 1));
 }
 
+/// One viewer page of every queue: `size` entries from `offset`, or next to `anchor`; the
+/// identities and the total.
+async fn page_at(
+    setup: &Setup,
+    f: Option<&hubgate::ops::filter::Filter>,
+    order: &[(hubgate::transport::queue::ops::SortKey, bool)],
+    offset: usize,
+    anchor: Option<hubgate::transport::queue::ops::Anchor>,
+) -> (Vec<String>, usize) {
+    use hubgate::transport::queue::ops::PageRequest;
+    use hubgate::transport::queue::ops::filter::filtered_page_at;
+    let req = PageRequest {
+        order: order.to_vec(),
+        offset,
+        size: 3,
+        anchor,
+        held: None,
+    };
+    let (page, total) = filtered_page_at(&setup.pool, SERVER, MessageFilter::All, f, &req)
+        .await
+        .unwrap();
+    (page.iter().map(|m| m.identity.to_string()).collect(), total)
+}
+
 /// The Queue Viewer's Next and Previous links name the message at the page's edge: walking
 /// forward by `After` and back by `Before` gives exactly the pages the offsets give, in every
 /// order (ties on the sort keys included, and keys in mixed directions), with a filter or not.
 #[tokio::test]
 async fn next_and_previous_read_from_the_message_at_the_edge() {
-    use hubgate::transport::queue::ops::filter::filtered_page_at;
-    use hubgate::transport::queue::ops::{Anchor, PageRequest};
+    use hubgate::transport::queue::ops::Anchor;
 
     let setup = Setup::new().await;
     for i in 0..11 {
@@ -144,14 +167,10 @@ async fn next_and_previous_read_from_the_message_at_the_edge() {
         // Sizes repeat, so the identity has to break ties.
         accept(&setup, from, &format!("offer {i}"), 1, 40 + (i % 4) * 10).await;
     }
-    let ids = |page: &[hubgate::transport::queue::ops::MessageInfo]| {
-        page.iter()
-            .map(|m| m.identity.to_string())
-            .collect::<Vec<_>>()
-    };
     let size = 3;
     for filter in [None, Some("FromAddress -like '*@spam.example'")] {
         let f = filter.map(|t| parse_message_filter(t).unwrap());
+        let f = f.as_ref();
         for sort in [
             vec![],
             vec!["-Size"],
@@ -160,76 +179,37 @@ async fn next_and_previous_read_from_the_message_at_the_edge() {
         ] {
             let order =
                 parse_sort_order(&sort.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-            let at = |offset: usize, anchor: Option<Anchor>| {
-                let req = PageRequest {
-                    order: order.clone(),
-                    offset,
-                    size,
-                    anchor,
-                    held: None,
-                };
-                let f = f.clone();
-                let pool = setup.pool.clone();
-                async move {
-                    filtered_page_at(&pool, SERVER, MessageFilter::All, f.as_ref(), &req)
-                        .await
-                        .unwrap()
-                }
-            };
-            let (_, total) = at(0, None).await;
+            let (_, total) = page_at(&setup, f, &order, 0, None).await;
             assert!(total > size, "{filter:?}");
-            let pages: Vec<Vec<String>> = {
-                let mut out = vec![];
-                let mut offset = 0;
-                while offset < total {
-                    out.push(ids(&at(offset, None).await.0));
-                    offset += size;
-                }
-                out
-            };
+            let mut pages = vec![];
+            for offset in (0..total).step_by(size) {
+                pages.push(page_at(&setup, f, &order, offset, None).await.0);
+            }
             // Forward: each page after the last message of the one before.
             let mut here = pages[0].clone();
             for (n, want) in pages.iter().enumerate().skip(1) {
-                let last = here.last().unwrap().clone();
-                let (page, t) = at(n * size, Some(Anchor::After(last))).await;
+                let last = Anchor::After(here.last().unwrap().clone());
+                let (page, t) = page_at(&setup, f, &order, n * size, Some(last)).await;
                 assert_eq!(t, total);
-                here = ids(&page);
-                assert_eq!(&here, want, "{filter:?} {sort:?} page {n} forward");
+                assert_eq!(&page, want, "{filter:?} {sort:?} page {n} forward");
+                here = page;
             }
             // Back: each page before the first message of the one after.
             for n in (0..pages.len() - 1).rev() {
-                let first = here.first().unwrap().clone();
-                let (page, _) = at(n * size, Some(Anchor::Before(first))).await;
-                here = ids(&page);
+                let first = Anchor::Before(here.first().unwrap().clone());
+                here = page_at(&setup, f, &order, n * size, Some(first)).await.0;
                 assert_eq!(here, pages[n], "{filter:?} {sort:?} page {n} back");
             }
             // An anchor that names no message any more falls back to the offset.
-            let (page, _) = at(size, Some(Anchor::After("NOSUCH\\999999".into()))).await;
-            assert_eq!(ids(&page), pages[1]);
+            let gone = Some(Anchor::After("NOSUCH\\999999".into()));
+            assert_eq!(page_at(&setup, f, &order, size, gone).await.0, pages[1]);
         }
     }
 
     // A message of the first page delivered meanwhile: Next still opens on the message after
     // the one the admin saw last, where the offset alone would skip one.
-    let order = vec![];
-    let at = |offset: usize, anchor: Option<Anchor>| {
-        let req = PageRequest {
-            order: order.clone(),
-            offset,
-            size,
-            anchor,
-            held: None,
-        };
-        let pool = setup.pool.clone();
-        async move {
-            filtered_page_at(&pool, SERVER, MessageFilter::All, None, &req)
-                .await
-                .unwrap()
-                .0
-        }
-    };
-    let first = ids(&at(0, None).await);
-    let second = ids(&at(size, None).await);
+    let first = page_at(&setup, None, &[], 0, None).await.0;
+    let second = page_at(&setup, None, &[], size, None).await.0;
     sqlx::query(
         "UPDATE message_recipient SET status = 'Delivered'
           WHERE message_id = (SELECT id FROM message ORDER BY received_at, internal_id LIMIT 1)",
@@ -237,10 +217,13 @@ async fn next_and_previous_read_from_the_message_at_the_edge() {
     .execute(&setup.pool)
     .await
     .unwrap();
-    let next = ids(&at(size, Some(Anchor::After(first[size - 1].clone()))).await);
+    let after = Anchor::After(first[size - 1].clone());
+    let next = page_at(&setup, None, &[], size, Some(after)).await.0;
     assert_eq!(next, second, "Next after the page's last message");
-    assert_ne!(ids(&at(size, None).await), second, "the offset alone moves");
-    let back = ids(&at(0, Some(Anchor::Before(second[0].clone()))).await);
+    let moved = page_at(&setup, None, &[], size, None).await.0;
+    assert_ne!(moved, second, "the offset alone moves");
+    let before = Anchor::Before(second[0].clone());
+    let back = page_at(&setup, None, &[], 0, Some(before)).await.0;
     assert_eq!(
         back,
         first[1..].to_vec(),
