@@ -573,3 +573,88 @@ async fn losing_postgresql_defers_new_mail_and_loses_nothing_accepted() {
     cluster.stop().await.unwrap();
     remove_cluster(&dir);
 }
+
+/// A delivery that ends while PostgreSQL is down is written once it is back: the delivered
+/// message's rows go, so the next start does not send it a second time.
+#[tokio::test]
+async fn a_delivery_finished_during_an_outage_is_recorded_when_postgresql_returns() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("health-pgsql-{}", uuid::Uuid::new_v4().simple()));
+    let cluster = ManagedCluster::start(&dir)
+        .await
+        .expect("start the test's own cluster");
+    let s = setup_on(&cluster).await;
+    let next_hop = addr("127.0.0.63", peer_port());
+    configure(
+        &s,
+        &[
+            "Get-ReceiveConnector 'Default HUB1' | Add-ADPermission -User 'NT AUTHORITY\\ANONYMOUS LOGON' -ExtendedRights ms-Exch-SMTP-Accept-Any-Recipient",
+            &format!(
+                "New-SendConnector -Name Sink -AddressSpaces 'sink.example' -DNSRoutingEnabled $false -SmartHosts '{}' -Port {}",
+                next_hop.ip(),
+                next_hop.port()
+            ),
+        ],
+    )
+    .await;
+    s.pool.close().await;
+    // The next hop holds the DATA a while, so the delivery is still under way when PostgreSQL
+    // stops, and ends during the outage.
+    let opts = SinkOptions {
+        delay: Some(6.0),
+        ..SinkOptions::default()
+    };
+    let sink = Sink::with(next_hop, opts);
+    let gw = s.start().await;
+    let seen = Mutex::new(Seen::default());
+    send_one(gw.smtp(), "delivered during the outage", &seen).await;
+    assert_eq!(counts(&seen), (1, 0), "accepted before the outage");
+    // Routed (the row says so) means the delivery is dispatched and needs no database.
+    let pool = PgPool::connect(&cluster.url("hubgate")).await.unwrap();
+    let mut routed = false;
+    for _ in 0..600 {
+        routed = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM message_recipient WHERE queue_id IS NOT NULL)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if routed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(routed, "the message was never routed");
+    pool.close().await;
+    cluster.stop().await.expect("stop PostgreSQL");
+    wait_for("the next hop took the message", 60, || {
+        sink.received().len() == 1
+    })
+    .await;
+    // The outage goes on after the delivery, for longer than a few quick retries.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let cluster = ManagedCluster::start(&dir)
+        .await
+        .expect("start PostgreSQL again");
+    let pool = PgPool::connect(&cluster.url("hubgate")).await.unwrap();
+    let mut left = -1i64;
+    for _ in 0..300 {
+        left = sqlx::query_scalar("SELECT count(*) FROM message")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        left, 0,
+        "the delivered message is still queued in PostgreSQL: the next start would send it again"
+    );
+    assert_eq!(sink.received().len(), 1);
+    pool.close().await;
+    drop(gw);
+    cluster.stop().await.unwrap();
+    remove_cluster(&dir);
+}

@@ -2,9 +2,12 @@
 //!
 //! Delivery tasks never wait for the database. They send what happened here; one task drains
 //! the channel and writes everything it holds in one transaction (one statement per kind of
-//! row), then unlinks the bodies of the messages it deleted. A failed batch is retried a few
-//! times and then dropped: the rows it would have changed still say "Ready"/"Retry", so the
-//! worst case after a crash is a second delivery, never a lost message.
+//! row), then unlinks the bodies of the messages it deleted. While PostgreSQL cannot be reached
+//! a batch is retried until it can (the gateway refuses new mail meanwhile, so what waits is
+//! bounded by the deliveries under way): a delivery recorded during an outage must not be redone
+//! after the next start. A batch PostgreSQL refuses for what it holds is retried a few times and
+//! then dropped: the rows it would have changed still say "Ready"/"Retry", so the worst case
+//! after a crash is a second delivery, never a lost message.
 //!
 //! The queue manager's administrative changes (queue commands) are rows here too, each written
 //! in a batch of its own so that it lands in order between the outcomes around it; a `Flush`
@@ -226,9 +229,13 @@ async fn write_with_retries(
     unlink: &mpsc::UnboundedSender<Vec<Uuid>>,
     batch: &Batch,
 ) {
-    for attempt in 1..=ATTEMPTS {
-        match write(pool, batch).await {
+    let mut refused = 0u32;
+    for attempt in 1u64.. {
+        let e = match write(pool, batch).await {
             Ok(()) => {
+                if attempt > 1 {
+                    tracing::info!("queue state written after {attempt} attempts");
+                }
                 if !batch.deletes.is_empty() {
                     let _ = unlink.send(batch.deletes.clone());
                 }
@@ -241,12 +248,33 @@ async fn write_with_retries(
                 tracing::info!("queue state after the stop not written, the next start redoes it");
                 return;
             }
-            Err(e) if attempt < ATTEMPTS => {
-                tracing::warn!("writing queue state (attempt {attempt}): {e}");
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            Err(e) => e,
+        };
+        if !unreachable(&e) {
+            refused += 1;
+            if refused >= ATTEMPTS {
+                tracing::error!("queue state not written, it will be redone: {e}");
+                return;
             }
-            Err(e) => tracing::error!("queue state not written, it will be redone: {e}"),
         }
+        // Once a minute is enough to say an outage goes on.
+        if attempt == 1 || attempt % 60 == 0 {
+            tracing::warn!("writing queue state (attempt {attempt}): {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(200 * attempt.min(5))).await;
+    }
+}
+
+/// Whether `e` says PostgreSQL could not be reached or is restarting, rather than that it
+/// refused what the batch holds.
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        // Connection exceptions (08), shutdown and start-up (57P01–57P03), resources (53).
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")),
+        _ => false,
     }
 }
 
