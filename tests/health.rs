@@ -420,15 +420,16 @@ fn remove_cluster(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[tokio::test]
-async fn losing_postgresql_defers_new_mail_and_loses_nothing_accepted() {
+/// A gateway on a PostgreSQL cluster of the test's own (which the test stops and starts), open
+/// to anonymous relay to `sink.example` through a smart host on `ip` (nothing listens yet).
+async fn outage_setup(ip: &str) -> (std::path::PathBuf, ManagedCluster, Setup, SocketAddr) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("health-pgsql-{}", uuid::Uuid::new_v4().simple()));
     let cluster = ManagedCluster::start(&dir)
         .await
         .expect("start the test's own cluster");
     let s = setup_on(&cluster).await;
-    let next_hop = addr("127.0.0.62", peer_port());
+    let next_hop = addr(ip, peer_port());
     configure(
         &s,
         &[
@@ -441,6 +442,12 @@ async fn losing_postgresql_defers_new_mail_and_loses_nothing_accepted() {
         ],
     )
     .await;
+    (dir, cluster, s, next_hop)
+}
+
+#[tokio::test]
+async fn losing_postgresql_defers_new_mail_and_loses_nothing_accepted() {
+    let (dir, cluster, s, next_hop) = outage_setup("127.0.0.62").await;
     // The harness's pool would only hold connections the stop breaks.
     s.pool.close().await;
     let sink = Sink::start(next_hop);
@@ -578,25 +585,7 @@ async fn losing_postgresql_defers_new_mail_and_loses_nothing_accepted() {
 /// message's rows go, so the next start does not send it a second time.
 #[tokio::test]
 async fn a_delivery_finished_during_an_outage_is_recorded_when_postgresql_returns() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("health-pgsql-{}", uuid::Uuid::new_v4().simple()));
-    let cluster = ManagedCluster::start(&dir)
-        .await
-        .expect("start the test's own cluster");
-    let s = setup_on(&cluster).await;
-    let next_hop = addr("127.0.0.63", peer_port());
-    configure(
-        &s,
-        &[
-            "Get-ReceiveConnector 'Default HUB1' | Add-ADPermission -User 'NT AUTHORITY\\ANONYMOUS LOGON' -ExtendedRights ms-Exch-SMTP-Accept-Any-Recipient",
-            &format!(
-                "New-SendConnector -Name Sink -AddressSpaces 'sink.example' -DNSRoutingEnabled $false -SmartHosts '{}' -Port {}",
-                next_hop.ip(),
-                next_hop.port()
-            ),
-        ],
-    )
-    .await;
+    let (dir, cluster, s, next_hop) = outage_setup("127.0.0.63").await;
     s.pool.close().await;
     // The next hop holds the DATA a while, so the delivery is still under way when PostgreSQL
     // stops, and ends during the outage.
