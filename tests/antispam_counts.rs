@@ -140,3 +140,53 @@ async fn refusals_move_the_connection_filtering_agents_counts_and_survive_a_rest
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(figures(&r.body), [3, 3, 3, 3], "{}", r.body);
 }
+
+async fn stored_marks(pool: &sqlx::PgPool) -> Vec<i64> {
+    sqlx::query_scalar("SELECT count FROM antispam_statistics ORDER BY minute")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn stored_counts_are_read_by_window_and_pruned_after_server_statistics_max_age() {
+    let s = Setup::new().await;
+    // Marked by their counts: 8 and 6 days old, and two hours old.
+    for (age, mark) in [("8 days", 800), ("6 days", 600), ("2 hours", 2)] {
+        s.sql(&format!(
+            "INSERT INTO antispam_statistics (server, minute, agent, event, count)
+             VALUES ('HUB1', date_trunc('minute', now() - interval '{age}'),
+                     'Connection Filtering Agent', 'FAIL', {mark})"
+        ))
+        .await;
+    }
+    let console = Console::start(s, &[]).await;
+    let pool = console.setup.pool.clone();
+    // The default keeps 7 days: the 8-day-old row goes when the node starts.
+    within(60, "the 8-day-old row pruned", || async {
+        stored_marks(&pool).await == vec![600, 2]
+    })
+    .await;
+    // The two-hour-old row is in the last 24 hours, not in the last hour; the 6-day-old in
+    // neither.
+    let client = console.client();
+    let cookie = session_cookie(
+        &sign_in(&client, "Administrator", ADMIN_PASSWORD)
+            .await
+            .unwrap_or_else(|r| panic!("sign-in refused: {}", r.body)),
+    );
+    let r = client.get(TAB, &[("Cookie", &cookie)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(figures(&r.body), [0, 2, 0, 2], "{}", r.body);
+
+    // A shorter age applies at once (the node reloads its configuration), not at the next minute.
+    configure(
+        &console.setup,
+        &["Set-TransportServer HUB1 -ServerStatisticsMaxAge 5.00:00:00"],
+    )
+    .await;
+    within(30, "the 6-day-old row pruned", || async {
+        stored_marks(&pool).await == vec![2]
+    })
+    .await;
+}

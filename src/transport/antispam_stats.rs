@@ -219,17 +219,36 @@ impl Writer {
         }
     }
 
-    /// Writes each minute's counts when it ends and prunes after each write. Runs until aborted;
-    /// the caller flushes once more at shutdown.
+    /// Writes each minute's counts when it ends, and prunes at start, after each write and as
+    /// soon as ServerStatisticsMaxAge changes. Runs until aborted; the caller flushes once more at
+    /// shutdown.
     pub async fn run(self: Arc<Self>) {
         self.prune().await;
+        let mut org = self.org.clone();
+        let mut max_age = org.borrow().server.server_statistics_max_age;
+        let mut watching = true;
         loop {
             let now = OffsetDateTime::now_utc();
             let ends = minute_of(now) + Duration::from_secs(60);
             let wait = Duration::try_from(ends - now).unwrap_or(Duration::ZERO);
-            tokio::time::sleep(wait).await;
-            self.flush(ends - Duration::from_secs(60)).await;
-            self.prune().await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {
+                    self.flush(ends - Duration::from_secs(60)).await;
+                    self.prune().await;
+                }
+                changed = org.changed(), if watching => {
+                    // The configuration watch gone (shutdown): keep writing minutes.
+                    if changed.is_err() {
+                        watching = false;
+                        continue;
+                    }
+                    let now_max = org.borrow_and_update().server.server_statistics_max_age;
+                    if now_max != max_age {
+                        max_age = now_max;
+                        self.prune().await;
+                    }
+                }
+            }
         }
     }
 }
