@@ -121,6 +121,12 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         agents,
     ));
     let stats = stats_writer(&queue, &pool, &server_name, &org_rx);
+    let antispam_counts = Arc::new(crate::transport::antispam_stats::Writer {
+        counts: tracking.agent_counts().clone(),
+        pool: pool.clone(),
+        server: server_name.clone(),
+        org: org_rx.clone(),
+    });
     let metrics = match start_metrics(&settings, &queue).await {
         Ok(m) => m,
         Err(e) => {
@@ -139,6 +145,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         connections: limits.clone(),
         pressure: pressure.clone(),
         queues: queue.clone(),
+        antispam: tracking.agent_counts().clone(),
     };
     let gw = Arc::new(Gateway {
         directory: Arc::new(PgDirectory(pool.clone())),
@@ -197,6 +204,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         org_rx.clone(),
     ));
     let stats_task = tokio::spawn(stats.clone().run());
+    let antispam_task = tokio::spawn(antispam_counts.clone().run());
     let log_pruner = tokio::spawn(prune_logs(common.data_dir.clone()));
     let monitor = {
         let q = queue.clone();
@@ -258,6 +266,8 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     // the minute adds to it.
     stats_task.abort();
     stats.flush(time::OffsetDateTime::now_utc()).await;
+    antispam_task.abort();
+    antispam_counts.flush(time::OffsetDateTime::now_utc()).await;
     db.close().await;
     Ok(())
 }

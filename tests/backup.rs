@@ -90,6 +90,9 @@ async fn configured(smart_host: (&str, u16)) -> Setup {
         "Set-ReceiveConnector 'Client HUB1' -MaxMessageSize 15MB -Banner '220 Welcome'".to_string(),
         "Set-TransportServer HUB1 -MessageRetryInterval 00:05:00 -PoisonThreshold 4".to_string(),
         "Set-TransportConfig -MaxRecipientEnvelopeLimit 2000".to_string(),
+        "Add-IPAllowListEntry -IPAddress 192.0.2.7 -Comment 'O''Brien''s backup MX'".to_string(),
+        "Add-IPBlockListEntry -IPRange 198.51.100.0/24 -ExpirationTime '12/31/2099 23:59'"
+            .to_string(),
     ] {
         run(&mut sh, &line).await;
     }
@@ -122,6 +125,8 @@ async fn a_restored_backup_backs_up_identically() {
         "Set-TransportServer -Identity 'HUB1'",
         "Set-TransportConfig",
         "Set-AcceptedDomain 'Tailspin' -MakeDefault $true",
+        "Add-IPAllowListEntry -IPRange '192.0.2.7' -Comment 'O''Brien''s backup MX'",
+        "Add-IPBlockListEntry -IPRange '198.51.100.0/24' -ExpirationTime '12/31/2099 11:59:00 PM'",
     ] {
         assert!(script.contains(line), "no {line:?} in:\n{script}");
     }
@@ -422,4 +427,31 @@ async fn new_user_refuses_bad_input() {
         .unwrap()
         .unwrap();
     assert!(u1.verify(USER_PASSWORD) && u1.is_member("Partner Servers"));
+}
+
+/// An IP list entry whose ExpirationTime passed between the backup and the restore is skipped
+/// with a warning (the operation would refuse it, and it would do nothing); the others restore.
+#[tokio::test]
+async fn an_ip_list_entry_expired_since_the_backup_is_skipped() {
+    let url = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_script(
+        dir.path(),
+        "Add-IPBlockListEntry -IPRange '198.51.100.0/24' -ExpirationTime '1/1/2020 10:00:00 AM'\n\
+         Add-IPAllowListEntry -IPRange '192.0.2.7'\n",
+    );
+    let (status, out, err) = hubgate(&url, dir.path(), &["restore", &file], "");
+    assert!(status.success(), "restore failed:\n{out}\n{err}");
+    assert!(
+        err.contains("198.51.100.0/24 expired at 1/1/2020 10:00:00 AM"),
+        "{err}"
+    );
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut sh = Shell::new(pool, FQDN);
+    assert_eq!(run(&mut sh, "Get-IPBlockListEntry").await.trim(), "");
+    assert!(
+        run(&mut sh, "Get-IPAllowListEntry")
+            .await
+            .contains("192.0.2.7")
+    );
 }

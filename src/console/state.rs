@@ -48,6 +48,8 @@ pub struct Live {
     pub pressure: crate::transport::pressure::Pressure,
     /// The node's queue manager, for the Queues tab's message counts.
     pub queues: crate::transport::queue::manager::QueueManager,
+    /// The anti-spam agents' decisions counted this minute, not written yet (the Anti-spam tab).
+    pub antispam: crate::transport::antispam_stats::AgentCounts,
 }
 
 impl ConsoleState {

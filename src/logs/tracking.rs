@@ -17,6 +17,7 @@ use time::format_description::well_known::Rfc3339;
 use super::protocol::{Clock, LogFormat, RotatingLog, csv_field};
 use super::read::{Columns, Record, Records, log_files, open, parse_record};
 use super::retention::{self, Family, Limits, Retention};
+use crate::transport::antispam_stats::AgentCounts;
 
 pub(crate) const FILE_PREFIX: &str = "MSGTRK";
 
@@ -74,6 +75,9 @@ pub struct TrackingEvent<'a> {
 #[derive(Clone)]
 pub struct TrackingLog {
     inner: Option<Arc<Inner>>,
+    /// The anti-spam agents' decisions, counted here where every one of them is recorded (even
+    /// with the log itself disabled) for the console's Anti-spam tab.
+    agents: AgentCounts,
 }
 
 struct Inner {
@@ -124,11 +128,20 @@ impl TrackingLog {
                 log: RotatingLog::new(dir(data_dir), FORMAT, limits, clock),
                 subject_logging,
             })),
+            agents: AgentCounts::default(),
         }
     }
 
     pub fn disabled() -> TrackingLog {
-        TrackingLog { inner: None }
+        TrackingLog {
+            inner: None,
+            agents: AgentCounts::default(),
+        }
+    }
+
+    /// The anti-spam agents' decisions recorded through this log (and its clones).
+    pub fn agent_counts(&self) -> &AgentCounts {
+        &self.agents
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -138,6 +151,7 @@ impl TrackingLog {
     /// Appends one line, written through to the file before returning (no fsync: losing the
     /// last lines in a crash is acceptable for a log, unlike for the queue).
     pub fn record(&self, e: &TrackingEvent<'_>) {
+        self.agents.observe(e.source, e.source_context, e.event_id);
         let Some(inner) = &self.inner else { return };
         let subject = if inner.subject_logging {
             e.subject

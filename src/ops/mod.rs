@@ -9,6 +9,7 @@
 //! Each object's properties are described once, in its table (`props`, and one file per object).
 
 pub mod accepted_domain;
+pub mod antispam;
 pub mod certificate;
 pub mod field;
 pub mod filter;

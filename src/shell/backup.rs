@@ -71,6 +71,7 @@ pub async fn script(
             }
         }
     }
+    out.push_str(&ip_lists(conn).await?);
     if let Some(dir) = data_dir {
         out.push_str(&certificates(dir)?);
     }
@@ -139,6 +140,22 @@ async fn accounts(
         }
         out.push_str(&line);
         out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The IP Allow List and IP Block List entries (Add-IP*ListEntry lines). An entry that has
+/// expired is left out: it no longer does anything, and its ExpirationTime would be refused.
+async fn ip_lists(conn: &mut PgConnection) -> Result<String, ShellError> {
+    use crate::org::ip_list::IpList;
+    let now = time::OffsetDateTime::now_utc();
+    let mut out = String::new();
+    for list in [IpList::Allow, IpList::Block] {
+        for e in crate::ops::ip_list::get(conn, list, None, None).await? {
+            if !e.has_expired(now) {
+                out.push_str(&render::new_cmdlet(&Obj::IpListEntry(e)));
+            }
+        }
     }
     Ok(out)
 }

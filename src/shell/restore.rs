@@ -135,7 +135,67 @@ pub async fn before(
                 ));
             }
         }
+        Op::IpList(super::ip_list::Op {
+            verb: super::ip_list::Verb::Add,
+            allow,
+        }) => return ip_list_entry(sh, tx, b, allow).await,
         _ => {}
+    }
+    Ok(Before::Run)
+}
+
+/// An Add-IP*ListEntry line: skipped when the same entry is there already (so that a restore
+/// can be run again without doubling the lists), or when its ExpirationTime has passed since
+/// the backup (the entry would no longer do anything, and the operation refuses a past time).
+async fn ip_list_entry(
+    sh: &mut Shell,
+    tx: &mut PgConnection,
+    b: &Bound,
+    allow: bool,
+) -> Result<Before, ShellError> {
+    use crate::org::ip_list::{IpList, parse_address, parse_range};
+    let list = if allow { IpList::Allow } else { IpList::Block };
+    let parsed = match (b.str("IPAddress"), b.str("IPRange")) {
+        (Some(a), None) => parse_address(&a).ok(),
+        (None, Some(r)) => parse_range(&r).ok(),
+        _ => None,
+    };
+    // Anything the operation would refuse is left to it, so that the restore stops with its error.
+    let Some((range, _, _)) = parsed else {
+        return Ok(Before::Run);
+    };
+    let expires = match b.str("ExpirationTime") {
+        None => None,
+        Some(s) => match super::queue::parse_datetime(&s) {
+            Some(t) => Some(t),
+            None => return Ok(Before::Run),
+        },
+    };
+    if let Some(t) = expires
+        && t <= time::OffsetDateTime::now_utc()
+    {
+        return Ok(skip(
+            sh,
+            format!(
+                "The IP {} List entry {range} expired at {}: it was not restored.",
+                list.as_str(),
+                super::format::datetime(t)
+            ),
+        ));
+    }
+    let comment = b.str("Comment");
+    let same: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ip_list_entry WHERE list = $1 AND ip_range = $2
+            AND expiration_time IS NOT DISTINCT FROM $3 AND comment IS NOT DISTINCT FROM $4",
+    )
+    .bind(list.as_str())
+    .bind(&range)
+    .bind(expires)
+    .bind(&comment)
+    .fetch_one(&mut *tx)
+    .await?;
+    if same > 0 {
+        return Ok(Before::Done(vec![]));
     }
     Ok(Before::Run)
 }

@@ -1,5 +1,6 @@
 //! What happens to a message after the SMTP session: categorize, then make it durable.
 
+pub mod antispam_stats;
 pub mod categorizer;
 pub mod clock;
 pub mod delivery;

@@ -7,6 +7,7 @@
 //! that redirects to a GET (so Back and Refresh never resubmit). The server checks the CSRF token
 //! these forms carry.
 
+mod antispam;
 mod certificates;
 mod chart;
 mod dashboard;

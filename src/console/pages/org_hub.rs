@@ -1,5 +1,5 @@
 //! Organization Configuration › Hub Transport: Accepted Domains, Send Connectors and Global
-//! Settings (Transport Settings).
+//! Settings (Transport Settings); the Anti-spam tab is `antispam.rs`.
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -38,13 +38,15 @@ pub fn routes() -> Router<ConsoleState> {
         >("/send-connectors/new"))
         .merge(permissions::routes::<Send>("/send-connectors/{id}"))
         .merge(object_routes::<Config>("/transport-settings"))
+        .merge(super::antispam::routes())
 }
 
-fn tabs(at: &str) -> Vec<Link> {
+pub fn tabs(at: &str) -> Vec<Link> {
     [
         ("Accepted Domains", DOMAINS),
         ("Send Connectors", SENDS),
         ("Global Settings", GLOBAL),
+        ("Anti-spam", super::antispam::ANTISPAM),
     ]
     .into_iter()
     .map(|(l, h)| Link::new(l, h, h == at))
