@@ -1,5 +1,6 @@
 //! What happens to a message after the SMTP session: categorize, then make it durable.
 
+pub mod backscatter;
 pub mod categorizer;
 pub mod clock;
 pub mod delivery;
@@ -9,4 +10,5 @@ pub mod pressure;
 pub mod queue;
 pub mod routing;
 pub mod shadow;
+pub mod spf;
 pub mod stats;
