@@ -5,12 +5,13 @@
 //! before. Messages received from authenticated sessions are not checked.
 //!
 //! The decision is the manager's (no SMTP session is involved): it is logged to the message
-//! tracking log only, as the Sender Id Agent's AGENTINFO with the reason.
+//! tracking log only, as the Sender Id Agent's AGENTINFO with the reason. A DSN to one of the
+//! organisation's own domains is not backscatter and is not checked.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
@@ -22,7 +23,7 @@ use crate::org::Org;
 pub const AGENT: &str = "Sender Id Agent";
 
 /// The whole evaluation's bound: the manager waits on it before queueing a DSN.
-const EVALUATION_LIMIT: Duration = Duration::from_secs(15);
+const EVALUATION_LIMIT: Duration = Duration::from_secs(10);
 
 /// The message a DSN is about, as far as the rule needs it.
 pub struct Origin<'a> {
@@ -31,23 +32,67 @@ pub struct Origin<'a> {
     pub authenticated: bool,
 }
 
-/// Why the DSN for `origin` is not sent, or None to send it.
+/// Why the DSN for `origin` is not sent, or None to send it. A DSN to one of the organisation's
+/// own domains (Authoritative, InternalRelay) stays inside it and is never backscatter.
 pub async fn suppressed(org: &Org, origin: &Origin<'_>) -> Option<String> {
-    if origin.authenticated {
+    if origin.authenticated
+        || crate::transport::categorizer::is_internal_sender(&org.accepted_domains, origin.sender)
+    {
         return None;
     }
     let ip = origin.client_ip?;
     let (_, domain) = origin.sender.rsplit_once('@')?;
+    let domain = domain.to_ascii_lowercase();
+    let key = (domain.clone(), ip);
+    if let Some(verdict) = VERDICTS.get(&key) {
+        return verdict.map(|term| reason(&domain, ip, &term, origin.sender));
+    }
     let dns = HickoryDns(resolver(&org.server.external_dns_servers)?);
-    let result = tokio::time::timeout(EVALUATION_LIMIT, spf::check_host(&dns, ip, domain))
+    let result = tokio::time::timeout(EVALUATION_LIMIT, spf::check_host(&dns, ip, &domain))
         .await
         .unwrap_or(SpfResult::TempError);
-    match result {
-        SpfResult::Fail(term) => Some(format!(
-            "SPF of {domain} fails for {ip} ({term}): the DSN to {} is not sent (backscatter)",
-            origin.sender
-        )),
+    let verdict = match result {
+        SpfResult::Fail(term) => Some(term),
         _ => None,
+    };
+    VERDICTS.put(key, verdict.clone());
+    verdict.map(|term| reason(&domain, ip, &term, origin.sender))
+}
+
+fn reason(domain: &str, ip: IpAddr, term: &str, sender: &str) -> String {
+    format!(
+        "SPF of {domain} fails for {ip} ({term}): the DSN to {sender} is not sent (backscatter)"
+    )
+}
+
+/// Recent verdicts per (domain, client address), so that a run of DSNs for one source (or a DNS
+/// outage, each look-up waiting out its timeout) costs one evaluation, not one per DSN.
+struct Verdicts(Mutex<HashMap<(String, IpAddr), (Instant, Option<String>)>>);
+
+/// How long a verdict is reused, and how many are kept.
+const VERDICT_TTL: Duration = Duration::from_secs(300);
+const MAX_VERDICTS: usize = 10_000;
+
+static VERDICTS: std::sync::LazyLock<Verdicts> =
+    std::sync::LazyLock::new(|| Verdicts(Mutex::new(HashMap::new())));
+
+impl Verdicts {
+    fn get(&self, key: &(String, IpAddr)) -> Option<Option<String>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < VERDICT_TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&self, key: (String, IpAddr), verdict: Option<String>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_VERDICTS {
+            map.retain(|_, (at, _)| at.elapsed() < VERDICT_TTL);
+            if map.len() >= MAX_VERDICTS {
+                map.clear();
+            }
+        }
+        map.insert(key, (Instant::now(), verdict));
     }
 }
 
