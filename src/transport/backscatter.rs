@@ -67,7 +67,10 @@ fn reason(domain: &str, ip: IpAddr, term: &str, sender: &str) -> String {
 
 /// Recent verdicts per (domain, client address), so that a run of DSNs for one source (or a DNS
 /// outage, each look-up waiting out its timeout) costs one evaluation, not one per DSN.
-struct Verdicts(Mutex<HashMap<(String, IpAddr), (Instant, Option<String>)>>);
+struct Verdicts(Mutex<HashMap<VerdictKey, (Instant, Option<String>)>>);
+
+/// The sender's domain (lower case) and the client address.
+type VerdictKey = (String, IpAddr);
 
 /// How long a verdict is reused, and how many are kept.
 const VERDICT_TTL: Duration = Duration::from_secs(300);
@@ -77,14 +80,14 @@ static VERDICTS: std::sync::LazyLock<Verdicts> =
     std::sync::LazyLock::new(|| Verdicts(Mutex::new(HashMap::new())));
 
 impl Verdicts {
-    fn get(&self, key: &(String, IpAddr)) -> Option<Option<String>> {
+    fn get(&self, key: &VerdictKey) -> Option<Option<String>> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.get(key)
             .filter(|(at, _)| at.elapsed() < VERDICT_TTL)
             .map(|(_, v)| v.clone())
     }
 
-    fn put(&self, key: (String, IpAddr), verdict: Option<String>) {
+    fn put(&self, key: VerdictKey, verdict: Option<String>) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_VERDICTS {
             map.retain(|_, (at, _)| at.elapsed() < VERDICT_TTL);
