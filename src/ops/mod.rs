@@ -19,6 +19,7 @@ pub mod props;
 pub mod receive_connector;
 pub mod recipient;
 pub mod send_connector;
+pub mod sender_filter;
 pub mod transport;
 pub mod wildcard;
 

@@ -475,6 +475,7 @@ mod tests {
         check(&recipient::MAILBOX);
         check(&recipient::CONTACT);
         check(&permission::OBJECT);
+        check(&crate::ops::sender_filter::CONFIG);
     }
 
     /// Each range's ends are accepted and one past either end is refused, naming the property.

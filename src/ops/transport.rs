@@ -108,6 +108,15 @@ pub static SERVER: Object<S> = Object {
         )
         .range(1, 2147483647)
         .export(Export::Always),
+        // hubgate's own (Exchange has none): the same rate per source address, IPv6 per /64.
+        field!(
+            S,
+            "MaxConnectionRatePerMinutePerSource",
+            Kind::Unlimited,
+            max_connection_rate_per_minute_per_source
+        )
+        .range(1, 2147483647)
+        .export(Export::Always),
         field!(S, "QueueMaxIdleTime", Kind::TimeSpan, queue_max_idle_time)
             .range(5, 3600)
             .export(Export::Always),
@@ -287,6 +296,7 @@ pub static SERVER: Object<S> = Object {
                 "MaxConcurrentMailboxDeliveries",
                 "MaxConcurrentMailboxSubmissions",
                 "MaxConnectionRatePerMinute",
+                "MaxConnectionRatePerMinutePerSource",
                 "QueueMaxIdleTime",
                 "PoisonMessageDetectionEnabled",
                 "PoisonThreshold",

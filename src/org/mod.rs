@@ -14,6 +14,7 @@ pub mod receive_connector;
 pub mod recipient;
 pub mod rights;
 pub mod send_connector;
+pub mod sender_filter;
 pub mod transport_config;
 pub mod transport_server;
 
@@ -138,6 +139,8 @@ pub struct Org {
     pub permissions: Vec<Permission>,
     /// The IP Allow and IP Block lists (expired entries included: a session decides at its time).
     pub ip_lists: Vec<ip_list::IpListEntry>,
+    /// Set-SenderFilterConfig: the Sender Filter agent's blocked senders and domains.
+    pub sender_filter: sender_filter::SenderFilterConfig,
     /// Lower-cased FQDNs of every transport server and receive connector of the organisation: a
     /// Received field `by` one of them is a local hop (MaxLocalHopCount).
     pub local_fqdns: Vec<String>,
@@ -159,6 +162,7 @@ impl Org {
             .fetch_all(pool)
             .await?,
             ip_lists: ip_list::IpListEntry::load_all(pool).await?,
+            sender_filter: sender_filter::SenderFilterConfig::load(pool).await?,
             local_fqdns: sqlx::query_scalar(
                 "SELECT lower(rtrim(fqdn, '.')) FROM transport_server
                  UNION SELECT lower(rtrim(fqdn, '.')) FROM receive_connector",

@@ -21,6 +21,8 @@ pub struct TransportServer {
     pub max_concurrent_mailbox_deliveries: i32,
     pub max_concurrent_mailbox_submissions: i32,
     pub max_connection_rate_per_minute: i32,
+    /// hubgate's own: connections per minute from one source (an IPv6 /64); None: unlimited.
+    pub max_connection_rate_per_minute_per_source: Option<i32>,
     pub queue_max_idle_time: i64,
     pub poison_message_detection_enabled: bool,
     pub poison_threshold: i32,
@@ -67,6 +69,7 @@ impl TransportServer {
             max_concurrent_mailbox_deliveries: 20,
             max_concurrent_mailbox_submissions: 20,
             max_connection_rate_per_minute: 1200,
+            max_connection_rate_per_minute_per_source: None,
             queue_max_idle_time: 180,
             poison_message_detection_enabled: true,
             poison_threshold: 2,
@@ -207,7 +210,7 @@ impl TransportServer {
                internal_delay_dsn_enabled = $17, external_dns_servers = $18, message_tracking_log_enabled = $19,
                message_tracking_log_subject_logging_enabled = $20, intra_org_connector_protocol_logging_level = $21,
                server_statistics_max_age = $22, back_pressure_queue_length_limit = $23,
-               back_pressure_disk_free_space_limit = $24
+               back_pressure_disk_free_space_limit = $24, max_connection_rate_per_minute_per_source = $25
              WHERE name = $1",
         )
         .bind(&self.name)
@@ -234,6 +237,7 @@ impl TransportServer {
         .bind(self.server_statistics_max_age)
         .bind(self.back_pressure_queue_length_limit)
         .bind(self.back_pressure_disk_free_space_limit)
+        .bind(self.max_connection_rate_per_minute_per_source)
         .execute(&mut *conn)
         .await?;
         self.update_log_limits(conn).await

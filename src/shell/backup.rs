@@ -44,6 +44,9 @@ pub async fn script(
     out.push_str(&render::new_cmdlet(&Obj::TransportConfig(
         TransportConfig::load_in(conn).await?,
     )));
+    out.push_str(&render::new_cmdlet(&Obj::SenderFilterConfig(
+        crate::org::sender_filter::SenderFilterConfig::load_in(conn).await?,
+    )));
     for s in TransportServer::load_all(conn).await? {
         out.push_str(&render::new_cmdlet(&Obj::TransportServer(s)));
     }

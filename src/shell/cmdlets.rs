@@ -11,7 +11,9 @@ use super::parse::Command;
 use super::{Obj, Shell, ShellError, certificate, config, format, ip_list, queue, render, select};
 use crate::ops::props::{Kind, Object};
 use crate::ops::recipient::Type;
-use crate::ops::{accepted_domain, permission, receive_connector, send_connector, transport};
+use crate::ops::{
+    accepted_domain, permission, receive_connector, send_connector, sender_filter, transport,
+};
 
 /// What a configuration cmdlet does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +34,8 @@ pub enum Op {
     SetTransportServer,
     GetTransportConfig,
     SetTransportConfig,
+    GetSenderFilterConfig,
+    SetSenderFilterConfig,
     AddADPermission,
     RemoveADPermission,
     GetADPermission,
@@ -148,6 +152,8 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
         cmdlet("Set-TransportServer", Op::SetTransportServer, &[]),
         cmdlet("Get-TransportConfig", Op::GetTransportConfig, &[]),
         cmdlet("Set-TransportConfig", Op::SetTransportConfig, &[]),
+        cmdlet("Get-SenderFilterConfig", Op::GetSenderFilterConfig, &[]),
+        cmdlet("Set-SenderFilterConfig", Op::SetSenderFilterConfig, &[]),
         cmdlet("Add-ADPermission", Op::AddADPermission, &perm),
         cmdlet("Remove-ADPermission", Op::RemoveADPermission, &perm),
         cmdlet(
@@ -248,6 +254,10 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
             Op::SetTransportServer => from_table(&transport::SERVER, Some(ID)),
             // Set-TransportConfig acts on the one organisation object: no identity.
             Op::SetTransportConfig => from_table(&transport::CONFIG, Some(ID))
+                .into_iter()
+                .skip(1)
+                .collect(),
+            Op::SetSenderFilterConfig => from_table(&sender_filter::CONFIG, Some(ID))
                 .into_iter()
                 .skip(1)
                 .collect(),

@@ -10,7 +10,9 @@ use super::{Obj, Shell, ShellError, queue, unenforced};
 use crate::ops::permission::{self, AddADPermission};
 use crate::ops::props::{Object, Value, Values};
 use crate::ops::recipient;
-use crate::ops::{Change, Identity, accepted_domain, receive_connector, send_connector, transport};
+use crate::ops::{
+    Change, Identity, accepted_domain, receive_connector, send_connector, sender_filter, transport,
+};
 use crate::org::OrgError;
 use crate::org::org_key::OrganizationKey;
 use crate::org::rights;
@@ -318,6 +320,17 @@ pub async fn run(
             let ch = transport::set_config(tx, &vals()).await?;
             whatif(b, text, "Setting Transport configuration".into());
             warn(text, b, &ch, Obj::TransportConfig);
+            vec![]
+        }
+        Op::GetSenderFilterConfig => {
+            vec![Obj::SenderFilterConfig(
+                sender_filter::get_config(tx).await?,
+            )]
+        }
+        Op::SetSenderFilterConfig => {
+            let ch = sender_filter::set_config(tx, &vals()).await?;
+            whatif(b, text, "Setting Sender filter configuration".into());
+            warn(text, b, &ch, Obj::SenderFilterConfig);
             vec![]
         }
         Op::AddADPermission | Op::RemoveADPermission => {

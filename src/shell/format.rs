@@ -174,6 +174,7 @@ pub fn identity(o: &Obj) -> String {
         Obj::ExchangeCertificate(c) => c.info.thumbprint.clone(),
         Obj::AcmeConfig(..) => "AcmeConfig".into(),
         Obj::IpListEntry(e) => e.id.to_string(),
+        Obj::SenderFilterConfig(_) => "SenderFilterConfig".into(),
     }
 }
 
@@ -234,6 +235,7 @@ pub fn raw_properties(o: &Obj) -> Vec<(&'static str, String)> {
         ],
         Obj::ExchangeCertificate(c) => certificate_properties(c),
         Obj::IpListEntry(e) => super::ip_list::properties(e),
+        Obj::SenderFilterConfig(c) => crate::ops::sender_filter::CONFIG.rows(c),
         Obj::AcmeConfig(s, st) => vec![
             ("Enabled", if s.enabled { "True" } else { "False" }.into()),
             ("DirectoryUrl", s.directory_url.clone()),
@@ -274,7 +276,9 @@ fn default_columns(o: &Obj) -> Option<&'static [&'static str]> {
         ],
         Obj::ExchangeCertificate(_) => &["Thumbprint", "Services", "Subject"],
         Obj::IpListEntry(_) => &["Identity", "IPRange", "ExpirationTime", "Comment"],
-        Obj::TransportConfig(_) | Obj::AcmeConfig(..) => return None,
+        Obj::TransportConfig(_) | Obj::AcmeConfig(..) | Obj::SenderFilterConfig(_) => {
+            return None;
+        }
     })
 }
 

@@ -114,6 +114,7 @@ pub enum Obj {
     ExchangeCertificate(crate::ops::certificate::Certificate),
     AcmeConfig(crate::tls::acme::AcmeSettings, crate::tls::acme::AcmeStatus),
     IpListEntry(crate::org::ip_list::IpListEntry),
+    SenderFilterConfig(crate::org::sender_filter::SenderFilterConfig),
 }
 
 /// A value at run time: what a variable holds and what a parameter receives.

@@ -31,6 +31,7 @@ pub fn new_cmdlet(o: &Obj) -> String {
         | Obj::ExchangeCertificate(_)
         | Obj::AcmeConfig(..) => String::new(),
         Obj::IpListEntry(e) => ip_list_entry(e),
+        Obj::SenderFilterConfig(c) => crate::ops::sender_filter::CONFIG.export(c),
     }
 }
 

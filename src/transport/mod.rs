@@ -1,6 +1,7 @@
 //! What happens to a message after the SMTP session: categorize, then make it durable.
 
 pub mod antispam_stats;
+pub mod backscatter;
 pub mod categorizer;
 pub mod clock;
 pub mod delivery;
@@ -10,4 +11,5 @@ pub mod pressure;
 pub mod queue;
 pub mod routing;
 pub mod shadow;
+pub mod spf;
 pub mod stats;

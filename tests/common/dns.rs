@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hickory_server::Server;
 use hickory_server::net::runtime::TokioRuntimeProvider;
-use hickory_server::proto::rr::rdata::{A, MX, SOA};
+use hickory_server::proto::rr::rdata::{A, MX, SOA, TXT};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
@@ -31,6 +31,11 @@ fn name(s: &str) -> Name {
 
 impl Dns {
     pub async fn start(origin: &str, zone: Zone) -> Dns {
+        Dns::start_with_txt(origin, zone, &[]).await
+    }
+
+    /// `start`, with TXT records too: (name, text), one record each (SPF, DNSBL texts).
+    pub async fn start_with_txt(origin: &str, zone: Zone, txt: &[(&str, &str)]) -> Dns {
         let origin = name(origin);
         let mut handler = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
             origin.clone(),
@@ -55,6 +60,12 @@ impl Dns {
         }
         for (n, ip) in zone.a {
             handler.upsert_mut(Record::from_rdata(name(n), 60, RData::A(A(ip))), 1);
+        }
+        for (n, text) in txt {
+            handler.upsert_mut(
+                Record::from_rdata(name(n), 60, RData::TXT(TXT::new(vec![text.to_string()]))),
+                1,
+            );
         }
         let mut catalog = Catalog::new();
         catalog.upsert(LowerName::new(&origin), vec![Arc::new(handler)]);

@@ -208,6 +208,11 @@ impl Resolver {
         Ok(Resolver { inner })
     }
 
+    /// The hickory resolver underneath, for look-ups other than the next hop's (SPF).
+    pub fn hickory(&self) -> &TokioResolver {
+        &self.inner
+    }
+
     /// The hosts to try for `domain`, most preferred first. Equal preferences are shuffled
     /// (RFC 5321 §5.1 asks for load spreading among them). MX hosts that do not resolve are
     /// skipped; when none resolves the error is transient.

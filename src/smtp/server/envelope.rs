@@ -78,6 +78,10 @@ impl Session {
             self.reply_tarpit(r).await;
             return Next::Continue;
         }
+        if let Some(r) = self.sender_filter(&from) {
+            self.reply_tarpit(r).await;
+            return Next::Continue;
+        }
         let user = self.identity.account.clone();
         if !self
             .gw

@@ -98,6 +98,7 @@ pub struct ConnectionLimits {
     counts: Arc<Mutex<HashMap<Uuid, Counts>>>,
     messages: Arc<Mutex<RateWindows>>,
     connection_rate: Arc<Mutex<Option<ConnectionRate>>>,
+    source_rates: Arc<Mutex<super::source_rate::SourceRates>>,
 }
 
 /// Held for the life of a connection; releases its slot when dropped.
@@ -191,6 +192,16 @@ impl ConnectionLimits {
         };
         let mut windows = self.messages.lock().unwrap_or_else(|e| e.into_inner());
         windows.allow((rc.id, key), limit.max(0) as usize, Instant::now())
+    }
+
+    /// MaxConnectionRatePerMinutePerSource: may `source` open another connection now?
+    pub fn source_connection(
+        &self,
+        per_minute: i32,
+        source: IpAddr,
+    ) -> super::source_rate::Verdict {
+        let mut rates = self.source_rates.lock().unwrap_or_else(|e| e.into_inner());
+        rates.take(per_minute, source, Instant::now())
     }
 
     /// MaxConnectionRatePerMinute of the transport server: may another connection be taken now?

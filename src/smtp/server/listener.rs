@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::Gateway;
 use super::session::Session;
+use super::source_rate;
 use super::stream::Stream;
 use crate::org::network::Binding;
 use crate::org::{Org, receive_connector};
@@ -185,7 +186,24 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, gw: Arc<Gateway>) {
     let connector = connector.clone();
     let _counted = crate::monitor::connection(&connector.name);
     let mut stream = Stream::plain(tcp);
-    let admitted = if gw
+    // The source's own rate first: a flooding source must not spend the server's rate.
+    let source_ok = match org.server.max_connection_rate_per_minute_per_source {
+        Some(per_minute) if !allow_listed(&org, remote) => {
+            match gw.limits.source_connection(per_minute, remote.ip()) {
+                source_rate::Verdict::Allowed => true,
+                source_rate::Verdict::Refused { first } => {
+                    if first {
+                        source_rate::log_refusal(&gw, &connector, local, remote, per_minute);
+                    }
+                    false
+                }
+            }
+        }
+        _ => true,
+    };
+    let admitted = if !source_ok {
+        Err(source_rate::refusal())
+    } else if gw
         .limits
         .connection_allowed(org.server.max_connection_rate_per_minute)
     {
@@ -211,4 +229,12 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, gw: Arc<Gateway>) {
     Session::new(gw, org, connector, stream, local, remote)
         .run()
         .await;
+}
+
+/// Sources on the IP Allow List are exempt from the per-source connection rate.
+fn allow_listed(org: &Org, remote: SocketAddr) -> bool {
+    matches!(
+        crate::org::ip_list::lookup(&org.ip_lists, remote.ip(), time::OffsetDateTime::now_utc()),
+        crate::org::ip_list::Listed::Allowed(_)
+    )
 }

@@ -12,8 +12,10 @@ pub mod envelope;
 pub mod identity;
 pub mod limits;
 pub mod listener;
+pub mod sender_filter;
 pub mod session;
 pub mod shadow;
+pub mod source_rate;
 pub mod stream;
 
 use std::sync::Arc;

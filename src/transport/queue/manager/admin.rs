@@ -486,6 +486,7 @@ pub(super) mod tests {
                 subject: None,
                 internet_message_id: None,
                 source_ip: None,
+                authenticated: false,
                 suspended: false,
                 crash_count: 0,
                 recipients: vec![],

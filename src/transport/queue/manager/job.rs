@@ -22,6 +22,8 @@ pub struct Submitted {
     pub subject: Option<String>,
     pub internet_message_id: Option<String>,
     pub source_ip: Option<IpAddr>,
+    /// Received from an authenticated session: the backscatter rule leaves its DSNs alone.
+    pub authenticated: bool,
     pub suspended: bool,
     pub crash_count: i32,
     pub recipients: Vec<SubmittedRecipient>,
@@ -71,6 +73,7 @@ impl Submitted {
             subject: env.subject.clone(),
             internet_message_id: env.internet_message_id.clone(),
             source_ip: Some(env.source_ip),
+            authenticated: env.auth_user.is_some(),
             suspended: false,
             crash_count: 0,
             body_lost: false,

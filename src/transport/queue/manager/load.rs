@@ -24,10 +24,12 @@ pub(super) async fn load_pending(
         String,
         bool,
         i32,
+        bool,
     );
     let rows: Vec<MRow> = sqlx::query_as(
         "SELECT id, internal_id, from_address, size, received_at, env_id, ret, body_type, smtp_utf8,
-                subject, internet_message_id, source_ip, suspended, crash_count
+                subject, internet_message_id, source_ip, suspended, crash_count,
+                auth_user IS NOT NULL
          FROM message m WHERE server = $1 AND NOT poison AND ($2::uuid[] IS NULL OR id = ANY($2))
            AND EXISTS (SELECT 1 FROM message_recipient r WHERE r.message_id = m.id AND r.status IN ('Ready', 'Retry', 'Shadow'))
          ORDER BY received_at",
@@ -109,6 +111,7 @@ pub(super) async fn load_pending(
                 ip,
                 suspended,
                 crash_count,
+                authenticated,
             )| {
                 Submitted {
                     id,
@@ -123,6 +126,7 @@ pub(super) async fn load_pending(
                     subject,
                     internet_message_id: mid,
                     source_ip: ip.parse().ok(),
+                    authenticated,
                     suspended,
                     crash_count,
                     body_lost: false,

@@ -1,6 +1,7 @@
 //! NDRs and delay DSNs: built from the spooled original and queued as new messages.
 
 use super::*;
+use crate::transport::backscatter;
 
 impl QueueManager {
     /// Builds and queues the NDR for `failed` recipients of `message` (if its sender and their
@@ -25,6 +26,9 @@ impl QueueManager {
             return Ok(());
         }
         let org = self.inner.org.borrow().clone();
+        if self.backscatter(&org, &meta, &outcomes).await {
+            return Ok(());
+        }
         let (content, lost) = self.original_content(&meta).await?;
         let mut original = meta.original(&content);
         if lost {
@@ -41,6 +45,43 @@ impl QueueManager {
         self.queue_dsn(&meta, ndr).await?;
         crate::monitor::dsn_sent("failure");
         Ok(())
+    }
+
+    /// Whether the DSN about `meta` is dropped by the backscatter rule (`transport::backscatter`);
+    /// the decision is tracked with its reason.
+    async fn backscatter(
+        &self,
+        org: &Org,
+        meta: &Submitted,
+        outcomes: &[RecipientOutcome],
+    ) -> bool {
+        let origin = backscatter::Origin {
+            sender: &meta.from,
+            client_ip: meta.source_ip,
+            authenticated: meta.authenticated,
+        };
+        let Some(reason) = backscatter::suppressed(org, &origin).await else {
+            return false;
+        };
+        tracing::info!("message {}: {reason}", meta.id);
+        let recipients: Vec<&str> = outcomes.iter().map(|o| o.address.as_str()).collect();
+        let statuses: Vec<String> = outcomes.iter().map(|o| o.reply.one_line()).collect();
+        let statuses: Vec<&str> = statuses.iter().map(String::as_str).collect();
+        self.inner.tracking.record(&TrackingEvent {
+            client_ip: meta.source_ip,
+            source_context: Some(backscatter::AGENT),
+            recipients: &recipients,
+            recipient_status: &statuses,
+            total_bytes: meta.size,
+            message_id: meta.internet_message_id.as_deref(),
+            subject: meta.subject.as_deref(),
+            sender: &meta.from,
+            return_path: &meta.from,
+            message_info: Some(&reason),
+            directionality: Some("Incoming"),
+            ..self.own_event("AGENTINFO", "AGENT", meta.internal_id)
+        });
+        true
     }
 
     /// The spooled message for a DSN, and whether its body is gone for good: then only a header
@@ -182,6 +223,9 @@ impl QueueManager {
             return;
         };
         let org = self.inner.org.borrow().clone();
+        if self.backscatter(&org, &meta, &outcomes).await {
+            return;
+        }
         let result = async {
             let (content, lost) = self.original_content(&meta).await?;
             let mut original = meta.original(&content);

@@ -1,0 +1,76 @@
+//! SenderFilterConfig: its property table and Get-/Set-SenderFilterConfig.
+
+use sqlx::PgConnection;
+
+use super::props::{Ctx, Export, Kind, Object};
+use super::{Change, OpError};
+use crate::field;
+use crate::org::sender_filter::{ACTIONS, SenderFilterConfig};
+
+type C = SenderFilterConfig;
+
+pub static CONFIG: Object<C> = Object {
+    props: &[
+        field!(C, "Enabled", Kind::Bool, enabled).export(Export::Always),
+        field!(C, "BlockedSenders", Kind::List, blocked_senders).export(Export::Always),
+        field!(C, "BlockedDomains", Kind::List, blocked_domains).export(Export::Always),
+        field!(
+            C,
+            "BlockedDomainsAndSubdomains",
+            Kind::List,
+            blocked_domains_and_subdomains
+        )
+        .export(Export::Always),
+        field!(C, "Action", Kind::Enum(ACTIONS), action).export(Export::Always),
+        field!(
+            C,
+            "BlankSenderBlockingEnabled",
+            Kind::Bool,
+            blank_sender_blocking_enabled
+        )
+        .export(Export::Always),
+    ],
+    new_extra: &[],
+    export_cmdlet: "Set-SenderFilterConfig",
+    export_first: &[],
+    base: C::clone,
+    noun: "Sender filter configuration",
+    name: |_| String::new(),
+    unsupported_new: &[],
+    unsupported_set: &[
+        "RecipientBlockedSenderAction",
+        "ExternalMailEnabled",
+        "InternalMailEnabled",
+    ],
+    tabs: &[
+        (
+            "Blocked Senders",
+            &[
+                "Enabled",
+                "BlockedSenders",
+                "BlockedDomains",
+                "BlockedDomainsAndSubdomains",
+                "BlankSenderBlockingEnabled",
+            ],
+        ),
+        ("Action", &["Action"]),
+    ],
+};
+
+pub async fn get_config(tx: &mut PgConnection) -> Result<C, OpError> {
+    Ok(SenderFilterConfig::load_in(tx).await?)
+}
+
+/// Set-SenderFilterConfig: the values applied, every address and domain checked; nothing is
+/// stored when one is refused.
+pub async fn set_config(
+    tx: &mut PgConnection,
+    values: &super::props::Values,
+) -> Result<Change<C>, OpError> {
+    let before = get_config(tx).await?;
+    let mut after = before.clone();
+    CONFIG.apply(&mut after, values, false, &Ctx::default())?;
+    CONFIG.validate(&after)?;
+    after.update(tx).await?;
+    Ok(Change { before, after })
+}
