@@ -184,6 +184,7 @@ fn empty_org(server: TransportServer) -> Org {
         send_connectors: vec![],
         permissions: vec![],
         ip_lists: Vec::new(),
+        recipient_filter: Default::default(),
         local_fqdns: vec![FQDN.to_string()],
     }
 }

@@ -8,7 +8,10 @@ use sqlx::PgConnection;
 
 use super::bind::{self, Arg, Param, Ty, at, m, p};
 use super::parse::Command;
-use super::{Obj, Shell, ShellError, certificate, config, format, ip_list, queue, render, select};
+use super::{
+    Obj, Shell, ShellError, certificate, config, format, ip_list, queue, recipient_filter, render,
+    select,
+};
 use crate::ops::props::{Kind, Object};
 use crate::ops::recipient::Type;
 use crate::ops::{accepted_domain, permission, receive_connector, send_connector, transport};
@@ -51,6 +54,9 @@ pub enum Op {
     Queue(queue::Op),
     Certificate(certificate::Op),
     IpList(ip_list::Op),
+    GetRecipientFilterConfig,
+    SetRecipientFilterConfig,
+    ValidRecipient(recipient_filter::Op),
 }
 
 pub struct Cmdlet {
@@ -148,6 +154,16 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
         cmdlet("Set-TransportServer", Op::SetTransportServer, &[]),
         cmdlet("Get-TransportConfig", Op::GetTransportConfig, &[]),
         cmdlet("Set-TransportConfig", Op::SetTransportConfig, &[]),
+        cmdlet(
+            "Get-RecipientFilterConfig",
+            Op::GetRecipientFilterConfig,
+            &[],
+        ),
+        cmdlet(
+            "Set-RecipientFilterConfig",
+            Op::SetRecipientFilterConfig,
+            &[],
+        ),
         cmdlet("Add-ADPermission", Op::AddADPermission, &perm),
         cmdlet("Remove-ADPermission", Op::RemoveADPermission, &perm),
         cmdlet(
@@ -251,6 +267,12 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
                 .into_iter()
                 .skip(1)
                 .collect(),
+            Op::SetRecipientFilterConfig => {
+                from_table(&crate::ops::recipient_filter::CONFIG, Some(ID))
+                    .into_iter()
+                    .skip(1)
+                    .collect()
+            }
             _ => continue,
         };
         c.params = table;
@@ -268,6 +290,11 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
     all.extend(ip_list::CMDLETS.iter().map(|c| Cmdlet {
         name: c.name,
         op: Op::IpList(c.op),
+        params: c.params.to_vec(),
+    }));
+    all.extend(recipient_filter::CMDLETS.iter().map(|c| Cmdlet {
+        name: c.name,
+        op: Op::ValidRecipient(c.op),
         params: c.params.to_vec(),
     }));
     all

@@ -174,6 +174,8 @@ pub fn identity(o: &Obj) -> String {
         Obj::ExchangeCertificate(c) => c.info.thumbprint.clone(),
         Obj::AcmeConfig(..) => "AcmeConfig".into(),
         Obj::IpListEntry(e) => e.id.to_string(),
+        Obj::RecipientFilterConfig(_) => "RecipientFilterConfig".into(),
+        Obj::ValidRecipient(v) => v.address.clone(),
     }
 }
 
@@ -234,6 +236,8 @@ pub fn raw_properties(o: &Obj) -> Vec<(&'static str, String)> {
         ],
         Obj::ExchangeCertificate(c) => certificate_properties(c),
         Obj::IpListEntry(e) => super::ip_list::properties(e),
+        Obj::RecipientFilterConfig(c) => crate::ops::recipient_filter::CONFIG.rows(c),
+        Obj::ValidRecipient(v) => super::recipient_filter::properties(v),
         Obj::AcmeConfig(s, st) => vec![
             ("Enabled", if s.enabled { "True" } else { "False" }.into()),
             ("DirectoryUrl", s.directory_url.clone()),
@@ -274,7 +278,10 @@ fn default_columns(o: &Obj) -> Option<&'static [&'static str]> {
         ],
         Obj::ExchangeCertificate(_) => &["Thumbprint", "Services", "Subject"],
         Obj::IpListEntry(_) => &["Identity", "IPRange", "ExpirationTime", "Comment"],
-        Obj::TransportConfig(_) | Obj::AcmeConfig(..) => return None,
+        Obj::ValidRecipient(_) => &["Address", "Domain", "WhenCreated"],
+        Obj::TransportConfig(_) | Obj::AcmeConfig(..) | Obj::RecipientFilterConfig(_) => {
+            return None;
+        }
     })
 }
 

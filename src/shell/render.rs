@@ -31,6 +31,8 @@ pub fn new_cmdlet(o: &Obj) -> String {
         | Obj::ExchangeCertificate(_)
         | Obj::AcmeConfig(..) => String::new(),
         Obj::IpListEntry(e) => ip_list_entry(e),
+        Obj::RecipientFilterConfig(c) => crate::ops::recipient_filter::CONFIG.export(c),
+        Obj::ValidRecipient(v) => format!("Add-ValidRecipient -Address {}\n", q(&v.address)),
     }
 }
 

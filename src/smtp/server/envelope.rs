@@ -155,6 +155,10 @@ impl Session {
             self.reply(r);
             return Next::Continue;
         }
+        if let Some(r) = self.recipient_filter(&to).await {
+            self.reply_tarpit(r).await;
+            return Next::Continue;
+        }
         let verdict = self
             .gw
             .directory

@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod identity;
 pub mod limits;
 pub mod listener;
+pub mod recipient_filter;
 pub mod session;
 pub mod shadow;
 pub mod stream;
