@@ -442,9 +442,11 @@ async fn no_backscatter_for_recipients_the_primary_does_not_have() {
     .await;
     // Delivered messages leave the queue; an NDR would stay (its sender's domain has no route).
     let g = &gw;
-    within(30, "the delivered message gone from the queue", || async move {
-        g.message_count().await == 0
-    })
+    within(
+        30,
+        "the delivered message gone from the queue",
+        || async move { g.message_count().await == 0 },
+    )
     .await;
     assert_eq!(
         dsn_count(&gw).await,
