@@ -376,6 +376,108 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A next hop on loopback that takes `rcpt_delay` to answer each RCPT (250), counting its
+    /// connections.
+    async fn next_hop(rcpt_delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    let _ = w.write_all(b"220 primary.example ready\r\n").await;
+                    while let Ok(Some(l)) = lines.next_line().await {
+                        let verb = l.split_whitespace().next().unwrap_or("").to_uppercase();
+                        if verb == "RCPT" {
+                            tokio::time::sleep(rcpt_delay).await;
+                        }
+                        let reply: &[u8] = match verb.as_str() {
+                            "EHLO" => b"250 primary.example\r\n",
+                            "QUIT" => b"221 2.0.0 Bye\r\n",
+                            _ => b"250 2.0.0 OK\r\n",
+                        };
+                        if w.write_all(reply).await.is_err() || verb == "QUIT" {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, connections)
+    }
+
+    fn org(next_hop: SocketAddr, timeout: i64) -> Org {
+        let mut c = crate::org::SendConnector::new("Primary", &["primary.example"], "HUB1");
+        c.dns_routing_enabled = false;
+        c.smart_hosts = vec![next_hop.ip().to_string()];
+        c.port = i32::from(next_hop.port());
+        Org {
+            server: crate::org::TransportServer::with_defaults("HUB1", "hub1.contoso.test"),
+            config: crate::org::TransportConfig::with_defaults(),
+            accepted_domains: Vec::new(),
+            receive_connectors: Vec::new(),
+            send_connectors: vec![c],
+            permissions: Vec::new(),
+            ip_lists: Vec::new(),
+            recipient_filter: crate::org::recipient_filter::RecipientFilterConfig {
+                recipient_callout_timeout: timeout,
+                ..Default::default()
+            },
+            local_fqdns: Vec::new(),
+        }
+    }
+
+    /// Callouts whose database is never reached (`probe_once` does not use it).
+    fn callouts() -> Callouts {
+        Callouts {
+            pool: PgPool::connect_lazy("postgres://127.0.0.1:1/unused").unwrap(),
+            cache: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            saved: AtomicU64::new(0),
+            system_resolver: OnceLock::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_rcpts_for_one_address_share_one_callout() {
+        let (addr, connections) = next_hop(Duration::from_millis(300)).await;
+        let org = org(addr, 10);
+        let c = callouts();
+        let a = "alice@primary.example";
+        let (p1, p2, p3) = tokio::join!(
+            c.probe_once(&org, a),
+            c.probe_once(&org, a),
+            c.probe_once(&org, a)
+        );
+        for p in [p1, p2, p3] {
+            assert!(matches!(p, Probe::Valid(_)), "{p:?}");
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+        assert!(lock(&c.in_flight).is_empty());
+        // Another address is another callout.
+        assert!(matches!(
+            c.probe_once(&org, "bob@primary.example").await,
+            Probe::Valid(_)
+        ));
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_next_hop_slower_than_the_timeout_is_no_answer() {
+        let (addr, _) = next_hop(Duration::from_secs(30)).await;
+        let org = org(addr, 1);
+        let started = std::time::Instant::now();
+        let p = callouts().probe_once(&org, "alice@primary.example").await;
+        assert!(matches!(p, Probe::NoAnswer(_)), "{p:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
 
     #[test]
     fn replies_classify() {
