@@ -49,7 +49,10 @@ impl Session {
     pub async fn recipient_filter(&mut self, to: &str) -> Option<Reply> {
         let org = self.org.clone();
         let cfg = &org.recipient_filter;
-        if !cfg.enabled || !cfg.external_mail_enabled || self.antispam_bypassed() {
+        let active = cfg.enabled
+            && cfg.external_mail_enabled
+            && (cfg.block_list_enabled || cfg.recipient_validation_enabled);
+        if !active || self.antispam_bypassed() {
             return None;
         }
         if cfg.block_list_enabled && cfg.blocks(to) {
