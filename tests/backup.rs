@@ -90,6 +90,9 @@ async fn configured(smart_host: (&str, u16)) -> Setup {
         "Set-ReceiveConnector 'Client HUB1' -MaxMessageSize 15MB -Banner '220 Welcome'".to_string(),
         "Set-TransportServer HUB1 -MessageRetryInterval 00:05:00 -PoisonThreshold 4".to_string(),
         "Set-TransportConfig -MaxRecipientEnvelopeLimit 2000".to_string(),
+        "Set-RecipientFilterConfig -BlockListEnabled $true -BlockedRecipients trap@tailspin.test"
+            .to_string(),
+        "Add-ValidRecipient someone@fabrikam.test".to_string(),
     ] {
         run(&mut sh, &line).await;
     }
@@ -122,6 +125,8 @@ async fn a_restored_backup_backs_up_identically() {
         "Set-TransportServer -Identity 'HUB1'",
         "Set-TransportConfig",
         "Set-AcceptedDomain 'Tailspin' -MakeDefault $true",
+        "-BlockedRecipients 'trap@tailspin.test'",
+        "Add-ValidRecipient -Address 'someone@fabrikam.test'",
     ] {
         assert!(script.contains(line), "no {line:?} in:\n{script}");
     }
