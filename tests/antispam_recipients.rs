@@ -458,3 +458,38 @@ async fn no_backscatter_for_recipients_the_primary_does_not_have() {
         assert!(agent_events(&gw, "FAIL", u) >= 1, "{u}");
     }
 }
+
+#[tokio::test]
+async fn an_internal_relay_domain_knows_its_mailboxes_and_asks_the_primary_for_the_rest() {
+    let (addr, opts) = primary("127.0.0.148", &["shared@shared.example"]);
+    let _primary = Sink::with(addr, opts);
+    let s = Setup::new().await;
+    let connector = format!(
+        "New-SendConnector -Name Shared -AddressSpaces 'shared.example' -DNSRoutingEnabled $false -SmartHosts '{}' -Port {}",
+        addr.ip(),
+        addr.port()
+    );
+    configure(
+        &s,
+        &[
+            "New-AcceptedDomain -Name Shared -DomainName shared.example -DomainType InternalRelay",
+            "Set-AcceptedDomain Shared -AddressBookEnabled $true",
+            "New-Mailbox -Name Local -PrimarySmtpAddress local@shared.example",
+            &connector,
+            "Set-RecipientFilterConfig -RecipientValidationEnabled $true",
+        ],
+    )
+    .await;
+    let gw = s.start().await;
+    assert!(rcpt(&gw, "local@shared.example").await.starts_with("250 "));
+    assert!(rcpt(&gw, "shared@shared.example").await.starts_with("250 "));
+    assert_eq!(rcpt(&gw, "nobody@shared.example").await, UNKNOWN);
+    // The directory answered for the local mailbox: the primary was asked only about the others.
+    let asked: Vec<(String,)> =
+        sqlx::query_as("SELECT address FROM recipient_callout ORDER BY address")
+            .fetch_all(gw.pool())
+            .await
+            .unwrap();
+    let asked: Vec<String> = asked.into_iter().map(|(a,)| a).collect();
+    assert_eq!(asked, ["nobody@shared.example", "shared@shared.example"]);
+}
