@@ -13,7 +13,7 @@ use crate::logs::tracking::TrackingLog;
 use crate::org::Org;
 use crate::org::bootstrap::{self, FirstStart};
 use crate::smtp::server::Gateway;
-use crate::smtp::server::backend::{PgDirectory, PgIntake};
+use crate::smtp::server::backend::{PgDirectory, PgIntake, PgValidatingDirectory};
 use crate::smtp::server::limits::ConnectionLimits;
 use crate::smtp::server::listener::Listeners;
 use crate::transport::clock::SystemClock;
@@ -148,7 +148,12 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         antispam: tracking.agent_counts().clone(),
     };
     let gw = Arc::new(Gateway {
-        directory: Arc::new(PgDirectory(pool.clone())),
+        directory: Arc::new(PgValidatingDirectory {
+            directory: PgDirectory(pool.clone()),
+            callouts: crate::transport::recipient_callout::Callouts::load(pool.clone())
+                .await
+                .context("loading the recipient callout results")?,
+        }),
         intake: Arc::new(PgIntake {
             pool: pool.clone(),
             queue: queue.clone(),

@@ -93,6 +93,9 @@ async fn configured(smart_host: (&str, u16)) -> Setup {
         "Add-IPAllowListEntry -IPAddress 192.0.2.7 -Comment 'O''Brien''s backup MX'".to_string(),
         "Add-IPBlockListEntry -IPRange 198.51.100.0/24 -ExpirationTime '12/31/2099 23:59'"
             .to_string(),
+        "Set-RecipientFilterConfig -BlockListEnabled $true -BlockedRecipients trap@tailspin.test"
+            .to_string(),
+        "Add-ValidRecipient someone@fabrikam.test".to_string(),
     ] {
         run(&mut sh, &line).await;
     }
@@ -127,6 +130,8 @@ async fn a_restored_backup_backs_up_identically() {
         "Set-AcceptedDomain 'Tailspin' -MakeDefault $true",
         "Add-IPAllowListEntry -IPRange '192.0.2.7' -Comment 'O''Brien''s backup MX'",
         "Add-IPBlockListEntry -IPRange '198.51.100.0/24' -ExpirationTime '12/31/2099 11:59:00 PM'",
+        "-BlockedRecipients 'trap@tailspin.test'",
+        "Add-ValidRecipient -Address 'someone@fabrikam.test'",
     ] {
         assert!(script.contains(line), "no {line:?} in:\n{script}");
     }

@@ -185,6 +185,7 @@ fn empty_org(server: TransportServer) -> Org {
         permissions: vec![],
         ip_lists: Vec::new(),
         sender_filter: Default::default(),
+        recipient_filter: Default::default(),
         local_fqdns: vec![FQDN.to_string()],
     }
 }

@@ -18,6 +18,7 @@ pub mod permission;
 pub mod props;
 pub mod receive_connector;
 pub mod recipient;
+pub mod recipient_filter;
 pub mod send_connector;
 pub mod sender_filter;
 pub mod transport;

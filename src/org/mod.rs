@@ -12,6 +12,7 @@ pub mod network;
 pub mod org_key;
 pub mod receive_connector;
 pub mod recipient;
+pub mod recipient_filter;
 pub mod rights;
 pub mod send_connector;
 pub mod sender_filter;
@@ -141,6 +142,8 @@ pub struct Org {
     pub ip_lists: Vec<ip_list::IpListEntry>,
     /// Set-SenderFilterConfig: the Sender Filter agent's blocked senders and domains.
     pub sender_filter: sender_filter::SenderFilterConfig,
+    /// The Recipient Filter agent's settings (Set-RecipientFilterConfig).
+    pub recipient_filter: recipient_filter::RecipientFilterConfig,
     /// Lower-cased FQDNs of every transport server and receive connector of the organisation: a
     /// Received field `by` one of them is a local hop (MaxLocalHopCount).
     pub local_fqdns: Vec<String>,
@@ -163,6 +166,7 @@ impl Org {
             .await?,
             ip_lists: ip_list::IpListEntry::load_all(pool).await?,
             sender_filter: sender_filter::SenderFilterConfig::load(pool).await?,
+            recipient_filter: recipient_filter::RecipientFilterConfig::load(pool).await?,
             local_fqdns: sqlx::query_scalar(
                 "SELECT lower(rtrim(fqdn, '.')) FROM transport_server
                  UNION SELECT lower(rtrim(fqdn, '.')) FROM receive_connector",

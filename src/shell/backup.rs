@@ -47,6 +47,9 @@ pub async fn script(
     out.push_str(&render::new_cmdlet(&Obj::SenderFilterConfig(
         crate::org::sender_filter::SenderFilterConfig::load_in(conn).await?,
     )));
+    out.push_str(&render::new_cmdlet(&Obj::RecipientFilterConfig(
+        crate::org::recipient_filter::RecipientFilterConfig::load_in(conn).await?,
+    )));
     for s in TransportServer::load_all(conn).await? {
         out.push_str(&render::new_cmdlet(&Obj::TransportServer(s)));
     }
@@ -55,6 +58,9 @@ pub async fn script(
     }
     for (r, extra) in Recipient::load_all(conn).await? {
         out.push_str(&render::new_cmdlet(&Obj::Recipient(r, extra)));
+    }
+    for v in crate::ops::recipient_filter::get(conn, None, None).await? {
+        out.push_str(&render::new_cmdlet(&Obj::ValidRecipient(v)));
     }
     out.push_str(&accounts(conn, secrets).await?);
     let mut connectors: Vec<(uuid::Uuid, String)> = vec![];

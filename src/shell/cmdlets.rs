@@ -8,7 +8,10 @@ use sqlx::PgConnection;
 
 use super::bind::{self, Arg, Param, Ty, at, m, p};
 use super::parse::Command;
-use super::{Obj, Shell, ShellError, certificate, config, format, ip_list, queue, render, select};
+use super::{
+    Obj, Shell, ShellError, certificate, config, format, ip_list, queue, recipient_filter, render,
+    select,
+};
 use crate::ops::props::{Kind, Object};
 use crate::ops::recipient::Type;
 use crate::ops::{
@@ -55,6 +58,9 @@ pub enum Op {
     Queue(queue::Op),
     Certificate(certificate::Op),
     IpList(ip_list::Op),
+    GetRecipientFilterConfig,
+    SetRecipientFilterConfig,
+    ValidRecipient(recipient_filter::Op),
 }
 
 pub struct Cmdlet {
@@ -154,6 +160,16 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
         cmdlet("Set-TransportConfig", Op::SetTransportConfig, &[]),
         cmdlet("Get-SenderFilterConfig", Op::GetSenderFilterConfig, &[]),
         cmdlet("Set-SenderFilterConfig", Op::SetSenderFilterConfig, &[]),
+        cmdlet(
+            "Get-RecipientFilterConfig",
+            Op::GetRecipientFilterConfig,
+            &[],
+        ),
+        cmdlet(
+            "Set-RecipientFilterConfig",
+            Op::SetRecipientFilterConfig,
+            &[],
+        ),
         cmdlet("Add-ADPermission", Op::AddADPermission, &perm),
         cmdlet("Remove-ADPermission", Op::RemoveADPermission, &perm),
         cmdlet(
@@ -261,6 +277,12 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
                 .into_iter()
                 .skip(1)
                 .collect(),
+            Op::SetRecipientFilterConfig => {
+                from_table(&crate::ops::recipient_filter::CONFIG, Some(ID))
+                    .into_iter()
+                    .skip(1)
+                    .collect()
+            }
             _ => continue,
         };
         c.params = table;
@@ -278,6 +300,11 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
     all.extend(ip_list::CMDLETS.iter().map(|c| Cmdlet {
         name: c.name,
         op: Op::IpList(c.op),
+        params: c.params.to_vec(),
+    }));
+    all.extend(recipient_filter::CMDLETS.iter().map(|c| Cmdlet {
+        name: c.name,
+        op: Op::ValidRecipient(c.op),
         params: c.params.to_vec(),
     }));
     all

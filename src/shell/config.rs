@@ -456,6 +456,19 @@ pub async fn run(
             Some(c) => super::ip_list::run(tx, c, b, text).await?,
             None => return Err(ShellError::UnknownCmdlet(name.to_string())),
         },
+        Op::GetRecipientFilterConfig => vec![Obj::RecipientFilterConfig(
+            crate::ops::recipient_filter::get_config(tx).await?,
+        )],
+        Op::SetRecipientFilterConfig => {
+            let ch = crate::ops::recipient_filter::set_config(tx, &vals()).await?;
+            whatif(b, text, "Setting Recipient filter configuration".into());
+            warn(text, b, &ch, Obj::RecipientFilterConfig);
+            vec![]
+        }
+        Op::ValidRecipient(_) => match super::recipient_filter::find(name) {
+            Some(c) => super::recipient_filter::run(tx, c, b, text).await?,
+            None => return Err(ShellError::UnknownCmdlet(name.to_string())),
+        },
         Op::FormatList
         | Op::FormatTable
         | Op::ExportCmdlet

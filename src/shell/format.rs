@@ -175,6 +175,8 @@ pub fn identity(o: &Obj) -> String {
         Obj::AcmeConfig(..) => "AcmeConfig".into(),
         Obj::IpListEntry(e) => e.id.to_string(),
         Obj::SenderFilterConfig(_) => "SenderFilterConfig".into(),
+        Obj::RecipientFilterConfig(_) => "RecipientFilterConfig".into(),
+        Obj::ValidRecipient(v) => v.address.clone(),
     }
 }
 
@@ -236,6 +238,8 @@ pub fn raw_properties(o: &Obj) -> Vec<(&'static str, String)> {
         Obj::ExchangeCertificate(c) => certificate_properties(c),
         Obj::IpListEntry(e) => super::ip_list::properties(e),
         Obj::SenderFilterConfig(c) => crate::ops::sender_filter::CONFIG.rows(c),
+        Obj::RecipientFilterConfig(c) => crate::ops::recipient_filter::CONFIG.rows(c),
+        Obj::ValidRecipient(v) => super::recipient_filter::properties(v),
         Obj::AcmeConfig(s, st) => vec![
             ("Enabled", if s.enabled { "True" } else { "False" }.into()),
             ("DirectoryUrl", s.directory_url.clone()),
@@ -276,7 +280,11 @@ fn default_columns(o: &Obj) -> Option<&'static [&'static str]> {
         ],
         Obj::ExchangeCertificate(_) => &["Thumbprint", "Services", "Subject"],
         Obj::IpListEntry(_) => &["Identity", "IPRange", "ExpirationTime", "Comment"],
-        Obj::TransportConfig(_) | Obj::AcmeConfig(..) | Obj::SenderFilterConfig(_) => {
+        Obj::ValidRecipient(_) => &["Address", "Domain", "WhenCreated"],
+        Obj::TransportConfig(_)
+        | Obj::AcmeConfig(..)
+        | Obj::SenderFilterConfig(_)
+        | Obj::RecipientFilterConfig(_) => {
             return None;
         }
     })

@@ -121,7 +121,8 @@ mod tests {
 
     #[test]
     fn completes_cmdlets_and_parameters() {
-        let (s, c) = complete("get-rec", 7);
+        // "get-rec" also names Get-RecipientFilterConfig now.
+        let (s, c) = complete("get-rece", 8);
         assert_eq!((s, c), (0, vec!["Get-ReceiveConnector".to_string()]));
         let line = "Get-SendConnector x | Set-SendConnector -SmartH";
         let (s, c) = complete(line, line.len());

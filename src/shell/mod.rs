@@ -15,6 +15,7 @@ pub mod ip_list;
 pub mod parse;
 pub mod queue;
 mod queue_action;
+pub mod recipient_filter;
 pub mod render;
 pub mod restore;
 pub mod select;
@@ -115,6 +116,8 @@ pub enum Obj {
     AcmeConfig(crate::tls::acme::AcmeSettings, crate::tls::acme::AcmeStatus),
     IpListEntry(crate::org::ip_list::IpListEntry),
     SenderFilterConfig(crate::org::sender_filter::SenderFilterConfig),
+    RecipientFilterConfig(crate::org::recipient_filter::RecipientFilterConfig),
+    ValidRecipient(crate::ops::recipient_filter::ValidRecipient),
 }
 
 /// A value at run time: what a variable holds and what a parameter receives.

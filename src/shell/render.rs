@@ -32,6 +32,8 @@ pub fn new_cmdlet(o: &Obj) -> String {
         | Obj::AcmeConfig(..) => String::new(),
         Obj::IpListEntry(e) => ip_list_entry(e),
         Obj::SenderFilterConfig(c) => crate::ops::sender_filter::CONFIG.export(c),
+        Obj::RecipientFilterConfig(c) => crate::ops::recipient_filter::CONFIG.export(c),
+        Obj::ValidRecipient(v) => format!("Add-ValidRecipient -Address {}\n", q(&v.address)),
     }
 }
 

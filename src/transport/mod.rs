@@ -9,6 +9,7 @@ pub mod dsn;
 pub mod headers;
 pub mod pressure;
 pub mod queue;
+pub mod recipient_callout;
 pub mod routing;
 pub mod shadow;
 pub mod spf;

@@ -37,6 +37,9 @@ pub struct SinkOptions {
     pub tempfail: Vec<String>,
     /// Seconds to wait before answering each DATA (a slow next hop).
     pub delay: Option<f64>,
+    /// When not empty, the only recipients that exist: every other RCPT gets `550 5.1.1`
+    /// (a primary that knows its mailboxes).
+    pub only: Vec<String>,
 }
 
 /// An aiosmtpd server saving what it accepts; killed on drop.
@@ -100,6 +103,9 @@ impl Sink {
         }
         if let Some(d) = self.opts.delay {
             cmd.arg("--delay").arg(d.to_string());
+        }
+        for r in &self.opts.only {
+            cmd.arg("--only").arg(r);
         }
         let mut child = cmd
             .stdout(Stdio::piped())

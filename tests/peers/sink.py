@@ -2,6 +2,8 @@
 
 Usage: sink.py HOST PORT OUTDIR [--tls CERT KEY] [--require-tls] [--auth USER:PASS]
                                  [--auth-optional] [--refuse ADDR]... [--tempfail ADDR]... [--delay SECONDS]
+                                 [--only ADDR]...
+With --only, every other recipient is refused with 550 5.1.1 (a primary that knows its users).
 Each accepted message becomes OUTDIR/<n>.json with mail_from, rcpt_tos, the ESMTP options
 and the data. Prints READY once listening. Runs until killed.
 """
@@ -28,6 +30,7 @@ args.add_argument("--auth-optional", action="store_true")
 args.add_argument("--refuse", action="append", default=[])
 args.add_argument("--tempfail", action="append", default=[])
 args.add_argument("--delay", type=float, default=0.0)
+args.add_argument("--only", action="append", default=[])
 opts = args.parse_args()
 os.makedirs(opts.out, exist_ok=True)
 
@@ -41,6 +44,8 @@ class Sink:
             return "550 5.1.1 No such user here"
         if address.lower() in opts.tempfail:
             return "451 4.3.0 Try again later"
+        if opts.only and address.lower() not in opts.only:
+            return "550 5.1.1 User unknown"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.append(rcpt_options)
         return "250 OK"

@@ -340,6 +340,27 @@ impl Client {
         }
     }
 
+    /// A recipient callout: `MAIL FROM:<>`, `RCPT TO:<rcpt>`, `RSET`, and never DATA. The RCPT
+    /// reply, or the MAIL reply when the null sender was refused.
+    pub async fn probe_recipient(&mut self, rcpt: &str) -> Result<Reply, ClientError> {
+        if !rcpt
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+        {
+            return Err(ClientError::Protocol(format!(
+                "not an address to probe: {rcpt:?}"
+            )));
+        }
+        let mail = self.conn.command("MAIL FROM:<>\r\n").await?;
+        if mail.code / 100 != 2 {
+            return Ok(mail);
+        }
+        let reply = self.conn.command(&format!("RCPT TO:<{rcpt}>\r\n")).await?;
+        // The answer is known; a failed RSET only costs the connection, which ends anyway.
+        let _ = self.conn.command("RSET\r\n").await;
+        Ok(reply)
+    }
+
     /// QUIT and close; errors are ignored since every outcome is already known.
     pub async fn quit(self) {
         self.conn.quit().await;

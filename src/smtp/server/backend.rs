@@ -9,10 +9,11 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::org::rights::Rights;
-use crate::org::{AcceptedDomain, Account, OrgError, Recipient};
+use crate::org::{AcceptedDomain, Account, Org, OrgError, Recipient};
 use crate::transport::categorizer::{self, Verdict};
 use crate::transport::queue::manager::AckWaiter;
 use crate::transport::queue::{self, AcceptError, Envelope, Incoming, QueueManager, Submitted};
+use crate::transport::recipient_callout::{Callouts, Known};
 use crate::transport::shadow::primary::{self, ShadowError};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -33,6 +34,18 @@ pub trait Directory: Send + Sync {
         address: &'a str,
         rights: Rights,
     ) -> BoxFuture<'a, Result<Verdict, OrgError>>;
+
+    /// The Recipient Filter agent's look-up of a relay domain's recipient (imported list, then
+    /// callouts, `transport::recipient_callout`), and whether it called out; `may_call_out` is
+    /// false once the session's callouts are spent. A stand-in without one knows nobody.
+    fn relay_recipient<'a>(
+        &'a self,
+        _org: &'a Org,
+        _address: &'a str,
+        _may_call_out: bool,
+    ) -> BoxFuture<'a, Result<(Known, bool), OrgError>> {
+        Box::pin(async { Ok((Known::NoAnswer("no recipient look-up".into()), false)) })
+    }
 }
 
 /// Where accepted mail goes.
@@ -89,6 +102,43 @@ impl Directory for PgDirectory {
         rights: Rights,
     ) -> BoxFuture<'a, Result<Verdict, OrgError>> {
         Box::pin(categorizer::categorize(&self.0, domains, address, rights))
+    }
+}
+
+/// The PostgreSQL directory with the relay domains' recipient look-ups.
+pub struct PgValidatingDirectory {
+    pub directory: PgDirectory,
+    pub callouts: Callouts,
+}
+
+impl Directory for PgValidatingDirectory {
+    fn account<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Account>, OrgError>> {
+        self.directory.account(name)
+    }
+
+    fn recipient<'a>(
+        &'a self,
+        address: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Recipient>, OrgError>> {
+        self.directory.recipient(address)
+    }
+
+    fn categorize<'a>(
+        &'a self,
+        domains: &'a [AcceptedDomain],
+        address: &'a str,
+        rights: Rights,
+    ) -> BoxFuture<'a, Result<Verdict, OrgError>> {
+        self.directory.categorize(domains, address, rights)
+    }
+
+    fn relay_recipient<'a>(
+        &'a self,
+        org: &'a Org,
+        address: &'a str,
+        may_call_out: bool,
+    ) -> BoxFuture<'a, Result<(Known, bool), OrgError>> {
+        Box::pin(self.callouts.check(org, address, may_call_out))
     }
 }
 

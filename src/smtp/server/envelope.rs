@@ -159,6 +159,10 @@ impl Session {
             self.reply(r);
             return Next::Continue;
         }
+        if let Some(r) = self.recipient_filter(&to).await {
+            self.reply_tarpit(r).await;
+            return Next::Continue;
+        }
         let verdict = self
             .gw
             .directory

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod limits;
 pub mod listener;
 pub mod sender_filter;
+pub mod recipient_filter;
 pub mod session;
 pub mod shadow;
 pub mod source_rate;

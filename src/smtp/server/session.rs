@@ -73,6 +73,8 @@ pub struct Session {
     /// The shadow server's context, once its XSHADOW was accepted: this node is then the
     /// primary for the messages it marks with XSHADOW=.
     pub shadow_context: Option<String>,
+    /// Recipient callouts this session caused (`recipient_filter`), bounded.
+    pub callouts: u32,
     pub log: Option<SessionLog>,
     started: Instant,
     /// Set once the 421 for too many errors is queued: nothing more is read, whichever path
@@ -124,6 +126,7 @@ impl Session {
             protocol_errors: 0,
             tx: None,
             shadow_context: None,
+            callouts: 0,
             log,
             started: Instant::now(),
             closing: false,

@@ -470,6 +470,7 @@ fn manager(
         permissions: Vec::new(),
         ip_lists: Vec::new(),
         sender_filter: Default::default(),
+        recipient_filter: Default::default(),
         local_fqdns: Vec::new(),
     };
     let (wtx, wrx) = mpsc::unbounded_channel();

@@ -1,0 +1,124 @@
+//! Get-/Set-RecipientFilterConfig's output, and hubgate's Add-, Remove-, Get- and
+//! Import-ValidRecipient over `ops::recipient_filter`.
+
+use sqlx::PgConnection;
+
+use super::bind::{Arg, Bound, Param, Ty, at, m, p};
+use super::{Obj, ShellError};
+use crate::ops::OpError;
+use crate::ops::recipient_filter::{self as ops, MAX_IMPORT_BYTES, ValidRecipient};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Add,
+    Remove,
+    Get,
+    Import,
+}
+
+pub struct Cmdlet {
+    pub name: &'static str,
+    pub op: Op,
+    pub params: &'static [Param],
+}
+
+pub const CMDLETS: &[Cmdlet] = &[
+    Cmdlet {
+        name: "Add-ValidRecipient",
+        op: Op::Add,
+        params: &[at(m("Address", Ty::Str), 0)],
+    },
+    Cmdlet {
+        name: "Remove-ValidRecipient",
+        op: Op::Remove,
+        params: &[at(m("Identity", Ty::Identity), 0)],
+    },
+    Cmdlet {
+        name: "Get-ValidRecipient",
+        op: Op::Get,
+        params: &[at(p("Identity", Ty::Identity), 0), p("Domain", Ty::Str)],
+    },
+    Cmdlet {
+        name: "Import-ValidRecipient",
+        op: Op::Import,
+        params: &[at(m("Path", Ty::Str), 0)],
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Cmdlet> {
+    CMDLETS.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+}
+
+/// -Identity: the address, or an entry piped from Get-ValidRecipient.
+fn identity(b: &Bound, cmdlet: &str) -> Result<Option<String>, ShellError> {
+    match b.get("Identity") {
+        None => Ok(None),
+        Some(Arg::Str(s)) => Ok(Some(s.clone())),
+        Some(Arg::Obj(Obj::ValidRecipient(v))) => Ok(Some(v.address.clone())),
+        Some(_) => Err(ShellError::BadPipelineInput(cmdlet.to_string())),
+    }
+}
+
+pub async fn run(
+    tx: &mut PgConnection,
+    c: &Cmdlet,
+    b: &Bound,
+    text: &mut String,
+) -> Result<Vec<Obj>, ShellError> {
+    match c.op {
+        Op::Add => {
+            let a = b.str("Address").unwrap_or_default();
+            super::queue::whatif(b, text, format!("Adding valid recipient \"{a}\""));
+            Ok(vec![Obj::ValidRecipient(ops::add(tx, &a).await?)])
+        }
+        Op::Remove => {
+            let a = identity(b, c.name)?
+                .ok_or_else(|| ShellError::Op(OpError::MissingMandatory(vec!["Identity"])))?;
+            super::queue::whatif(b, text, format!("Removing valid recipient \"{a}\""));
+            ops::remove(tx, &a).await?;
+            Ok(vec![])
+        }
+        Op::Get => {
+            let a = identity(b, c.name)?;
+            let d = b.str("Domain");
+            Ok(ops::get(tx, a.as_deref(), d.as_deref())
+                .await?
+                .into_iter()
+                .map(Obj::ValidRecipient)
+                .collect())
+        }
+        Op::Import => {
+            let path = b.str("Path").unwrap_or_default();
+            let unreadable = |e: std::io::Error| {
+                OpError::invalid("Path", format!("Cannot read \"{path}\": {e}"))
+            };
+            let size = std::fs::metadata(&path).map_err(unreadable)?.len();
+            if size > MAX_IMPORT_BYTES {
+                return Err(OpError::invalid(
+                    "Path",
+                    format!("\"{path}\" is {size} bytes; at most {MAX_IMPORT_BYTES} are imported at once."),
+                )
+                .into());
+            }
+            let data = std::fs::read_to_string(&path).map_err(unreadable)?;
+            super::queue::whatif(
+                b,
+                text,
+                format!("Importing valid recipients from \"{path}\""),
+            );
+            let added = ops::import(tx, &data).await?;
+            text.push_str(&format!("{added} valid recipients added.\n"));
+            Ok(vec![])
+        }
+    }
+}
+
+/// Format-List's properties.
+pub fn properties(v: &ValidRecipient) -> Vec<(&'static str, String)> {
+    vec![
+        ("Identity", v.address.clone()),
+        ("Address", v.address.clone()),
+        ("Domain", v.domain.clone()),
+        ("WhenCreated", super::format::datetime(v.added)),
+    ]
+}

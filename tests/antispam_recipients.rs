@@ -1,0 +1,495 @@
+//! The Recipient Filter agent on a backup MX (seed 004), against the real binary and a real
+//! primary (an aiosmtpd sink on 127.0.0.x that refuses the recipients it does not have): valid
+//! recipients of a relay domain from an imported list, or learned by callout and kept while the
+//! primary is down, a 4xx when nobody can say, BlockedRecipients, the defaults, the bypass for an
+//! authenticated session, bad input, and no backscatter.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::mail::{configure, fails, run, within, within_now};
+use common::peers::{Sink, SinkOptions};
+use common::*;
+use hubgate::org::Account;
+
+const UNKNOWN: &str = "550 5.1.1 User unknown\r\n";
+const NO_ANSWER: &str =
+    "451 4.4.0 Unable to verify the recipient with the next hop, try again later\r\n";
+const ALICE: &str = "alice@primary.example";
+
+/// A backup MX for primary.example (seed 004: an ExternalRelay domain and a send connector to the
+/// primary), with the Recipient Filter agent validating its recipients (`validate`).
+async fn backup_mx(primary: SocketAddr, validate: bool, extra: &[&str]) -> Setup {
+    let s = Setup::new().await;
+    s.sql("UPDATE receive_connector SET protocol_logging_level = 'Verbose'")
+        .await;
+    let connector = format!(
+        "New-SendConnector -Name Primary -AddressSpaces 'primary.example' -DNSRoutingEnabled $false -SmartHosts '{}' -Port {}",
+        primary.ip(),
+        primary.port()
+    );
+    let mut lines = vec![
+        // Held mail stays in Retry for the whole test (seed 004's outage hold).
+        "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:15:00 -OutboundConnectionFailureRetryInterval 00:15:00",
+        "New-AcceptedDomain -Name Primary -DomainName primary.example -DomainType ExternalRelay",
+        &connector,
+    ];
+    if validate {
+        lines.push("Set-AcceptedDomain Primary -AddressBookEnabled $true");
+        lines.push("Set-RecipientFilterConfig -RecipientValidationEnabled $true");
+    }
+    lines.extend_from_slice(extra);
+    configure(&s, &lines).await;
+    s
+}
+
+/// The primary: only `users` exist there.
+fn primary(ip: &str, users: &[&str]) -> (SocketAddr, SinkOptions) {
+    let opts = SinkOptions {
+        only: users.iter().map(|u| u.to_string()).collect(),
+        ..SinkOptions::default()
+    };
+    (common::mail::addr(ip, peer_port()), opts)
+}
+
+/// An anonymous transaction from the Internet up to its RCPT; the RCPT reply.
+async fn rcpt(gw: &Gateway, to: &str) -> String {
+    let mut c = Raw::connect(gw.smtp()).await;
+    assert!(c.reply().await.starts_with("220 "));
+    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
+    let mail = c.cmd("MAIL FROM:<someone@example.net>").await;
+    assert!(mail.starts_with("250 "), "{mail}");
+    let r = c.cmd(&format!("RCPT TO:<{to}>")).await;
+    c.cmd("QUIT").await;
+    r
+}
+
+/// One whole message from the Internet with swaks; whether it was accepted.
+fn send(gw: &Gateway, to: &[&str]) -> (bool, String) {
+    swaks(&[
+        "--server",
+        &gw.smtp().to_string(),
+        "--from",
+        "someone@example.net",
+        "--to",
+        &to.join(","),
+        "--header",
+        "Subject: for the primary",
+        "--body",
+        "held by the backup MX",
+    ])
+}
+
+/// Every line of the message tracking log so far.
+fn tracking_log(gw: &Gateway) -> String {
+    let dir = gw.data_dir().join("logs/MessageTracking");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return String::new();
+    };
+    let mut names: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+        .collect()
+}
+
+/// The agent's tracking lines with this event id, for this recipient.
+fn agent_events(gw: &Gateway, event_id: &str, to: &str) -> usize {
+    tracking_log(gw)
+        .lines()
+        .filter(|l| {
+            l.contains(",Recipient Filter Agent,")
+                && l.contains(&format!(",AGENT,{event_id},"))
+                && l.contains(to)
+        })
+        .count()
+}
+
+/// Messages with the null sender: NDRs and DSNs.
+async fn dsn_count(gw: &Gateway) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM message WHERE from_address = ''")
+        .fetch_one(gw.pool())
+        .await
+        .unwrap();
+    n
+}
+
+/// The primary's queue: its status and the recipients it holds.
+async fn primary_queue(gw: &Gateway) -> Option<(String, i64)> {
+    sqlx::query_as(
+        "SELECT q.status,
+                (SELECT count(*) FROM message_recipient r
+                  WHERE r.queue_id = q.id AND r.status NOT IN ('Delivered', 'Failed'))
+           FROM delivery_queue q WHERE q.delivery_type = 'SmartHostConnectorDelivery'",
+    )
+    .fetch_optional(gw.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_imported_list_decides_at_rcpt_and_nothing_is_queued() {
+    // No primary runs at all: the list alone answers.
+    let (addr, _) = primary("127.0.0.141", &[]);
+    let s = backup_mx(addr, true, &[]).await;
+    let csv = s.data_dir.path().join("valid.csv");
+    std::fs::write(
+        &csv,
+        "#TYPE Deserialized.Recipient\n\"Name\",\"Address\"\n\"Alice\",\"Alice@Primary.Example\"\n\"Bob, Jr\",\"bob@primary.example\"\n",
+    )
+    .unwrap();
+    configure(
+        &s,
+        &[&format!("Import-ValidRecipient -Path '{}'", csv.display())],
+    )
+    .await;
+    let gw = s.start().await;
+
+    assert!(rcpt(&gw, ALICE).await.starts_with("250 "));
+    assert!(rcpt(&gw, "BOB@primary.example").await.starts_with("250 "));
+    assert_eq!(rcpt(&gw, "mallory@primary.example").await, UNKNOWN);
+    let (ok, out) = send(&gw, &["mallory@primary.example", "eve@primary.example"]);
+    assert!(!ok, "{out}");
+    assert_eq!(gw.message_count().await, 0);
+    assert_eq!(agent_events(&gw, "FAIL", "mallory@primary.example"), 2);
+    assert!(receive_log(&gw).contains("Recipient Filter Agent"));
+
+    let listed = run(&gw, "Get-ValidRecipient -Domain primary.example").await;
+    assert!(
+        listed.contains(ALICE) && listed.contains("bob@primary.example"),
+        "{listed}"
+    );
+    run(&gw, "Add-ValidRecipient carol@primary.example").await;
+    run(&gw, "Remove-ValidRecipient bob@primary.example").await;
+    assert_eq!(rcpt(&gw, "bob@primary.example").await, UNKNOWN);
+    assert!(rcpt(&gw, "carol@primary.example").await.starts_with("250 "));
+}
+
+#[tokio::test]
+async fn a_bad_import_is_refused_with_its_line_and_stores_nothing() {
+    let (addr, _) = primary("127.0.0.142", &[]);
+    let s = backup_mx(addr, true, &[]).await;
+    let gw = s.start().await;
+    let csv = gw.data_dir().join("bad.csv");
+    std::fs::write(
+        &csv,
+        "Address\nalice@primary.example\nbob@primary.example\nnot an address\ncarol@primary.example\n",
+    )
+    .unwrap();
+    let e = fails(
+        &gw,
+        &format!("Import-ValidRecipient -Path '{}'", csv.display()),
+    )
+    .await;
+    assert!(
+        e.contains("Line 4") && e.contains("not a valid SMTP address"),
+        "{e}"
+    );
+    std::fs::write(&csv, "Name\nalice\n").unwrap();
+    let e = fails(
+        &gw,
+        &format!("Import-ValidRecipient -Path '{}'", csv.display()),
+    )
+    .await;
+    assert!(e.contains("Address column"), "{e}");
+    let e = fails(&gw, "Import-ValidRecipient -Path '/nonexistent/valid.csv'").await;
+    assert!(e.contains("Cannot read"), "{e}");
+    let e = fails(&gw, "Add-ValidRecipient 'no at sign'").await;
+    assert!(e.contains("not a valid SMTP address"), "{e}");
+    assert_eq!(run(&gw, "Get-ValidRecipient").await.trim(), "");
+    for (line, says) in [
+        (
+            "Set-RecipientFilterConfig -BlockedRecipients 'trap@contoso.test', 'not an address'",
+            "not a valid SMTP address",
+        ),
+        (
+            "Set-RecipientFilterConfig -RecipientCalloutTimeout 00:10:00",
+            "out of range",
+        ),
+    ] {
+        let e = fails(&gw, line).await;
+        assert!(e.contains(says), "{line}: {e}");
+    }
+    let cfg = run(&gw, "Get-RecipientFilterConfig | fl").await;
+    assert_eq!(shown(&cfg, "BlockedRecipients"), "{}");
+    assert_eq!(shown(&cfg, "RecipientCalloutTimeout"), "00:00:10");
+}
+
+#[tokio::test]
+async fn callouts_learn_from_the_primary_and_the_cache_answers_while_it_is_down() {
+    let (addr, opts) = primary("127.0.0.143", &[ALICE]);
+    let mut primary = Sink::with(addr, opts);
+    // The results expire at once: while the primary is down, expired ones must still answer.
+    let s = backup_mx(
+        addr,
+        true,
+        &["Set-RecipientFilterConfig -RecipientCalloutValidCacheTimeout 00:00:01 -RecipientCalloutUnknownCacheTimeout 00:00:01"],
+    )
+    .await;
+    let mut gw = s.start().await;
+
+    // The primary up: it says who exists.
+    assert!(rcpt(&gw, ALICE).await.starts_with("250 "));
+    assert_eq!(rcpt(&gw, "bob@primary.example").await, UNKNOWN);
+    assert_eq!(agent_events(&gw, "FAIL", "bob@primary.example"), 1);
+    assert!(primary.received().is_empty(), "a callout never sends DATA");
+    let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM recipient_callout")
+        .fetch_one(gw.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 2);
+
+    // The primary goes down, and the gateway restarts: what it learned was persisted.
+    primary.stop();
+    gw.restart().await;
+    let pool = gw.pool().clone();
+    within(30, "the callout results past their TTL", || {
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM recipient_callout WHERE expires_at < now()")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            n == 2
+        }
+    })
+    .await;
+    assert!(rcpt(&gw, ALICE).await.starts_with("250 "));
+    assert_eq!(rcpt(&gw, "bob@primary.example").await, UNKNOWN);
+    assert!(agent_events(&gw, "AGENTINFO", ALICE) >= 1);
+
+    // Seed 004's outage hold: the valid recipient's mail waits in the queue for the primary.
+    let (ok, out) = send(&gw, &[ALICE, "bob@primary.example"]);
+    assert!(ok, "{out}");
+    let g = &gw;
+    within(
+        60,
+        "the message held in Retry for the primary",
+        || async move {
+            primary_queue(g)
+                .await
+                .is_some_and(|(st, n)| st == "Retry" && n == 1)
+        },
+    )
+    .await;
+    assert_eq!(gw.message_count().await, 1);
+
+    // Back up, the primary gets it: the one valid recipient.
+    primary.restart();
+    let (id,): (i64,) = sqlx::query_as(
+        "SELECT id FROM delivery_queue WHERE delivery_type = 'SmartHostConnectorDelivery'",
+    )
+    .fetch_one(gw.pool())
+    .await
+    .unwrap();
+    run(&gw, &format!("Retry-Queue 'HUB1\\{id}'")).await;
+    let p = &primary;
+    within_now(60, "the held message at the primary", || {
+        p.recipients() == vec![ALICE.to_string()]
+    })
+    .await;
+    assert_eq!(dsn_count(&gw).await, 0);
+}
+
+#[tokio::test]
+async fn a_cold_cache_with_the_primary_down_defers_and_queues_nothing() {
+    let (addr, opts) = primary("127.0.0.144", &[ALICE]);
+    let _down = Sink::down(addr, opts);
+    let s = backup_mx(addr, true, &[]).await;
+    let gw = s.start().await;
+    assert_eq!(rcpt(&gw, ALICE).await, NO_ANSWER);
+    let (ok, out) = send(&gw, &[ALICE]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("451 4.4.0"), "{out}");
+    assert_eq!(gw.message_count().await, 0);
+    assert!(agent_events(&gw, "DEFER", ALICE) >= 2);
+    let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM recipient_callout")
+        .fetch_one(gw.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "no answer is not an answer");
+}
+
+#[tokio::test]
+async fn blocked_recipients_are_refused_when_the_block_list_is_enabled() {
+    let s = Setup::new().await;
+    configure(
+        &s,
+        &[
+            "New-Mailbox -Name Ceo -PrimarySmtpAddress ceo@contoso.test",
+            "New-Mailbox -Name Sales -PrimarySmtpAddress sales@contoso.test",
+            "Set-RecipientFilterConfig -BlockedRecipients 'CEO@contoso.test'",
+        ],
+    )
+    .await;
+    let gw = s.start().await;
+    // BlockedRecipients apply only with BlockListEnabled, as in Exchange.
+    assert!(rcpt(&gw, "ceo@contoso.test").await.starts_with("250 "));
+    run(&gw, "Set-RecipientFilterConfig -BlockListEnabled $true").await;
+    let g = &gw;
+    within(30, "the block list applied", || async move {
+        rcpt(g, "ceo@contoso.test").await == "550 5.7.1 Recipient not authorized\r\n"
+    })
+    .await;
+    assert!(rcpt(&gw, "sales@contoso.test").await.starts_with("250 "));
+    assert!(agent_events(&gw, "FAIL", "ceo@contoso.test") >= 1);
+    let cfg = run(&gw, "Get-RecipientFilterConfig | fl").await;
+    assert_eq!(shown(&cfg, "BlockListEnabled"), "True");
+    assert_eq!(shown(&cfg, "BlockedRecipients"), "{CEO@contoso.test}");
+    let export = run(&gw, "Get-RecipientFilterConfig | Export-Cmdlet").await;
+    assert!(export.starts_with("Set-RecipientFilterConfig "), "{export}");
+    assert!(
+        export.contains("-BlockedRecipients 'CEO@contoso.test'"),
+        "{export}"
+    );
+}
+
+#[tokio::test]
+async fn validation_is_off_by_default_for_relay_domains() {
+    // The primary is down and never asked: an unknown recipient is taken as before.
+    let (addr, _) = primary("127.0.0.145", &[]);
+    let s = backup_mx(addr, false, &[]).await;
+    let gw = s.start().await;
+    let cfg = run(&gw, "Get-RecipientFilterConfig | fl").await;
+    assert_eq!(shown(&cfg, "Enabled"), "True");
+    assert_eq!(shown(&cfg, "RecipientValidationEnabled"), "False");
+    assert_eq!(shown(&cfg, "BlockListEnabled"), "False");
+    let d = run(&gw, "Get-AcceptedDomain Primary | fl").await;
+    assert_eq!(shown(&d, "AddressBookEnabled"), "False");
+    assert!(
+        rcpt(&gw, "anyone@primary.example")
+            .await
+            .starts_with("250 ")
+    );
+    // Validation on, but the relay domain's AddressBookEnabled still off: still taken.
+    run(
+        &gw,
+        "Set-RecipientFilterConfig -RecipientValidationEnabled $true",
+    )
+    .await;
+    assert!(
+        rcpt(&gw, "anyone@primary.example")
+            .await
+            .starts_with("250 ")
+    );
+    // With it on, the same recipient waits for an answer nobody can give.
+    run(&gw, "Set-AcceptedDomain Primary -AddressBookEnabled $true").await;
+    let g = &gw;
+    within(30, "validation applied", || async move {
+        rcpt(g, "anyone@primary.example").await == NO_ANSWER
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_authenticated_session_is_not_filtered() {
+    let (addr, _) = primary("127.0.0.146", &[]);
+    let s = backup_mx(addr, true, &[]).await;
+    s.sql("UPDATE receive_connector SET auth_mechanism = '{Tls,BasicAuth}'")
+        .await;
+    configure(
+        &s,
+        &["New-Mailbox -Name Sender -PrimarySmtpAddress sender@contoso.test"],
+    )
+    .await;
+    Account::create(&s.pool, "Sender", "Partner-pw-1", &[])
+        .await
+        .unwrap();
+    let gw = s.start().await;
+    assert_eq!(rcpt(&gw, "anyone@primary.example").await, NO_ANSWER);
+
+    let mut c = Raw::connect(gw.smtp()).await;
+    assert!(c.reply().await.starts_with("220 "));
+    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
+    let auth = B64.encode("\0Sender\0Partner-pw-1");
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {auth}")).await,
+        "235 2.7.0 Authentication successful\r\n"
+    );
+    let mail = c.cmd("MAIL FROM:<sender@contoso.test>").await;
+    assert!(mail.starts_with("250 "), "{mail}");
+    let r = c.cmd("RCPT TO:<anyone@primary.example>").await;
+    assert!(r.starts_with("250 "), "{r}");
+}
+
+#[tokio::test]
+async fn no_backscatter_for_recipients_the_primary_does_not_have() {
+    let (addr, opts) = primary("127.0.0.147", &[ALICE]);
+    let primary = Sink::with(addr, opts);
+    let s = backup_mx(addr, true, &[]).await;
+    let gw = s.start().await;
+    let unknown: Vec<String> = (0..5)
+        .map(|i| format!("guess{i}@primary.example"))
+        .collect();
+    let mut to: Vec<&str> = unknown.iter().map(String::as_str).collect();
+    // Only unknown recipients: the whole transaction is refused, nothing is queued.
+    let (ok, out) = send(&gw, &to);
+    assert!(!ok, "{out}");
+    assert_eq!(gw.message_count().await, 0);
+    // One valid among them: only it is taken, and delivered.
+    to.push(ALICE);
+    let (ok, out) = send(&gw, &to);
+    assert!(ok, "{out}");
+    let p = &primary;
+    within_now(60, "the message at the primary", || {
+        p.recipients() == vec![ALICE.to_string()]
+    })
+    .await;
+    // Delivered messages leave the queue; an NDR would stay (its sender's domain has no route).
+    let g = &gw;
+    within(
+        30,
+        "the delivered message gone from the queue",
+        || async move { g.message_count().await == 0 },
+    )
+    .await;
+    assert_eq!(
+        dsn_count(&gw).await,
+        0,
+        "no NDR for a recipient refused at RCPT"
+    );
+    assert!(!tracking_log(&gw).contains(",DSN,"));
+    for u in &unknown {
+        assert!(agent_events(&gw, "FAIL", u) >= 1, "{u}");
+    }
+}
+
+#[tokio::test]
+async fn an_internal_relay_domain_knows_its_mailboxes_and_asks_the_primary_for_the_rest() {
+    let (addr, opts) = primary("127.0.0.148", &["shared@shared.example"]);
+    let _primary = Sink::with(addr, opts);
+    let s = Setup::new().await;
+    let connector = format!(
+        "New-SendConnector -Name Shared -AddressSpaces 'shared.example' -DNSRoutingEnabled $false -SmartHosts '{}' -Port {}",
+        addr.ip(),
+        addr.port()
+    );
+    configure(
+        &s,
+        &[
+            "New-AcceptedDomain -Name Shared -DomainName shared.example -DomainType InternalRelay",
+            "Set-AcceptedDomain Shared -AddressBookEnabled $true",
+            "New-Mailbox -Name Local -PrimarySmtpAddress local@shared.example",
+            &connector,
+            "Set-RecipientFilterConfig -RecipientValidationEnabled $true",
+        ],
+    )
+    .await;
+    let gw = s.start().await;
+    assert!(rcpt(&gw, "local@shared.example").await.starts_with("250 "));
+    assert!(rcpt(&gw, "shared@shared.example").await.starts_with("250 "));
+    assert_eq!(rcpt(&gw, "nobody@shared.example").await, UNKNOWN);
+    // The directory answered for the local mailbox: the primary was asked only about the others.
+    let asked: Vec<(String,)> =
+        sqlx::query_as("SELECT address FROM recipient_callout ORDER BY address")
+            .fetch_all(gw.pool())
+            .await
+            .unwrap();
+    let asked: Vec<String> = asked.into_iter().map(|(a,)| a).collect();
+    assert_eq!(asked, ["nobody@shared.example", "shared@shared.example"]);
+}
