@@ -157,6 +157,7 @@ fn gateway(
         tracking: TrackingLog::new(dir, false, false),
         drain: Default::default(),
         pressure: Default::default(),
+        dnsbl: Default::default(),
     })
 }
 
@@ -184,6 +185,7 @@ fn empty_org(server: TransportServer) -> Org {
         send_connectors: vec![],
         permissions: vec![],
         ip_lists: Vec::new(),
+        ip_block_lists: Default::default(),
         local_fqdns: vec![FQDN.to_string()],
     }
 }

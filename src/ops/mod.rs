@@ -12,6 +12,7 @@ pub mod accepted_domain;
 pub mod certificate;
 pub mod field;
 pub mod filter;
+pub mod ip_block_list;
 pub mod ip_list;
 pub mod permission;
 pub mod props;

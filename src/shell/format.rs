@@ -174,6 +174,9 @@ pub fn identity(o: &Obj) -> String {
         Obj::ExchangeCertificate(c) => c.info.thumbprint.clone(),
         Obj::AcmeConfig(..) => "AcmeConfig".into(),
         Obj::IpListEntry(e) => e.id.to_string(),
+        Obj::IpBlockListProvider(p) => p.name.clone(),
+        Obj::IpBlockListProvidersConfig(_) => "IPBlockListProvidersConfig".into(),
+        Obj::IpBlockListConfig(_) => "IPBlockListConfig".into(),
     }
 }
 
@@ -234,6 +237,9 @@ pub fn raw_properties(o: &Obj) -> Vec<(&'static str, String)> {
         ],
         Obj::ExchangeCertificate(c) => certificate_properties(c),
         Obj::IpListEntry(e) => super::ip_list::properties(e),
+        Obj::IpBlockListProvider(p) => crate::ops::ip_block_list::PROVIDER.rows(p),
+        Obj::IpBlockListProvidersConfig(c) => crate::ops::ip_block_list::PROVIDERS_CONFIG.rows(c),
+        Obj::IpBlockListConfig(c) => crate::ops::ip_block_list::BLOCK_LIST_CONFIG.rows(c),
         Obj::AcmeConfig(s, st) => vec![
             ("Enabled", if s.enabled { "True" } else { "False" }.into()),
             ("DirectoryUrl", s.directory_url.clone()),
@@ -274,7 +280,11 @@ fn default_columns(o: &Obj) -> Option<&'static [&'static str]> {
         ],
         Obj::ExchangeCertificate(_) => &["Thumbprint", "Services", "Subject"],
         Obj::IpListEntry(_) => &["Identity", "IPRange", "ExpirationTime", "Comment"],
-        Obj::TransportConfig(_) | Obj::AcmeConfig(..) => return None,
+        Obj::IpBlockListProvider(_) => &["Name", "LookupDomain", "Priority", "Enabled"],
+        Obj::TransportConfig(_)
+        | Obj::AcmeConfig(..)
+        | Obj::IpBlockListProvidersConfig(_)
+        | Obj::IpBlockListConfig(_) => return None,
     })
 }
 

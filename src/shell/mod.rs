@@ -11,6 +11,7 @@ pub mod cmdlets;
 pub mod config;
 pub mod format;
 pub mod interactive;
+pub mod ip_block_list;
 pub mod ip_list;
 pub mod parse;
 pub mod queue;
@@ -114,6 +115,9 @@ pub enum Obj {
     ExchangeCertificate(crate::ops::certificate::Certificate),
     AcmeConfig(crate::tls::acme::AcmeSettings, crate::tls::acme::AcmeStatus),
     IpListEntry(crate::org::ip_list::IpListEntry),
+    IpBlockListProvider(crate::org::ip_block_list::IpBlockListProvider),
+    IpBlockListProvidersConfig(crate::org::ip_block_list::ProvidersConfig),
+    IpBlockListConfig(crate::org::ip_block_list::BlockListConfig),
 }
 
 /// A value at run time: what a variable holds and what a parameter receives.

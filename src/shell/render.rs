@@ -31,6 +31,9 @@ pub fn new_cmdlet(o: &Obj) -> String {
         | Obj::ExchangeCertificate(_)
         | Obj::AcmeConfig(..) => String::new(),
         Obj::IpListEntry(e) => ip_list_entry(e),
+        Obj::IpBlockListProvider(p) => crate::ops::ip_block_list::PROVIDER.export(p),
+        Obj::IpBlockListProvidersConfig(c) => crate::ops::ip_block_list::PROVIDERS_CONFIG.export(c),
+        Obj::IpBlockListConfig(c) => crate::ops::ip_block_list::BLOCK_LIST_CONFIG.export(c),
     }
 }
 

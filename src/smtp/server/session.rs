@@ -74,6 +74,8 @@ pub struct Session {
     /// primary for the messages it marks with XSHADOW=.
     pub shadow_context: Option<String>,
     pub log: Option<SessionLog>,
+    /// The IP Block List providers' look-up of the source, from the first MAIL on.
+    pub dnsbl: Option<super::dnsbl::State>,
     started: Instant,
     /// Set once the 421 for too many errors is queued: nothing more is read, whichever path
     /// counted the last error.
@@ -125,6 +127,7 @@ impl Session {
             tx: None,
             shadow_context: None,
             log,
+            dnsbl: None,
             started: Instant::now(),
             closing: false,
         }

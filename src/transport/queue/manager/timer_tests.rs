@@ -469,6 +469,7 @@ fn manager(
         send_connectors: Vec::new(),
         permissions: Vec::new(),
         ip_lists: Vec::new(),
+        ip_block_lists: Default::default(),
         local_fqdns: Vec::new(),
     };
     let (wtx, wrx) = mpsc::unbounded_channel();
