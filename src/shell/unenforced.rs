@@ -219,6 +219,7 @@ mod tests {
         // A misspelt name would never match the view nor the cmdlet's parameter.
         let mut objs = every_default_object();
         objs.push(Obj::TransportConfig(TransportConfig::with_defaults()));
+        objs.push(Obj::IpBlockListProvidersConfig(Default::default()));
         for u in TABLE {
             let owner = objs
                 .iter()
