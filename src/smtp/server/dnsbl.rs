@@ -36,6 +36,9 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// The resolver's cache bound (names, positive and negative).
 const CACHE_SIZE: u64 = 10_000;
 
+/// The A records of one answer a verdict keeps.
+const MAX_ANSWERS: usize = 16;
+
 /// What every session shares: the resolver, and with it the answers' cache. It is rebuilt
 /// (and its cache dropped) only when ExternalDNSServers changes.
 #[derive(Default)]
@@ -123,6 +126,8 @@ async fn ask(
                 RData::A(a) => Some(a.0),
                 _ => None,
             })
+            // A list answers with one or a few codes; a hostile zone's hundreds are not kept.
+            .take(MAX_ANSWERS)
             .collect()),
         // NXDOMAIN (or no A record): not listed, and cached for the zone's negative TTL.
         Ok(Err(NetError::Dns(DnsError::NoRecordsFound(_)))) => Ok(vec![]),
