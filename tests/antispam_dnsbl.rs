@@ -202,12 +202,23 @@ async fn a_provider_that_never_answers_fails_open_within_its_bound() {
     .await;
     let gw = s.start().await;
 
+    let mut c = Raw::connect_from(gw.smtp(), Some("127.0.0.70")).await;
+    assert!(c.reply().await.starts_with("220 "));
+    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
     let started = Instant::now();
-    let r = rcpt_from(&gw, "127.0.0.70").await;
+    let mail = c.cmd("MAIL FROM:<someone@example.net>").await;
+    assert!(mail.starts_with("250 "), "{mail}");
+    let r = c.cmd("RCPT TO:<sender@contoso.test>").await;
     let took = started.elapsed();
     assert!(r.starts_with("250 "), "{r}");
     // The per-query bound is 2 s; generous for a loaded machine, far below the client's wait.
     assert!(took < Duration::from_secs(12), "took {took:?}");
+    assert!(c.cmd("DATA").await.starts_with("354 "));
+    let end = c
+        .cmd("Subject: while the list is down\r\n\r\nhello\r\n.")
+        .await;
+    assert!(end.starts_with("250 "), "the mail is accepted: {end}");
+    c.cmd("QUIT").await;
     let g = &gw;
     eventually("the failure in the protocol log", || async move {
         receive_log(g).contains("IP Block List provider 'Silent' failed")
