@@ -119,7 +119,9 @@ impl IpBlockListProvider {
     }
 
     /// Whether the provider's A records for a source say it is listed. With no criterion at all
-    /// any answer in 127.0.0.0/8 counts (RFC 5782 §2.1: that is how a list says "listed").
+    /// any answer in 127.0.0.0/8 counts (RFC 5782 §2.1: that is how a list says "listed"), but
+    /// 127.255.255.0/24, which lists such as Spamhaus use for "query refused" and other errors:
+    /// taken as listings they would refuse every source.
     pub fn matches(&self, answers: &[Ipv4Addr]) -> bool {
         if self.any_match {
             return !answers.is_empty();
@@ -134,7 +136,9 @@ impl IpBlockListProvider {
             .filter_map(|a| a.trim().parse().ok())
             .collect();
         if mask.is_none() && listed.is_empty() {
-            return answers.iter().any(|a| a.octets()[0] == 127);
+            return answers
+                .iter()
+                .any(|a| matches!(a.octets(), [127, x, y, _] if (x, y) != (255, 255)));
         }
         answers.iter().any(|a| {
             // The first octet is the list's 127: only the bits after it carry codes.
@@ -412,6 +416,8 @@ mod tests {
         // No criterion: any 127/8 answer.
         assert!(p.matches(&ans("127.0.0.2")));
         assert!(!p.matches(&[]));
+        assert!(!p.matches(&ans("127.255.255.254")));
+        assert!(!p.matches(&ans("10.0.0.2")));
         p.bitmask_match = Some("127.0.0.4".into());
         assert!(p.matches(&ans("127.0.0.6")));
         assert!(!p.matches(&ans("127.0.0.2")));
