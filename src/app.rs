@@ -167,6 +167,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         tracking,
         drain,
         pressure: pressure.clone(),
+        dnsbl: Default::default(),
     });
 
     // Made now, so that the first AUTH for an unknown account takes no longer than any other.

@@ -157,6 +157,7 @@ fn gateway(
         tracking: TrackingLog::new(dir, false, false),
         drain: Default::default(),
         pressure: Default::default(),
+        dnsbl: Default::default(),
     })
 }
 
@@ -186,6 +187,7 @@ fn empty_org(server: TransportServer) -> Org {
         ip_lists: Vec::new(),
         sender_filter: Default::default(),
         recipient_filter: Default::default(),
+        ip_block_lists: Default::default(),
         local_fqdns: vec![FQDN.to_string()],
     }
 }

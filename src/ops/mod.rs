@@ -13,6 +13,7 @@ pub mod antispam;
 pub mod certificate;
 pub mod field;
 pub mod filter;
+pub mod ip_block_list;
 pub mod ip_list;
 pub mod permission;
 pub mod props;

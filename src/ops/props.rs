@@ -476,6 +476,9 @@ mod tests {
         check(&recipient::CONTACT);
         check(&permission::OBJECT);
         check(&crate::ops::sender_filter::CONFIG);
+        check(&crate::ops::ip_block_list::PROVIDER);
+        check(&crate::ops::ip_block_list::PROVIDERS_CONFIG);
+        check(&crate::ops::ip_block_list::BLOCK_LIST_CONFIG);
     }
 
     /// Each range's ends are accepted and one past either end is refused, naming the property.

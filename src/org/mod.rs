@@ -7,6 +7,7 @@
 pub mod accepted_domain;
 pub mod account;
 pub mod bootstrap;
+pub mod ip_block_list;
 pub mod ip_list;
 pub mod network;
 pub mod org_key;
@@ -144,6 +145,8 @@ pub struct Org {
     pub sender_filter: sender_filter::SenderFilterConfig,
     /// The Recipient Filter agent's settings (Set-RecipientFilterConfig).
     pub recipient_filter: recipient_filter::RecipientFilterConfig,
+    /// The IP Block List providers (DNSBLs) in Priority order, with their settings objects.
+    pub ip_block_lists: ip_block_list::BlockLists,
     /// Lower-cased FQDNs of every transport server and receive connector of the organisation: a
     /// Received field `by` one of them is a local hop (MaxLocalHopCount).
     pub local_fqdns: Vec<String>,
@@ -167,6 +170,7 @@ impl Org {
             ip_lists: ip_list::IpListEntry::load_all(pool).await?,
             sender_filter: sender_filter::SenderFilterConfig::load(pool).await?,
             recipient_filter: recipient_filter::RecipientFilterConfig::load(pool).await?,
+            ip_block_lists: ip_block_list::BlockLists::load(pool).await?,
             local_fqdns: sqlx::query_scalar(
                 "SELECT lower(rtrim(fqdn, '.')) FROM transport_server
                  UNION SELECT lower(rtrim(fqdn, '.')) FROM receive_connector",

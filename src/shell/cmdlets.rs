@@ -61,6 +61,7 @@ pub enum Op {
     GetRecipientFilterConfig,
     SetRecipientFilterConfig,
     ValidRecipient(recipient_filter::Op),
+    IpBlockList(super::ip_block_list::Op),
 }
 
 pub struct Cmdlet {
@@ -89,7 +90,7 @@ fn ty(kind: Kind) -> Ty {
 }
 
 /// New- (no identity) or Set- (`id`) parameters of an object, from its property table.
-fn from_table<T>(o: &Object<T>, id: Option<Param>) -> Vec<Param> {
+pub(super) fn from_table<T>(o: &Object<T>, id: Option<Param>) -> Vec<Param> {
     let new = id.is_none();
     let unsupported = if new {
         o.unsupported_new
@@ -307,6 +308,7 @@ static CMDLETS: LazyLock<Vec<Cmdlet>> = LazyLock::new(|| {
         op: Op::ValidRecipient(c.op),
         params: c.params.to_vec(),
     }));
+    all.extend(super::ip_block_list::cmdlets());
     all
 });
 

@@ -469,6 +469,7 @@ pub async fn run(
             Some(c) => super::recipient_filter::run(tx, c, b, text).await?,
             None => return Err(ShellError::UnknownCmdlet(name.to_string())),
         },
+        Op::IpBlockList(op) => super::ip_block_list::run(tx, op, c, b, text).await?,
         Op::FormatList
         | Op::FormatTable
         | Op::ExportCmdlet

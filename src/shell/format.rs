@@ -177,6 +177,9 @@ pub fn identity(o: &Obj) -> String {
         Obj::SenderFilterConfig(_) => "SenderFilterConfig".into(),
         Obj::RecipientFilterConfig(_) => "RecipientFilterConfig".into(),
         Obj::ValidRecipient(v) => v.address.clone(),
+        Obj::IpBlockListProvider(p) => p.name.clone(),
+        Obj::IpBlockListProvidersConfig(_) => "IPBlockListProvidersConfig".into(),
+        Obj::IpBlockListConfig(_) => "IPBlockListConfig".into(),
     }
 }
 
@@ -240,6 +243,9 @@ pub fn raw_properties(o: &Obj) -> Vec<(&'static str, String)> {
         Obj::SenderFilterConfig(c) => crate::ops::sender_filter::CONFIG.rows(c),
         Obj::RecipientFilterConfig(c) => crate::ops::recipient_filter::CONFIG.rows(c),
         Obj::ValidRecipient(v) => super::recipient_filter::properties(v),
+        Obj::IpBlockListProvider(p) => crate::ops::ip_block_list::PROVIDER.rows(p),
+        Obj::IpBlockListProvidersConfig(c) => crate::ops::ip_block_list::PROVIDERS_CONFIG.rows(c),
+        Obj::IpBlockListConfig(c) => crate::ops::ip_block_list::BLOCK_LIST_CONFIG.rows(c),
         Obj::AcmeConfig(s, st) => vec![
             ("Enabled", if s.enabled { "True" } else { "False" }.into()),
             ("DirectoryUrl", s.directory_url.clone()),
@@ -281,12 +287,13 @@ fn default_columns(o: &Obj) -> Option<&'static [&'static str]> {
         Obj::ExchangeCertificate(_) => &["Thumbprint", "Services", "Subject"],
         Obj::IpListEntry(_) => &["Identity", "IPRange", "ExpirationTime", "Comment"],
         Obj::ValidRecipient(_) => &["Address", "Domain", "WhenCreated"],
+        Obj::IpBlockListProvider(_) => &["Name", "LookupDomain", "Priority", "Enabled"],
         Obj::TransportConfig(_)
         | Obj::AcmeConfig(..)
         | Obj::SenderFilterConfig(_)
-        | Obj::RecipientFilterConfig(_) => {
-            return None;
-        }
+        | Obj::RecipientFilterConfig(_)
+        | Obj::IpBlockListProvidersConfig(_)
+        | Obj::IpBlockListConfig(_) => return None,
     })
 }
 

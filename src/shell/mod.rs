@@ -11,6 +11,7 @@ pub mod cmdlets;
 pub mod config;
 pub mod format;
 pub mod interactive;
+pub mod ip_block_list;
 pub mod ip_list;
 pub mod parse;
 pub mod queue;
@@ -118,6 +119,9 @@ pub enum Obj {
     SenderFilterConfig(crate::org::sender_filter::SenderFilterConfig),
     RecipientFilterConfig(crate::org::recipient_filter::RecipientFilterConfig),
     ValidRecipient(crate::ops::recipient_filter::ValidRecipient),
+    IpBlockListProvider(crate::org::ip_block_list::IpBlockListProvider),
+    IpBlockListProvidersConfig(crate::org::ip_block_list::ProvidersConfig),
+    IpBlockListConfig(crate::org::ip_block_list::BlockListConfig),
 }
 
 /// A value at run time: what a variable holds and what a parameter receives.

@@ -34,6 +34,9 @@ pub fn new_cmdlet(o: &Obj) -> String {
         Obj::SenderFilterConfig(c) => crate::ops::sender_filter::CONFIG.export(c),
         Obj::RecipientFilterConfig(c) => crate::ops::recipient_filter::CONFIG.export(c),
         Obj::ValidRecipient(v) => format!("Add-ValidRecipient -Address {}\n", q(&v.address)),
+        Obj::IpBlockListProvider(p) => crate::ops::ip_block_list::PROVIDER.export(p),
+        Obj::IpBlockListProvidersConfig(c) => crate::ops::ip_block_list::PROVIDERS_CONFIG.export(c),
+        Obj::IpBlockListConfig(c) => crate::ops::ip_block_list::BLOCK_LIST_CONFIG.export(c),
     }
 }
 

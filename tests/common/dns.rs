@@ -1,21 +1,46 @@
-//! A real DNS server for MX tests: hickory-server in-process on 127.0.0.1, UDP and TCP.
+//! A real DNS server for MX tests: hickory-server in-process on 127.0.0.1, UDP and TCP. It
+//! counts the queries it is asked (`queries`), so a test can tell a cached answer from a new one.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hickory_server::Server;
+use hickory_server::net::runtime::Time;
 use hickory_server::net::runtime::TokioRuntimeProvider;
 use hickory_server::proto::rr::rdata::{A, MX, SOA, TXT};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 
 /// One zone `origin` with MX and A records; the server stops when dropped.
 pub struct Dns {
     pub addr: SocketAddr,
-    server: Option<Server<Catalog>>,
+    server: Option<Server<Counting>>,
+    queries: Arc<AtomicUsize>,
+}
+
+/// The catalog, counting what it is asked.
+pub struct Counting {
+    catalog: Catalog,
+    queries: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Counting {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        self.queries.fetch_add(1, Ordering::SeqCst);
+        self.catalog
+            .handle_request::<R, T>(request, response_handle)
+            .await
+    }
 }
 
 /// What the zone holds: (name, preference, exchange) and (name, address).
@@ -72,13 +97,24 @@ impl Dns {
         let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = udp.local_addr().unwrap();
         let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let mut server = Server::new(catalog);
+        let queries = Arc::new(AtomicUsize::new(0));
+        let mut server = Server::new(Counting {
+            catalog,
+            queries: queries.clone(),
+        });
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 4096);
         Dns {
             addr,
             server: Some(server),
+            queries,
         }
+    }
+
+    /// How many queries the server has been asked so far.
+    #[allow(dead_code)]
+    pub fn queries(&self) -> usize {
+        self.queries.load(Ordering::SeqCst)
     }
 }
 

@@ -51,11 +51,23 @@ impl Session {
         {
             return None;
         }
+        // Set-IPBlockListConfig: the list can be switched off, and its reply replaced.
+        let config = &self.org.ip_block_lists.config;
+        if !config.enabled || !config.external_mail_enabled {
+            return None;
+        }
+        let custom = config
+            .static_entry_rejection_response
+            .clone()
+            .filter(|t| !t.trim().is_empty());
         let ip = self.remote.ip();
         let Listed::Blocked(id) = self.ip_listed(OffsetDateTime::now_utc()) else {
             return None;
         };
-        let reply = block_reply(ip);
+        let reply = match custom {
+            Some(text) => Reply::new(550, "5.7.1", text),
+            None => block_reply(ip),
+        };
         self.log_event(
             '*',
             &format!("Rejected by the IP Block List (entry {id}): {ip}"),

@@ -104,6 +104,7 @@ impl Session {
             chunk_failure: None,
             shadowed,
         });
+        self.dnsbl_start();
         self.reply(Reply::new(250, "2.1.0", "Sender OK"));
         Next::Continue
     }
@@ -141,6 +142,10 @@ impl Session {
             ));
         }
         if let Some(r) = self.connection_filter(&to) {
+            self.reply_tarpit(r).await;
+            return Next::Continue;
+        }
+        if let Some(r) = self.dnsbl_filter(&to).await {
             self.reply_tarpit(r).await;
             return Next::Continue;
         }

@@ -6,14 +6,15 @@ pub mod backend;
 pub mod connection_filter;
 pub mod data;
 pub mod delayed_ack;
+pub mod dnsbl;
 pub mod drain;
 pub mod ehlo;
 pub mod envelope;
 pub mod identity;
 pub mod limits;
 pub mod listener;
-pub mod sender_filter;
 pub mod recipient_filter;
+pub mod sender_filter;
 pub mod session;
 pub mod shadow;
 pub mod source_rate;
@@ -48,6 +49,8 @@ pub struct Gateway {
     pub drain: drain::Drain,
     /// Back pressure and the database's state: new mail is refused while either says so.
     pub pressure: crate::transport::pressure::Pressure,
+    /// The IP Block List providers' resolver and its cache of answers.
+    pub dnsbl: dnsbl::Dnsbl,
 }
 
 impl Gateway {

@@ -76,6 +76,8 @@ pub struct Session {
     /// Recipient callouts this session caused (`recipient_filter`), bounded.
     pub callouts: u32,
     pub log: Option<SessionLog>,
+    /// The IP Block List providers' look-up of the source, from the first MAIL on.
+    pub dnsbl: Option<super::dnsbl::State>,
     started: Instant,
     /// Set once the 421 for too many errors is queued: nothing more is read, whichever path
     /// counted the last error.
@@ -128,6 +130,7 @@ impl Session {
             shadow_context: None,
             callouts: 0,
             log,
+            dnsbl: None,
             started: Instant::now(),
             closing: false,
         }

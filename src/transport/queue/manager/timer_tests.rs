@@ -471,6 +471,7 @@ fn manager(
         ip_lists: Vec::new(),
         sender_filter: Default::default(),
         recipient_filter: Default::default(),
+        ip_block_lists: Default::default(),
         local_fqdns: Vec::new(),
     };
     let (wtx, wrx) = mpsc::unbounded_channel();
