@@ -239,3 +239,67 @@ async fn a_post_without_the_token_changes_nothing_and_markup_is_text() {
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(run_shell(&console, "Get-IPBlockListEntry").await.trim(), "");
 }
+
+/// Each feature with an Enabled setting is switched off and on again from the tab, through the
+/// feature's own Set- operation (what the shell shows), and only with the page's token.
+#[tokio::test]
+async fn enable_and_disable_switch_each_feature_through_its_own_setting() {
+    let console = Console::start(setup().await, &[]).await;
+    let c = console.client();
+    let cookie = session_cookie(
+        &sign_in(&c, "Administrator", ADMIN_PASSWORD)
+            .await
+            .expect("signed in"),
+    );
+    let origin = c.origin();
+    let own = [
+        ("Cookie", cookie.as_str()),
+        ("Origin", origin.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    for (slug, get) in [
+        ("ip-block-list", "Get-IPBlockListConfig"),
+        ("ip-block-list-providers", "Get-IPBlockListProvidersConfig"),
+        ("recipient-filtering", "Get-RecipientFilterConfig"),
+        ("sender-filtering", "Get-SenderFilterConfig"),
+    ] {
+        let enabled = || async {
+            shown(
+                &run_shell(&console, &format!("{get} | fl")).await,
+                "Enabled",
+            )
+        };
+        let page = c
+            .get(&format!("{TAB}?selected={slug}"), &[("Cookie", &cookie)])
+            .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(
+            page.body.contains(&format!("{TAB}/{slug}/disable")),
+            "{slug}: no Disable action: {}",
+            page.body
+        );
+        let csrf = page.hidden("csrf").expect("the page's token");
+        let r = c
+            .post_form(&format!("{TAB}/{slug}/disable"), &own, &[])
+            .await;
+        assert_eq!(r.status, 403, "{slug} without the token: {}", r.body);
+        assert_eq!(enabled().await, "True", "{slug}");
+        let r = c
+            .post_form(&format!("{TAB}/{slug}/disable"), &own, &[("csrf", &csrf)])
+            .await;
+        assert_eq!(r.status, 303, "{slug}: {}", r.body);
+        assert_eq!(enabled().await, "False", "{slug}");
+        let page = c
+            .get(&format!("{TAB}?selected={slug}"), &[("Cookie", &cookie)])
+            .await;
+        assert!(
+            page.body.contains(&format!("{TAB}/{slug}/enable")),
+            "{slug}: no Enable action once disabled"
+        );
+        let r = c
+            .post_form(&format!("{TAB}/{slug}/enable"), &own, &[("csrf", &csrf)])
+            .await;
+        assert_eq!(r.status, 303, "{slug}: {}", r.body);
+        assert_eq!(enabled().await, "True", "{slug}");
+    }
+}

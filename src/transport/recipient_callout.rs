@@ -426,6 +426,8 @@ mod tests {
             send_connectors: vec![c],
             permissions: Vec::new(),
             ip_lists: Vec::new(),
+            sender_filter: Default::default(),
+            ip_block_lists: Default::default(),
             recipient_filter: crate::org::recipient_filter::RecipientFilterConfig {
                 recipient_callout_timeout: timeout,
                 ..Default::default()

@@ -22,6 +22,8 @@ use crate::console::state::ConsoleState;
 use crate::ops::OpError;
 use crate::ops::antispam::{Decisions, agent_figures};
 use crate::ops::ip_list::{self, AddEntry};
+use crate::ops::props::{Value, Values};
+use crate::ops::{ip_block_list, recipient_filter, sender_filter};
 use crate::org::ip_list::{IpList, IpListEntry};
 
 pub const ANTISPAM: &str = "/org/hub/anti-spam";
@@ -47,7 +49,27 @@ pub struct Feature {
     pub enabled: Option<Toggle>,
 }
 
-/// The features, in the EMC's order. A feature's row is one entry here.
+/// `-Enabled $true` or `$false`, as the feature's Set- cmdlet takes it.
+fn enabled(on: bool) -> Values {
+    Values(vec![("Enabled", Value::Bool(on))])
+}
+
+/// A Toggle over a settings object's `enabled`: its Get- and Set- operations.
+macro_rules! toggle {
+    ($get:path, $set:path) => {{
+        fn get(tx: &mut PgConnection) -> BoxFuture<'_, Result<bool, OpError>> {
+            Box::pin(async move { Ok($get(tx).await?.enabled) })
+        }
+        fn set(tx: &mut PgConnection, on: bool) -> BoxFuture<'_, Result<(), OpError>> {
+            Box::pin(async move { $set(tx, &enabled(on)).await.map(|_| ()) })
+        }
+        Toggle { get, set }
+    }};
+}
+
+/// The features, in the EMC's order. A feature's row is one entry here. The IP Block List and
+/// its providers are one agent's (Connection Filtering), so their rows count the same decisions;
+/// the agents' table below the features tells them apart by kind.
 pub const FEATURES: &[Feature] = &[
     Feature {
         name: "IP Allow List",
@@ -59,7 +81,37 @@ pub const FEATURES: &[Feature] = &[
         name: "IP Block List",
         agent: Some(CONNECTION_FILTERING),
         properties: Some(BLOCK_LIST),
-        enabled: None,
+        enabled: Some(toggle!(
+            ip_block_list::get_block_list_config,
+            ip_block_list::set_block_list_config
+        )),
+    },
+    Feature {
+        name: "IP Block List Providers",
+        agent: Some(CONNECTION_FILTERING),
+        properties: None,
+        enabled: Some(toggle!(
+            ip_block_list::get_providers_config,
+            ip_block_list::set_providers_config
+        )),
+    },
+    Feature {
+        name: "Recipient Filtering",
+        agent: Some(crate::smtp::server::recipient_filter::AGENT),
+        properties: None,
+        enabled: Some(toggle!(
+            recipient_filter::get_config,
+            recipient_filter::set_config
+        )),
+    },
+    Feature {
+        name: "Sender Filtering",
+        agent: Some(crate::smtp::server::sender_filter::AGENT),
+        properties: None,
+        enabled: Some(toggle!(
+            sender_filter::get_config,
+            sender_filter::set_config
+        )),
     },
 ];
 
