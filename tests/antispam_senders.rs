@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use common::antispam::{authenticated_rcpt, sender_account};
 use common::mail::{configure, fails, run, setup};
 use common::pair::tracking_has;
 use common::*;
@@ -143,11 +144,7 @@ async fn blank_sender_is_refused_only_when_enabled() {
 #[tokio::test]
 async fn an_authenticated_session_is_not_filtered() {
     let s = setup().await;
-    s.sql("UPDATE receive_connector SET auth_mechanism = '{Tls,BasicAuth}'")
-        .await;
-    Account::create(&s.pool, "Sender", "Partner-pw-1", &[])
-        .await
-        .unwrap();
+    sender_account(&s).await;
     configure(
         &s,
         &["Set-SenderFilterConfig -BlockedSenders sender@contoso.test"],
@@ -159,17 +156,7 @@ async fn an_authenticated_session_is_not_filtered() {
         DENIED
     );
 
-    let mut c = Raw::connect_from(gw.smtp(), Some("127.0.0.42")).await;
-    assert!(c.reply().await.starts_with("220 "));
-    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
-    let auth = B64.encode("\0Sender\0Partner-pw-1");
-    assert_eq!(
-        c.cmd(&format!("AUTH PLAIN {auth}")).await,
-        "235 2.7.0 Authentication successful\r\n"
-    );
-    let mail = c.cmd("MAIL FROM:<sender@contoso.test>").await;
-    assert!(mail.starts_with("250 "), "{mail}");
-    let r = c.cmd("RCPT TO:<sender@contoso.test>").await;
+    let r = authenticated_rcpt(&gw, Some("127.0.0.42"), "sender@contoso.test").await;
     assert!(r.starts_with("250 "), "{r}");
 }
 
