@@ -63,9 +63,7 @@ async fn blocked_senders_and_domains_are_refused_at_mail() {
     );
 
     // The session goes on after the refusal: another sender may be tried.
-    let mut c = Raw::connect_from(gw.smtp(), Some(src)).await;
-    c.reply().await;
-    c.cmd("EHLO client.example").await;
+    let mut c = greeted(&gw, src).await;
     assert_eq!(c.cmd("MAIL FROM:<x@bad.example>").await, DENIED);
     assert!(
         c.cmd("MAIL FROM:<ham@example.net>")
@@ -204,6 +202,14 @@ async fn bad_input_is_refused_and_stores_nothing() {
     assert_eq!(run(&gw, "Get-SenderFilterConfig | fl").await, before);
 }
 
+/// A session from `source` past its banner and EHLO, whatever they say.
+async fn greeted(gw: &Gateway, source: &str) -> Raw {
+    let mut c = Raw::connect_from(gw.smtp(), Some(source)).await;
+    c.reply().await;
+    c.cmd("EHLO client.example").await;
+    c
+}
+
 /// The time from sending `line` to its reply.
 async fn timed(c: &mut Raw, line: &str) -> (String, Duration) {
     let t = Instant::now();
@@ -233,9 +239,7 @@ async fn the_tarpit_delays_5xx_rcpt_replies_of_anonymous_sessions_only() {
     let interval = Duration::from_secs(3);
 
     // Relay denied, for an anonymous session.
-    let mut c = Raw::connect_from(gw.smtp(), Some("127.0.0.43")).await;
-    c.reply().await;
-    c.cmd("EHLO client.example").await;
+    let mut c = greeted(&gw, "127.0.0.43").await;
     assert!(c.cmd("MAIL FROM:<a@example.org>").await.starts_with("250 "));
     let (r, took) = timed(&mut c, "RCPT TO:<someone@fabrikam.example>").await;
     assert!(r.starts_with("550 5.7.1 "), "{r}");
@@ -243,9 +247,7 @@ async fn the_tarpit_delays_5xx_rcpt_replies_of_anonymous_sessions_only() {
     c.cmd("QUIT").await;
 
     // The Connection Filtering agent's refusal.
-    let mut c = Raw::connect_from(gw.smtp(), Some("127.0.0.44")).await;
-    c.reply().await;
-    c.cmd("EHLO client.example").await;
+    let mut c = greeted(&gw, "127.0.0.44").await;
     assert!(c.cmd("MAIL FROM:<a@example.org>").await.starts_with("250 "));
     let (r, took) = timed(&mut c, "RCPT TO:<sender@contoso.test>").await;
     assert!(r.starts_with("550 5.7.1 External client"), "{r}");
@@ -253,9 +255,7 @@ async fn the_tarpit_delays_5xx_rcpt_replies_of_anonymous_sessions_only() {
     c.cmd("QUIT").await;
 
     // The Sender Filter agent's refusal at MAIL too.
-    let mut c = Raw::connect_from(gw.smtp(), Some("127.0.0.43")).await;
-    c.reply().await;
-    c.cmd("EHLO client.example").await;
+    let mut c = greeted(&gw, "127.0.0.43").await;
     let (r, took) = timed(&mut c, "MAIL FROM:<a@spam.example>").await;
     assert_eq!(r, DENIED);
     assert!(took >= interval, "Sender Denied after {took:?}");
@@ -263,9 +263,7 @@ async fn the_tarpit_delays_5xx_rcpt_replies_of_anonymous_sessions_only() {
 
     // An authenticated session's 5xx RCPT reply is not tarpitted: its session log has no
     // Tarpit line, where the anonymous sessions' have one for each refusal.
-    let mut c = Raw::connect_from(gw.smtp(), Some("127.0.0.45")).await;
-    c.reply().await;
-    c.cmd("EHLO client.example").await;
+    let mut c = greeted(&gw, "127.0.0.45").await;
     let auth = B64.encode("\0Sender\0Partner-pw-1");
     assert!(
         c.cmd(&format!("AUTH PLAIN {auth}"))
