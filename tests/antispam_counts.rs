@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::antispam::rcpts;
 use common::console::*;
 use common::mail::*;
 use common::*;
@@ -11,22 +12,6 @@ use common::*;
 const TAB: &str = "/org/hub/anti-spam";
 const BLOCKED: &str = "127.0.0.201";
 const SERVED: &str = "127.0.0.202";
-
-/// The text of the element with `id` in `html` (a cell: no markup inside).
-fn cell(html: &str, id: &str) -> Option<String> {
-    let key = format!("id=\"{id}\">");
-    let at = html.find(&key)? + key.len();
-    let end = html[at..].find('<')? + at;
-    Some(html[at..end].to_string())
-}
-
-/// The count in the cell, "1,234" read as 1234.
-fn number(html: &str, id: &str) -> u64 {
-    let text = cell(html, id).unwrap_or_else(|| panic!("no #{id} in the page:\n{html}"));
-    text.replace(',', "")
-        .parse()
-        .unwrap_or_else(|_| panic!("#{id} is {text:?}"))
-}
 
 /// The block list's row and the agent's refusals, for the last hour and day.
 fn figures(page: &str) -> [u64; 4] {
@@ -41,17 +26,15 @@ fn figures(page: &str) -> [u64; 4] {
 
 /// One anonymous session from `from` with `n` RCPTs; their replies.
 async fn rcpts_from(smtp: std::net::SocketAddr, from: &str, n: usize) -> Vec<String> {
-    let mut c = Raw::connect_from(smtp, Some(from)).await;
-    assert!(c.reply().await.starts_with("220 "));
-    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
-    let mail = c.cmd("MAIL FROM:<someone@example.net>").await;
-    assert!(mail.starts_with("250 "), "{mail}");
-    let mut out = vec![];
-    for _ in 0..n {
-        out.push(c.cmd("RCPT TO:<sender@contoso.test>").await);
-    }
-    c.cmd("QUIT").await;
-    out
+    rcpts(smtp, Some(from), "client.example", &vec![SENDER; n]).await
+}
+
+/// The tab as the signed-in administrator sees it.
+async fn tab(console: &Console) -> String {
+    let (client, cookie) = administrator(console).await;
+    let r = client.get(TAB, &[("Cookie", &cookie)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
 }
 
 async fn stored(pool: &sqlx::PgPool) -> i64 {
@@ -77,12 +60,7 @@ async fn refusals_move_the_connection_filtering_agents_counts_and_survive_a_rest
     )
     .await;
     let mut console = Console::start(s, &[]).await;
-    let client = console.client();
-    let cookie = session_cookie(
-        &sign_in(&client, "Administrator", ADMIN_PASSWORD)
-            .await
-            .unwrap_or_else(|r| panic!("sign-in refused: {}", r.body)),
-    );
+    let (client, cookie) = administrator(&console).await;
     let get = |path: &'static str| {
         let (client, cookie) = (&client, &cookie);
         async move {
@@ -130,15 +108,8 @@ async fn refusals_move_the_connection_filtering_agents_counts_and_survive_a_rest
     // A clean stop writes what was counted; the restarted node reads it back.
     console.restart().await;
     assert_eq!(stored(&console.setup.pool).await, 3);
-    let client = console.client();
-    let cookie = session_cookie(
-        &sign_in(&client, "Administrator", ADMIN_PASSWORD)
-            .await
-            .unwrap_or_else(|r| panic!("sign-in refused: {}", r.body)),
-    );
-    let r = client.get(TAB, &[("Cookie", &cookie)]).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(figures(&r.body), [3, 3, 3, 3], "{}", r.body);
+    let page = tab(&console).await;
+    assert_eq!(figures(&page), [3, 3, 3, 3], "{page}");
 }
 
 async fn stored_marks(pool: &sqlx::PgPool) -> Vec<i64> {
@@ -169,15 +140,8 @@ async fn stored_counts_are_read_by_window_and_pruned_after_server_statistics_max
     .await;
     // The two-hour-old row is in the last 24 hours, not in the last hour; the 6-day-old in
     // neither.
-    let client = console.client();
-    let cookie = session_cookie(
-        &sign_in(&client, "Administrator", ADMIN_PASSWORD)
-            .await
-            .unwrap_or_else(|r| panic!("sign-in refused: {}", r.body)),
-    );
-    let r = client.get(TAB, &[("Cookie", &cookie)]).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(figures(&r.body), [0, 2, 0, 2], "{}", r.body);
+    let page = tab(&console).await;
+    assert_eq!(figures(&page), [0, 2, 0, 2], "{page}");
 
     // A shorter age applies at once (the node reloads its configuration), not at the next minute.
     configure(

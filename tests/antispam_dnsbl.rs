@@ -9,12 +9,10 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
+use common::antispam::{authenticated_rcpt, rcpt_to, sender_account};
 use common::dns::{Dns, Zone};
 use common::mail::{configure, fails, run, setup};
 use common::*;
-use hubgate::org::Account;
 
 const DEFAULT_TEXT: &str = "Recipient not authorized, your IP has been found on a block list";
 
@@ -29,20 +27,32 @@ fn dns_servers(dns: &Dns) -> String {
     )
 }
 
-/// One anonymous transaction from `from` up to its RCPT to `to`; the RCPT reply.
-async fn rcpt_to(gw: &Gateway, from: &str, to: &str) -> String {
-    let mut c = Raw::connect_from(gw.smtp(), Some(from)).await;
-    assert!(c.reply().await.starts_with("220 "));
-    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
-    let mail = c.cmd("MAIL FROM:<someone@example.net>").await;
-    assert!(mail.starts_with("250 "), "{mail}");
-    let r = c.cmd(&format!("RCPT TO:<{to}>")).await;
-    c.cmd("QUIT").await;
-    r
+/// One anonymous transaction from `from` up to its RCPT; the RCPT reply.
+async fn rcpt_from(gw: &Gateway, from: &str) -> String {
+    rcpt_to(gw, Some(from), "sender@contoso.test").await
 }
 
-async fn rcpt_from(gw: &Gateway, from: &str) -> String {
-    rcpt_to(gw, from, "sender@contoso.test").await
+/// A DNS server for bl.test whose zone lists each of `listed` (name, answer).
+async fn block_lists(listed: Vec<(&'static str, Ipv4Addr)>) -> Dns {
+    Dns::start(
+        "bl.test",
+        Zone {
+            a: listed,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// `s` asks the provider Zen (zen.bl.test, its default text) at `dns`, then takes `extra`.
+async fn asking_zen(s: &Setup, dns: &Dns, extra: &[&str]) {
+    let servers = dns_servers(dns);
+    let mut lines = vec![
+        servers.as_str(),
+        "Add-IPBlockListProvider -Name Zen -LookupDomain zen.bl.test",
+    ];
+    lines.extend_from_slice(extra);
+    configure(s, &lines).await;
 }
 
 fn refused(text: &str) -> String {
@@ -51,14 +61,7 @@ fn refused(text: &str) -> String {
 
 #[tokio::test]
 async fn a_listed_source_is_refused_with_the_providers_text_and_an_unlisted_one_is_served() {
-    let dns = Dns::start(
-        "bl.test",
-        Zone {
-            a: vec![("50.0.0.127.zen.bl.test", ip("127.0.0.2"))],
-            ..Default::default()
-        },
-    )
-    .await;
+    let dns = block_lists(vec![("50.0.0.127.zen.bl.test", ip("127.0.0.2"))]).await;
     let s = setup().await;
     s.sql("UPDATE receive_connector SET protocol_logging_level = 'Verbose'")
         .await;
@@ -110,20 +113,14 @@ async fn a_listed_source_is_refused_with_the_providers_text_and_an_unlisted_one_
 
 #[tokio::test]
 async fn bitmask_and_address_matches_in_priority_order() {
-    let dns = Dns::start(
-        "bl.test",
-        Zone {
-            a: vec![
-                ("61.0.0.127.bits.bl.test", ip("127.0.0.6")),
-                ("62.0.0.127.bits.bl.test", ip("127.0.0.2")),
-                ("63.0.0.127.codes.bl.test", ip("127.0.0.11")),
-                ("64.0.0.127.codes.bl.test", ip("127.0.0.2")),
-                ("65.0.0.127.bits.bl.test", ip("127.0.0.4")),
-                ("65.0.0.127.codes.bl.test", ip("127.0.0.10")),
-            ],
-            ..Default::default()
-        },
-    )
+    let dns = block_lists(vec![
+        ("61.0.0.127.bits.bl.test", ip("127.0.0.6")),
+        ("62.0.0.127.bits.bl.test", ip("127.0.0.2")),
+        ("63.0.0.127.codes.bl.test", ip("127.0.0.11")),
+        ("64.0.0.127.codes.bl.test", ip("127.0.0.2")),
+        ("65.0.0.127.bits.bl.test", ip("127.0.0.4")),
+        ("65.0.0.127.codes.bl.test", ip("127.0.0.10")),
+    ])
     .await;
     let s = setup().await;
     configure(
@@ -228,23 +225,9 @@ async fn a_provider_that_never_answers_fails_open_within_its_bound() {
 
 #[tokio::test]
 async fn a_cached_answer_is_reused() {
-    let dns = Dns::start(
-        "bl.test",
-        Zone {
-            a: vec![("80.0.0.127.zen.bl.test", ip("127.0.0.2"))],
-            ..Default::default()
-        },
-    )
-    .await;
+    let dns = block_lists(vec![("80.0.0.127.zen.bl.test", ip("127.0.0.2"))]).await;
     let s = setup().await;
-    configure(
-        &s,
-        &[
-            &dns_servers(&dns),
-            "Add-IPBlockListProvider -Name Zen -LookupDomain zen.bl.test",
-        ],
-    )
-    .await;
+    asking_zen(&s, &dns, &[]).await;
     let gw = s.start().await;
     assert_eq!(rcpt_from(&gw, "127.0.0.80").await, refused(DEFAULT_TEXT));
     let after_first = dns.queries();
@@ -262,43 +245,15 @@ async fn a_cached_answer_is_reused() {
 
 #[tokio::test]
 async fn an_authenticated_session_is_not_filtered() {
-    let dns = Dns::start(
-        "bl.test",
-        Zone {
-            a: vec![("90.0.0.127.zen.bl.test", ip("127.0.0.2"))],
-            ..Default::default()
-        },
-    )
-    .await;
+    let dns = block_lists(vec![("90.0.0.127.zen.bl.test", ip("127.0.0.2"))]).await;
     let s = setup().await;
-    s.sql("UPDATE receive_connector SET auth_mechanism = '{Tls,BasicAuth}'")
-        .await;
-    Account::create(&s.pool, "Sender", "Partner-pw-1", &[])
-        .await
-        .unwrap();
-    configure(
-        &s,
-        &[
-            &dns_servers(&dns),
-            "Add-IPBlockListProvider -Name Zen -LookupDomain zen.bl.test",
-        ],
-    )
-    .await;
+    sender_account(&s).await;
+    asking_zen(&s, &dns, &[]).await;
     let gw = s.start().await;
     assert_eq!(rcpt_from(&gw, "127.0.0.90").await, refused(DEFAULT_TEXT));
 
     let before = dns.queries();
-    let mut c = Raw::connect_from(gw.smtp(), Some("127.0.0.90")).await;
-    assert!(c.reply().await.starts_with("220 "));
-    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
-    let auth = B64.encode("\0Sender\0Partner-pw-1");
-    assert_eq!(
-        c.cmd(&format!("AUTH PLAIN {auth}")).await,
-        "235 2.7.0 Authentication successful\r\n"
-    );
-    let mail = c.cmd("MAIL FROM:<sender@contoso.test>").await;
-    assert!(mail.starts_with("250 "), "{mail}");
-    let r = c.cmd("RCPT TO:<sender@contoso.test>").await;
+    let r = authenticated_rcpt(&gw, Some("127.0.0.90"), "sender@contoso.test").await;
     assert!(r.starts_with("250 "), "{r}");
     assert_eq!(
         dns.queries(),
@@ -309,20 +264,12 @@ async fn an_authenticated_session_is_not_filtered() {
 
 #[tokio::test]
 async fn the_ip_block_list_comes_first_with_its_configured_text() {
-    let dns = Dns::start(
-        "bl.test",
-        Zone {
-            a: vec![("95.0.0.127.zen.bl.test", ip("127.0.0.2"))],
-            ..Default::default()
-        },
-    )
-    .await;
+    let dns = block_lists(vec![("95.0.0.127.zen.bl.test", ip("127.0.0.2"))]).await;
     let s = setup().await;
-    configure(
+    asking_zen(
         &s,
+        &dns,
         &[
-            &dns_servers(&dns),
-            "Add-IPBlockListProvider -Name Zen -LookupDomain zen.bl.test",
             "Add-IPBlockListEntry -IPAddress 127.0.0.95",
             "Set-IPBlockListConfig -StaticEntryRejectionResponse 'Blocked here'",
             "Add-IPAllowListEntry -IPAddress 127.0.0.96",

@@ -4,11 +4,9 @@
 
 mod common;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
+use common::antispam::{authenticated_rcpt, rcpt_to, sender_account};
 use common::mail::{configure, fails, run, setup};
 use common::*;
-use hubgate::org::Account;
 
 const BLOCKED: &str = "does not have permissions to submit to this server";
 
@@ -18,14 +16,7 @@ fn refusal(ip: &str) -> String {
 
 /// One anonymous transaction from `from` up to its RCPT; the RCPT reply.
 async fn rcpt_from(gw: &Gateway, from: &str) -> String {
-    let mut c = Raw::connect_from(gw.smtp(), Some(from)).await;
-    assert!(c.reply().await.starts_with("220 "));
-    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
-    let mail = c.cmd("MAIL FROM:<someone@example.net>").await;
-    assert!(mail.starts_with("250 "), "{mail}");
-    let r = c.cmd("RCPT TO:<sender@contoso.test>").await;
-    c.cmd("QUIT").await;
-    r
+    rcpt_to(gw, Some(from), "sender@contoso.test").await
 }
 
 #[tokio::test]
@@ -105,27 +96,13 @@ async fn an_allow_entry_wins_over_a_block_entry() {
 #[tokio::test]
 async fn an_authenticated_session_is_not_filtered() {
     let s = setup().await;
-    s.sql("UPDATE receive_connector SET auth_mechanism = '{Tls,BasicAuth}'")
-        .await;
     // The mailbox Sender's own account, so it may send as sender@contoso.test.
-    Account::create(&s.pool, "Sender", "Partner-pw-1", &[])
-        .await
-        .unwrap();
+    sender_account(&s).await;
     configure(&s, &["Add-IPBlockListEntry -IPRange 127.0.0.80/30"]).await;
     let gw = s.start().await;
     assert_eq!(rcpt_from(&gw, "127.0.0.81").await, refusal("127.0.0.81"));
 
-    let mut c = Raw::connect_from(gw.smtp(), Some("127.0.0.81")).await;
-    assert!(c.reply().await.starts_with("220 "));
-    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
-    let auth = B64.encode("\0Sender\0Partner-pw-1");
-    assert_eq!(
-        c.cmd(&format!("AUTH PLAIN {auth}")).await,
-        "235 2.7.0 Authentication successful\r\n"
-    );
-    let mail = c.cmd("MAIL FROM:<sender@contoso.test>").await;
-    assert!(mail.starts_with("250 "), "{mail}");
-    let r = c.cmd("RCPT TO:<sender@contoso.test>").await;
+    let r = authenticated_rcpt(&gw, Some("127.0.0.81"), "sender@contoso.test").await;
     assert!(r.starts_with("250 "), "{r}");
 }
 

@@ -8,12 +8,10 @@ mod common;
 
 use std::net::SocketAddr;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-use common::mail::{configure, fails, run, within, within_now};
+use common::antispam::{authenticated_rcpt, rcpt_to, sender_account};
+use common::mail::{configure, fails, run, smart_host_queue, within, within_now};
 use common::peers::{Sink, SinkOptions};
 use common::*;
-use hubgate::org::Account;
 
 const UNKNOWN: &str = "550 5.1.1 User unknown\r\n";
 const NO_ANSWER: &str =
@@ -57,14 +55,7 @@ fn primary(ip: &str, users: &[&str]) -> (SocketAddr, SinkOptions) {
 
 /// An anonymous transaction from the Internet up to its RCPT; the RCPT reply.
 async fn rcpt(gw: &Gateway, to: &str) -> String {
-    let mut c = Raw::connect(gw.smtp()).await;
-    assert!(c.reply().await.starts_with("220 "));
-    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
-    let mail = c.cmd("MAIL FROM:<someone@example.net>").await;
-    assert!(mail.starts_with("250 "), "{mail}");
-    let r = c.cmd(&format!("RCPT TO:<{to}>")).await;
-    c.cmd("QUIT").await;
-    r
+    rcpt_to(gw, None, to).await
 }
 
 /// One whole message from the Internet with swaks; whether it was accepted.
@@ -81,20 +72,6 @@ fn send(gw: &Gateway, to: &[&str]) -> (bool, String) {
         "--body",
         "held by the backup MX",
     ])
-}
-
-/// Every line of the message tracking log so far.
-fn tracking_log(gw: &Gateway) -> String {
-    let dir = gw.data_dir().join("logs/MessageTracking");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return String::new();
-    };
-    let mut names: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    names.sort();
-    names
-        .iter()
-        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
-        .collect()
 }
 
 /// The agent's tracking lines with this event id, for this recipient.
@@ -116,19 +93,6 @@ async fn dsn_count(gw: &Gateway) -> i64 {
         .await
         .unwrap();
     n
-}
-
-/// The primary's queue: its status and the recipients it holds.
-async fn primary_queue(gw: &Gateway) -> Option<(String, i64)> {
-    sqlx::query_as(
-        "SELECT q.status,
-                (SELECT count(*) FROM message_recipient r
-                  WHERE r.queue_id = q.id AND r.status NOT IN ('Delivered', 'Failed'))
-           FROM delivery_queue q WHERE q.delivery_type = 'SmartHostConnectorDelivery'",
-    )
-    .fetch_optional(gw.pool())
-    .await
-    .unwrap()
 }
 
 #[tokio::test]
@@ -271,9 +235,9 @@ async fn callouts_learn_from_the_primary_and_the_cache_answers_while_it_is_down(
         60,
         "the message held in Retry for the primary",
         || async move {
-            primary_queue(g)
+            smart_host_queue(g)
                 .await
-                .is_some_and(|(st, n)| st == "Retry" && n == 1)
+                .is_some_and(|(_, st, _, n)| st == "Retry" && n == 1)
         },
     )
     .await;
@@ -281,12 +245,7 @@ async fn callouts_learn_from_the_primary_and_the_cache_answers_while_it_is_down(
 
     // Back up, the primary gets it: the one valid recipient.
     primary.restart();
-    let (id,): (i64,) = sqlx::query_as(
-        "SELECT id FROM delivery_queue WHERE delivery_type = 'SmartHostConnectorDelivery'",
-    )
-    .fetch_one(gw.pool())
-    .await
-    .unwrap();
+    let (id, ..) = smart_host_queue(&gw).await.unwrap();
     run(&gw, &format!("Retry-Queue 'HUB1\\{id}'")).await;
     let p = &primary;
     within_now(60, "the held message at the primary", || {
@@ -390,30 +349,16 @@ async fn validation_is_off_by_default_for_relay_domains() {
 async fn an_authenticated_session_is_not_filtered() {
     let (addr, _) = primary("127.0.0.146", &[]);
     let s = backup_mx(addr, true, &[]).await;
-    s.sql("UPDATE receive_connector SET auth_mechanism = '{Tls,BasicAuth}'")
-        .await;
     configure(
         &s,
         &["New-Mailbox -Name Sender -PrimarySmtpAddress sender@contoso.test"],
     )
     .await;
-    Account::create(&s.pool, "Sender", "Partner-pw-1", &[])
-        .await
-        .unwrap();
+    sender_account(&s).await;
     let gw = s.start().await;
     assert_eq!(rcpt(&gw, "anyone@primary.example").await, NO_ANSWER);
 
-    let mut c = Raw::connect(gw.smtp()).await;
-    assert!(c.reply().await.starts_with("220 "));
-    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
-    let auth = B64.encode("\0Sender\0Partner-pw-1");
-    assert_eq!(
-        c.cmd(&format!("AUTH PLAIN {auth}")).await,
-        "235 2.7.0 Authentication successful\r\n"
-    );
-    let mail = c.cmd("MAIL FROM:<sender@contoso.test>").await;
-    assert!(mail.starts_with("250 "), "{mail}");
-    let r = c.cmd("RCPT TO:<anyone@primary.example>").await;
+    let r = authenticated_rcpt(&gw, None, "anyone@primary.example").await;
     assert!(r.starts_with("250 "), "{r}");
 }
 

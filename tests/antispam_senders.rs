@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use common::antispam::{authenticated_rcpt, sender_account};
 use common::mail::{configure, fails, run, setup};
 use common::pair::tracking_has;
 use common::*;
@@ -62,9 +63,7 @@ async fn blocked_senders_and_domains_are_refused_at_mail() {
     );
 
     // The session goes on after the refusal: another sender may be tried.
-    let mut c = Raw::connect_from(gw.smtp(), Some(src)).await;
-    c.reply().await;
-    c.cmd("EHLO client.example").await;
+    let mut c = greeted(&gw, src).await;
     assert_eq!(c.cmd("MAIL FROM:<x@bad.example>").await, DENIED);
     assert!(
         c.cmd("MAIL FROM:<ham@example.net>")
@@ -143,11 +142,7 @@ async fn blank_sender_is_refused_only_when_enabled() {
 #[tokio::test]
 async fn an_authenticated_session_is_not_filtered() {
     let s = setup().await;
-    s.sql("UPDATE receive_connector SET auth_mechanism = '{Tls,BasicAuth}'")
-        .await;
-    Account::create(&s.pool, "Sender", "Partner-pw-1", &[])
-        .await
-        .unwrap();
+    sender_account(&s).await;
     configure(
         &s,
         &["Set-SenderFilterConfig -BlockedSenders sender@contoso.test"],
@@ -159,17 +154,7 @@ async fn an_authenticated_session_is_not_filtered() {
         DENIED
     );
 
-    let mut c = Raw::connect_from(gw.smtp(), Some("127.0.0.42")).await;
-    assert!(c.reply().await.starts_with("220 "));
-    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
-    let auth = B64.encode("\0Sender\0Partner-pw-1");
-    assert_eq!(
-        c.cmd(&format!("AUTH PLAIN {auth}")).await,
-        "235 2.7.0 Authentication successful\r\n"
-    );
-    let mail = c.cmd("MAIL FROM:<sender@contoso.test>").await;
-    assert!(mail.starts_with("250 "), "{mail}");
-    let r = c.cmd("RCPT TO:<sender@contoso.test>").await;
+    let r = authenticated_rcpt(&gw, Some("127.0.0.42"), "sender@contoso.test").await;
     assert!(r.starts_with("250 "), "{r}");
 }
 
@@ -217,6 +202,14 @@ async fn bad_input_is_refused_and_stores_nothing() {
     assert_eq!(run(&gw, "Get-SenderFilterConfig | fl").await, before);
 }
 
+/// A session from `source` past its banner and EHLO, whatever they say.
+async fn greeted(gw: &Gateway, source: &str) -> Raw {
+    let mut c = Raw::connect_from(gw.smtp(), Some(source)).await;
+    c.reply().await;
+    c.cmd("EHLO client.example").await;
+    c
+}
+
 /// The time from sending `line` to its reply.
 async fn timed(c: &mut Raw, line: &str) -> (String, Duration) {
     let t = Instant::now();
@@ -246,9 +239,7 @@ async fn the_tarpit_delays_5xx_rcpt_replies_of_anonymous_sessions_only() {
     let interval = Duration::from_secs(3);
 
     // Relay denied, for an anonymous session.
-    let mut c = Raw::connect_from(gw.smtp(), Some("127.0.0.43")).await;
-    c.reply().await;
-    c.cmd("EHLO client.example").await;
+    let mut c = greeted(&gw, "127.0.0.43").await;
     assert!(c.cmd("MAIL FROM:<a@example.org>").await.starts_with("250 "));
     let (r, took) = timed(&mut c, "RCPT TO:<someone@fabrikam.example>").await;
     assert!(r.starts_with("550 5.7.1 "), "{r}");
@@ -256,9 +247,7 @@ async fn the_tarpit_delays_5xx_rcpt_replies_of_anonymous_sessions_only() {
     c.cmd("QUIT").await;
 
     // The Connection Filtering agent's refusal.
-    let mut c = Raw::connect_from(gw.smtp(), Some("127.0.0.44")).await;
-    c.reply().await;
-    c.cmd("EHLO client.example").await;
+    let mut c = greeted(&gw, "127.0.0.44").await;
     assert!(c.cmd("MAIL FROM:<a@example.org>").await.starts_with("250 "));
     let (r, took) = timed(&mut c, "RCPT TO:<sender@contoso.test>").await;
     assert!(r.starts_with("550 5.7.1 External client"), "{r}");
@@ -266,9 +255,7 @@ async fn the_tarpit_delays_5xx_rcpt_replies_of_anonymous_sessions_only() {
     c.cmd("QUIT").await;
 
     // The Sender Filter agent's refusal at MAIL too.
-    let mut c = Raw::connect_from(gw.smtp(), Some("127.0.0.43")).await;
-    c.reply().await;
-    c.cmd("EHLO client.example").await;
+    let mut c = greeted(&gw, "127.0.0.43").await;
     let (r, took) = timed(&mut c, "MAIL FROM:<a@spam.example>").await;
     assert_eq!(r, DENIED);
     assert!(took >= interval, "Sender Denied after {took:?}");
@@ -276,9 +263,7 @@ async fn the_tarpit_delays_5xx_rcpt_replies_of_anonymous_sessions_only() {
 
     // An authenticated session's 5xx RCPT reply is not tarpitted: its session log has no
     // Tarpit line, where the anonymous sessions' have one for each refusal.
-    let mut c = Raw::connect_from(gw.smtp(), Some("127.0.0.45")).await;
-    c.reply().await;
-    c.cmd("EHLO client.example").await;
+    let mut c = greeted(&gw, "127.0.0.45").await;
     let auth = B64.encode("\0Sender\0Partner-pw-1");
     assert!(
         c.cmd(&format!("AUTH PLAIN {auth}"))

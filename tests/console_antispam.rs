@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::antispam::rcpts;
 use common::browser::Browser;
 use common::console::*;
 use common::mail::*;
@@ -22,14 +23,8 @@ const HOSTILE: &str = "backup MX <script>alert(1)</script>";
 
 /// One anonymous transaction from `from` up to its RCPT; the RCPT reply.
 async fn rcpt_from(smtp: std::net::SocketAddr, from: &str) -> String {
-    let mut c = Raw::connect_from(smtp, Some(from)).await;
-    assert!(c.reply().await.starts_with("220 "));
-    assert!(c.cmd("EHLO backup.example").await.starts_with("250-"));
-    let mail = c.cmd("MAIL FROM:<someone@example.net>").await;
-    assert!(mail.starts_with("250 "), "{mail}");
-    let r = c.cmd("RCPT TO:<sender@contoso.test>").await;
-    c.cmd("QUIT").await;
-    r
+    let mut replies = rcpts(smtp, Some(from), "backup.example", &[SENDER]).await;
+    replies.pop().expect("one RCPT reply")
 }
 
 async fn blocked_range() -> Setup {
@@ -155,21 +150,12 @@ async fn run_shell(console: &Console, line: &str) -> String {
 #[tokio::test]
 async fn a_post_without_the_token_changes_nothing_and_markup_is_text() {
     let console = Console::start(setup().await, &[]).await;
-    let c = console.client();
-    let cookie = session_cookie(
-        &sign_in(&c, "Administrator", ADMIN_PASSWORD)
-            .await
-            .expect("signed in"),
-    );
+    let (c, cookie) = administrator(&console).await;
     let page = c.get(BLOCK, &[("Cookie", &cookie)]).await;
     assert_eq!(page.status, 200, "{}", page.body);
     let csrf = page.hidden("csrf").expect("the page's token");
     let origin = c.origin();
-    let own = [
-        ("Cookie", cookie.as_str()),
-        ("Origin", origin.as_str()),
-        ("Sec-Fetch-Site", "same-origin"),
-    ];
+    let own = same_origin(&cookie, &origin);
     let entry = [("IPRange", "192.0.2.0/24"), ("Comment", HOSTILE)];
 
     for (what, token) in [("no token", None), ("a wrong token", Some("AAAA"))] {
@@ -245,18 +231,9 @@ async fn a_post_without_the_token_changes_nothing_and_markup_is_text() {
 #[tokio::test]
 async fn enable_and_disable_switch_each_feature_through_its_own_setting() {
     let console = Console::start(setup().await, &[]).await;
-    let c = console.client();
-    let cookie = session_cookie(
-        &sign_in(&c, "Administrator", ADMIN_PASSWORD)
-            .await
-            .expect("signed in"),
-    );
+    let (c, cookie) = administrator(&console).await;
     let origin = c.origin();
-    let own = [
-        ("Cookie", cookie.as_str()),
-        ("Origin", origin.as_str()),
-        ("Sec-Fetch-Site", "same-origin"),
-    ];
+    let own = same_origin(&cookie, &origin);
     for (slug, get) in [
         ("ip-block-list", "Get-IPBlockListConfig"),
         ("ip-block-list-providers", "Get-IPBlockListProvidersConfig"),

@@ -14,22 +14,6 @@ use hubgate::shell::Shell;
 const UP: &str = "127.0.0.81";
 const DASHBOARD: &str = "/server/hub/HUB1/dashboard";
 
-/// The text of the element with `id` in `html` (a cell: no markup inside).
-fn cell(html: &str, id: &str) -> Option<String> {
-    let key = format!("id=\"{id}\">");
-    let at = html.find(&key)? + key.len();
-    let end = html[at..].find('<')? + at;
-    Some(html[at..end].to_string())
-}
-
-/// The count in the cell, "1,234" read as 1234.
-fn number(html: &str, id: &str) -> u64 {
-    let text = cell(html, id).unwrap_or_else(|| panic!("no #{id} in the page"));
-    text.replace(',', "")
-        .parse()
-        .unwrap_or_else(|_| panic!("#{id} is {text:?}"))
-}
-
 /// The connections cell of a receive connector in the dashboard's table.
 fn connections(html: &str, connector: &str) -> Option<String> {
     let table = &html[html.find("id=\"connections\"")?..];
@@ -47,12 +31,7 @@ struct Signed {
 impl Signed {
     async fn start(setup: Setup) -> Signed {
         let console = Console::start(setup, &[]).await;
-        let client = console.client();
-        let cookie = session_cookie(
-            &sign_in(&client, "Administrator", ADMIN_PASSWORD)
-                .await
-                .unwrap_or_else(|r| panic!("sign-in refused: {}", r.body)),
-        );
+        let (client, cookie) = administrator(&console).await;
         Signed {
             console,
             client,

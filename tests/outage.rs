@@ -22,21 +22,6 @@ fn field(out: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in:\n{out}"))
 }
 
-type QueueState = (i64, String, Option<i32>, i64);
-
-/// The primary's queue: id, status, release rate, and the recipients it holds.
-async fn primary_queue(gw: &Gateway) -> Option<QueueState> {
-    sqlx::query_as(
-        "SELECT q.id, q.status, q.release_rate,
-                (SELECT count(*) FROM message_recipient r
-                  WHERE r.queue_id = q.id AND r.status NOT IN ('Delivered', 'Failed'))
-           FROM delivery_queue q WHERE q.delivery_type = 'SmartHostConnectorDelivery'",
-    )
-    .fetch_optional(gw.pool())
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn resume_at_a_rate_spreads_the_backlog_and_bad_rates_change_nothing() {
     let port = peer_port();
@@ -66,13 +51,13 @@ async fn resume_at_a_rate_spreads_the_backlog_and_bad_rates_change_nothing() {
         60,
         "the primary's queue in Retry holding every message",
         || async {
-            primary_queue(&gw)
+            smart_host_queue(&gw)
                 .await
                 .is_some_and(|(_, st, _, n)| st == "Retry" && n == HELD as i64)
         },
     )
     .await;
-    let (id, _, _, _) = primary_queue(&gw).await.unwrap();
+    let (id, _, _, _) = smart_host_queue(&gw).await.unwrap();
     let identity = format!("HUB1\\{id}");
 
     // Bad rates: a clear error, and the queue stays as it was.
@@ -90,7 +75,7 @@ async fn resume_at_a_rate_spreads_the_backlog_and_bad_rates_change_nothing() {
     }
     let e = fails(&gw, "Resume-Queue HUB1\\Unreachable -MessagesPerMinute 5").await;
     assert!(e.contains("there is nothing to pace"), "{e}");
-    let (_, status, rate, held) = primary_queue(&gw).await.unwrap();
+    let (_, status, rate, held) = smart_host_queue(&gw).await.unwrap();
     assert_eq!(
         (status.as_str(), rate, held),
         ("Retry", None, HELD as i64),
@@ -146,7 +131,7 @@ async fn resume_at_a_rate_spreads_the_backlog_and_bad_rates_change_nothing() {
         30,
         "the release rate cleared once the queue emptied",
         || async {
-            primary_queue(&gw)
+            smart_host_queue(&gw)
                 .await
                 .is_some_and(|(_, _, rate, n)| rate.is_none() && n == 0)
         },
@@ -174,12 +159,12 @@ async fn resume_without_a_rate_ends_a_release_and_a_suspension_keeps_it() {
     let gw = s.start().await;
     send(&gw, &["a@primary.example"], "held");
     within(60, "the primary's queue in Retry", || async {
-        primary_queue(&gw)
+        smart_host_queue(&gw)
             .await
             .is_some_and(|(_, st, _, n)| st == "Retry" && n == 1)
     })
     .await;
-    let (id, _, _, _) = primary_queue(&gw).await.unwrap();
+    let (id, _, _, _) = smart_host_queue(&gw).await.unwrap();
     // Suspended first, as the outage view offers; the rate comes with the Resume.
     run(&gw, &format!("Suspend-Queue HUB1\\{id}")).await;
     run(

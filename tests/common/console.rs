@@ -148,3 +148,39 @@ pub async fn sign_in(
 pub fn session_cookie(s: &str) -> String {
     format!("{SESSION}={s}")
 }
+
+/// Signs in to `console` as the Administrator: a client and its session's Cookie header value.
+pub async fn administrator(console: &Console) -> (https::Client, String) {
+    let client = console.client();
+    let cookie = session_cookie(
+        &sign_in(&client, "Administrator", ADMIN_PASSWORD)
+            .await
+            .unwrap_or_else(|r| panic!("sign-in refused: {}", r.body)),
+    );
+    (client, cookie)
+}
+
+/// The headers of a form the console's own page posts: the session, and the same origin.
+pub fn same_origin<'a>(cookie: &'a str, origin: &'a str) -> [(&'static str, &'a str); 3] {
+    [
+        ("Cookie", cookie),
+        ("Origin", origin),
+        ("Sec-Fetch-Site", "same-origin"),
+    ]
+}
+
+/// The text of the element with `id` in `html` (a cell: no markup inside).
+pub fn cell(html: &str, id: &str) -> Option<String> {
+    let key = format!("id=\"{id}\">");
+    let at = html.find(&key)? + key.len();
+    let end = html[at..].find('<')? + at;
+    Some(html[at..end].to_string())
+}
+
+/// The count in the cell, "1,234" read as 1234.
+pub fn number(html: &str, id: &str) -> u64 {
+    let text = cell(html, id).unwrap_or_else(|| panic!("no #{id} in the page:\n{html}"));
+    text.replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("#{id} is {text:?}"))
+}

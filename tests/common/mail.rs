@@ -135,6 +135,22 @@ where
     false
 }
 
+/// A smart-host queue's id, status, release rate, and the recipients it still holds.
+pub type SmartHostQueue = (i64, String, Option<i32>, i64);
+
+/// The gateway's queue to a smart host (the tests' primary), once there is one.
+pub async fn smart_host_queue(gw: &Gateway) -> Option<SmartHostQueue> {
+    sqlx::query_as(
+        "SELECT q.id, q.status, q.release_rate,
+                (SELECT count(*) FROM message_recipient r
+                  WHERE r.queue_id = q.id AND r.status NOT IN ('Delivered', 'Failed'))
+           FROM delivery_queue q WHERE q.delivery_type = 'SmartHostConnectorDelivery'",
+    )
+    .fetch_optional(gw.pool())
+    .await
+    .unwrap()
+}
+
 /// Every message in a local mailbox's Maildir (new/), as text.
 pub fn mailbox(data_dir: &Path, address: &str) -> Vec<String> {
     let dir: PathBuf = data_dir.join("mailboxes").join(address).join("new");

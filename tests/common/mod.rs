@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod antispam;
 pub mod browser;
 pub mod console;
 pub mod dns;
@@ -619,9 +620,9 @@ pub fn private_ca(names: &[&str]) -> (String, Vec<(String, String)>) {
     (ca_cert.pem(), leaves)
 }
 
-/// Every line of the receive protocol log so far, oldest file first.
-pub fn receive_log(gw: &Gateway) -> String {
-    let dir = gw.data_dir().join("logs/ProtocolLog/SmtpReceive");
+/// Every line of one of the gateway's logs (`kind`, below logs/) so far, oldest file first.
+pub fn log_text(gw: &Gateway, kind: &str) -> String {
+    let dir = gw.data_dir().join("logs").join(kind);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return String::new();
     };
@@ -631,6 +632,16 @@ pub fn receive_log(gw: &Gateway) -> String {
         .iter()
         .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
         .collect()
+}
+
+/// Every line of the receive protocol log so far, oldest file first.
+pub fn receive_log(gw: &Gateway) -> String {
+    log_text(gw, "ProtocolLog/SmtpReceive")
+}
+
+/// Every line of the message tracking log so far, oldest file first.
+pub fn tracking_log(gw: &Gateway) -> String {
+    log_text(gw, "MessageTracking")
 }
 
 /// The value Format-List shows for one property.
