@@ -257,10 +257,7 @@ pub async fn set_providers_config(
     tx: &mut PgConnection,
     values: &Values,
 ) -> Result<Change<PC>, OpError> {
-    org_config::set(tx, &PROVIDERS_CONFIG, values, |c| {
-        PROVIDERS_CONFIG.validate(c)
-    })
-    .await
+    org_config::set_validated(tx, &PROVIDERS_CONFIG, values).await
 }
 
 pub async fn get_block_list_config(tx: &mut PgConnection) -> Result<BC, OpError> {
@@ -271,8 +268,5 @@ pub async fn set_block_list_config(
     tx: &mut PgConnection,
     values: &Values,
 ) -> Result<Change<BC>, OpError> {
-    org_config::set(tx, &BLOCK_LIST_CONFIG, values, |c| {
-        BLOCK_LIST_CONFIG.validate(c)
-    })
-    .await
+    org_config::set_validated(tx, &BLOCK_LIST_CONFIG, values).await
 }

@@ -45,6 +45,15 @@ pub async fn set<C: OrgConfig>(
     Ok(Change { before, after })
 }
 
+/// Set- for an object whose only check is its property table's (ranges, allowed values).
+pub async fn set_validated<C: OrgConfig>(
+    tx: &mut PgConnection,
+    table: &Object<C>,
+    values: &Values,
+) -> Result<Change<C>, OpError> {
+    set(tx, table, values, |c| table.validate(c)).await
+}
+
 macro_rules! org_config {
     ($($t:ty),*) => {$(
         impl OrgConfig for $t {

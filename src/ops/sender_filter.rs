@@ -68,5 +68,5 @@ pub async fn set_config(
     tx: &mut PgConnection,
     values: &super::props::Values,
 ) -> Result<Change<C>, OpError> {
-    org_config::set(tx, &CONFIG, values, |c| CONFIG.validate(c)).await
+    org_config::set_validated(tx, &CONFIG, values).await
 }

@@ -482,5 +482,5 @@ pub async fn get_config(tx: &mut PgConnection) -> Result<C, OpError> {
 }
 
 pub async fn set_config(tx: &mut PgConnection, values: &Values) -> Result<Change<C>, OpError> {
-    super::org_config::set(tx, &CONFIG, values, |c| CONFIG.validate(c)).await
+    super::org_config::set_validated(tx, &CONFIG, values).await
 }

@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::stats::{MinuteWriter, minute_of};
+use super::stats::{MinuteWriter, minute_of, prune_minutes};
 use crate::org::Org;
 
 /// The agents counted, by their Exchange names (the tracking log's source-context); the last
@@ -159,15 +159,7 @@ pub async fn write(
 
 /// Deletes `server`'s rows older than `max_age_secs`; how many went.
 pub async fn prune(pool: &PgPool, server: &str, max_age_secs: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM antispam_statistics
-          WHERE server = $1 AND minute < now() - make_interval(secs => $2::double precision)",
-    )
-    .bind(server)
-    .bind(max_age_secs.max(0) as f64)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    prune_minutes(pool, "antispam_statistics", server, max_age_secs).await
 }
 
 /// Every node's counts from `since` on, summed per agent and event.

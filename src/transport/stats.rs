@@ -159,10 +159,21 @@ pub async fn write(
 
 /// Deletes `server`'s rows older than `max_age_secs`; how many went.
 pub async fn prune(pool: &PgPool, server: &str, max_age_secs: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM server_statistics
-          WHERE server = $1 AND minute < now() - make_interval(secs => $2::double precision)",
-    )
+    prune_minutes(pool, "server_statistics", server, max_age_secs).await
+}
+
+/// Deletes `server`'s rows of `table` (one of the per-minute tables, keyed by server and
+/// minute) older than `max_age_secs`; how many went.
+pub(super) async fn prune_minutes(
+    pool: &PgPool,
+    table: &'static str,
+    server: &str,
+    max_age_secs: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(&format!(
+        "DELETE FROM {table}
+          WHERE server = $1 AND minute < now() - make_interval(secs => $2::double precision)"
+    ))
     .bind(server)
     .bind(max_age_secs.max(0) as f64)
     .execute(pool)
