@@ -19,7 +19,7 @@ use crate::smtp::server::listener::Listeners;
 use crate::transport::clock::SystemClock;
 use crate::transport::delivery::Agents;
 use crate::transport::queue::{QueueManager, Spool, manager};
-use crate::transport::stats::Writer;
+use crate::transport::stats::{MinuteWriter, Writer};
 
 pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     crate::tls::install_crypto_provider();

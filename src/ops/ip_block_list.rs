@@ -8,6 +8,7 @@
 
 use sqlx::PgConnection;
 
+use super::org_config;
 use super::props::{Ctx, Export, Kind, Object, Prop, Value, Values, Verb};
 use super::{Change, Identity, OpError, one, resolve};
 use crate::field;
@@ -249,33 +250,23 @@ pub async fn remove(tx: &mut PgConnection, identity: &Identity) -> Result<P, OpE
 }
 
 pub async fn get_providers_config(tx: &mut PgConnection) -> Result<PC, OpError> {
-    Ok(ProvidersConfig::load_in(tx).await?)
+    org_config::get(tx).await
 }
 
 pub async fn set_providers_config(
     tx: &mut PgConnection,
     values: &Values,
 ) -> Result<Change<PC>, OpError> {
-    let before = get_providers_config(tx).await?;
-    let mut after = before.clone();
-    PROVIDERS_CONFIG.apply(&mut after, values, false, &Ctx::default())?;
-    PROVIDERS_CONFIG.validate(&after)?;
-    after.update(tx).await?;
-    Ok(Change { before, after })
+    org_config::set_validated(tx, &PROVIDERS_CONFIG, values).await
 }
 
 pub async fn get_block_list_config(tx: &mut PgConnection) -> Result<BC, OpError> {
-    Ok(BlockListConfig::load_in(tx).await?)
+    org_config::get(tx).await
 }
 
 pub async fn set_block_list_config(
     tx: &mut PgConnection,
     values: &Values,
 ) -> Result<Change<BC>, OpError> {
-    let before = get_block_list_config(tx).await?;
-    let mut after = before.clone();
-    BLOCK_LIST_CONFIG.apply(&mut after, values, false, &Ctx::default())?;
-    BLOCK_LIST_CONFIG.validate(&after)?;
-    after.update(tx).await?;
-    Ok(Change { before, after })
+    org_config::set_validated(tx, &BLOCK_LIST_CONFIG, values).await
 }

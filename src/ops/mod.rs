@@ -15,6 +15,7 @@ pub mod field;
 pub mod filter;
 pub mod ip_block_list;
 pub mod ip_list;
+pub mod org_config;
 pub mod permission;
 pub mod props;
 pub mod receive_connector;

@@ -4,7 +4,8 @@
 use sqlx::PgConnection;
 
 use super::OpError;
-use super::props::{Ctx, Export, Kind, Object, Values};
+use super::org_config;
+use super::props::{Export, Kind, Object, Values};
 use crate::field;
 use crate::org::recipient_filter::{RecipientFilterConfig, parse_address};
 
@@ -85,27 +86,25 @@ pub static CONFIG: Object<C> = Object {
 };
 
 pub async fn get_config(tx: &mut PgConnection) -> Result<C, OpError> {
-    Ok(RecipientFilterConfig::load_in(tx).await?)
+    org_config::get(tx).await
 }
 
 pub async fn set_config(
     tx: &mut PgConnection,
     values: &Values,
 ) -> Result<super::Change<C>, OpError> {
-    let before = get_config(tx).await?;
-    let mut after = before.clone();
-    CONFIG.apply(&mut after, values, false, &Ctx::default())?;
-    // Stored as typed, compared without case: one spelling per address.
-    let mut seen = std::collections::HashSet::new();
-    after
-        .blocked_recipients
-        .retain(|a| seen.insert(a.trim().to_ascii_lowercase()));
-    for a in &mut after.blocked_recipients {
-        *a = a.trim().to_string();
-    }
-    CONFIG.validate(&after)?;
-    after.update(tx).await?;
-    Ok(super::Change { before, after })
+    org_config::set(tx, &CONFIG, values, |after| {
+        // Stored as typed, compared without case: one spelling per address.
+        let mut seen = std::collections::HashSet::new();
+        after
+            .blocked_recipients
+            .retain(|a| seen.insert(a.trim().to_ascii_lowercase()));
+        for a in &mut after.blocked_recipients {
+            *a = a.trim().to_string();
+        }
+        CONFIG.validate(after)
+    })
+    .await
 }
 
 /// One imported valid recipient.

@@ -2,7 +2,8 @@
 
 use sqlx::PgConnection;
 
-use super::props::{Ctx, Export, Kind, Object};
+use super::org_config;
+use super::props::{Export, Kind, Object};
 use super::{Change, OpError};
 use crate::field;
 use crate::org::sender_filter::{ACTIONS, SenderFilterConfig};
@@ -58,7 +59,7 @@ pub static CONFIG: Object<C> = Object {
 };
 
 pub async fn get_config(tx: &mut PgConnection) -> Result<C, OpError> {
-    Ok(SenderFilterConfig::load_in(tx).await?)
+    org_config::get(tx).await
 }
 
 /// Set-SenderFilterConfig: the values applied, every address and domain checked; nothing is
@@ -67,10 +68,5 @@ pub async fn set_config(
     tx: &mut PgConnection,
     values: &super::props::Values,
 ) -> Result<Change<C>, OpError> {
-    let before = get_config(tx).await?;
-    let mut after = before.clone();
-    CONFIG.apply(&mut after, values, false, &Ctx::default())?;
-    CONFIG.validate(&after)?;
-    after.update(tx).await?;
-    Ok(Change { before, after })
+    org_config::set_validated(tx, &CONFIG, values).await
 }

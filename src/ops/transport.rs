@@ -478,14 +478,9 @@ pub async fn set_server(
 }
 
 pub async fn get_config(tx: &mut PgConnection) -> Result<C, OpError> {
-    Ok(TransportConfig::load_in(tx).await?)
+    super::org_config::get(tx).await
 }
 
 pub async fn set_config(tx: &mut PgConnection, values: &Values) -> Result<Change<C>, OpError> {
-    let before = get_config(tx).await?;
-    let mut after = before.clone();
-    CONFIG.apply(&mut after, values, false, &Ctx::default())?;
-    CONFIG.validate(&after)?;
-    after.update(tx).await?;
-    Ok(Change { before, after })
+    super::org_config::set_validated(tx, &CONFIG, values).await
 }

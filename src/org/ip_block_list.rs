@@ -156,47 +156,43 @@ impl IpBlockListProvider {
     }
 
     pub async fn insert(&self, conn: &mut PgConnection) -> Result<(), OrgError> {
-        self.validate()?;
-        sqlx::query(
+        self.write(
+            conn,
             "INSERT INTO ip_block_list_provider (id, name, lookup_domain, priority, enabled, any_match,
                 bitmask_match, ip_addresses_match, rejection_response)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
-        .bind(self.id)
-        .bind(&self.name)
-        .bind(&self.lookup_domain)
-        .bind(self.priority)
-        .bind(self.enabled)
-        .bind(self.any_match)
-        .bind(&self.bitmask_match)
-        .bind(&self.ip_addresses_match)
-        .bind(&self.rejection_response)
-        .execute(&mut *conn)
         .await
-        .map_err(|e| OrgError::from_unique(e, "IP Block list provider", &self.name))?;
-        Ok(())
     }
 
     pub async fn update(&self, conn: &mut PgConnection) -> Result<(), OrgError> {
-        self.validate()?;
-        sqlx::query(
+        self.write(
+            conn,
             "UPDATE ip_block_list_provider SET name = $2, lookup_domain = $3, priority = $4,
                 enabled = $5, any_match = $6, bitmask_match = $7, ip_addresses_match = $8,
                 rejection_response = $9
              WHERE id = $1",
         )
-        .bind(self.id)
-        .bind(&self.name)
-        .bind(&self.lookup_domain)
-        .bind(self.priority)
-        .bind(self.enabled)
-        .bind(self.any_match)
-        .bind(&self.bitmask_match)
-        .bind(&self.ip_addresses_match)
-        .bind(&self.rejection_response)
-        .execute(&mut *conn)
         .await
-        .map_err(|e| OrgError::from_unique(e, "IP Block list provider", &self.name))?;
+    }
+
+    /// Runs `sql` (an INSERT or UPDATE taking the columns in COLUMNS' order as $1..$9) for the
+    /// provider once it validates.
+    async fn write(&self, conn: &mut PgConnection, sql: &str) -> Result<(), OrgError> {
+        self.validate()?;
+        sqlx::query(sql)
+            .bind(self.id)
+            .bind(&self.name)
+            .bind(&self.lookup_domain)
+            .bind(self.priority)
+            .bind(self.enabled)
+            .bind(self.any_match)
+            .bind(&self.bitmask_match)
+            .bind(&self.ip_addresses_match)
+            .bind(&self.rejection_response)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| OrgError::from_unique(e, "IP Block list provider", &self.name))?;
         Ok(())
     }
 }

@@ -11,13 +11,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::stats::minute_of;
+use super::stats::{MinuteWriter, minute_of, prune_minutes};
 use crate::org::Org;
 
 /// The agents counted, by their Exchange names (the tracking log's source-context); the last
@@ -160,15 +159,7 @@ pub async fn write(
 
 /// Deletes `server`'s rows older than `max_age_secs`; how many went.
 pub async fn prune(pool: &PgPool, server: &str, max_age_secs: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM antispam_statistics
-          WHERE server = $1 AND minute < now() - make_interval(secs => $2::double precision)",
-    )
-    .bind(server)
-    .bind(max_age_secs.max(0) as f64)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    prune_minutes(pool, "antispam_statistics", server, max_age_secs).await
 }
 
 /// Every node's counts from `since` on, summed per agent and event.
@@ -201,10 +192,8 @@ pub struct Writer {
     pub org: watch::Receiver<Arc<Org>>,
 }
 
-impl Writer {
-    /// Writes what was counted into `minute`'s rows; on an error the counts wait for the next
-    /// write.
-    pub async fn flush(&self, minute: OffsetDateTime) {
+impl MinuteWriter for Writer {
+    async fn flush(&self, minute: OffsetDateTime) {
         let c = self.counts.take();
         if let Err(e) = write(&self.pool, &self.server, minute, &c).await {
             tracing::warn!("writing the anti-spam counts: {e}");
@@ -219,37 +208,8 @@ impl Writer {
         }
     }
 
-    /// Writes each minute's counts when it ends, and prunes at start, after each write and as
-    /// soon as ServerStatisticsMaxAge changes. Runs until aborted; the caller flushes once more at
-    /// shutdown.
-    pub async fn run(self: Arc<Self>) {
-        self.prune().await;
-        let mut org = self.org.clone();
-        let mut max_age = org.borrow().server.server_statistics_max_age;
-        let mut watching = true;
-        loop {
-            let now = OffsetDateTime::now_utc();
-            let ends = minute_of(now) + Duration::from_secs(60);
-            let wait = Duration::try_from(ends - now).unwrap_or(Duration::ZERO);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {
-                    self.flush(ends - Duration::from_secs(60)).await;
-                    self.prune().await;
-                }
-                changed = org.changed(), if watching => {
-                    // The configuration watch gone (shutdown): keep writing minutes.
-                    if changed.is_err() {
-                        watching = false;
-                        continue;
-                    }
-                    let now_max = org.borrow_and_update().server.server_statistics_max_age;
-                    if now_max != max_age {
-                        max_age = now_max;
-                        self.prune().await;
-                    }
-                }
-            }
-        }
+    fn org(&self) -> &watch::Receiver<Arc<Org>> {
+        &self.org
     }
 }
 

@@ -7,6 +7,7 @@
 //! counted. A count that could not be written is kept for the next minute's write rather than
 //! lost. Rows older than the node's ServerStatisticsMaxAge are pruned.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -158,10 +159,21 @@ pub async fn write(
 
 /// Deletes `server`'s rows older than `max_age_secs`; how many went.
 pub async fn prune(pool: &PgPool, server: &str, max_age_secs: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM server_statistics
-          WHERE server = $1 AND minute < now() - make_interval(secs => $2::double precision)",
-    )
+    prune_minutes(pool, "server_statistics", server, max_age_secs).await
+}
+
+/// Deletes `server`'s rows of `table` (one of the per-minute tables, keyed by server and
+/// minute) older than `max_age_secs`; how many went.
+pub(super) async fn prune_minutes(
+    pool: &PgPool,
+    table: &'static str,
+    server: &str,
+    max_age_secs: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(&format!(
+        "DELETE FROM {table}
+          WHERE server = $1 AND minute < now() - make_interval(secs => $2::double precision)"
+    ))
     .bind(server)
     .bind(max_age_secs.max(0) as f64)
     .execute(pool)
@@ -196,6 +208,53 @@ pub async fn read(
     .await
 }
 
+/// A task that writes a minute's counts when the minute ends: the dashboard's and the
+/// Anti-spam tab's counts are kept the same way, each in its own table.
+pub trait MinuteWriter: Send + Sync + Sized + 'static {
+    /// Writes what was counted into `minute`'s rows; what could not be written is kept for the
+    /// next write.
+    fn flush(&self, minute: OffsetDateTime) -> impl Future<Output = ()> + Send;
+    /// Deletes the rows older than ServerStatisticsMaxAge.
+    fn prune(&self) -> impl Future<Output = ()> + Send;
+    /// The configuration, watched for ServerStatisticsMaxAge.
+    fn org(&self) -> &watch::Receiver<Arc<Org>>;
+
+    /// Writes each minute's counts when it ends, and prunes at start, after each write and as
+    /// soon as ServerStatisticsMaxAge changes. Runs until aborted; the caller flushes once more at
+    /// shutdown.
+    fn run(self: Arc<Self>) -> impl Future<Output = ()> + Send {
+        async move {
+            self.prune().await;
+            let mut org = self.org().clone();
+            let mut max_age = org.borrow().server.server_statistics_max_age;
+            let mut watching = true;
+            loop {
+                let now = OffsetDateTime::now_utc();
+                let ends = minute_of(now) + Duration::from_secs(60);
+                let wait = Duration::try_from(ends - now).unwrap_or(Duration::ZERO);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {
+                        self.flush(ends - Duration::from_secs(60)).await;
+                        self.prune().await;
+                    }
+                    changed = org.changed(), if watching => {
+                        // The configuration watch gone (shutdown): keep writing minutes.
+                        if changed.is_err() {
+                            watching = false;
+                            continue;
+                        }
+                        let now_max = org.borrow_and_update().server.server_statistics_max_age;
+                        if now_max != max_age {
+                            max_age = now_max;
+                            self.prune().await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// What the writer needs from the node.
 pub struct Writer {
     pub stats: Stats,
@@ -206,10 +265,10 @@ pub struct Writer {
     pub queue_length: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
-impl Writer {
+impl MinuteWriter for Writer {
     /// Writes what was counted into `minute`'s row; on an error the counts wait for the next
     /// write.
-    pub async fn flush(&self, minute: OffsetDateTime) {
+    async fn flush(&self, minute: OffsetDateTime) {
         let c = self.stats.take();
         let q = (self.queue_length)();
         if let Err(e) = write(&self.pool, &self.server, minute, c, q).await {
@@ -225,37 +284,8 @@ impl Writer {
         }
     }
 
-    /// Writes each minute's counts when it ends, and prunes at start, after each write and as
-    /// soon as ServerStatisticsMaxAge changes. Runs until aborted; the caller flushes once more at
-    /// shutdown.
-    pub async fn run(self: Arc<Self>) {
-        self.prune().await;
-        let mut org = self.org.clone();
-        let mut max_age = org.borrow().server.server_statistics_max_age;
-        loop {
-            let now = OffsetDateTime::now_utc();
-            let ends = minute_of(now) + Duration::from_secs(60);
-            let wait = Duration::try_from(ends - now).unwrap_or(Duration::ZERO);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {
-                    self.flush(ends - Duration::from_secs(60)).await;
-                    self.prune().await;
-                }
-                changed = org.changed() => {
-                    if changed.is_err() {
-                        // The configuration watch is gone (shutdown): keep writing minutes.
-                        tokio::time::sleep(wait).await;
-                        self.flush(ends - Duration::from_secs(60)).await;
-                        continue;
-                    }
-                    let now_max = org.borrow_and_update().server.server_statistics_max_age;
-                    if now_max != max_age {
-                        max_age = now_max;
-                        self.prune().await;
-                    }
-                }
-            }
-        }
+    fn org(&self) -> &watch::Receiver<Arc<Org>> {
+        &self.org
     }
 }
 

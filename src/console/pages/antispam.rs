@@ -387,11 +387,20 @@ fn request(f: &FormData) -> Result<AddEntry, OpError> {
     })
 }
 
-/// The refusal of an operation the form caused, or the page error for anything else.
-fn refusal(e: OpError) -> Result<String, PageError> {
-    match e {
-        OpError::Db(e) => Err(PageError::Db(e)),
-        other => Ok(other.to_string()),
+/// After a list operation: the list again when it was done, else the form shown with the
+/// refusal (what the admin typed kept), or the page error for a failure that is not a refusal.
+async fn answer(
+    st: &ConsoleState,
+    admin: &Admin,
+    path: &str,
+    url: &'static str,
+    typed: Typed,
+    outcome: Result<(), OpError>,
+) -> PageResult {
+    match outcome {
+        Ok(()) => see_other(url),
+        Err(OpError::Db(e)) => Err(PageError::Db(e)),
+        Err(refused) => render_list(st, admin, path, typed, Some(refused.to_string())).await,
     }
 }
 
@@ -407,26 +416,14 @@ async fn add(
         expiration: form.one("ExpirationTime").unwrap_or_default().to_string(),
         comment: form.one("Comment").unwrap_or_default().to_string(),
     };
-    let outcome = match request(&form) {
-        Ok(req) => {
-            let mut tx = st.pool.begin().await?;
-            match ip_list::add(&mut tx, list, &req, OffsetDateTime::now_utc()).await {
-                Ok(_) => {
-                    tx.commit().await?;
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    };
-    match outcome {
-        Ok(()) => see_other(url),
-        Err(e) => {
-            let message = refusal(e)?;
-            render_list(&st, &admin, &path, typed, Some(message)).await
-        }
+    let outcome = async {
+        let req = request(&form)?;
+        let mut tx = st.pool.begin().await?;
+        ip_list::add(&mut tx, list, &req, OffsetDateTime::now_utc()).await?;
+        Ok(tx.commit().await?)
     }
+    .await;
+    answer(&st, &admin, &path, url, typed, outcome).await
 }
 
 async fn remove(
@@ -436,24 +433,12 @@ async fn remove(
     Form(form): Form<FormData>,
 ) -> PageResult {
     let (list, _, url) = list_of(&path)?;
-    let outcome = match ip_list::identity(form.one("id").unwrap_or_default()) {
-        Ok(id) => {
-            let mut tx = st.pool.begin().await?;
-            match ip_list::remove(&mut tx, list, id).await {
-                Ok(_) => {
-                    tx.commit().await?;
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    };
-    match outcome {
-        Ok(()) => see_other(url),
-        Err(e) => {
-            let message = refusal(e)?;
-            render_list(&st, &admin, &path, Typed::default(), Some(message)).await
-        }
+    let outcome = async {
+        let id = ip_list::identity(form.one("id").unwrap_or_default())?;
+        let mut tx = st.pool.begin().await?;
+        ip_list::remove(&mut tx, list, id).await?;
+        Ok(tx.commit().await?)
     }
+    .await;
+    answer(&st, &admin, &path, url, Typed::default(), outcome).await
 }

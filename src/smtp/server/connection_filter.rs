@@ -7,8 +7,8 @@
 
 use time::OffsetDateTime;
 
+use super::agent_log::AgentDecision;
 use super::session::Session;
-use crate::logs::tracking::TrackingEvent;
 use crate::org::ip_list::{self, Listed};
 use crate::org::rights::ExtendedRight;
 use crate::smtp::proto::Reply;
@@ -68,36 +68,17 @@ impl Session {
             Some(text) => Reply::new(550, "5.7.1", text),
             None => block_reply(ip),
         };
-        self.log_event(
-            '*',
+        self.record_agent_decision(
             &format!("Rejected by the IP Block List (entry {id}): {ip}"),
-            AGENT,
+            None,
+            &AgentDecision {
+                agent: AGENT,
+                event_id: "FAIL",
+                reply: &reply,
+                reason: None,
+                recipients: &[to],
+            },
         );
-        let status = reply.to_wire();
-        let status = status.trim_end();
-        let sender = self.tx.as_ref().map(|t| t.from.as_str()).unwrap_or("");
-        self.gw.tracking.record(&TrackingEvent {
-            event_id: "FAIL",
-            source: "AGENT",
-            client_ip: Some(ip),
-            client_hostname: self.helo.as_deref(),
-            server_ip: Some(self.local.ip()),
-            server_hostname: Some(&self.connector.fqdn),
-            source_context: Some(AGENT),
-            connector_id: Some(&self.connector.identity()),
-            internal_message_id: 0,
-            message_id: None,
-            recipients: &[to],
-            recipient_status: &[status],
-            total_bytes: 0,
-            related_recipient_address: None,
-            reference: None,
-            subject: None,
-            sender,
-            return_path: sender,
-            message_info: None,
-            directionality: Some("Incoming"),
-        });
         Some(reply)
     }
 }

@@ -23,9 +23,9 @@ use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::task::JoinHandle;
 
 use super::Gateway;
+use super::agent_log::AgentDecision;
 use super::connection_filter::AGENT;
 use super::session::Session;
-use crate::logs::tracking::TrackingEvent;
 use crate::org::Org;
 use crate::org::ip_block_list::{IpBlockListProvider, query_name};
 use crate::smtp::proto::Reply;
@@ -265,32 +265,17 @@ impl Session {
             p.lookup_domain,
             answers.join(",")
         );
-        self.log_event('*', &reason, AGENT);
-        let status = reply.to_wire();
-        let status = status.trim_end();
-        let sender = self.tx.as_ref().map(|t| t.from.as_str()).unwrap_or("");
-        self.gw.tracking.record(&TrackingEvent {
-            event_id: "FAIL",
-            source: "AGENT",
-            client_ip: Some(ip),
-            client_hostname: self.helo.as_deref(),
-            server_ip: Some(self.local.ip()),
-            server_hostname: Some(&self.connector.fqdn),
-            source_context: Some(AGENT),
-            connector_id: Some(&self.connector.identity()),
-            internal_message_id: 0,
-            message_id: None,
-            recipients: &[to],
-            recipient_status: &[status],
-            total_bytes: 0,
-            related_recipient_address: None,
-            reference: None,
-            subject: None,
-            sender,
-            return_path: sender,
-            message_info: Some(reason.as_str()),
-            directionality: Some("Incoming"),
-        });
+        self.record_agent_decision(
+            &reason,
+            None,
+            &AgentDecision {
+                agent: AGENT,
+                event_id: "FAIL",
+                reply: &reply,
+                reason: Some(&reason),
+                recipients: &[to],
+            },
+        );
         Some(reply)
     }
 }

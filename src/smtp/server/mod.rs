@@ -1,5 +1,6 @@
 //! The receive side: one listener per binding, connector selection, the session state machine.
 
+pub mod agent_log;
 pub mod auth;
 pub mod auth_throttle;
 pub mod backend;

@@ -6,8 +6,8 @@
 //! nobody can answer, the RCPT gets a 4xx so that the sender tries again: a backup MX must not
 //! take a message it may later have to bounce (backscatter).
 
+use super::agent_log::AgentDecision;
 use super::session::Session;
-use crate::logs::tracking::TrackingEvent;
 use crate::org::DomainType;
 use crate::org::accepted_domain;
 use crate::smtp::proto::Reply;
@@ -146,32 +146,17 @@ impl Session {
     /// Logs one of the agent's decisions on `to` (protocol log with the agent's name, tracking
     /// log with source AGENT) and returns its reply.
     fn agent_decision(&mut self, event_id: &str, to: &str, reply: Reply, why: String) -> Reply {
-        self.log_event('*', &format!("{event_id} {to}: {why}"), AGENT);
-        let status = reply.to_wire();
-        let status = status.trim_end();
-        let sender = self.tx.as_ref().map(|t| t.from.as_str()).unwrap_or("");
-        self.gw.tracking.record(&TrackingEvent {
-            event_id,
-            source: "AGENT",
-            client_ip: Some(self.remote.ip()),
-            client_hostname: self.helo.as_deref(),
-            server_ip: Some(self.local.ip()),
-            server_hostname: Some(&self.connector.fqdn),
-            source_context: Some(AGENT),
-            connector_id: Some(&self.connector.identity()),
-            internal_message_id: 0,
-            message_id: None,
-            recipients: &[to],
-            recipient_status: &[status],
-            total_bytes: 0,
-            related_recipient_address: None,
-            reference: None,
-            subject: None,
-            sender,
-            return_path: sender,
-            message_info: Some(why.as_str()),
-            directionality: Some("Incoming"),
-        });
+        self.record_agent_decision(
+            &format!("{event_id} {to}: {why}"),
+            None,
+            &AgentDecision {
+                agent: AGENT,
+                event_id,
+                reply: &reply,
+                reason: Some(&why),
+                recipients: &[to],
+            },
+        );
         reply
     }
 }

@@ -4,8 +4,8 @@
 //! Sessions the anti-spam agents leave alone (`Session::antispam_bypassed`) are not filtered.
 //! The session stays open after the refusal, so the client may RSET or QUIT (RFC 5321 §4.1.1.2).
 
+use super::agent_log::AgentDecision;
 use super::session::Session;
-use crate::logs::tracking::TrackingEvent;
 use crate::smtp::proto::Reply;
 
 pub const AGENT: &str = "Sender Filter Agent";
@@ -24,31 +24,17 @@ impl Session {
             return None;
         }
         let reply = denied();
-        self.log_event('*', &format!("Rejected <{from}>: {blocked}"), AGENT);
-        let status = reply.to_wire();
-        let status = status.trim_end();
-        self.gw.tracking.record(&TrackingEvent {
-            event_id: "FAIL",
-            source: "AGENT",
-            client_ip: Some(self.remote.ip()),
-            client_hostname: self.helo.as_deref(),
-            server_ip: Some(self.local.ip()),
-            server_hostname: Some(&self.connector.fqdn),
-            source_context: Some(AGENT),
-            connector_id: Some(&self.connector.identity()),
-            internal_message_id: 0,
-            message_id: None,
-            recipients: &[],
-            recipient_status: &[status],
-            total_bytes: 0,
-            related_recipient_address: None,
-            reference: None,
-            subject: None,
-            sender: from,
-            return_path: from,
-            message_info: Some(&blocked.to_string()),
-            directionality: Some("Incoming"),
-        });
+        self.record_agent_decision(
+            &format!("Rejected <{from}>: {blocked}"),
+            Some(from),
+            &AgentDecision {
+                agent: AGENT,
+                event_id: "FAIL",
+                reply: &reply,
+                reason: Some(&blocked.to_string()),
+                recipients: &[],
+            },
+        );
         Some(reply)
     }
 }

@@ -13,8 +13,8 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::Gateway;
+use super::agent_log::{AgentDecision, AgentSite, track_agent_decision};
 use super::connection_filter::AGENT;
-use crate::logs::tracking::TrackingEvent;
 use crate::org::ReceiveConnector;
 use crate::smtp::proto::Reply;
 
@@ -159,29 +159,24 @@ pub fn log_refusal(
         );
         log.event('*', &reason, AGENT);
     }
-    let status = refusal().to_wire();
-    gw.tracking.record(&TrackingEvent {
-        event_id: "DEFER",
-        source: "AGENT",
-        client_ip: Some(remote.ip()),
-        client_hostname: None,
-        server_ip: Some(local.ip()),
-        server_hostname: Some(&connector.fqdn),
-        source_context: Some(AGENT),
-        connector_id: Some(&connector.identity()),
-        internal_message_id: 0,
-        message_id: None,
-        recipients: &[],
-        recipient_status: &[status.trim_end()],
-        total_bytes: 0,
-        related_recipient_address: None,
-        reference: None,
-        subject: None,
+    let site = AgentSite {
+        gw,
+        connector,
+        local,
+        remote,
+        helo: None,
         sender: "",
-        return_path: "",
-        message_info: Some(&reason),
-        directionality: Some("Incoming"),
-    });
+    };
+    track_agent_decision(
+        &site,
+        &AgentDecision {
+            agent: AGENT,
+            event_id: "DEFER",
+            reply: &refusal(),
+            reason: Some(&reason),
+            recipients: &[],
+        },
+    );
 }
 
 #[cfg(test)]
