@@ -183,9 +183,16 @@ async fn bitmask_and_address_matches_in_priority_order() {
 #[tokio::test]
 async fn a_provider_that_never_answers_fails_open_within_its_bound() {
     // A DNS server that reads and never replies, on UDP and TCP.
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let silent = udp.local_addr().unwrap();
-    let _tcp = std::net::TcpListener::bind(silent).unwrap();
+    // The same port on both, on an address of this test's own; another process may hold the
+    // TCP side of a port the UDP side got, so a few ports are tried.
+    let (_udp, _tcp, silent) = (0..20)
+        .find_map(|_| {
+            let udp = std::net::UdpSocket::bind("127.0.0.57:0").ok()?;
+            let at = udp.local_addr().ok()?;
+            let tcp = std::net::TcpListener::bind(at).ok()?;
+            Some((udp, tcp, at))
+        })
+        .expect("a port free on UDP and TCP");
     let s = setup().await;
     s.sql("UPDATE receive_connector SET protocol_logging_level = 'Verbose'")
         .await;
