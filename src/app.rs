@@ -66,6 +66,16 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         .context("loading or creating the TLS certificate")?;
     let acme = crate::tls::acme::spawn(common.data_dir.clone(), tls.clone());
 
+    // Before the spool is touched: a second process under the same name would reap the other's
+    // bodies in flight, or report its queued messages as lost.
+    let claim = manager::claim(&pool, &db.url, &server_name).await;
+    let claim = match claim {
+        Ok(c) => c,
+        Err(e) => {
+            db.close().await;
+            return Err(e.into());
+        }
+    };
     let spool = Spool::open(&common.data_dir).context("opening the spool")?;
     let orphans = spool.recover(&pool).await.context("recovering the spool")?;
     if orphans > 0 {
@@ -112,7 +122,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         },
         tracking.clone(),
         agents.clone(),
-        Some(db.url.clone()),
+        Some(claim),
     )
     .await
     .context("loading the queues")?;

@@ -56,7 +56,7 @@ async fn a_message_that_panics_delivery_twice_is_poison() {
         },
         TrackingLog::disabled(),
         agents,
-        Some(s.db_url.clone()),
+        Some(manager::claim(&s.pool, &s.db_url, SERVER).await.unwrap()),
     )
     .await
     .unwrap();

@@ -12,6 +12,18 @@ use common::pair::*;
 use common::peers::Sink;
 use common::*;
 
+/// hubgate_shadow_queue_length as a scraper on loopback reads it from `gw`'s console.
+async fn shadow_queue_length(gw: &Gateway) -> f64 {
+    let c = https::Client::new(gw.console_addr(), &gw.data_dir(), &gw.setup.fqdn);
+    let r = c.get("/metrics", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+        .lines()
+        .find_map(|l| l.strip_prefix("hubgate_shadow_queue_length "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1.0)
+}
+
 #[tokio::test]
 async fn the_articles_three_attempts() {
     let final_addr = addr("127.0.0.91", peer_port());
@@ -101,6 +113,14 @@ async fn the_articles_three_attempts() {
         shadow_copies(&org1).await == 1
     })
     .await;
+    // A scraper sees the copy too (hubgate_shadow_queue_length), and sees it go below.
+    until(
+        60,
+        "org1's /metrics to count the copy",
+        &[&org1, &org2],
+        || async { shadow_queue_length(&org1).await == 1.0 },
+    )
+    .await;
     let queues = sh(
         &org1,
         "Get-Queue | Format-List DeliveryType,NextHopDomain,MessageCount",
@@ -133,6 +153,13 @@ async fn the_articles_three_attempts() {
     until(60, "org1's copy discarded", &[&org1, &org2], || async {
         shadow_copies(&org1).await == 0 && org1.message_count().await == 0
     })
+    .await;
+    until(
+        60,
+        "org1's /metrics to drop the copy",
+        &[&org1, &org2],
+        || async { shadow_queue_length(&org1).await == 0.0 },
+    )
     .await;
     let log = send_log(&org1);
     assert!(log.contains(">,XQDISCARD 50"), "{log}");

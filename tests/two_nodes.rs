@@ -267,3 +267,64 @@ async fn two_nodes_on_one_database_share_the_organisation_and_keep_their_own_que
     .await;
     assert_eq!(subjects(&sink_a), ["a-1", "a-2", "a-3"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_process_under_a_running_nodes_name_refuses_to_start_and_touches_nothing() {
+    let mut sink = Sink::down(addr("127.0.0.1", peer_port()), SinkOptions::default());
+    let a = Setup::new().await;
+    configure(
+        &a,
+        &[
+            &format!(
+                "New-SendConnector -Name 'To A' -AddressSpaces 'fabrikam.example' -DNSRoutingEnabled $false -SmartHosts '{}' -Port {}",
+                sink.addr.ip(),
+                sink.addr.port()
+            ),
+            "New-AcceptedDomain -Name Fabrikam -DomainName fabrikam.example -DomainType InternalRelay",
+            "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:00:01 -OutboundConnectionFailureRetryInterval 00:00:01 -MessageRetryInterval 00:00:01",
+        ],
+    )
+    .await;
+    let a = a.start().await;
+    send_to(a.smtp(), REMOTE, "held");
+    eventually("the message waiting in Retry", || async {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM message_recipient WHERE status = 'Retry'")
+                .fetch_one(a.pool())
+                .await
+                .unwrap();
+        n == 1
+    })
+    .await;
+
+    // The same server name again, with a spool of its own (another machine, or a copy of the
+    // container): it would deliver HUB1's queue a second time and find none of its bodies.
+    let twin = a.setup.join(2, FQDN);
+    twin.share_key(&a.data_dir());
+    let (status, out, err) = run_to_exit(
+        serve_command(&twin, twin.data_dir.path())
+            .env("HUBGATE_DEFAULT_BINDINGS", twin.default_bindings()),
+        "a second HUB1 kept running",
+    );
+    assert_eq!(status.code(), Some(1), "stdout: {out}\nstderr: {err}");
+    assert!(!out.contains("hubgate ready"), "{out}");
+    assert!(
+        err.contains("another hubgate process is serving as HUB1 on this database")
+            && err.contains("HUBGATE_SERVER_NAME"),
+        "{err}"
+    );
+
+    // HUB1 kept its message whole: no report of a lost body, delivered once its next hop is up.
+    let (dsns,): (i64,) = sqlx::query_as("SELECT count(*) FROM message WHERE from_address = ''")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert_eq!(dsns, 0, "a DSN was made");
+    sink.restart();
+    within_now(60, "the held message at the next hop", || {
+        !subjects(&sink).is_empty()
+    })
+    .await;
+    assert_eq!(subjects(&sink), ["held"]);
+    eventually("the queue empty", || async { a.message_count().await == 0 }).await;
+}

@@ -151,6 +151,12 @@ pub fn caveat(o: &Obj, param: &str) -> Option<&'static str> {
         .map(|u| u.reason)
 }
 
+/// The reason a property named `param` is not enforced, whatever its value: the console shows it
+/// beside the input, where an admin could turn the behaviour on.
+pub fn field_caveat(param: &str) -> Option<&'static str> {
+    TABLE.iter().find(|u| u.param == param).map(|u| u.reason)
+}
+
 /// A value as every view shows it: with its caveat when it counts.
 pub fn shown(o: &Obj, param: &str, value: String) -> String {
     match caveat(o, param) {
@@ -195,6 +201,19 @@ pub fn warn_send_connector_permission(text: &mut String) {
     if !text.contains(&line) {
         text.push_str(&line);
     }
+}
+
+/// The warnings a wizard's completion page shows for the object it made: one per parameter whose
+/// value counts (a preset such as Partner's DomainSecureEnabled included).
+pub fn warnings(o: &Obj) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for u in TABLE.iter().filter(|u| (u.counts)(o) == Some(true)) {
+        let line = warning(u.param, u.reason).trim_end().to_string();
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    lines
 }
 
 /// The warning line for `param`.
@@ -279,6 +298,20 @@ mod tests {
             "WARNING: DomainSecureEnabled is saved but not enforced: hubgate does not implement domain-secure mutual TLS yet.\n\
              WARNING: ErrorPolicies is saved but not enforced: hubgate already treats every authentication failure at a smart host as transient and retries, whatever ErrorPolicies says.\n"
         );
+        // The console's completion page: every counting value, once each.
+        assert_eq!(
+            warnings(&after),
+            [
+                "WARNING: DomainSecureEnabled is saved but not enforced: hubgate does not implement domain-secure mutual TLS yet.",
+                "WARNING: ErrorPolicies is saved but not enforced: hubgate already treats every authentication failure at a smart host as transient and retries, whatever ErrorPolicies says.",
+            ]
+        );
+        assert!(warnings(&before).is_empty());
+        assert_eq!(
+            field_caveat("TLSReceiveDomainSecureList"),
+            Some(DOMAIN_SECURE)
+        );
+        assert_eq!(field_caveat("Banner"), None);
         // Unchanged and not named by the command: nothing to say.
         let mut text = String::new();
         warn(&mut text, &none, &after, &after);

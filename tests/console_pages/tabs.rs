@@ -78,6 +78,9 @@ async fn every_list_renders_its_rows_in_the_emc_frame() {
     }
 }
 
+const DOMAIN_SECURE_CAVEAT: &str =
+    "Saved but not enforced: hubgate does not implement domain-secure mutual TLS yet.";
+
 #[tokio::test]
 async fn each_tab_shows_current_values_and_saves_what_the_shell_reads_back() {
     let mut c = Console::new().await;
@@ -198,6 +201,8 @@ async fn each_tab_shows_current_values_and_saves_what_the_shell_reads_back() {
         p.contains("name=\"AuthMechanism\" value=\"Tls\" checked"),
         "{p}"
     );
+    // A stored-but-ignored setting says so beside its input, as the shell does.
+    assert!(p.contains(DOMAIN_SECURE_CAVEAT), "{p}");
     c.saved(
         &tab("authentication"),
         &[("AuthMechanism", "Tls"), ("AuthMechanism", "BasicAuth")],
@@ -339,6 +344,8 @@ async fn each_tab_shows_current_values_and_saves_what_the_shell_reads_back() {
         c.fl("Get-TransportConfig", "TLSSendDomainSecureList").await,
         "{partner.test}"
     );
+    let p = c.get(&format!("{t}/domain-security")).await;
+    assert!(p.contains(DOMAIN_SECURE_CAVEAT), "{p}");
 
     // Mailbox, General.
     let m = c.id("recipient", "Kim").await;

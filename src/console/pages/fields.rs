@@ -159,9 +159,18 @@ pub fn tab_fields<T>(o: &Object<T>, t: &T, tab: &str, form: Option<&FormData>) -
             if let Some(l) = super::labels::label(o.noun, p.name) {
                 f.label = l.into();
             }
+            not_enforced(&mut f);
             f
         })
         .collect()
+}
+
+/// A stored-but-ignored property says so beside its input, as the shell says so in its views
+/// and warnings: an admin must not believe it acts.
+fn not_enforced(f: &mut FieldView) {
+    if let Some(reason) = crate::shell::unenforced::field_caveat(&f.name) {
+        f.hint = format!("Saved but not enforced: {reason}.");
+    }
 }
 
 /// A posted text as a value of `kind`; the message says what was wrong.
@@ -281,7 +290,7 @@ pub fn new_fields(
                 Kind::List => ("textarea", vec![]),
                 _ => ("text", vec![]),
             };
-            FieldView {
+            let mut f = FieldView {
                 name: name.to_string(),
                 label: name.to_string(),
                 input,
@@ -292,7 +301,9 @@ pub fn new_fields(
                 hint: hint(*kind).into(),
                 required: *mandatory,
                 group: None,
-            }
+            };
+            not_enforced(&mut f);
+            f
         })
         .collect()
 }

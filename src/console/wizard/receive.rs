@@ -451,20 +451,23 @@ impl Wizard for NewReceiveConnector {
             message: e.0.into_values().next().unwrap_or_default(),
         })?;
         let made = receive_connector::new(tx, &st.server, &v).await?.after;
+        let obj = Obj::ReceiveConnector(made.clone());
+        let mut summary = vec![
+            made.identity(),
+            format!("Bindings: {}", made.bindings.join(", ")),
+            format!("Remote IP ranges: {}", made.remote_ip_ranges.join(", ")),
+            format!("FQDN: {}", made.fqdn),
+            format!("Permission groups: {}", made.permission_groups.join(", ")),
+            format!(
+                "Authentication mechanisms: {}",
+                made.auth_mechanism.join(", ")
+            ),
+        ];
+        summary.extend(crate::shell::unenforced::warnings(&obj));
         Ok(Created {
-            cmdlet: crate::shell::render::new_cmdlet(&Obj::ReceiveConnector(made.clone())),
+            cmdlet: crate::shell::render::new_cmdlet(&obj),
             finish: format!("{SERVERS}/{}?selected={}", seg(&made.server), made.id),
-            summary: vec![
-                made.identity(),
-                format!("Bindings: {}", made.bindings.join(", ")),
-                format!("Remote IP ranges: {}", made.remote_ip_ranges.join(", ")),
-                format!("FQDN: {}", made.fqdn),
-                format!("Permission groups: {}", made.permission_groups.join(", ")),
-                format!(
-                    "Authentication mechanisms: {}",
-                    made.auth_mechanism.join(", ")
-                ),
-            ],
+            summary,
         })
     }
 }

@@ -205,10 +205,13 @@ impl Wizard for NewSendConnector {
         let made = send_connector::new(tx, &st.server, &v, st.org_key.as_deref())
             .await?
             .after;
+        let obj = Obj::SendConnector(made.clone());
+        let mut summary = send_pages::summary(d);
+        summary.extend(crate::shell::unenforced::warnings(&obj));
         Ok(Created {
-            cmdlet: crate::shell::render::new_cmdlet(&Obj::SendConnector(made.clone())),
+            cmdlet: crate::shell::render::new_cmdlet(&obj),
             finish: format!("{SENDS}?selected={}", made.id),
-            summary: send_pages::summary(d),
+            summary,
         })
     }
 }

@@ -6,22 +6,48 @@ use sqlx::PgConnection;
 use super::*;
 use crate::transport::queue::ops::command::{self, COMMAND_CHANNEL};
 
-/// The queue writer's lock for this gateway, on a connection of its own. Another holder (a
-/// shell applying a command to the stored state) lets go within moments; a gateway already
-/// running for the same server does not, and then this one runs without it, saying so.
-pub(super) async fn take_writer_lock(pool: &PgPool, server: &str) -> Option<PgConnection> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+/// This gateway's claim on its server name: the queue writer's lock, on a connection of its
+/// own, held for as long as the gateway runs.
+pub struct ServerClaim {
+    pub(super) conn: PgConnection,
+    pub(super) url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error(
+        "another hubgate process is serving as {0} on this database (it holds the queue writer's lock): \
+         stop it, or give this node its own HUBGATE_SERVER_NAME"
+    )]
+    Taken(String),
+    #[error("taking the queue writer's lock of {0}: {1}")]
+    Database(String, sqlx::Error),
+}
+
+/// Claims `server` for this process. Another holder (a shell applying a command to the stored
+/// state, or a gateway killed a moment ago whose connection PostgreSQL has not reaped yet) lets
+/// go within moments; a gateway still running under the same name does not, and then this one
+/// must not start: it would deliver the other's queues a second time, and report as lost every
+/// message whose body is in the other's spool.
+pub async fn claim(pool: &PgPool, url: &str, server: &str) -> Result<ServerClaim, ClaimError> {
+    const PATIENCE: Duration = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         match command::try_writer_lock(pool, server).await {
-            Ok(Some(conn)) => return Some(conn),
+            Ok(Some(conn)) => {
+                return Ok(ServerClaim {
+                    conn,
+                    url: url.to_string(),
+                });
+            }
             Ok(None) => {}
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(ClaimError::Database(server.to_string(), e));
+            }
             Err(e) => tracing::warn!("taking the queue writer's lock: {e}"),
         }
         if tokio::time::Instant::now() >= deadline {
-            tracing::error!(
-                "another process holds the queue writer's lock of {server}: queue commands wait for it"
-            );
-            return None;
+            return Err(ClaimError::Taken(server.to_string()));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

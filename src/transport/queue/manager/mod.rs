@@ -72,6 +72,7 @@ pub use job::{
     ShadowBook, Submitted, SubmittedRecipient, Target, body_lost_reply,
 };
 use listener::command_listener;
+pub use listener::{ClaimError, ServerClaim, claim};
 use load::load_pending;
 pub use shadow::{HeartbeatDue, Primary, ResubmitReason, shadow_key};
 use state::*;
@@ -130,7 +131,7 @@ impl QueueManager {
         settings: Settings,
         tracking: TrackingLog,
         agents: Arc<dyn Deliver>,
-        db_url: Option<String>,
+        claim: Option<ServerClaim>,
     ) -> Result<QueueManager, sqlx::Error> {
         let (wtx, wrx) = mpsc::unbounded_channel();
         let (stx, srx) = mpsc::unbounded_channel();
@@ -155,9 +156,9 @@ impl QueueManager {
         let qm = QueueManager { inner };
         // The queue writer's lock says this gateway runs; commands recorded while it did not
         // are applied to the stored state before it is loaded.
-        let mut lock = match &db_url {
-            Some(_) => listener::take_writer_lock(&pool, &settings.server_name).await,
-            None => None,
+        let (mut lock, db_url) = match claim {
+            Some(c) => (Some(c.conn), Some(c.url)),
+            None => (None, None),
         };
         if let Some(conn) = lock.as_mut()
             && let Err(e) = run_stored(conn, &settings.server_name).await
