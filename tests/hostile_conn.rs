@@ -130,6 +130,18 @@ async fn connections_beyond_max_connection_rate_per_minute_are_refused() {
     assert!(c.closed().await);
     // The sessions already admitted go on.
     assert_eq!(held[0].cmd("NOOP").await, "250 2.0.0 OK\r\n");
+    // A scraper tells the sessions from the refusal.
+    let series = |name: &str| format!("{name}{{connector=\"Default HUB1\"}}");
+    assert_eq!(
+        gw.metric(&series("hubgate_connections_total")).await,
+        Some(3.0)
+    );
+    assert_eq!(gw.metric(&series("hubgate_connections")).await, Some(3.0));
+    assert_eq!(
+        gw.metric(&series("hubgate_connections_refused_total"))
+            .await,
+        Some(1.0)
+    );
 }
 
 #[tokio::test]

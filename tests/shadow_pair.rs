@@ -12,18 +12,6 @@ use common::pair::*;
 use common::peers::Sink;
 use common::*;
 
-/// hubgate_shadow_queue_length as a scraper on loopback reads it from `gw`'s console.
-async fn shadow_queue_length(gw: &Gateway) -> f64 {
-    let c = https::Client::new(gw.console_addr(), &gw.data_dir(), &gw.setup.fqdn);
-    let r = c.get("/metrics", &[]).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
-        .lines()
-        .find_map(|l| l.strip_prefix("hubgate_shadow_queue_length "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(-1.0)
-}
-
 #[tokio::test]
 async fn the_articles_three_attempts() {
     let final_addr = addr("127.0.0.91", peer_port());
@@ -118,7 +106,7 @@ async fn the_articles_three_attempts() {
         60,
         "org1's /metrics to count the copy",
         &[&org1, &org2],
-        || async { shadow_queue_length(&org1).await == 1.0 },
+        || async { org1.metric("hubgate_shadow_queue_length").await == Some(1.0) },
     )
     .await;
     let queues = sh(
@@ -158,7 +146,7 @@ async fn the_articles_three_attempts() {
         60,
         "org1's /metrics to drop the copy",
         &[&org1, &org2],
-        || async { shadow_queue_length(&org1).await == 0.0 },
+        || async { org1.metric("hubgate_shadow_queue_length").await == Some(0.0) },
     )
     .await;
     let log = send_log(&org1);

@@ -25,6 +25,7 @@ const QUEUE_LENGTH: &str = "hubgate_queue_length";
 const SHADOW_QUEUE_LENGTH: &str = "hubgate_shadow_queue_length";
 const CONNECTIONS: &str = "hubgate_connections";
 const CONNECTIONS_TOTAL: &str = "hubgate_connections_total";
+const CONNECTIONS_REFUSED: &str = "hubgate_connections_refused_total";
 const DSN_SENT: &str = "hubgate_dsn_sent_total";
 const LATENCY: &str = "hubgate_delivery_latency_seconds";
 const BACK_PRESSURE: &str = "hubgate_back_pressure";
@@ -153,7 +154,11 @@ fn describe() {
     describe_gauge!(CONNECTIONS, "Open SMTP connections, by receive connector.");
     describe_counter!(
         CONNECTIONS_TOTAL,
-        "SMTP connections accepted, by receive connector."
+        "SMTP connections admitted to a session, by receive connector."
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "SMTP connections refused at connect with a 421 (connection limits and rates), by receive connector."
     );
     describe_counter!(
         DSN_SENT,
@@ -214,6 +219,11 @@ pub fn connection(connector: &str) -> ConnectionGuard {
     counter!(CONNECTIONS_TOTAL, "connector" => connector.clone()).increment(1);
     gauge!(CONNECTIONS, "connector" => connector.clone()).increment(1.0);
     ConnectionGuard { connector }
+}
+
+/// Counts a connection refused before its session began (a 421 at connect).
+pub fn connection_refused(connector: &str) {
+    counter!(CONNECTIONS_REFUSED, "connector" => connector.to_string()).increment(1);
 }
 
 /// Ends one connection's count when dropped (also when its task panics).

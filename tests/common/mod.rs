@@ -400,6 +400,21 @@ impl Gateway {
         self.setup.data_dir.path().to_path_buf()
     }
 
+    /// One series of the gateway's /metrics (`name{labels}`), as a scraper on loopback reads it
+    /// from the console's listener; None when the series is absent.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let c = https::Client::new(self.console_addr(), &self.data_dir(), &self.setup.fqdn);
+        let r = c.get("/metrics", &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
     /// Starts the binary and waits for its ready line.
     pub async fn spawn(&mut self) {
         let s = &self.setup;

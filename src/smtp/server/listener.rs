@@ -184,7 +184,6 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, gw: Arc<Gateway>) {
         return;
     };
     let connector = connector.clone();
-    let _counted = crate::monitor::connection(&connector.name);
     let mut stream = Stream::plain(tcp);
     // The source's own rate first: a flooding source must not spend the server's rate.
     let source_ok = match org.server.max_connection_rate_per_minute_per_source {
@@ -218,6 +217,7 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, gw: Arc<Gateway>) {
     let _slot = match admitted {
         Ok(slot) => slot,
         Err(reply) => {
+            crate::monitor::connection_refused(&connector.name);
             // A refused client gets its reply, but no more of the connection's time than that.
             let limit = Duration::from_secs(connector.connection_inactivity_timeout as u64)
                 .min(REFUSAL_WRITE_LIMIT);
@@ -226,6 +226,7 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, gw: Arc<Gateway>) {
             return;
         }
     };
+    let _counted = crate::monitor::connection(&connector.name);
     Session::new(gw, org, connector, stream, local, remote)
         .run()
         .await;
