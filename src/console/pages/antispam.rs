@@ -291,6 +291,15 @@ pub fn refused_status(error: bool) -> StatusCode {
     }
 }
 
+/// A change's outcome as a page shows it: done or refused (the form again, the refusal beside
+/// its field), or a database failure, which is the page's error.
+pub fn settled<T>(outcome: Result<T, OpError>) -> Result<Result<T, OpError>, PageError> {
+    match outcome {
+        Err(OpError::Db(e)) => Err(PageError::Db(e)),
+        other => Ok(other),
+    }
+}
+
 fn list_of(path: &str) -> Result<(IpList, &'static str, &'static str), PageError> {
     match path {
         "ip-allow-list" => Ok((IpList::Allow, "IP Allow List Properties", ALLOW_LIST)),
@@ -418,9 +427,8 @@ async fn answer(
     typed: Typed,
     outcome: Result<(), OpError>,
 ) -> PageResult {
-    match outcome {
+    match settled(outcome)? {
         Ok(()) => see_other(url),
-        Err(OpError::Db(e)) => Err(PageError::Db(e)),
         Err(refused) => render_list(st, admin, path, typed, Some(refused.to_string())).await,
     }
 }

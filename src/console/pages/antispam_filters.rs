@@ -12,7 +12,7 @@ use axum::{Form, Router};
 use futures_util::future::BoxFuture;
 use sqlx::PgConnection;
 
-use super::antispam::{ANTISPAM, back_to, dialog_frame, refused_status};
+use super::antispam::{ANTISPAM, back_to, dialog_frame, refused_status, settled};
 use super::view::Link;
 use super::{FormData, PageError, PageResult, see_other, slug};
 use crate::console::session::Admin;
@@ -389,10 +389,9 @@ async fn tab_post(
         Ok(tx.commit().await?)
     }
     .await;
-    match outcome {
+    match settled(outcome)? {
         Ok(()) if form.one("action") == Some("ok") => see_other(&back_to(d.feature)),
         Ok(()) => see_other(&props_url(d, d.tabs[at].0)),
-        Err(OpError::Db(e)) => Err(PageError::Db(e)),
         Err(e) => render(&st, &admin, d, at, Some(&form), Some(&e)).await,
     }
 }

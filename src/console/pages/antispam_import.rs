@@ -16,10 +16,10 @@ use axum::routing::{get, post};
 use axum::{Router, body::Bytes};
 use tokio::sync::Semaphore;
 
-use super::antispam::{back_to, dialog_frame, refused_status};
+use super::antispam::{back_to, dialog_frame, refused_status, settled};
 use super::antispam_filters::{dialog, dialog_tabs};
 use super::view::Link;
-use super::{PageError, PageResult, see_other};
+use super::{PageResult, see_other};
 use crate::console::session::Admin;
 use crate::console::state::ConsoleState;
 use crate::ops::recipient_filter::{self, DomainRecipients, MAX_IMPORT_BYTES, MAX_IMPORT_ROWS};
@@ -248,9 +248,8 @@ async fn import(State(st): State<ConsoleState>, admin: Admin, form: Multipart) -
         Ok(added)
     }
     .await;
-    match outcome {
+    match settled(outcome)? {
         Ok(added) => see_other(&format!("{VALID_RECIPIENTS}?imported={added}")),
-        Err(OpError::Db(e)) => Err(PageError::Db(e)),
         Err(e) => {
             tracing::info!("console: valid recipient import refused: {e}");
             render(&st, &admin, None, Some(e.to_string())).await

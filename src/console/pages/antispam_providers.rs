@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 
-use super::antispam::{back_to, dialog_frame, refused_status};
+use super::antispam::{back_to, dialog_frame, refused_status, settled};
 use super::object::{Params, id_param};
 use super::{FormData, PageError, PageResult, see_other};
 use crate::console::session::Admin;
@@ -265,9 +265,8 @@ fn answer(
     typed: Typed,
     outcome: Result<(), OpError>,
 ) -> PageResult {
-    match outcome {
+    match settled(outcome)? {
         Ok(()) => see_other(PROVIDERS),
-        Err(OpError::Db(e)) => Err(PageError::Db(e)),
         Err(e) => dialog(admin, heading, post, typed, Some(Refusal::of(&e))),
     }
 }
@@ -362,9 +361,8 @@ async fn on_list(st: &ConsoleState, admin: &Admin, p: &Params, what: ListChange)
         Ok(tx.commit().await?)
     }
     .await;
-    match outcome {
+    match settled(outcome)? {
         Ok(()) => see_other(PROVIDERS),
-        Err(OpError::Db(e)) => Err(PageError::Db(e)),
         Err(e) => render_list(st, admin, Some(e.to_string())).await,
     }
 }
