@@ -632,6 +632,23 @@ async fn a_csv_uploaded_in_the_browser_decides_at_rcpt() {
     assert_eq!(b.text("#notice").await, "2 valid recipients added.");
     assert_eq!(b.text("#relay-domains td.count").await, "2");
     b.screenshot("antispam-valid-recipients").await;
+    // The other dialogs, for the eye.
+    for (path, form, name) in [
+        (
+            format!("{PROVIDERS}/new"),
+            "#provider-form",
+            "antispam-provider-dialog",
+        ),
+        (
+            SENDERS.to_string(),
+            "#filter-form",
+            "antispam-sender-filtering",
+        ),
+    ] {
+        b.goto(&path).await;
+        b.wait_for(form).await;
+        b.screenshot(name).await;
+    }
     b.close().await;
 
     assert_eq!(
