@@ -8,7 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::antispam::{authenticated_rcpt, rcpt_to, sender_account};
+use common::antispam::{authenticated_rcpt, backup_mx, rcpt_to, sender_account};
 use common::mail::{configure, fails, run, smart_host_queue, within, within_now};
 use common::peers::{Sink, SinkOptions};
 use common::*;
@@ -17,32 +17,6 @@ const UNKNOWN: &str = "550 5.1.1 User unknown\r\n";
 const NO_ANSWER: &str =
     "451 4.4.0 Unable to verify the recipient with the next hop, try again later\r\n";
 const ALICE: &str = "alice@primary.example";
-
-/// A backup MX for primary.example (seed 004: an ExternalRelay domain and a send connector to the
-/// primary), with the Recipient Filter agent validating its recipients (`validate`).
-async fn backup_mx(primary: SocketAddr, validate: bool, extra: &[&str]) -> Setup {
-    let s = Setup::new().await;
-    s.sql("UPDATE receive_connector SET protocol_logging_level = 'Verbose'")
-        .await;
-    let connector = format!(
-        "New-SendConnector -Name Primary -AddressSpaces 'primary.example' -DNSRoutingEnabled $false -SmartHosts '{}' -Port {}",
-        primary.ip(),
-        primary.port()
-    );
-    let mut lines = vec![
-        // Held mail stays in Retry for the whole test (seed 004's outage hold).
-        "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:15:00 -OutboundConnectionFailureRetryInterval 00:15:00",
-        "New-AcceptedDomain -Name Primary -DomainName primary.example -DomainType ExternalRelay",
-        &connector,
-    ];
-    if validate {
-        lines.push("Set-AcceptedDomain Primary -AddressBookEnabled $true");
-        lines.push("Set-RecipientFilterConfig -RecipientValidationEnabled $true");
-    }
-    lines.extend_from_slice(extra);
-    configure(&s, &lines).await;
-    s
-}
 
 /// The primary: only `users` exist there.
 fn primary(ip: &str, users: &[&str]) -> (SocketAddr, SinkOptions) {

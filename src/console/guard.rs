@@ -1,11 +1,12 @@
 //! What stands in front of every console request: the cross-site request check on anything that
 //! changes state, and the sign-in check on the pages.
 
-use axum::body::{Body, to_bytes};
-use axum::extract::{FromRequestParts, Request, State};
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 
 use super::session::{self, Admin};
 use super::state::ConsoleState;
@@ -93,8 +94,12 @@ fn same_origin(headers: &HeaderMap, https: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// The token from the header, or from the `csrf` field of a urlencoded body (which is then
-/// handed on unchanged).
+/// How much of a multipart body is read for its first part, the token: the part is a hundred
+/// bytes or so; a body that does not start with it whole within this is refused.
+const MULTIPART_HEAD: usize = 16 * 1024;
+
+/// The token from the header, from the `csrf` field of a urlencoded body, or from the first part
+/// of a multipart one (an upload form puts its token first); the body is handed on unchanged.
 async fn presented_token(
     headers: &HeaderMap,
     body: Body,
@@ -102,16 +107,15 @@ async fn presented_token(
     if let Some(t) = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
         return Ok((Some(t.to_string()), body));
     }
-    let is_form = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';').next().is_some_and(|m| {
-                m.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-        });
-    if !is_form {
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case("multipart/form-data") {
+        return multipart_token(content_type, body).await;
+    }
+    if !media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Ok((None, body));
     }
     let bytes = to_bytes(body, MAX_FORM_BODY)
@@ -121,6 +125,42 @@ async fn presented_token(
         .find(|(k, _)| k == CSRF_FIELD)
         .map(|(_, v)| v.into_owned());
     Ok((token, Body::from(bytes)))
+}
+
+/// The first part of a multipart body, when it is the token: only the body's head is read (an
+/// upload may be large, and nobody's until the token is checked), then put back in front of the
+/// rest.
+async fn multipart_token(
+    content_type: &str,
+    body: Body,
+) -> Result<(Option<String>, Body), StatusCode> {
+    let mut rest = body.into_data_stream();
+    let mut head = Vec::new();
+    while head.len() < MULTIPART_HEAD {
+        match rest.next().await {
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            Some(Err(_)) => return Err(StatusCode::BAD_REQUEST),
+            None => break,
+        }
+    }
+    let head = Bytes::from(head);
+    let token = first_part(content_type, head.clone()).await;
+    let whole = futures_util::stream::once(async move { Ok::<_, axum::Error>(head) }).chain(rest);
+    Ok((token, Body::from_stream(whole)))
+}
+
+/// The text of `head`'s first part when it is named `csrf` and ends within `head`.
+async fn first_part(content_type: &str, head: Bytes) -> Option<String> {
+    let req = Request::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(head))
+        .ok()?;
+    let mut parts = Multipart::from_request(req, &()).await.ok()?;
+    let field = parts.next_field().await.ok()??;
+    if field.name() != Some(CSRF_FIELD) {
+        return None;
+    }
+    field.text().await.ok()
 }
 
 /// The pages need a signed-in administrator: anyone else is sent to the sign-in page.

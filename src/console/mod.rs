@@ -71,13 +71,20 @@ pub async fn spawn(
 pub fn router(state: ConsoleState, static_dir: &Path) -> Router {
     let pages =
         pages::routes().route_layer(from_fn_with_state(state.clone(), guard::require_admin));
-    let dynamic = Router::new()
+    let forms = Router::new()
         .route("/healthz", get(health))
         .route("/metrics", get(crate::monitor::http::on_console))
         .route("/readyz", get(ready))
         .route("/logon", get(logon::show).post(logon::submit))
         .route("/logoff", post(logon::logoff))
         .merge(pages)
+        .layer(RequestBodyLimitLayer::new(guard::MAX_FORM_BODY));
+    // The uploads (a CSV of valid recipients) carry their own, larger limit; the guard reads
+    // only the head of their bodies before the token is checked.
+    let uploads =
+        pages::upload_routes().route_layer(from_fn_with_state(state.clone(), guard::require_admin));
+    let dynamic = forms
+        .merge(uploads)
         .layer(from_fn_with_state(state.clone(), guard::csrf_guard))
         // Pages show configuration and carry the session's token: never kept by a cache.
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -97,7 +104,10 @@ pub fn router(state: ConsoleState, static_dir: &Path) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
         ));
-    let static_files = vendor.merge(files).layer(CompressionLayer::new());
+    let static_files = vendor
+        .merge(files)
+        .layer(CompressionLayer::new())
+        .layer(RequestBodyLimitLayer::new(guard::MAX_FORM_BODY));
     dynamic
         .merge(static_files)
         .layer(security_header(
@@ -112,7 +122,6 @@ pub fn router(state: ConsoleState, static_dir: &Path) -> Router {
             HeaderName::from_static("cross-origin-opener-policy"),
             "same-origin",
         ))
-        .layer(RequestBodyLimitLayer::new(guard::MAX_FORM_BODY))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

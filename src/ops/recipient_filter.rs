@@ -177,6 +177,8 @@ pub async fn get(
 /// `#TYPE` line, as Export-Csv writes, skipped). Any bad line refuses the whole file, naming it.
 pub fn parse_csv(text: &str) -> Result<Vec<(String, String)>, OpError> {
     let bad = |line: usize, why: String| OpError::invalid("Path", format!("Line {line}: {why}"));
+    // Export-Csv on Windows may start the file with a byte order mark, before its #TYPE line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
     let (header_line, header) = loop {
         match lines.next() {
@@ -190,8 +192,6 @@ pub fn parse_csv(text: &str) -> Result<Vec<(String, String)>, OpError> {
             Some(h) => break h,
         }
     };
-    // Export-Csv on Windows may start the file with a byte order mark.
-    let header = header.trim_start_matches('\u{feff}');
     let columns = split_csv_line(header).map_err(|e| bad(header_line, e))?;
     let col = columns
         .iter()
@@ -255,6 +255,92 @@ fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
     Ok(fields)
 }
 
+/// Refuses a file over MAX_IMPORT_BYTES before it is read (the shell) or kept (the console);
+/// `name` is the path or the uploaded file's name.
+pub fn check_import_size(name: &str, size: u64) -> Result<(), OpError> {
+    if size > MAX_IMPORT_BYTES {
+        return Err(OpError::invalid(
+            "Path",
+            format!("\"{name}\" is {size} bytes; at most {MAX_IMPORT_BYTES} are imported at once."),
+        ));
+    }
+    Ok(())
+}
+
+/// A file's bytes as the text `import` reads: UTF-8 (with or without a byte order mark), or
+/// refused naming the line of the first byte that is not.
+pub fn decode(bytes: &[u8]) -> Result<&str, OpError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        OpError::invalid(
+            "Path",
+            format!("Line {line}: the file is not UTF-8 text (save it as UTF-8 CSV)."),
+        )
+    })
+}
+
+/// Import-ValidRecipient on a file's contents, as the shell reads them from -Path and the
+/// console from an upload: the size and the encoding checked, then `import`.
+pub async fn import_file(tx: &mut PgConnection, name: &str, bytes: &[u8]) -> Result<u64, OpError> {
+    check_import_size(name, u64::try_from(bytes.len()).unwrap_or(u64::MAX))?;
+    import(tx, decode(bytes)?).await
+}
+
+/// One domain's imported valid recipients: how many, and the first few by address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainRecipients {
+    pub domain: String,
+    pub count: i64,
+    pub first: Vec<ValidRecipient>,
+}
+
+/// What a page can show of lists that may hold hundreds of thousands of addresses: how many
+/// domains have a list, and the first `max_domains` of them with their first `first` addresses.
+pub async fn by_domain(
+    tx: &mut PgConnection,
+    max_domains: i64,
+    first: i64,
+) -> Result<(i64, Vec<DomainRecipients>), OpError> {
+    let (domains,): (i64,) = sqlx::query_as("SELECT count(DISTINCT domain) FROM valid_recipient")
+        .fetch_one(&mut *tx)
+        .await?;
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT domain, count(*) FROM valid_recipient GROUP BY domain ORDER BY domain LIMIT $1",
+    )
+    .bind(max_domains)
+    .fetch_all(&mut *tx)
+    .await?;
+    let names: Vec<&str> = counts.iter().map(|(d, _)| d.as_str()).collect();
+    let rows: Vec<ValidRecipient> = sqlx::query_as(
+        "SELECT v.address, v.domain, v.added FROM unnest($1::text[]) AS d(domain)
+         CROSS JOIN LATERAL (
+            SELECT address, domain, added FROM valid_recipient
+            WHERE domain = d.domain ORDER BY address LIMIT $2) v
+         ORDER BY v.domain, v.address",
+    )
+    .bind(&names)
+    .bind(first)
+    .fetch_all(&mut *tx)
+    .await?;
+    let lists = counts
+        .into_iter()
+        .map(|(domain, count)| DomainRecipients {
+            first: rows
+                .iter()
+                .filter(|r| r.domain == domain)
+                .cloned()
+                .collect(),
+            domain,
+            count,
+        })
+        .collect();
+    Ok((domains, lists))
+}
+
 /// Import-ValidRecipient: every address of the file, or none.
 pub async fn import(tx: &mut PgConnection, text: &str) -> Result<u64, OpError> {
     let rows = parse_csv(text)?;
@@ -278,7 +364,7 @@ mod tests {
     #[test]
     fn csv_files_parse_or_name_the_bad_line() {
         let ok = parse_csv(
-            "#TYPE Deserialized\n\"Name\",\"Address\"\n\"Bob, Jr\",\"Bob@Primary.Example\"\n\nx,alice@primary.example\n",
+            "\u{feff}#TYPE Deserialized\n\"Name\",\"Address\"\n\"Bob, Jr\",\"Bob@Primary.Example\"\n\nx,alice@primary.example\n",
         )
         .unwrap();
         assert_eq!(
@@ -298,5 +384,18 @@ mod tests {
         );
         assert!(parse_csv("Address\n\"a@b.example\n").is_err());
         assert!(parse_csv("").is_err());
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_names_its_line() {
+        assert_eq!(
+            decode(b"Address\na@b.example\n").unwrap(),
+            "Address\na@b.example\n"
+        );
+        let e = decode(b"Address\na@b.example\n\xe9@b.example\n").unwrap_err();
+        assert!(e.to_string().starts_with("Line 3: "), "{e}");
+        assert_eq!(e.param(), Some("Path"));
+        assert!(check_import_size("x.csv", MAX_IMPORT_BYTES).is_ok());
+        assert!(check_import_size("x.csv", MAX_IMPORT_BYTES + 1).is_err());
     }
 }

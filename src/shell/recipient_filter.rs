@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 use super::bind::{Arg, Bound, Param, Ty, at, m, p};
 use super::{Obj, ShellError};
 use crate::ops::OpError;
-use crate::ops::recipient_filter::{self as ops, MAX_IMPORT_BYTES, ValidRecipient};
+use crate::ops::recipient_filter::{self as ops, ValidRecipient};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -92,21 +92,15 @@ pub async fn run(
             let unreadable = |e: std::io::Error| {
                 OpError::invalid("Path", format!("Cannot read \"{path}\": {e}"))
             };
-            let size = std::fs::metadata(&path).map_err(unreadable)?.len();
-            if size > MAX_IMPORT_BYTES {
-                return Err(OpError::invalid(
-                    "Path",
-                    format!("\"{path}\" is {size} bytes; at most {MAX_IMPORT_BYTES} are imported at once."),
-                )
-                .into());
-            }
-            let data = std::fs::read_to_string(&path).map_err(unreadable)?;
+            // Checked before reading, so that a huge file is never read into memory.
+            ops::check_import_size(&path, std::fs::metadata(&path).map_err(unreadable)?.len())?;
+            let data = std::fs::read(&path).map_err(unreadable)?;
             super::queue::whatif(
                 b,
                 text,
                 format!("Importing valid recipients from \"{path}\""),
             );
-            let added = ops::import(tx, &data).await?;
+            let added = ops::import_file(tx, &path, &data).await?;
             text.push_str(&format!("{added} valid recipients added.\n"));
             Ok(vec![])
         }

@@ -1,5 +1,6 @@
-//! Sessions the anti-spam agents' tests share: an anonymous transaction up to its RCPTs, and one
-//! authenticated as the mailbox Sender, which every agent must let through unchecked.
+//! Sessions and set-ups the anti-spam agents' tests share: a backup MX for a relay domain, an
+//! anonymous transaction up to its RCPTs, and one authenticated as the mailbox Sender, which every
+//! agent must let through unchecked.
 
 use std::net::SocketAddr;
 
@@ -7,7 +8,34 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hubgate::org::Account;
 
+use super::mail::configure;
 use super::*;
+
+/// A backup MX for primary.example (seed 004: an ExternalRelay domain and a send connector to the
+/// primary), with the Recipient Filter agent validating its recipients (`validate`).
+pub async fn backup_mx(primary: SocketAddr, validate: bool, extra: &[&str]) -> Setup {
+    let s = Setup::new().await;
+    s.sql("UPDATE receive_connector SET protocol_logging_level = 'Verbose'")
+        .await;
+    let connector = format!(
+        "New-SendConnector -Name Primary -AddressSpaces 'primary.example' -DNSRoutingEnabled $false -SmartHosts '{}' -Port {}",
+        primary.ip(),
+        primary.port()
+    );
+    let mut lines = vec![
+        // Held mail stays in Retry for the whole test (seed 004's outage hold).
+        "Set-TransportServer HUB1 -TransientFailureRetryInterval 00:15:00 -OutboundConnectionFailureRetryInterval 00:15:00",
+        "New-AcceptedDomain -Name Primary -DomainName primary.example -DomainType ExternalRelay",
+        &connector,
+    ];
+    if validate {
+        lines.push("Set-AcceptedDomain Primary -AddressBookEnabled $true");
+        lines.push("Set-RecipientFilterConfig -RecipientValidationEnabled $true");
+    }
+    lines.extend_from_slice(extra);
+    configure(&s, &lines).await;
+    s
+}
 
 /// One anonymous session from `source` (None: the harness's own address): EHLO `helo`, MAIL
 /// FROM:<someone@example.net>, then one RCPT for each of `to`; the RCPT replies.

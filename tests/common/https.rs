@@ -119,6 +119,39 @@ impl Client {
         self.request("POST", path, headers, Some(body)).await
     }
 
+    /// A multipart/form-data post, as a browser sends a form with a file: `parts` are (name,
+    /// file name for a file part, content), in order.
+    pub async fn post_multipart(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        parts: &[(&str, Option<&str>, &[u8])],
+    ) -> Response {
+        let boundary = "----hubgateTestBoundary7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        for (name, file, content) in parts {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            match file {
+                Some(f) => body.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: text/csv\r\n\r\n"
+                    )
+                    .as_bytes(),
+                ),
+                None => body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+                ),
+            }
+            body.extend_from_slice(content);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        self.send("POST", path, headers, Some((&content_type, &body)))
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
     pub async fn request(
         &self,
         method: &str,
@@ -138,6 +171,20 @@ impl Client {
         path: &str,
         headers: &[(&str, &str)],
         body: Option<String>,
+    ) -> Result<Response, String> {
+        let form = body
+            .as_ref()
+            .map(|b| ("application/x-www-form-urlencoded", b.as_bytes()));
+        self.send(method, path, headers, form).await
+    }
+
+    /// One request with a body of this content type, if any.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
     ) -> Result<Response, String> {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         if let Some(s) = self.source {
@@ -160,15 +207,16 @@ impl Client {
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
-        if let Some(b) = &body {
-            req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        if let Some((content_type, b)) = body {
+            req.push_str(&format!("Content-Type: {content_type}\r\n"));
             req.push_str(&format!("Content-Length: {}\r\n", b.len()));
         }
         req.push_str("\r\n");
-        if let Some(b) = &body {
-            req.push_str(b);
+        let mut req = req.into_bytes();
+        if let Some((_, b)) = body {
+            req.extend_from_slice(b);
         }
-        tokio::time::timeout(TIMEOUT, tls.write_all(req.as_bytes()))
+        tokio::time::timeout(TIMEOUT, tls.write_all(&req))
             .await
             .map_err(|_| "write timeout".to_string())?
             .map_err(|e| format!("write: {e}"))?;

@@ -2,7 +2,9 @@
 //! each with its Status, its agent's decisions over the last hour and the last 24 hours
 //! (`ops::antispam`), Properties, and Enable/Disable where the feature has an Enabled setting;
 //! below them, each agent's decisions by kind. The IP Allow List's and IP Block List's Properties
-//! list their entries with Add and Remove, through the shell's own operations (`ops::ip_list`).
+//! list their entries with Add and Remove, through the shell's own operations (`ops::ip_list`);
+//! the other features' Properties are antispam_providers.rs, antispam_filters.rs and
+//! antispam_import.rs.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -89,7 +91,7 @@ pub const FEATURES: &[Feature] = &[
     Feature {
         name: "IP Block List Providers",
         agent: Some(CONNECTION_FILTERING),
-        properties: None,
+        properties: Some(super::antispam_providers::PROVIDERS),
         enabled: Some(toggle!(
             ip_block_list::get_providers_config,
             ip_block_list::set_providers_config
@@ -98,7 +100,7 @@ pub const FEATURES: &[Feature] = &[
     Feature {
         name: "Recipient Filtering",
         agent: Some(crate::smtp::server::recipient_filter::AGENT),
-        properties: None,
+        properties: Some(super::antispam_filters::RECIPIENT_FILTERING),
         enabled: Some(toggle!(
             recipient_filter::get_config,
             recipient_filter::set_config
@@ -107,7 +109,7 @@ pub const FEATURES: &[Feature] = &[
     Feature {
         name: "Sender Filtering",
         agent: Some(crate::smtp::server::sender_filter::AGENT),
-        properties: None,
+        properties: Some(super::antispam_filters::SENDER_FILTERING),
         enabled: Some(toggle!(
             sender_filter::get_config,
             sender_filter::set_config
@@ -127,6 +129,9 @@ pub fn routes() -> Router<ConsoleState> {
         .route("/org/hub/anti-spam/{name}", get(list_page))
         .route("/org/hub/anti-spam/{name}/add", post(add))
         .route("/org/hub/anti-spam/{name}/remove", post(remove))
+        .merge(super::antispam_providers::routes())
+        .merge(super::antispam_filters::routes())
+        .merge(super::antispam_import::routes())
 }
 
 #[derive(serde::Deserialize)]
@@ -250,7 +255,7 @@ async fn toggle(st: ConsoleState, name: &str, on: bool) -> PageResult {
     let mut tx = st.pool.begin().await?;
     (t.set)(&mut tx, on).await?;
     tx.commit().await?;
-    see_other(&format!("{ANTISPAM}?selected={name}"))
+    see_other(&back_to(name))
 }
 
 async fn enable(State(st): State<ConsoleState>, _: Admin, Path(f): Path<String>) -> PageResult {
@@ -259,6 +264,40 @@ async fn enable(State(st): State<ConsoleState>, _: Admin, Path(f): Path<String>)
 
 async fn disable(State(st): State<ConsoleState>, _: Admin, Path(f): Path<String>) -> PageResult {
     toggle(st, &f, false).await
+}
+
+/// The tab with a feature selected: where a feature's Properties go back to.
+pub fn back_to(feature: &str) -> String {
+    format!("{ANTISPAM}?selected={feature}")
+}
+
+/// The frame of a feature's Properties pages: the Anti-spam tab's, with Refresh (`url`) and the
+/// way back to the tab (`back`).
+pub fn dialog_frame(admin: &Admin, url: &str, back: &str) -> Frame {
+    Frame::new(admin, Node::OrgHub, "Hub Transport")
+        .tabs(super::org_hub::tabs(ANTISPAM))
+        .actions(
+            "Hub Transport",
+            vec![Action::get("Refresh", url), Action::get("Anti-spam", back)],
+        )
+}
+
+/// A page shown again with a refusal answers 400, so that a client sees it was not done.
+pub fn refused_status(error: bool) -> StatusCode {
+    if error {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// A change's outcome as a page shows it: done or refused (the form again, the refusal beside
+/// its field), or a database failure, which is the page's error.
+pub fn settled<T>(outcome: Result<T, OpError>) -> Result<Result<T, OpError>, PageError> {
+    match outcome {
+        Err(OpError::Db(e)) => Err(PageError::Db(e)),
+        other => Ok(other),
+    }
 }
 
 fn list_of(path: &str) -> Result<(IpList, &'static str, &'static str), PageError> {
@@ -323,18 +362,9 @@ async fn render_list(
         .into_iter()
         .map(entry_row)
         .collect();
-    let back = format!("{ANTISPAM}?selected={path}");
-    let frame = Frame::new(admin, Node::OrgHub, "Hub Transport")
-        .tabs(super::org_hub::tabs(ANTISPAM))
-        .actions(
-            "Hub Transport",
-            vec![Action::get("Refresh", url), Action::get("Anti-spam", &back)],
-        );
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let back = back_to(path);
+    let frame = dialog_frame(admin, url, &back);
+    let status = refused_status(error.is_some());
     let html = IpListPage {
         frame,
         heading,
@@ -397,9 +427,8 @@ async fn answer(
     typed: Typed,
     outcome: Result<(), OpError>,
 ) -> PageResult {
-    match outcome {
+    match settled(outcome)? {
         Ok(()) => see_other(url),
-        Err(OpError::Db(e)) => Err(PageError::Db(e)),
         Err(refused) => render_list(st, admin, path, typed, Some(refused.to_string())).await,
     }
 }

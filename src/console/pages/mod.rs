@@ -8,6 +8,9 @@
 //! these forms carry.
 
 mod antispam;
+mod antispam_filters;
+mod antispam_import;
+mod antispam_providers;
 mod certificates;
 mod chart;
 mod dashboard;
@@ -50,6 +53,11 @@ pub fn routes() -> Router<ConsoleState> {
         .merge(dashboard::routes())
         .merge(outage::routes())
         .route("/toolbox", get(view::toolbox))
+}
+
+/// The routes whose bodies may be larger than a form's (file uploads), each with its own limit.
+pub fn upload_routes() -> Router<ConsoleState> {
+    antispam_import::upload_routes()
 }
 
 /// Why a page could not be shown.
