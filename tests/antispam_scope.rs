@@ -50,6 +50,30 @@ async fn mail_as_sender(gw: &Gateway, signed_in: bool) -> (String, bool) {
     (r, c.closed().await)
 }
 
+/// The switches of the agent `set` (its Set- cmdlet) over an anonymous and an internal RCPT
+/// TO:<to>, which it refuses with `refusal`: Exchange's defaults (anonymous sessions filtered,
+/// internal ones not), then InternalMailEnabled $true, then ExternalMailEnabled $false.
+async fn switches_over_rcpt(g: &Gateway, set: &str, to: &str, refusal: &str) {
+    assert_eq!(anonymous_rcpt(g, to).await, refusal);
+    let r = authenticated_rcpt(g, Some(SOURCE), to).await;
+    assert!(r.starts_with("250 "), "{r}");
+
+    run(g, &format!("{set} -InternalMailEnabled $true")).await;
+    eventually("internal sessions filtered", || async move {
+        authenticated_rcpt(g, Some(SOURCE), to).await == refusal
+    })
+    .await;
+    run(g, &format!("{set} -ExternalMailEnabled $false")).await;
+    eventually("anonymous sessions no longer filtered", || async move {
+        anonymous_rcpt(g, to).await.starts_with("250 ")
+    })
+    .await;
+    assert_eq!(authenticated_rcpt(g, Some(SOURCE), to).await, refusal);
+    let fl = run(g, &format!("{} | fl", set.replacen("Set-", "Get-", 1))).await;
+    assert_eq!(shown(&fl, "InternalMailEnabled"), "True");
+    assert_eq!(shown(&fl, "ExternalMailEnabled"), "False");
+}
+
 #[tokio::test]
 async fn the_ip_block_list_follows_its_internal_and_external_switches() {
     let gw = gateway(&[&format!("Add-IPBlockListEntry -IPAddress {SOURCE}")]).await;
@@ -57,29 +81,10 @@ async fn the_ip_block_list_follows_its_internal_and_external_switches() {
     let blocked = format!(
         "550 5.7.1 External client with IP address {SOURCE} does not have permissions to submit to this server\r\n"
     );
-    let blocked = blocked.as_str();
     let to = "sender@contoso.test";
-
-    // Exchange's defaults: anonymous sessions filtered, internal ones not.
-    assert_eq!(anonymous_rcpt(g, to).await, blocked);
-    let r = authenticated_rcpt(g, Some(SOURCE), to).await;
-    assert!(r.starts_with("250 "), "{r}");
-
-    run(g, "Set-IPBlockListConfig -InternalMailEnabled $true").await;
-    eventually("internal sessions filtered", || async move {
-        authenticated_rcpt(g, Some(SOURCE), to).await == blocked
-    })
-    .await;
+    switches_over_rcpt(g, "Set-IPBlockListConfig", to, &blocked).await;
     let fl = run(g, "Get-IPBlockListConfig | fl").await;
-    assert_eq!(shown(&fl, "InternalMailEnabled"), "True");
     assert!(!fl.contains("not enforced"), "{fl}");
-
-    run(g, "Set-IPBlockListConfig -ExternalMailEnabled $false").await;
-    eventually("anonymous sessions no longer filtered", || async move {
-        anonymous_rcpt(g, to).await.starts_with("250 ")
-    })
-    .await;
-    assert_eq!(authenticated_rcpt(g, Some(SOURCE), to).await, blocked);
 
     // With ms-Exch-Bypass-Anti-Spam back, the session is left alone whatever the switches say.
     run(
@@ -134,24 +139,11 @@ async fn the_recipient_filter_follows_its_internal_and_external_switches() {
         "Set-RecipientFilterConfig -BlockListEnabled $true -BlockedRecipients trap@contoso.test",
     ])
     .await;
-    let g = &gw;
-    const REFUSED: &str = "550 5.7.1 Recipient not authorized\r\n";
-    let trap = "trap@contoso.test";
-
-    assert_eq!(anonymous_rcpt(g, trap).await, REFUSED);
-    let r = authenticated_rcpt(g, Some(SOURCE), trap).await;
-    assert!(r.starts_with("250 "), "{r}");
-
-    run(g, "Set-RecipientFilterConfig -InternalMailEnabled $true").await;
-    eventually("internal sessions filtered", || async move {
-        authenticated_rcpt(g, Some(SOURCE), trap).await == REFUSED
-    })
+    switches_over_rcpt(
+        &gw,
+        "Set-RecipientFilterConfig",
+        "trap@contoso.test",
+        "550 5.7.1 Recipient not authorized\r\n",
+    )
     .await;
-    run(g, "Set-RecipientFilterConfig -ExternalMailEnabled $false").await;
-    eventually("anonymous sessions no longer filtered", || async move {
-        anonymous_rcpt(g, trap).await.starts_with("250 ")
-    })
-    .await;
-    let fl = run(g, "Get-RecipientFilterConfig | fl").await;
-    assert_eq!(shown(&fl, "InternalMailEnabled"), "True");
 }
