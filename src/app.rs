@@ -106,7 +106,6 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let agents = Agents::new(
         &common.data_dir,
         &fqdn,
-        &server_name,
         spool.clone(),
         org_rx.clone(),
         pool.clone(),
@@ -444,22 +443,76 @@ async fn watch_config(
             continue;
         }
         // Changes made while we were not listening are picked up by this reload.
-        reload(&pool, &server, &tx).await;
+        let mut owed = reload(&pool, &server, &tx, Changed::ALL).await;
         // Ok(None): the connection was lost (the database restarted), and with it whatever was
         // notified meanwhile; connecting again above reloads once more.
-        while let Ok(Some(_)) = listener.try_recv().await {
-            // Coalesce a burst of notifications (one script) into one reload.
-            while listener.next_buffered().is_some() {}
-            reload(&pool, &server, &tx).await;
+        while let Ok(Some(first)) = listener.try_recv().await {
+            // Coalesce a burst of notifications (one script) into one reload, with whatever a
+            // failed reload still owes.
+            let mut changed = owed.and(Changed::of(first.payload()));
+            while let Some(n) = listener.next_buffered() {
+                changed = changed.and(Changed::of(n.payload()));
+            }
+            owed = reload(&pool, &server, &tx, changed).await;
         }
     }
 }
 
-async fn reload(pool: &sqlx::PgPool, server: &str, tx: &watch::Sender<Arc<Org>>) {
-    match Org::load(pool, server).await {
+/// What a burst of notifications changed: the payload is the table's name.
+#[derive(Clone, Copy)]
+struct Changed {
+    config: bool,
+    valid_recipients: bool,
+}
+
+impl Changed {
+    const ALL: Changed = Changed {
+        config: true,
+        valid_recipients: true,
+    };
+    const NONE: Changed = Changed {
+        config: false,
+        valid_recipients: false,
+    };
+
+    fn of(table: &str) -> Changed {
+        let list = table == "valid_recipient";
+        Changed {
+            config: !list,
+            valid_recipients: list,
+        }
+    }
+
+    fn and(self, other: Changed) -> Changed {
+        Changed {
+            config: self.config || other.config,
+            valid_recipients: self.valid_recipients || other.valid_recipients,
+        }
+    }
+}
+
+/// A new snapshot: the imported valid recipients (possibly a large list) are read only when
+/// they changed, the rest only when it did. What is still owed when it fails.
+async fn reload(
+    pool: &sqlx::PgPool,
+    server: &str,
+    tx: &watch::Sender<Arc<Org>>,
+    changed: Changed,
+) -> Changed {
+    let current = tx.borrow().clone();
+    let loaded = match (changed.config, changed.valid_recipients) {
+        (true, true) => Org::load(pool, server).await,
+        (true, false) => current.reloaded(pool).await,
+        (false, _) => current.with_recipients_reloaded(pool).await,
+    };
+    match loaded {
         Ok(org) => {
             tx.send_replace(Arc::new(org));
+            Changed::NONE
         }
-        Err(e) => tracing::error!("reloading the configuration: {e}"),
+        Err(e) => {
+            tracing::error!("reloading the configuration: {e}");
+            changed
+        }
     }
 }

@@ -2,14 +2,15 @@
 //! a real DNS server (hickory-server in-process, tests/common/dns.rs) serving the lists' zones:
 //! a listed source refused at RCPT with the provider's text, an unlisted one served, BitmaskMatch
 //! and IPAddressesMatch, Priority order, a provider that never answers failing open within its
-//! bound, answers cached, authenticated sessions bypassing, and bad cmdlet input.
+//! bound, answers cached, authenticated sessions bypassing, InternalMailEnabled and
+//! ExternalMailEnabled, and bad cmdlet input.
 
 mod common;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::antispam::{authenticated_rcpt, rcpt_to, sender_account};
+use common::antispam::{authenticated_rcpt, internal_sender, rcpt_to, sender_account};
 use common::dns::{Dns, Zone};
 use common::mail::{configure, fails, run, setup};
 use common::*;
@@ -267,6 +268,49 @@ async fn an_authenticated_session_is_not_filtered() {
         before,
         "no look-up for an authenticated session"
     );
+}
+
+#[tokio::test]
+async fn the_providers_follow_their_internal_and_external_switches() {
+    let dns = block_lists(vec![("91.0.0.127.zen.bl.test", ip("127.0.0.2"))]).await;
+    let s = setup().await;
+    internal_sender(&s).await;
+    s.sql("UPDATE receive_connector SET tarpit_interval = 0")
+        .await;
+    asking_zen(&s, &dns, &[]).await;
+    let gw = s.start().await;
+    let g = &gw;
+    let src = Some("127.0.0.91");
+    let to = "sender@contoso.test";
+
+    // Exchange's defaults: an internal session is not looked up, even without the bypass.
+    assert_eq!(rcpt_from(g, "127.0.0.91").await, refused(DEFAULT_TEXT));
+    let before = dns.queries();
+    let r = authenticated_rcpt(g, src, to).await;
+    assert!(r.starts_with("250 "), "{r}");
+    assert_eq!(dns.queries(), before, "no look-up for an internal session");
+
+    run(
+        g,
+        "Set-IPBlockListProvidersConfig -InternalMailEnabled $true",
+    )
+    .await;
+    eventually("internal sessions filtered", || async move {
+        authenticated_rcpt(g, src, to).await == refused(DEFAULT_TEXT)
+    })
+    .await;
+    run(
+        g,
+        "Set-IPBlockListProvidersConfig -ExternalMailEnabled $false",
+    )
+    .await;
+    eventually("anonymous sessions no longer filtered", || async move {
+        rcpt_from(g, "127.0.0.91").await.starts_with("250 ")
+    })
+    .await;
+    let fl = run(g, "Get-IPBlockListProvidersConfig | fl").await;
+    assert_eq!(shown(&fl, "InternalMailEnabled"), "True");
+    assert!(!fl.contains("not enforced"), "{fl}");
 }
 
 #[tokio::test]

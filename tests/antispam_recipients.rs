@@ -2,7 +2,8 @@
 //! primary (an aiosmtpd sink on 127.0.0.x that refuses the recipients it does not have): valid
 //! recipients of a relay domain from an imported list, or learned by callout and kept while the
 //! primary is down, a 4xx when nobody can say, BlockedRecipients, the defaults, the bypass for an
-//! authenticated session, bad input, and no backscatter.
+//! authenticated session, bad input, no backscatter, and the imported list held in memory and
+//! following the shell's changes without a restart.
 
 mod common;
 
@@ -101,10 +102,60 @@ async fn an_imported_list_decides_at_rcpt_and_nothing_is_queued() {
         listed.contains(ALICE) && listed.contains("bob@primary.example"),
         "{listed}"
     );
+    // The running gateway follows the shell's changes (its copy of the list is reloaded).
     run(&gw, "Add-ValidRecipient carol@primary.example").await;
     run(&gw, "Remove-ValidRecipient bob@primary.example").await;
-    assert_eq!(rcpt(&gw, "bob@primary.example").await, UNKNOWN);
-    assert!(rcpt(&gw, "carol@primary.example").await.starts_with("250 "));
+    let g = &gw;
+    within(30, "carol valid, bob unknown", || async move {
+        rcpt(g, "carol@primary.example").await.starts_with("250 ")
+            && rcpt(g, "bob@primary.example").await == UNKNOWN
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_imported_list_is_held_in_memory_and_follows_the_shell_without_a_restart() {
+    let (addr, _) = primary("127.0.0.149", &[]);
+    let s = backup_mx(addr, true, &["Add-ValidRecipient alice@primary.example"]).await;
+    // No tarpit: the bound below is about the look-up, not the delay of a refusal.
+    s.sql("UPDATE receive_connector SET tarpit_interval = 0")
+        .await;
+    let gw = s.start().await;
+    let g = &gw;
+    assert!(rcpt(g, ALICE).await.starts_with("250 "));
+    assert_eq!(rcpt(g, "dave@primary.example").await, UNKNOWN);
+
+    // Changed through the shell, and through an import, while the gateway runs.
+    run(g, "Add-ValidRecipient dave@primary.example").await;
+    run(g, "Remove-ValidRecipient alice@primary.example").await;
+    let csv = g.data_dir().join("more.csv");
+    std::fs::write(&csv, "Address\nerin@primary.example\n").unwrap();
+    run(
+        g,
+        &format!("Import-ValidRecipient -Path '{}'", csv.display()),
+    )
+    .await;
+    within(30, "the changes honoured at RCPT", || async move {
+        rcpt(g, "dave@primary.example").await.starts_with("250 ")
+            && rcpt(g, "erin@primary.example").await.starts_with("250 ")
+            && rcpt(g, ALICE).await == UNKNOWN
+    })
+    .await;
+
+    // No RCPT reads the table: with it locked against every reader, RCPTs are still answered.
+    let mut lock = g.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE valid_recipient IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        (rcpt(g, "dave@primary.example").await, rcpt(g, ALICE).await)
+    })
+    .await;
+    lock.rollback().await.unwrap();
+    let (dave, alice) = answered.expect("RCPTs answered while valid_recipient was locked");
+    assert!(dave.starts_with("250 "), "{dave}");
+    assert_eq!(alice, UNKNOWN);
 }
 
 #[tokio::test]

@@ -17,13 +17,18 @@ use hubgate::org::Account;
 
 const DENIED: &str = "554 5.1.0 Sender Denied\r\n";
 
-/// One anonymous session from `source`: EHLO, then MAIL FROM:<from>; the MAIL reply.
+/// One anonymous session from `source`: EHLO, then MAIL FROM:<from>; the MAIL reply. A refusal
+/// ends the session (checked); an accepted sender is followed by QUIT.
 async fn mail_from(gw: &Gateway, source: &str, from: &str) -> String {
     let mut c = Raw::connect_from(gw.smtp(), Some(source)).await;
     assert!(c.reply().await.starts_with("220 "));
     assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
     let r = c.cmd(&format!("MAIL FROM:<{from}>")).await;
-    c.cmd("QUIT").await;
+    if r.starts_with("250 ") {
+        c.cmd("QUIT").await;
+    } else {
+        assert!(c.closed().await, "the session outlived the refusal {r}");
+    }
     r
 }
 
@@ -62,19 +67,11 @@ async fn blocked_senders_and_domains_are_refused_at_mail() {
             .starts_with("250 ")
     );
 
-    // The session goes on after the refusal: another sender may be tried.
+    // As Exchange's agent does, the refusal closes the connection: a client cannot go on to try
+    // another sender in the same session.
     let mut c = greeted(&gw, src).await;
     assert_eq!(c.cmd("MAIL FROM:<x@bad.example>").await, DENIED);
-    assert!(
-        c.cmd("MAIL FROM:<ham@example.net>")
-            .await
-            .starts_with("250 ")
-    );
-    assert!(
-        c.cmd("RCPT TO:<sender@contoso.test>")
-            .await
-            .starts_with("250 ")
-    );
+    assert!(c.closed().await, "the session ends with Sender Denied");
 
     let fl = run(&gw, "Get-SenderFilterConfig | fl").await;
     assert_eq!(
@@ -254,12 +251,15 @@ async fn the_tarpit_delays_5xx_rcpt_replies_of_anonymous_sessions_only() {
     assert!(took >= interval, "IP Block List refusal after {took:?}");
     c.cmd("QUIT").await;
 
-    // The Sender Filter agent's refusal at MAIL too.
+    // The Sender Filter agent's refusal at MAIL too, and then the connection is closed.
     let mut c = greeted(&gw, "127.0.0.43").await;
     let (r, took) = timed(&mut c, "MAIL FROM:<a@spam.example>").await;
     assert_eq!(r, DENIED);
     assert!(took >= interval, "Sender Denied after {took:?}");
-    c.cmd("QUIT").await;
+    assert!(
+        c.closed().await,
+        "the session ends after the tarpit and the 554"
+    );
 
     // An authenticated session's 5xx RCPT reply is not tarpitted: its session log has no
     // Tarpit line, where the anonymous sessions' have one for each refusal.

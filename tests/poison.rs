@@ -40,7 +40,6 @@ async fn a_message_that_panics_delivery_twice_is_poison() {
     let agents = Agents::new(
         s.data_dir.path(),
         FQDN,
-        SERVER,
         spool.clone(),
         rx.clone(),
         s.pool.clone(),

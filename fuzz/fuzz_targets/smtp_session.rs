@@ -188,6 +188,7 @@ fn empty_org(server: TransportServer) -> Org {
         sender_filter: Default::default(),
         recipient_filter: Default::default(),
         ip_block_lists: Default::default(),
+        valid_recipients: Default::default(),
         local_fqdns: vec![FQDN.to_string()],
     }
 }

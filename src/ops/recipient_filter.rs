@@ -15,6 +15,7 @@ pub static CONFIG: Object<C> = Object {
     props: &[
         field!(C, "Enabled", Kind::Bool, enabled).export(Export::Always),
         field!(C, "ExternalMailEnabled", Kind::Bool, external_mail_enabled).export(Export::Always),
+        field!(C, "InternalMailEnabled", Kind::Bool, internal_mail_enabled).export(Export::Always),
         field!(
             C,
             "RecipientValidationEnabled",
@@ -65,17 +66,22 @@ pub static CONFIG: Object<C> = Object {
     noun: "Recipient filter configuration",
     name: |_| String::new(),
     unsupported_new: &[],
-    unsupported_set: &["InternalMailEnabled", "Instance"],
+    unsupported_set: &["Instance"],
     tabs: &[
         (
             "Blocked Recipients",
-            &["Enabled", "BlockListEnabled", "BlockedRecipients"],
+            &[
+                "Enabled",
+                "ExternalMailEnabled",
+                "InternalMailEnabled",
+                "BlockListEnabled",
+                "BlockedRecipients",
+            ],
         ),
         (
             "Recipient Validation",
             &[
                 "RecipientValidationEnabled",
-                "ExternalMailEnabled",
                 "RecipientCalloutEnabled",
                 "RecipientCalloutTimeout",
                 "RecipientCalloutValidCacheTimeout",

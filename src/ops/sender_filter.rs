@@ -13,6 +13,8 @@ type C = SenderFilterConfig;
 pub static CONFIG: Object<C> = Object {
     props: &[
         field!(C, "Enabled", Kind::Bool, enabled).export(Export::Always),
+        field!(C, "ExternalMailEnabled", Kind::Bool, external_mail_enabled).export(Export::Always),
+        field!(C, "InternalMailEnabled", Kind::Bool, internal_mail_enabled).export(Export::Always),
         field!(C, "BlockedSenders", Kind::List, blocked_senders).export(Export::Always),
         field!(C, "BlockedDomains", Kind::List, blocked_domains).export(Export::Always),
         field!(
@@ -38,16 +40,14 @@ pub static CONFIG: Object<C> = Object {
     noun: "Sender filter configuration",
     name: |_| String::new(),
     unsupported_new: &[],
-    unsupported_set: &[
-        "RecipientBlockedSenderAction",
-        "ExternalMailEnabled",
-        "InternalMailEnabled",
-    ],
+    unsupported_set: &["RecipientBlockedSenderAction"],
     tabs: &[
         (
             "Blocked Senders",
             &[
                 "Enabled",
+                "ExternalMailEnabled",
+                "InternalMailEnabled",
                 "BlockedSenders",
                 "BlockedDomains",
                 "BlockedDomainsAndSubdomains",

@@ -20,6 +20,8 @@ pub mod sender_filter;
 pub mod transport_config;
 pub mod transport_server;
 
+use std::sync::Arc;
+
 use sqlx::PgPool;
 
 pub use accepted_domain::{AcceptedDomain, DomainType};
@@ -130,6 +132,40 @@ pub fn check_one_of(param: &'static str, value: &str, allowed: &[&str]) -> Resul
     })
 }
 
+/// An anti-spam agent's Enabled, ExternalMailEnabled and InternalMailEnabled: whether it acts,
+/// and on which sessions (`smtp::server::Session::agent_applies` decides, as Exchange does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentScope {
+    pub enabled: bool,
+    /// Anonymous sessions: mail from outside the organisation.
+    pub external: bool,
+    /// Authenticated (or Externally Secured) sessions: mail from inside or from partners.
+    pub internal: bool,
+}
+
+/// `scope()` for the settings objects that carry the three switches.
+macro_rules! agent_scope {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// Which sessions the agent acts on.
+            pub fn scope(&self) -> AgentScope {
+                AgentScope {
+                    enabled: self.enabled,
+                    external: self.external_mail_enabled,
+                    internal: self.internal_mail_enabled,
+                }
+            }
+        }
+    )*};
+}
+
+agent_scope!(
+    sender_filter::SenderFilterConfig,
+    recipient_filter::RecipientFilterConfig,
+    ip_block_list::ProvidersConfig,
+    ip_block_list::BlockListConfig
+);
+
 /// A consistent snapshot of everything the transport needs, reloaded on every change.
 #[derive(Clone, Debug)]
 pub struct Org {
@@ -147,6 +183,9 @@ pub struct Org {
     pub recipient_filter: recipient_filter::RecipientFilterConfig,
     /// The IP Block List providers (DNSBLs) in Priority order, with their settings objects.
     pub ip_block_lists: ip_block_list::BlockLists,
+    /// The relay domains' imported valid recipients, shared by the snapshots: a configuration
+    /// change does not read the list again, and a change of the list reads nothing else.
+    pub valid_recipients: Arc<recipient_filter::ValidRecipients>,
     /// Lower-cased FQDNs of every transport server and receive connector of the organisation: a
     /// Received field `by` one of them is a local hop (MaxLocalHopCount).
     pub local_fqdns: Vec<String>,
@@ -154,6 +193,30 @@ pub struct Org {
 
 impl Org {
     pub async fn load(pool: &PgPool, server: &str) -> Result<Org, OrgError> {
+        let recipients = recipient_filter::ValidRecipients::load(pool).await?;
+        Org::load_with(pool, server, Arc::new(recipients)).await
+    }
+
+    /// This snapshot's configuration read again, its imported valid recipients kept.
+    pub async fn reloaded(&self, pool: &PgPool) -> Result<Org, OrgError> {
+        Org::load_with(pool, &self.server.name, self.valid_recipients.clone()).await
+    }
+
+    /// This snapshot with the imported valid recipients read again, the rest kept.
+    pub async fn with_recipients_reloaded(&self, pool: &PgPool) -> Result<Org, OrgError> {
+        let recipients = recipient_filter::ValidRecipients::load(pool).await?;
+        Ok(Org {
+            valid_recipients: Arc::new(recipients),
+            ..self.clone()
+        })
+    }
+
+    /// Everything but the imported valid recipients, which are `valid_recipients`.
+    async fn load_with(
+        pool: &PgPool,
+        server: &str,
+        valid_recipients: Arc<recipient_filter::ValidRecipients>,
+    ) -> Result<Org, OrgError> {
         let server_row = TransportServer::load(pool, server)
             .await?
             .ok_or_else(|| OrgError::NoServer(server.to_string()))?;
@@ -171,6 +234,7 @@ impl Org {
             sender_filter: sender_filter::SenderFilterConfig::load(pool).await?,
             recipient_filter: recipient_filter::RecipientFilterConfig::load(pool).await?,
             ip_block_lists: ip_block_list::BlockLists::load(pool).await?,
+            valid_recipients,
             local_fqdns: sqlx::query_scalar(
                 "SELECT lower(rtrim(fqdn, '.')) FROM transport_server
                  UNION SELECT lower(rtrim(fqdn, '.')) FROM receive_connector",

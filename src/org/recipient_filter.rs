@@ -1,6 +1,9 @@
 //! The Recipient Filter agent's organisation-wide settings (Set-RecipientFilterConfig), hubgate's
 //! imported valid recipients of relay domains, and the stored results of recipient callouts.
 
+use std::collections::{HashMap, HashSet};
+
+use futures_util::TryStreamExt;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
@@ -12,7 +15,10 @@ pub const MAX_BLOCKED_RECIPIENTS: usize = 800;
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct RecipientFilterConfig {
     pub enabled: bool,
+    /// The agent acts on anonymous (external) sessions.
     pub external_mail_enabled: bool,
+    /// The agent acts on authenticated (internal) sessions too.
+    pub internal_mail_enabled: bool,
     pub recipient_validation_enabled: bool,
     pub block_list_enabled: bool,
     pub blocked_recipients: Vec<String>,
@@ -31,6 +37,7 @@ impl Default for RecipientFilterConfig {
         RecipientFilterConfig {
             enabled: true,
             external_mail_enabled: true,
+            internal_mail_enabled: false,
             recipient_validation_enabled: false,
             block_list_enabled: false,
             blocked_recipients: Vec::new(),
@@ -43,7 +50,7 @@ impl Default for RecipientFilterConfig {
 }
 
 const COLUMNS: &str =
-    "enabled, external_mail_enabled, recipient_validation_enabled, block_list_enabled,
+    "enabled, external_mail_enabled, internal_mail_enabled, recipient_validation_enabled, block_list_enabled,
     blocked_recipients, recipient_callout_enabled, recipient_callout_timeout,
     recipient_callout_valid_cache_timeout, recipient_callout_unknown_cache_timeout";
 
@@ -97,7 +104,8 @@ impl RecipientFilterConfig {
             "UPDATE recipient_filter_config SET enabled = $1, external_mail_enabled = $2,
                recipient_validation_enabled = $3, block_list_enabled = $4, blocked_recipients = $5,
                recipient_callout_enabled = $6, recipient_callout_timeout = $7,
-               recipient_callout_valid_cache_timeout = $8, recipient_callout_unknown_cache_timeout = $9",
+               recipient_callout_valid_cache_timeout = $8, recipient_callout_unknown_cache_timeout = $9,
+               internal_mail_enabled = $10",
         )
         .bind(self.enabled)
         .bind(self.external_mail_enabled)
@@ -108,6 +116,7 @@ impl RecipientFilterConfig {
         .bind(self.recipient_callout_timeout)
         .bind(self.recipient_callout_valid_cache_timeout)
         .bind(self.recipient_callout_unknown_cache_timeout)
+        .bind(self.internal_mail_enabled)
         .execute(&mut *conn)
         .await?;
         Ok(())
@@ -187,21 +196,75 @@ impl CalloutResult {
     }
 }
 
-/// What the imported list says of `address` (lower-cased): None when its domain has no list.
-pub async fn imported(
-    pool: &PgPool,
-    address: &str,
-    domain: &str,
-) -> Result<Option<bool>, OrgError> {
-    let (listed, domain_listed): (bool, bool) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM valid_recipient WHERE address = $1),
-                EXISTS (SELECT 1 FROM valid_recipient WHERE domain = $2)",
-    )
-    .bind(address)
-    .bind(domain)
-    .fetch_one(pool)
-    .await?;
-    Ok(domain_listed.then_some(listed))
+/// hubgate's imported valid recipients of relay domains as the gateway holds them: each listed
+/// domain with its addresses' local parts. Read whole at start and again whenever the list
+/// changes (the configuration reload on NOTIFY, on every node), so a RCPT costs no query; the
+/// memory it takes grows with the list alone.
+#[derive(Default)]
+pub struct ValidRecipients {
+    by_domain: HashMap<Box<str>, HashSet<Box<str>>>,
+    count: usize,
+}
+
+impl std::fmt::Debug for ValidRecipients {
+    // The addresses themselves stay out of debug output (a snapshot may be logged whole).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidRecipients")
+            .field("domains", &self.by_domain.len())
+            .field("addresses", &self.count)
+            .finish()
+    }
+}
+
+impl ValidRecipients {
+    /// The whole `valid_recipient` table, streamed (not collected into rows first).
+    pub async fn load(pool: &PgPool) -> Result<ValidRecipients, OrgError> {
+        let mut rows =
+            sqlx::query_as::<_, (String, String)>("SELECT address, domain FROM valid_recipient")
+                .fetch(pool);
+        let mut list = ValidRecipients::default();
+        while let Some((address, domain)) = rows.try_next().await? {
+            list.insert(&address, &domain);
+        }
+        Ok(list)
+    }
+
+    /// Adds `address` (lower case, as stored) of `domain`.
+    pub fn insert(&mut self, address: &str, domain: &str) {
+        let local = local_part(address);
+        let added = match self.by_domain.get_mut(domain) {
+            Some(set) => set.insert(local.into()),
+            None => {
+                let set = HashSet::from([Box::<str>::from(local)]);
+                self.by_domain.insert(domain.into(), set);
+                true
+            }
+        };
+        if added {
+            self.count += 1;
+        }
+    }
+
+    /// What the list says of `address` (lower-cased) of `domain`: None when the domain has no
+    /// list (it is then validated otherwise).
+    pub fn lookup(&self, address: &str, domain: &str) -> Option<bool> {
+        self.by_domain
+            .get(domain)
+            .map(|set| set.contains(local_part(address)))
+    }
+
+    /// How many addresses are held.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+fn local_part(address: &str) -> &str {
+    address.rsplit_once('@').map_or(address, |(local, _)| local)
 }
 
 #[cfg(test)]
@@ -226,6 +289,22 @@ mod tests {
         ] {
             assert!(parse_address(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_imported_list_answers_for_its_domains_only() {
+        let mut list = ValidRecipients::default();
+        list.insert("alice@primary.example", "primary.example");
+        list.insert("bob@primary.example", "primary.example");
+        list.insert("bob@primary.example", "primary.example");
+        list.insert("carol@other.example", "other.example");
+        assert_eq!(list.len(), 3);
+        let at = |a: &str, d: &str| list.lookup(a, d);
+        assert_eq!(at("alice@primary.example", "primary.example"), Some(true));
+        assert_eq!(at("carol@primary.example", "primary.example"), Some(false));
+        assert_eq!(at("carol@other.example", "other.example"), Some(true));
+        assert_eq!(at("alice@unlisted.example", "unlisted.example"), None);
+        assert!(!format!("{list:?}").contains("alice"));
     }
 
     #[test]

@@ -10,6 +10,10 @@ pub const ACTIONS: &[&str] = &["Reject", "StampStatus"];
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct SenderFilterConfig {
     pub enabled: bool,
+    /// The agent acts on anonymous (external) sessions.
+    pub external_mail_enabled: bool,
+    /// The agent acts on authenticated (internal) sessions too.
+    pub internal_mail_enabled: bool,
     pub blocked_senders: Vec<String>,
     pub blocked_domains: Vec<String>,
     pub blocked_domains_and_subdomains: Vec<String>,
@@ -22,6 +26,8 @@ impl Default for SenderFilterConfig {
     fn default() -> Self {
         SenderFilterConfig {
             enabled: true,
+            external_mail_enabled: true,
+            internal_mail_enabled: false,
             blocked_senders: vec![],
             blocked_domains: vec![],
             blocked_domains_and_subdomains: vec![],
@@ -68,8 +74,9 @@ fn valid_domain(s: &str) -> bool {
 impl SenderFilterConfig {
     pub async fn load_in(conn: &mut sqlx::PgConnection) -> Result<SenderFilterConfig, OrgError> {
         Ok(sqlx::query_as::<_, SenderFilterConfig>(
-            "SELECT enabled, blocked_senders, blocked_domains, blocked_domains_and_subdomains,
-                    blank_sender_blocking_enabled, action
+            "SELECT enabled, external_mail_enabled, internal_mail_enabled, blocked_senders,
+                    blocked_domains, blocked_domains_and_subdomains, blank_sender_blocking_enabled,
+                    action
              FROM sender_filter_config",
         )
         .fetch_one(&mut *conn)
@@ -123,7 +130,8 @@ impl SenderFilterConfig {
         self.normalize()?;
         sqlx::query(
             "UPDATE sender_filter_config SET enabled = $1, blocked_senders = $2, blocked_domains = $3,
-               blocked_domains_and_subdomains = $4, blank_sender_blocking_enabled = $5, action = $6",
+               blocked_domains_and_subdomains = $4, blank_sender_blocking_enabled = $5, action = $6,
+               external_mail_enabled = $7, internal_mail_enabled = $8",
         )
         .bind(self.enabled)
         .bind(&self.blocked_senders)
@@ -131,6 +139,8 @@ impl SenderFilterConfig {
         .bind(&self.blocked_domains_and_subdomains)
         .bind(self.blank_sender_blocking_enabled)
         .bind(&self.action)
+        .bind(self.external_mail_enabled)
+        .bind(self.internal_mail_enabled)
         .execute(&mut *conn)
         .await?;
         Ok(())

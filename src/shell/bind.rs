@@ -123,6 +123,34 @@ impl Bound {
             _ => None,
         }
     }
+
+    /// -Identity, as text `text` parses or as an object piped in that `piped` takes for one of
+    /// the cmdlet's own; any other object is the wrong pipeline input for `cmdlet`.
+    pub fn identity<T>(
+        &self,
+        cmdlet: &str,
+        text: impl FnOnce(&str) -> Result<T, ShellError>,
+        piped: impl FnOnce(&Obj) -> Option<T>,
+    ) -> Result<Option<T>, ShellError> {
+        let wrong = || ShellError::BadPipelineInput(cmdlet.to_string());
+        match self.get("Identity") {
+            None => Ok(None),
+            Some(Arg::Str(s)) => text(s).map(Some),
+            Some(Arg::Obj(o)) => piped(o).map(Some).ok_or_else(wrong),
+            Some(_) => Err(wrong()),
+        }
+    }
+
+    /// `identity` for a cmdlet that cannot act without one (Remove-).
+    pub fn required_identity<T>(
+        &self,
+        cmdlet: &str,
+        text: impl FnOnce(&str) -> Result<T, ShellError>,
+        piped: impl FnOnce(&Obj) -> Option<T>,
+    ) -> Result<T, ShellError> {
+        self.identity(cmdlet, text, piped)?
+            .ok_or_else(|| ShellError::Op(crate::ops::OpError::MissingMandatory(vec!["Identity"])))
+    }
 }
 
 fn resolve<'a>(params: &'a [&'a Param], name: &str) -> Result<&'a Param, ShellError> {

@@ -62,15 +62,11 @@ fn identity(
     cmdlet: &str,
     key: impl Fn(&Obj) -> Option<(Uuid, String)>,
 ) -> Result<Option<Identity>, ShellError> {
-    match b.get("Identity") {
-        None => Ok(None),
-        Some(Arg::Str(s)) => Ok(Some(Identity::Name(s.clone()))),
-        Some(Arg::Obj(o)) => match key(o) {
-            Some((id, shown)) => Ok(Some(Identity::Id { id, shown })),
-            None => Err(wrong_input(cmdlet)),
-        },
-        Some(_) => Err(wrong_input(cmdlet)),
-    }
+    b.identity(
+        cmdlet,
+        |s| Ok(Identity::Name(s.to_string())),
+        |o| key(o).map(|(id, shown)| Identity::Id { id, shown }),
+    )
 }
 
 /// The one object a Set- or Remove- acts on.

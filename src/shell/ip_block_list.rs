@@ -4,12 +4,11 @@
 
 use sqlx::PgConnection;
 
-use super::bind::{Arg, Bound, Param, Ty, at, m, p};
+use super::bind::{Bound, Param, Ty, at, m, p};
 use super::cmdlets::{Cmdlet, from_table};
 use super::config::values;
 use super::{Obj, ShellError};
 use crate::ops::Identity;
-use crate::ops::OpError;
 use crate::ops::ip_block_list as ops;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,15 +67,18 @@ pub fn cmdlets() -> Vec<Cmdlet> {
     ]
 }
 
-fn identity(b: &Bound, cmdlet: &str) -> Result<Option<Identity>, ShellError> {
-    match b.get("Identity") {
-        None => Ok(None),
-        Some(Arg::Str(s)) => Ok(Some(Identity::Name(s.clone()))),
-        Some(Arg::Obj(Obj::IpBlockListProvider(p))) => Ok(Some(Identity::Id {
+/// -Identity: the provider's name, or one piped from Get-IPBlockListProvider.
+fn name(s: &str) -> Result<Identity, ShellError> {
+    Ok(Identity::Name(s.to_string()))
+}
+
+fn piped(o: &Obj) -> Option<Identity> {
+    match o {
+        Obj::IpBlockListProvider(p) => Some(Identity::Id {
             id: p.id,
             shown: p.name.clone(),
-        })),
-        Some(_) => Err(ShellError::BadPipelineInput(cmdlet.to_string())),
+        }),
+        _ => None,
     }
 }
 
@@ -92,9 +94,7 @@ pub async fn run(
     text: &mut String,
 ) -> Result<Vec<Obj>, ShellError> {
     let vals = || values(b, &c.params);
-    let target = || -> Result<Identity, ShellError> {
-        identity(b, c.name)?.ok_or(ShellError::Op(OpError::MissingMandatory(vec!["Identity"])))
-    };
+    let target = || b.required_identity(c.name, name, piped);
     Ok(match op {
         Op::AddProvider => {
             let shown = b.str("Name").unwrap_or_default();
@@ -106,7 +106,7 @@ pub async fn run(
             );
             vec![Obj::IpBlockListProvider(ops::add(tx, &vals()).await?)]
         }
-        Op::GetProvider => ops::get(tx, identity(b, c.name)?.as_ref(), true)
+        Op::GetProvider => ops::get(tx, b.identity(c.name, name, piped)?.as_ref(), true)
             .await?
             .into_iter()
             .map(Obj::IpBlockListProvider)

@@ -3,7 +3,7 @@
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-use super::bind::{Arg, Bound, Param, Ty, at, m, p};
+use super::bind::{Bound, Param, Ty, at, m, p};
 use super::{Obj, ShellError};
 use crate::ops::OpError;
 use crate::ops::ip_list as ops;
@@ -64,13 +64,15 @@ pub fn find(name: &str) -> Option<&'static Cmdlet> {
     CMDLETS.iter().find(|c| c.name.eq_ignore_ascii_case(name))
 }
 
-/// -Identity: the entry's integer, or an entry piped from Get-.
-fn identity(b: &Bound, list: IpList, cmdlet: &str) -> Result<Option<i64>, ShellError> {
-    match b.get("Identity") {
-        None => Ok(None),
-        Some(Arg::Str(s)) => Ok(Some(ops::identity(s)?)),
-        Some(Arg::Obj(Obj::IpListEntry(e))) if e.list == list => Ok(Some(e.id)),
-        Some(_) => Err(ShellError::BadPipelineInput(cmdlet.to_string())),
+/// -Identity: the entry's integer, or an entry of `list` piped from Get-.
+fn number(s: &str) -> Result<i64, ShellError> {
+    Ok(ops::identity(s)?)
+}
+
+fn piped(list: IpList) -> impl FnOnce(&Obj) -> Option<i64> {
+    move |o| match o {
+        Obj::IpListEntry(e) if e.list == list => Some(e.id),
+        _ => None,
     }
 }
 
@@ -118,14 +120,13 @@ pub async fn run(
             Ok(vec![Obj::IpListEntry(e)])
         }
         Verb::Remove => {
-            let id = identity(b, list, c.name)?
-                .ok_or_else(|| ShellError::Op(OpError::MissingMandatory(vec!["Identity"])))?;
+            let id = b.required_identity(c.name, number, piped(list))?;
             super::queue::whatif(b, text, format!("Removing {noun} \"{id}\""));
             ops::remove(tx, list, id).await?;
             Ok(vec![])
         }
         Verb::Get => {
-            let id = identity(b, list, c.name)?;
+            let id = b.identity(c.name, number, piped(list))?;
             let covering = match b.str("IPAddress") {
                 None => None,
                 Some(s) => Some(s.trim().parse().map_err(|_| {

@@ -3,7 +3,7 @@
 
 use sqlx::PgConnection;
 
-use super::bind::{Arg, Bound, Param, Ty, at, m, p};
+use super::bind::{Bound, Param, Ty, at, m, p};
 use super::{Obj, ShellError};
 use crate::ops::OpError;
 use crate::ops::recipient_filter::{self as ops, ValidRecipient};
@@ -50,12 +50,14 @@ pub fn find(name: &str) -> Option<&'static Cmdlet> {
 }
 
 /// -Identity: the address, or an entry piped from Get-ValidRecipient.
-fn identity(b: &Bound, cmdlet: &str) -> Result<Option<String>, ShellError> {
-    match b.get("Identity") {
-        None => Ok(None),
-        Some(Arg::Str(s)) => Ok(Some(s.clone())),
-        Some(Arg::Obj(Obj::ValidRecipient(v))) => Ok(Some(v.address.clone())),
-        Some(_) => Err(ShellError::BadPipelineInput(cmdlet.to_string())),
+fn address(s: &str) -> Result<String, ShellError> {
+    Ok(s.to_string())
+}
+
+fn piped(o: &Obj) -> Option<String> {
+    match o {
+        Obj::ValidRecipient(v) => Some(v.address.clone()),
+        _ => None,
     }
 }
 
@@ -72,14 +74,13 @@ pub async fn run(
             Ok(vec![Obj::ValidRecipient(ops::add(tx, &a).await?)])
         }
         Op::Remove => {
-            let a = identity(b, c.name)?
-                .ok_or_else(|| ShellError::Op(OpError::MissingMandatory(vec!["Identity"])))?;
+            let a = b.required_identity(c.name, address, piped)?;
             super::queue::whatif(b, text, format!("Removing valid recipient \"{a}\""));
             ops::remove(tx, &a).await?;
             Ok(vec![])
         }
         Op::Get => {
-            let a = identity(b, c.name)?;
+            let a = b.identity(c.name, address, piped)?;
             let d = b.str("Domain");
             Ok(ops::get(tx, a.as_deref(), d.as_deref())
                 .await?

@@ -130,18 +130,7 @@ pub const TABLE: &[Unenforced] = &[
         counts: |o| tc(o, |c| !c.generate_copy_of_dsn_for.is_empty()),
         reason: "hubgate sends no copies of NDRs to the postmaster yet",
     },
-    Unenforced {
-        param: "InternalMailEnabled",
-        counts: |o| match o {
-            Obj::IpBlockListProvidersConfig(c) => Some(c.internal_mail_enabled),
-            Obj::IpBlockListConfig(c) => Some(c.internal_mail_enabled),
-            _ => None,
-        },
-        reason: INTERNAL_MAIL,
-    },
 ];
-
-const INTERNAL_MAIL: &str = "hubgate's connection filtering never applies to internal (authenticated or ms-Exch-Bypass-Anti-Spam) sessions";
 
 /// The reason `param` of `o` is not enforced, when its value asks for what hubgate lacks.
 pub fn caveat(o: &Obj, param: &str) -> Option<&'static str> {
@@ -238,7 +227,6 @@ mod tests {
         // A misspelt name would never match the view nor the cmdlet's parameter.
         let mut objs = every_default_object();
         objs.push(Obj::TransportConfig(TransportConfig::with_defaults()));
-        objs.push(Obj::IpBlockListProvidersConfig(Default::default()));
         for u in TABLE {
             let owner = objs
                 .iter()

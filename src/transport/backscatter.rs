@@ -9,7 +9,7 @@
 //! organisation's own domains is not backscatter and is not checked.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -108,15 +108,7 @@ fn resolver(servers: &[String]) -> Option<Arc<TokioResolver>> {
     if let Some(r) = cache.get(servers) {
         return Some(r.clone());
     }
-    let built = if servers.is_empty() {
-        crate::smtp::client::Resolver::system()
-    } else {
-        let addrs: Vec<SocketAddr> = servers
-            .iter()
-            .filter_map(|s| crate::smtp::client::parse_dns_server(s))
-            .collect();
-        crate::smtp::client::Resolver::with_servers(&addrs)
-    };
+    let built = crate::smtp::client::Resolver::configured(servers, |_| {});
     match built {
         Ok(r) => {
             let r = Arc::new(r.hickory().clone());

@@ -1,5 +1,6 @@
 //! Which recipients of a relay domain exist, for the Recipient Filter agent: the imported list
-//! (`valid_recipient`), else what a recipient callout to the domain's next hop learned.
+//! (`valid_recipient`, held in the configuration snapshot), else what a recipient callout to the
+//! domain's next hop learned.
 //!
 //! A callout is `MAIL FROM:<>` and `RCPT TO:<address>` (no DATA) to the host the message itself
 //! would go to: the send connector routing picks for the domain, its smart hosts or the domain's
@@ -10,16 +11,16 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
-use crate::org::recipient_filter::{self, CalloutResult};
+use crate::org::recipient_filter::CalloutResult;
 use crate::org::{Org, OrgError};
-use crate::smtp::client::{Client, ClientConfig, Myself, Resolver, TlsPolicy, parse_dns_server};
+use crate::smtp::client::{Client, ClientConfig, Resolver, TlsPolicy};
 use crate::smtp::proto::Reply;
 use crate::transport::routing::{self, Decision, NextHop};
 
@@ -82,7 +83,7 @@ pub struct Callouts {
     cache: Mutex<HashMap<String, Cached>>,
     in_flight: Mutex<HashMap<String, Arc<OnceCell<Probe>>>>,
     saved: AtomicU64,
-    system_resolver: OnceLock<Option<Resolver>>,
+    resolver: Mutex<Option<(Vec<String>, Resolver)>>,
 }
 
 impl Callouts {
@@ -108,54 +109,50 @@ impl Callouts {
             cache: Mutex::new(cache),
             in_flight: Mutex::new(HashMap::new()),
             saved: AtomicU64::new(0),
-            system_resolver: OnceLock::new(),
+            resolver: Mutex::new(None),
         })
     }
 
     /// What is known of `address` (a relay domain's recipient), and whether a callout was made
     /// for it (`may_call_out` false: the session's callouts are spent).
-    pub async fn check(
-        &self,
-        org: &Org,
-        address: &str,
-        may_call_out: bool,
-    ) -> Result<(Known, bool), OrgError> {
+    pub async fn check(&self, org: &Org, address: &str, may_call_out: bool) -> (Known, bool) {
         let address = address.trim().to_ascii_lowercase();
         let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        if let Some(listed) = recipient_filter::imported(&self.pool, &address, domain).await? {
+        // The snapshot's copy of the list: no query per RCPT.
+        if let Some(listed) = org.valid_recipients.lookup(&address, domain) {
             let k = if listed {
                 Known::Valid(Source::ImportedList)
             } else {
                 Known::Unknown(Source::ImportedList)
             };
-            return Ok((k, false));
+            return (k, false);
         }
         if !org.recipient_filter.recipient_callout_enabled {
             // As Exchange's directory look-up: nothing in the list, nobody known.
-            return Ok((Known::Unknown(Source::NoList), false));
+            return (Known::Unknown(Source::NoList), false);
         }
         let now = OffsetDateTime::now_utc();
         let cached = lock(&self.cache).get(&address).copied();
         if let Some(c) = cached
             && c.expires_at > now
         {
-            return Ok((answer(c.valid, Source::Cache), false));
+            return (answer(c.valid, Source::Cache), false);
         }
         let stale = |why: String| match cached {
             Some(c) => answer(c.valid, Source::ExpiredCache),
             None => Known::NoAnswer(why),
         };
         if !may_call_out {
-            return Ok((
+            return (
                 stale("this session's recipient callouts are spent".into()),
                 false,
-            ));
+            );
         }
         let probe = self.probe_once(org, &address).await;
         let (valid, reply) = match probe {
             Probe::Valid(r) => (true, r),
             Probe::Unknown(r) => (false, r),
-            Probe::NoAnswer(why) => return Ok((stale(why), true)),
+            Probe::NoAnswer(why) => return (stale(why), true),
         };
         let cfg = &org.recipient_filter;
         let ttl = if valid {
@@ -180,7 +177,7 @@ impl Callouts {
         {
             tracing::warn!("pruning the callout results: {e}");
         }
-        Ok((answer(valid, Source::Callout), true))
+        (answer(valid, Source::Callout), true)
     }
 
     fn remember(&self, r: &CalloutResult) {
@@ -234,19 +231,31 @@ impl Callouts {
         }
     }
 
+    /// The route's resolver: ExternalDNSServers when its connector says
+    /// UseExternalDNSServersEnabled (and some are set), else the system's; kept until the
+    /// choice changes.
     fn resolver(&self, org: &Org, external: bool) -> Option<Resolver> {
-        let servers: Vec<SocketAddr> = org
-            .server
-            .external_dns_servers
-            .iter()
-            .filter_map(|s| parse_dns_server(s))
-            .collect();
-        if external && !servers.is_empty() {
-            return Resolver::with_servers(&servers).ok();
+        let servers: &[String] = if external {
+            &org.server.external_dns_servers
+        } else {
+            &[]
+        };
+        let mut held = lock(&self.resolver);
+        if let Some((key, r)) = held.as_ref()
+            && key.as_slice() == servers
+        {
+            return Some(r.clone());
         }
-        self.system_resolver
-            .get_or_init(|| Resolver::system().ok())
-            .clone()
+        match Resolver::configured(servers, |_| {}) {
+            Ok(r) => {
+                *held = Some((servers.to_vec(), r.clone()));
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!("recipient callouts: {e}");
+                None
+            }
+        }
     }
 
     async fn call(&self, org: &Org, address: &str, total: Duration) -> Probe {
@@ -278,7 +287,10 @@ impl Callouts {
         let mut targets: Vec<(String, IpAddr)> = Vec::new();
         match &route.next_hop {
             NextHop::Dns { domain } => {
-                match resolver.mx_targets_except(domain, &myself(org, port)).await {
+                match resolver
+                    .mx_targets_except(domain, &routing::myself(&org.server.fqdn, org, port))
+                    .await
+                {
                     Ok(ts) => {
                         for t in ts {
                             targets.extend(t.addrs.iter().map(|ip| (t.host.clone(), *ip)));
@@ -356,19 +368,6 @@ fn classify(r: &Reply) -> Probe {
     }
 }
 
-/// This server for an MX look-up, so that a domain whose MX is this server is not called out
-/// to itself.
-fn myself(org: &Org, port: u16) -> Myself {
-    let bindings = org
-        .receive_connectors
-        .iter()
-        .filter(|c| c.enabled)
-        .flat_map(|c| c.parsed_bindings())
-        .map(|b| b.0)
-        .collect();
-    Myself::here(&org.server.fqdn, bindings, port)
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -428,6 +427,7 @@ mod tests {
             ip_lists: Vec::new(),
             sender_filter: Default::default(),
             ip_block_lists: Default::default(),
+            valid_recipients: Default::default(),
             recipient_filter: crate::org::recipient_filter::RecipientFilterConfig {
                 recipient_callout_timeout: timeout,
                 ..Default::default()
@@ -443,7 +443,7 @@ mod tests {
             cache: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             saved: AtomicU64::new(0),
-            system_resolver: OnceLock::new(),
+            resolver: Mutex::new(None),
         }
     }
 

@@ -23,7 +23,8 @@ use uuid::Uuid;
 
 use crate::org::accepted_domain;
 use crate::org::send_connector::AddressSpace;
-use crate::org::{AcceptedDomain, SendConnector, TransportServer};
+use crate::org::{AcceptedDomain, Org, SendConnector, TransportServer};
+use crate::smtp::client::Myself;
 use crate::smtp::proto::Reply;
 
 /// Where a route leaves this server.
@@ -299,6 +300,20 @@ impl RoutingTable {
             (None, None) => Decision::Unroutable,
         }
     }
+}
+
+/// This server for an MX look-up: `fqdn` and where its enabled receive connectors listen, from
+/// the configuration snapshot (no database query per look-up), so that neither a delivery nor a
+/// recipient callout goes to a domain's MX host that is this server (RFC 5321 §5.1).
+pub fn myself(fqdn: &str, org: &Org, port: u16) -> Myself {
+    let bindings = org
+        .receive_connectors
+        .iter()
+        .filter(|c| c.enabled)
+        .flat_map(|c| c.parsed_bindings())
+        .map(|b| b.0)
+        .collect();
+    Myself::here(fqdn, bindings, port)
 }
 
 /// One-shot form of `RoutingTable::build(..).route(..)`, for callers that route once.

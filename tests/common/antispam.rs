@@ -69,9 +69,20 @@ pub async fn sender_account(s: &Setup) {
         .unwrap();
 }
 
-/// A session from `source` authenticated as Sender (see `sender_account`), MAIL
-/// FROM:<sender@contoso.test>, then RCPT TO:<to>; the RCPT reply.
-pub async fn authenticated_rcpt(gw: &Gateway, source: Option<&str>, to: &str) -> String {
+/// `sender_account`, with ms-Exch-Bypass-Anti-Spam denied to the account on the Default
+/// connector: an authenticated (internal) session that only the agents' InternalMailEnabled
+/// keeps from being filtered.
+pub async fn internal_sender(s: &Setup) {
+    sender_account(s).await;
+    super::mail::configure(
+        s,
+        &["Get-ReceiveConnector 'Default HUB1' | Add-ADPermission -User Sender -ExtendedRights ms-Exch-Bypass-Anti-Spam -Deny"],
+    )
+    .await;
+}
+
+/// A session from `source`, past EHLO and authenticated as Sender (see `sender_account`).
+pub async fn authenticated(gw: &Gateway, source: Option<&str>) -> Raw {
     let mut c = Raw::connect_from(gw.smtp(), source).await;
     assert!(c.reply().await.starts_with("220 "));
     assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
@@ -80,6 +91,13 @@ pub async fn authenticated_rcpt(gw: &Gateway, source: Option<&str>, to: &str) ->
         c.cmd(&format!("AUTH PLAIN {auth}")).await,
         "235 2.7.0 Authentication successful\r\n"
     );
+    c
+}
+
+/// A session from `source` authenticated as Sender (see `sender_account`), MAIL
+/// FROM:<sender@contoso.test>, then RCPT TO:<to>; the RCPT reply.
+pub async fn authenticated_rcpt(gw: &Gateway, source: Option<&str>, to: &str) -> String {
+    let mut c = authenticated(gw, source).await;
     let mail = c.cmd("MAIL FROM:<sender@contoso.test>").await;
     assert!(mail.starts_with("250 "), "{mail}");
     c.cmd(&format!("RCPT TO:<{to}>")).await

@@ -10,6 +10,7 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
     ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
+    ResolverOpts,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
@@ -170,13 +171,7 @@ impl std::fmt::Debug for Resolver {
 impl Resolver {
     /// The servers of /etc/resolv.conf.
     pub fn system() -> Result<Resolver, ClientError> {
-        let mut builder = TokioResolver::builder_tokio()
-            .map_err(|e| ClientError::Config(format!("reading the system DNS settings: {e}")))?;
-        builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        let inner = builder
-            .build()
-            .map_err(|e| ClientError::Config(format!("building the DNS resolver: {e}")))?;
-        Ok(Resolver { inner })
+        Resolver::build(&[], |_| {})
     }
 
     /// Explicit servers, each asked over UDP and, for truncated answers, TCP. /etc/hosts is not
@@ -185,23 +180,59 @@ impl Resolver {
         if servers.is_empty() {
             return Err(ClientError::Config("no DNS servers given".into()));
         }
-        let name_servers = servers
-            .iter()
-            .map(|s| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = s.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = s.port();
-                NameServerConfig::new(s.ip(), true, vec![udp, tcp])
-            })
-            .collect();
-        let config = ResolverConfig::from_name_servers(name_servers);
-        let mut builder =
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        Resolver::build(servers, |_| {})
+    }
+
+    /// The one set-up every DNS user of the gateway shares: the TransportServer's
+    /// ExternalDNSServers as stored (`ip`, `ip:port`, `[ipv6]:port`), or the system's servers
+    /// when there are none. `tune` adjusts what a caller needs of its own (a look-up's timeout,
+    /// the cache) after the defaults are set.
+    pub fn configured(
+        servers: &[String],
+        tune: impl FnOnce(&mut ResolverOpts),
+    ) -> Result<Resolver, ClientError> {
+        let addrs: Vec<SocketAddr> = servers.iter().filter_map(|s| parse_dns_server(s)).collect();
+        if addrs.is_empty() && !servers.is_empty() {
+            // Set-TransportServer refuses such entries; a row written by other means must not
+            // quietly fall back to resolvers the administrator did not choose.
+            return Err(ClientError::Config(format!(
+                "no usable DNS server in ExternalDNSServers ({})",
+                servers.join(", ")
+            )));
+        }
+        Resolver::build(&addrs, tune)
+    }
+
+    /// `servers`, or the system's when empty; then `tune`.
+    fn build(
+        servers: &[SocketAddr],
+        tune: impl FnOnce(&mut ResolverOpts),
+    ) -> Result<Resolver, ClientError> {
+        let mut builder = if servers.is_empty() {
+            TokioResolver::builder_tokio()
+                .map_err(|e| ClientError::Config(format!("reading the system DNS settings: {e}")))?
+        } else {
+            let name_servers = servers
+                .iter()
+                .map(|s| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = s.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = s.port();
+                    NameServerConfig::new(s.ip(), true, vec![udp, tcp])
+                })
+                .collect();
+            let config = ResolverConfig::from_name_servers(name_servers);
+            let mut builder =
+                TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+            let opts = builder.options_mut();
+            opts.use_hosts_file = ResolveHosts::Never;
+            opts.timeout = Duration::from_secs(5);
+            builder
+        };
         let opts = builder.options_mut();
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        opts.use_hosts_file = ResolveHosts::Never;
-        opts.timeout = Duration::from_secs(5);
+        tune(opts);
         let inner = builder
             .build()
             .map_err(|e| ClientError::Config(format!("building the DNS resolver: {e}")))?;

@@ -1,14 +1,15 @@
 //! The Connection Filtering agent's IP Allow List and IP Block List, as a session applies them.
 //!
 //! As in Exchange, a blocked source is refused at RCPT (not at connect), so the sender and the
-//! recipient it tried are on record; authenticated sessions and those holding
-//! ms-Exch-Bypass-Anti-Spam are not filtered, and an allow-listed source bypasses the other
-//! anti-spam checks (`Session::antispam_bypassed`).
+//! recipient it tried are on record. Which sessions every agent acts on is decided here
+//! (`Session::agent_applies`): none holding ms-Exch-Bypass-Anti-Spam or from an allow-listed
+//! source; the others by the agent's ExternalMailEnabled and InternalMailEnabled.
 
 use time::OffsetDateTime;
 
 use super::agent_log::AgentDecision;
 use super::session::Session;
+use crate::org::AgentScope;
 use crate::org::ip_list::{self, Listed};
 use crate::org::rights::ExtendedRight;
 use crate::smtp::proto::Reply;
@@ -32,28 +33,38 @@ impl Session {
         ip_list::lookup(&self.org.ip_lists, self.remote.ip(), now)
     }
 
-    /// Whether the anti-spam agents leave this session alone: authenticated, holding
-    /// ms-Exch-Bypass-Anti-Spam, or on the IP Allow List.
+    /// Whether every anti-spam agent leaves this session alone: it holds
+    /// ms-Exch-Bypass-Anti-Spam (Exchange's servers and, through the ExchangeUsers permission
+    /// group, authenticated users), or its source is on the IP Allow List.
     pub fn antispam_bypassed(&self) -> bool {
-        self.identity.is_authenticated()
-            || self.identity.rights.has(ExtendedRight::BypassAntiSpam)
+        self.identity.rights.has(ExtendedRight::BypassAntiSpam)
             || matches!(
                 self.ip_listed(OffsetDateTime::now_utc()),
                 Listed::Allowed(_)
             )
     }
 
+    /// Whether an agent with these switches acts on this session, as Exchange decides: not when
+    /// it is off or the session bypasses anti-spam; on an internal session (authenticated, or
+    /// Externally Secured: the organisation's own and its partners') when InternalMailEnabled;
+    /// on any other, from outside, when ExternalMailEnabled.
+    pub fn agent_applies(&self, scope: AgentScope) -> bool {
+        if !scope.enabled || self.antispam_bypassed() {
+            return false;
+        }
+        if self.identity.is_trusted() {
+            scope.internal
+        } else {
+            scope.external
+        }
+    }
+
     /// The refusal for a RCPT from a blocked source, logged to the protocol and tracking logs;
     /// None when the source may go on.
     pub fn connection_filter(&mut self, to: &str) -> Option<Reply> {
-        if self.identity.is_authenticated()
-            || self.identity.rights.has(ExtendedRight::BypassAntiSpam)
-        {
-            return None;
-        }
         // Set-IPBlockListConfig: the list can be switched off, and its reply replaced.
         let config = &self.org.ip_block_lists.config;
-        if !config.enabled || !config.external_mail_enabled {
+        if !self.agent_applies(config.scope()) {
             return None;
         }
         let custom = config

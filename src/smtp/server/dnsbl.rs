@@ -1,7 +1,7 @@
 //! The Connection Filtering agent's IP Block List providers (DNSBLs), as a session applies them.
 //!
-//! The look-ups start once per session, when the first transaction opens (after AUTH, so an
-//! authenticated session costs no query), one A query per enabled provider, all at once, each
+//! The look-ups start once per session, when the first transaction opens (after AUTH, so a
+//! session the providers leave alone, by InternalMailEnabled or a bypass, costs no query), one A query per enabled provider, all at once, each
 //! bounded by QUERY_TIMEOUT; RCPT waits only for what is left of that bound. The verdict is the
 //! first listing in Priority order. A provider that times out or fails does not refuse anyone
 //! (it fails open) and is logged. As in Exchange the refusal comes at RCPT, after the IP Allow
@@ -16,8 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::config::ResolveHosts;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::task::JoinHandle;
@@ -28,6 +27,7 @@ use super::connection_filter::AGENT;
 use super::session::Session;
 use crate::org::Org;
 use crate::org::ip_block_list::{IpBlockListProvider, query_name};
+use crate::smtp::client::Resolver;
 use crate::smtp::proto::Reply;
 
 /// How long one provider may take to answer.
@@ -47,7 +47,9 @@ pub struct Dnsbl {
 }
 
 impl Dnsbl {
-    /// The TransportServer's ExternalDNSServers, or the system's when there are none.
+    /// The TransportServer's ExternalDNSServers, or the system's when there are none, as every
+    /// resolver of the gateway is set up (`Resolver::configured`), with this agent's own bound
+    /// per query, one attempt and a larger cache.
     fn resolver(&self, servers: &[String]) -> Result<TokioResolver, String> {
         let mut held = self.resolver.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((key, r)) = held.as_ref()
@@ -55,34 +57,15 @@ impl Dnsbl {
         {
             return Ok(r.clone());
         }
-        let mut builder = if servers.is_empty() {
-            TokioResolver::builder_tokio()
-                .map_err(|e| format!("reading the system DNS settings: {e}"))?
-        } else {
-            let name_servers = servers
-                .iter()
-                .filter_map(|s| crate::smtp::client::resolve::parse_dns_server(s))
-                .map(|s| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = s.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = s.port();
-                    NameServerConfig::new(s.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(name_servers),
-                TokioRuntimeProvider::default(),
-            )
-        };
-        let opts = builder.options_mut();
-        opts.timeout = QUERY_TIMEOUT;
-        opts.attempts = 1;
-        opts.cache_size = CACHE_SIZE;
-        opts.use_hosts_file = ResolveHosts::Never;
-        let r = builder
-            .build()
-            .map_err(|e| format!("building the DNS resolver: {e}"))?;
+        let r = Resolver::configured(servers, |opts| {
+            opts.timeout = QUERY_TIMEOUT;
+            opts.attempts = 1;
+            opts.cache_size = CACHE_SIZE;
+            opts.use_hosts_file = ResolveHosts::Never;
+        })
+        .map_err(|e| e.to_string())?
+        .hickory()
+        .clone();
         *held = Some((servers.to_vec(), r.clone()));
         Ok(r)
     }
@@ -137,11 +120,8 @@ async fn ask(
 
 /// Starts the look-ups of `ip` with the enabled providers; None when there is nothing to ask.
 fn start(gw: &Gateway, org: &Org, ip: IpAddr) -> Option<JoinHandle<Verdict>> {
-    let lists = &org.ip_block_lists;
-    if !lists.providers_config.enabled || !lists.providers_config.external_mail_enabled {
-        return None;
-    }
-    let providers: Vec<IpBlockListProvider> = lists
+    let providers: Vec<IpBlockListProvider> = org
+        .ip_block_lists
         .providers
         .iter()
         .filter(|p| p.enabled)
@@ -186,16 +166,18 @@ fn start(gw: &Gateway, org: &Org, ip: IpAddr) -> Option<JoinHandle<Verdict>> {
 }
 
 impl Session {
-    /// Starts this session's look-ups, once, unless the anti-spam checks leave it alone.
+    /// Starts this session's look-ups, once, unless the providers leave it alone.
     pub fn dnsbl_start(&mut self) {
-        if self.dnsbl.is_some() || self.antispam_bypassed() {
+        if self.dnsbl.is_some()
+            || !self.agent_applies(self.org.ip_block_lists.providers_config.scope())
+        {
             return;
         }
         // The IP Block List refuses this source first: no need to ask anyone.
         if matches!(
             self.ip_listed(time::OffsetDateTime::now_utc()),
             crate::org::ip_list::Listed::Blocked(_)
-        ) && self.org.ip_block_lists.config.enabled
+        ) && self.agent_applies(self.org.ip_block_lists.config.scope())
         {
             self.dnsbl = Some(State::Done(Verdict::default()));
             return;
@@ -251,7 +233,8 @@ impl Session {
     /// The refusal for a RCPT from a source a provider lists, logged to the protocol and
     /// tracking logs; None when the source may go on.
     pub async fn dnsbl_filter(&mut self, to: &str) -> Option<Reply> {
-        if self.antispam_bypassed() || self.org.ip_block_lists.providers_config.bypasses(to) {
+        let config = &self.org.ip_block_lists.providers_config;
+        if !self.agent_applies(config.scope()) || config.bypasses(to) {
             return None;
         }
         let hit = self.dnsbl_verdict().await.hit?;

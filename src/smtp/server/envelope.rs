@@ -79,8 +79,9 @@ impl Session {
             return Next::Continue;
         }
         if let Some(r) = self.sender_filter(&from) {
+            // Exchange's agent ends the session with its refusal (`sender_filter`).
             self.reply_tarpit(r).await;
-            return Next::Continue;
+            return Next::Close;
         }
         let user = self.identity.account.clone();
         if !self

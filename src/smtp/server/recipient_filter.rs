@@ -49,10 +49,8 @@ impl Session {
     pub async fn recipient_filter(&mut self, to: &str) -> Option<Reply> {
         let org = self.org.clone();
         let cfg = &org.recipient_filter;
-        let active = cfg.enabled
-            && cfg.external_mail_enabled
-            && (cfg.block_list_enabled || cfg.recipient_validation_enabled);
-        if !active || self.antispam_bypassed() {
+        let active = cfg.block_list_enabled || cfg.recipient_validation_enabled;
+        if !active || !self.agent_applies(cfg.scope()) {
             return None;
         }
         if cfg.block_list_enabled && cfg.blocks(to) {
@@ -96,50 +94,42 @@ impl Session {
             }
         }
         let may_call_out = self.callouts < MAX_CALLOUTS_PER_SESSION;
-        let known = self
+        let (known, called) = self
             .gw
             .directory
             .relay_recipient(&org, &full, may_call_out)
             .await;
+        if called {
+            self.callouts = self.callouts.saturating_add(1);
+        }
         match known {
-            Ok((known, called)) => {
-                if called {
-                    self.callouts = self.callouts.saturating_add(1);
-                }
-                match known {
-                    Known::Valid(source) => {
-                        let why = format!("valid recipient, from {}", source.describe());
-                        if source == Source::ExpiredCache {
-                            // Accepted on old knowledge: worth a line the console counts.
-                            self.agent_decision(
-                                "AGENTINFO",
-                                to,
-                                Reply::new(250, "2.1.5", "Recipient OK"),
-                                why,
-                            );
-                        } else {
-                            self.log_event('*', &format!("{why}: {to}"), AGENT);
-                        }
-                        None
-                    }
-                    Known::Unknown(source) => Some(self.agent_decision(
-                        "FAIL",
+            Known::Valid(source) => {
+                let why = format!("valid recipient, from {}", source.describe());
+                if source == Source::ExpiredCache {
+                    // Accepted on old knowledge: worth a line the console counts.
+                    self.agent_decision(
+                        "AGENTINFO",
                         to,
-                        unknown_reply(),
-                        format!("unknown recipient, from {}", source.describe()),
-                    )),
-                    Known::NoAnswer(why) => Some(self.agent_decision(
-                        "DEFER",
-                        to,
-                        no_answer_reply(),
-                        format!("no answer for the recipient ({why})"),
-                    )),
+                        Reply::new(250, "2.1.5", "Recipient OK"),
+                        why,
+                    );
+                } else {
+                    self.log_event('*', &format!("{why}: {to}"), AGENT);
                 }
+                None
             }
-            Err(e) => {
-                tracing::error!("recipient filter: {e}");
-                Some(Reply::new(451, "4.3.2", "Service not available"))
-            }
+            Known::Unknown(source) => Some(self.agent_decision(
+                "FAIL",
+                to,
+                unknown_reply(),
+                format!("unknown recipient, from {}", source.describe()),
+            )),
+            Known::NoAnswer(why) => Some(self.agent_decision(
+                "DEFER",
+                to,
+                no_answer_reply(),
+                format!("no answer for the recipient ({why})"),
+            )),
         }
     }
 

@@ -1,8 +1,11 @@
 //! The Sender Filter agent: MAIL FROM checked against Set-SenderFilterConfig's blocked senders,
 //! domains and blank sender, where Exchange's agent acts (OnMailCommand).
 //!
-//! Sessions the anti-spam agents leave alone (`Session::antispam_bypassed`) are not filtered.
-//! The session stays open after the refusal, so the client may RSET or QUIT (RFC 5321 §4.1.1.2).
+//! Which sessions it acts on is `Session::agent_applies`'s decision (ExternalMailEnabled,
+//! InternalMailEnabled, the bypasses). As Exchange's agent does with Action Reject ("rejects the
+//! SMTP request with a 554 5.1.0 Sender Denied SMTP session error and closes the connection",
+//! Microsoft's *Sender filtering*), the refusal ends the session: after the tarpit, the 554 is
+//! sent and the connection closed, so a client cannot try sender after sender on one connection.
 
 use super::agent_log::AgentDecision;
 use super::session::Session;
@@ -19,8 +22,9 @@ impl Session {
     /// The refusal for MAIL FROM:<from> when the organisation blocks it, logged to the protocol
     /// and tracking logs; None when the sender may go on.
     pub fn sender_filter(&mut self, from: &str) -> Option<Reply> {
-        let blocked = self.org.sender_filter.blocks(from)?;
-        if self.antispam_bypassed() {
+        let config = &self.org.sender_filter;
+        let blocked = config.blocks(from)?;
+        if !self.agent_applies(config.scope()) {
             return None;
         }
         let reply = denied();

@@ -26,14 +26,12 @@ pub struct Agents {
     fqdn: String,
     org: watch::Receiver<Arc<Org>>,
     pool: PgPool,
-    server: String,
 }
 
 impl Agents {
     pub fn new(
         data_dir: &Path,
         fqdn: &str,
-        server: &str,
         spool: Spool,
         org: watch::Receiver<Arc<Org>>,
         pool: PgPool,
@@ -45,7 +43,6 @@ impl Agents {
             fqdn: fqdn.to_string(),
             org,
             pool,
-            server: server.to_string(),
         })
     }
 
@@ -56,7 +53,7 @@ impl Agents {
     /// The configuration as the database holds it now, for a queue routed with configuration
     /// fresher than the NOTIFY-driven snapshot.
     async fn reload_org(&self) -> Option<Arc<Org>> {
-        match Org::load(&self.pool, &self.server).await {
+        match self.org().reloaded(&self.pool).await {
             Ok(org) => Some(Arc::new(org)),
             Err(e) => {
                 tracing::warn!("reloading the configuration: {e}");

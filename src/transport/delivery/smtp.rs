@@ -13,14 +13,14 @@ use crate::logs::protocol::{LogKind, ProtocolLog};
 use crate::org::org_key::{self, KeyError, OrganizationKey};
 use crate::org::{Org, SendConnector};
 use crate::smtp::client::{
-    Client, ClientConfig, ClientError, Credentials, DnsError, Myself, OutboundEnvelope,
-    OutboundRecipient, Resolver, SendLog, Target, TlsPolicy, TrustStore, parse_dns_server,
+    Client, ClientConfig, ClientError, Credentials, DnsError, OutboundEnvelope, OutboundRecipient,
+    Resolver, SendLog, Target, TlsPolicy, TrustStore,
 };
 use crate::smtp::proto::Reply;
 use crate::transport::queue::manager::{
     Attempt, ConnectionFailed, Delivered, Job, Lane, Outcome, Primary, body_lost_reply,
 };
-use crate::transport::routing::{NextHop, Route};
+use crate::transport::routing::{self, NextHop, Route};
 use crate::transport::shadow::{discard, gate};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,12 +61,7 @@ impl Context {
         if let Some(r) = cache.get(&key) {
             return Ok(r.clone());
         }
-        let r = if key.is_empty() {
-            Resolver::system()?
-        } else {
-            let servers: Vec<SocketAddr> = key.iter().filter_map(|s| parse_dns_server(s)).collect();
-            Resolver::with_servers(&servers)?
-        };
+        let r = Resolver::configured(&key, |_| {})?;
         let r = Arc::new(r);
         cache.insert(key, r.clone());
         Ok(r)
@@ -419,7 +414,7 @@ async fn resolve(
     match &route.next_hop {
         NextHop::Dns { domain } => {
             resolver
-                .mx_targets_except(domain, &myself(&agents.fqdn, org, port))
+                .mx_targets_except(domain, &routing::myself(&agents.fqdn, org, port))
                 .await
         }
         NextHop::SmartHosts { hosts, .. } => {
@@ -441,19 +436,6 @@ async fn resolve(
             }
         }
     }
-}
-
-/// This server for an MX look-up: its FQDN and where its enabled receive connectors listen, from
-/// the configuration snapshot (no database query per attempt).
-fn myself(fqdn: &str, org: &Org, port: u16) -> Myself {
-    let bindings = org
-        .receive_connectors
-        .iter()
-        .filter(|c| c.enabled)
-        .flat_map(|c| c.parsed_bindings())
-        .map(|b| b.0)
-        .collect();
-    Myself::here(fqdn, bindings, port)
 }
 
 /// The connector's credential, for its own smart hosts only: an MX is whoever the recipient's

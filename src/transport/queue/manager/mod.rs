@@ -324,7 +324,7 @@ impl QueueManager {
     /// The configuration as the database holds it now, for the rare caller that cannot wait for
     /// the NOTIFY-driven snapshot.
     pub async fn reload_org(&self) -> Option<Arc<Org>> {
-        match Org::load(&self.inner.pool, &self.inner.server).await {
+        match self.org().reloaded(&self.inner.pool).await {
             Ok(org) => Some(Arc::new(org)),
             Err(e) => {
                 tracing::warn!("reloading the configuration: {e}");

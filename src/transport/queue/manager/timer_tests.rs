@@ -472,6 +472,7 @@ fn manager(
         sender_filter: Default::default(),
         recipient_filter: Default::default(),
         ip_block_lists: Default::default(),
+        valid_recipients: Default::default(),
         local_fqdns: Vec::new(),
     };
     let (wtx, wrx) = mpsc::unbounded_channel();
