@@ -1,0 +1,208 @@
+//! Group commit (transport/queue/commit.rs): messages whose sessions commit at the same time share
+//! one transaction, each is answered only once its rows are committed, and a message PostgreSQL
+//! refuses fails alone. A real PostgreSQL; the batch is made for real by holding a lock on the
+//! message table while the sessions arrive.
+
+mod common;
+
+use common::*;
+use hubgate::transport::queue::{
+    self, AcceptError, Committer, Disposition, Envelope, EnvelopeRecipient, Spool,
+};
+use sqlx::Connection;
+use uuid::Uuid;
+
+fn envelope(subject: &str) -> Envelope {
+    Envelope {
+        id: Uuid::now_v7(),
+        server: SERVER.into(),
+        from: "sender@example.org".into(),
+        recipients: vec![
+            EnvelopeRecipient {
+                address: "a@example.net".into(),
+                orcpt: None,
+                notify: None,
+                disposition: Disposition::Relay,
+            },
+            EnvelopeRecipient {
+                address: "b@example.net".into(),
+                orcpt: Some("rfc822;b@example.net".into()),
+                notify: Some("NEVER".into()),
+                disposition: Disposition::Relay,
+            },
+        ],
+        source_ip: "127.0.0.1".parse().unwrap(),
+        receive_connector: "HUB1\\Default HUB1".into(),
+        helo: "test".into(),
+        auth_user: None,
+        internet_message_id: Some(format!("<{subject}@test>")),
+        subject: Some(subject.into()),
+        env_id: None,
+        ret: None,
+        body_type: None,
+        smtp_utf8: false,
+        shadow: None,
+    }
+}
+
+type Accepted = tokio::task::JoinHandle<Result<i64, AcceptError>>;
+
+fn accept(committer: &Committer, spool: &Spool, env: Envelope) -> Accepted {
+    let committer = committer.clone();
+    let body = spool.incoming_from(env.id, format!("Subject: x\r\n\r\n{}\r\n", env.id).into());
+    tokio::spawn(async move { queue::accept_incoming(&committer, &env, body).await })
+}
+
+/// Holds the message table against inserts until dropped or committed; returns once `first`
+/// (already handed to the committer) is waiting for it, so that what arrives next gathers.
+async fn hold_inserts(s: &Setup) -> sqlx::PgConnection {
+    let mut lock = sqlx::PgConnection::connect(&s.db_url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE message IN EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    lock
+}
+
+async fn waiting_for_the_lock(s: &Setup) -> bool {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM pg_locks
+          WHERE database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND relation = 'message'::regclass AND NOT granted",
+    )
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    n > 0
+}
+
+/// Starts `first`, waits until the committer is blocked on it, then starts `rest` and waits until
+/// all of them wait in the committer's queue.
+async fn gather(
+    s: &Setup,
+    committer: &Committer,
+    spool: &Spool,
+    first: Envelope,
+    rest: Vec<Envelope>,
+) -> (Accepted, Vec<Accepted>) {
+    let first = accept(committer, spool, first);
+    eventually("the first commit waits for the lock", || {
+        waiting_for_the_lock(s)
+    })
+    .await;
+    let n = rest.len();
+    let rest: Vec<Accepted> = rest
+        .into_iter()
+        .map(|e| accept(committer, spool, e))
+        .collect();
+    eventually("every later message waits for the committer", || async {
+        committer.queued() == n
+    })
+    .await;
+    (first, rest)
+}
+
+async fn xmins(s: &Setup, ids: &[Uuid]) -> Vec<String> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT DISTINCT xmin::text FROM message WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+    rows.into_iter().map(|(x,)| x).collect()
+}
+
+#[tokio::test]
+async fn sessions_that_commit_together_share_one_transaction() {
+    let s = Setup::new().await;
+    let spool = Spool::open(s.data_dir.path()).unwrap();
+    let committer = Committer::start(s.pool.clone());
+    let lock = hold_inserts(&s).await;
+    let envs: Vec<Envelope> = (0..9).map(|i| envelope(&format!("later{i}"))).collect();
+    let later_ids: Vec<Uuid> = envs.iter().map(|e| e.id).collect();
+    let (first, rest) = gather(&s, &committer, &spool, envelope("first"), envs).await;
+    // Nobody has an answer while the rows cannot be committed.
+    assert!(!first.is_finished() && rest.iter().all(|t| !t.is_finished()));
+    lock.close().await.unwrap();
+
+    first
+        .await
+        .unwrap()
+        .expect("the first message is committed");
+    let mut internal_ids = Vec::new();
+    for t in rest {
+        internal_ids.push(t.await.unwrap().expect("a later message is committed"));
+    }
+    internal_ids.sort();
+    internal_ids.dedup();
+    assert_eq!(internal_ids.len(), 9, "each message has its own InternalId");
+    // Rows written by one transaction carry its id.
+    assert_eq!(
+        xmins(&s, &later_ids).await.len(),
+        1,
+        "one transaction for the nine"
+    );
+    let (rcpts, orcpts): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(orcpt) FROM message_recipient WHERE message_id = ANY($1)",
+    )
+    .bind(&later_ids)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!((rcpts, orcpts), (18, 9));
+    for id in later_ids {
+        assert!(
+            spool.path(id).exists(),
+            "a committed message keeps its body"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_message_the_database_refuses_fails_alone() {
+    let s = Setup::new().await;
+    let spool = Spool::open(s.data_dir.path()).unwrap();
+    let committer = Committer::start(s.pool.clone());
+    let lock = hold_inserts(&s).await;
+    // PostgreSQL's text cannot hold NUL: the statement carrying this subject is refused.
+    let bad = envelope("bad\0subject");
+    let (good1, good2) = (envelope("good1"), envelope("good2"));
+    let (bad_id, good_ids) = (bad.id, [good1.id, good2.id]);
+    let (first, rest) = gather(
+        &s,
+        &committer,
+        &spool,
+        envelope("first"),
+        vec![good1, bad, good2],
+    )
+    .await;
+    lock.close().await.unwrap();
+
+    first
+        .await
+        .unwrap()
+        .expect("the first message is committed");
+    let results: Vec<_> = futures_util::future::join_all(rest).await;
+    assert!(results[0].as_ref().unwrap().is_ok(), "{:?}", results[0]);
+    assert!(
+        matches!(results[1].as_ref().unwrap(), Err(AcceptError::Db(_))),
+        "{:?}",
+        results[1]
+    );
+    assert!(results[2].as_ref().unwrap().is_ok(), "{:?}", results[2]);
+    let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM message WHERE id = ANY($1)")
+        .bind([bad_id, good_ids[0], good_ids[1]])
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored, 2,
+        "the two good messages are stored, the refused one is not"
+    );
+    assert!(
+        !spool.path(bad_id).exists(),
+        "the refused message leaves no body"
+    );
+    assert!(good_ids.iter().all(|id| spool.path(*id).exists()));
+}
