@@ -5,44 +5,23 @@
 
 mod common;
 
+use common::held::Held;
 use common::*;
-use hubgate::transport::queue::{
-    self, AcceptError, Committer, Disposition, Envelope, EnvelopeRecipient, Spool,
-};
+use hubgate::transport::queue::{self, AcceptError, Committer, Envelope, Spool};
 use sqlx::Connection;
 use uuid::Uuid;
 
+/// A message to two recipients, the second with an ORCPT and NOTIFY, each row of the recipient
+/// table filled.
 fn envelope(subject: &str) -> Envelope {
-    Envelope {
-        id: Uuid::now_v7(),
-        server: SERVER.into(),
-        from: "sender@example.org".into(),
-        recipients: vec![
-            EnvelopeRecipient {
-                address: "a@example.net".into(),
-                orcpt: None,
-                notify: None,
-                disposition: Disposition::Relay,
-            },
-            EnvelopeRecipient {
-                address: "b@example.net".into(),
-                orcpt: Some("rfc822;b@example.net".into()),
-                notify: Some("NEVER".into()),
-                disposition: Disposition::Relay,
-            },
-        ],
-        source_ip: "127.0.0.1".parse().unwrap(),
-        receive_connector: "HUB1\\Default HUB1".into(),
-        helo: "test".into(),
-        auth_user: None,
-        internet_message_id: Some(format!("<{subject}@test>")),
-        subject: Some(subject.into()),
-        env_id: None,
-        ret: None,
-        body_type: None,
-        smtp_utf8: false,
-        shadow: None,
-    }
+    let held = Held {
+        subject: Some(subject),
+        ..Held::offer("sender@example.org", &["a@example.net", "b@example.net"])
+    };
+    let mut env = held.envelope(Uuid::now_v7());
+    env.recipients[1].orcpt = Some("rfc822;b@example.net".into());
+    env.recipients[1].notify = Some("NEVER".into());
+    env
 }
 
 type Accepted = tokio::task::JoinHandle<Result<i64, AcceptError>>;
@@ -103,6 +82,15 @@ async fn gather(
     (first, rest)
 }
 
+async fn count(s: &Setup, sql: &str, ids: &[Uuid]) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(sql)
+        .bind(ids)
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    n
+}
+
 async fn xmins(s: &Setup, ids: &[Uuid]) -> Vec<String> {
     let rows: Vec<(String,)> =
         sqlx::query_as("SELECT DISTINCT xmin::text FROM message WHERE id = ANY($1)")
@@ -143,14 +131,10 @@ async fn sessions_that_commit_together_share_one_transaction() {
         1,
         "one transaction for the nine"
     );
-    let (rcpts, orcpts): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(orcpt) FROM message_recipient WHERE message_id = ANY($1)",
-    )
-    .bind(&later_ids)
-    .fetch_one(&s.pool)
-    .await
-    .unwrap();
-    assert_eq!((rcpts, orcpts), (18, 9));
+    let rows = "SELECT count(*) FROM message_recipient WHERE message_id = ANY($1)";
+    assert_eq!(count(&s, rows, &later_ids).await, 18);
+    let orcpts = "SELECT count(orcpt) FROM message_recipient WHERE message_id = ANY($1)";
+    assert_eq!(count(&s, orcpts, &later_ids).await, 9);
     for id in later_ids {
         assert!(
             spool.path(id).exists(),
@@ -191,11 +175,8 @@ async fn a_message_the_database_refuses_fails_alone() {
         results[1]
     );
     assert!(results[2].as_ref().unwrap().is_ok(), "{:?}", results[2]);
-    let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM message WHERE id = ANY($1)")
-        .bind([bad_id, good_ids[0], good_ids[1]])
-        .fetch_one(&s.pool)
-        .await
-        .unwrap();
+    let stored = "SELECT count(*) FROM message WHERE id = ANY($1)";
+    let stored = count(&s, stored, &[bad_id, good_ids[0], good_ids[1]]).await;
     assert_eq!(
         stored, 2,
         "the two good messages are stored, the refused one is not"
