@@ -32,8 +32,8 @@ fn accept(committer: &Committer, spool: &Spool, env: Envelope) -> Accepted {
     tokio::spawn(async move { queue::accept_incoming(&committer, &env, body).await })
 }
 
-/// Holds the message table against inserts until dropped or committed; returns once `first`
-/// (already handed to the committer) is waiting for it, so that what arrives next gathers.
+/// Holds the message table against inserts until the connection is closed: the committer's
+/// first batch waits for it, and what arrives meanwhile gathers for the next.
 async fn hold_inserts(s: &Setup) -> sqlx::PgConnection {
     let mut lock = sqlx::PgConnection::connect(&s.db_url).await.unwrap();
     sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
@@ -101,12 +101,18 @@ async fn xmins(s: &Setup, ids: &[Uuid]) -> Vec<String> {
     rows.into_iter().map(|(x,)| x).collect()
 }
 
-#[tokio::test]
-async fn sessions_that_commit_together_share_one_transaction() {
+/// A node's database and spool, a committer on them, and the message table held.
+async fn start() -> (Setup, Spool, Committer, sqlx::PgConnection) {
     let s = Setup::new().await;
     let spool = Spool::open(s.data_dir.path()).unwrap();
     let committer = Committer::start(s.pool.clone());
     let lock = hold_inserts(&s).await;
+    (s, spool, committer, lock)
+}
+
+#[tokio::test]
+async fn sessions_that_commit_together_share_one_transaction() {
+    let (s, spool, committer, lock) = start().await;
     let envs: Vec<Envelope> = (0..9).map(|i| envelope(&format!("later{i}"))).collect();
     let later_ids: Vec<Uuid> = envs.iter().map(|e| e.id).collect();
     let (first, rest) = gather(&s, &committer, &spool, envelope("first"), envs).await;
@@ -145,10 +151,7 @@ async fn sessions_that_commit_together_share_one_transaction() {
 
 #[tokio::test]
 async fn a_message_the_database_refuses_fails_alone() {
-    let s = Setup::new().await;
-    let spool = Spool::open(s.data_dir.path()).unwrap();
-    let committer = Committer::start(s.pool.clone());
-    let lock = hold_inserts(&s).await;
+    let (s, spool, committer, lock) = start().await;
     // PostgreSQL's text cannot hold NUL: the statement carrying this subject is refused.
     let bad = envelope("bad\0subject");
     let (good1, good2) = (envelope("good1"), envelope("good2"));
