@@ -166,6 +166,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         intake: Arc::new(PgIntake {
             pool: pool.clone(),
             queue: queue.clone(),
+            committer: crate::transport::queue::Committer::start(pool.clone()),
         }),
         org: org_rx.clone(),
         tls: Some(tls.clone()),

@@ -46,18 +46,17 @@ impl<'a> Held<'a> {
         }
     }
 
-    /// Accepted on `setup`'s server from 192.0.2.10 through its Default connector.
-    pub async fn accept(self, setup: &Setup) -> Uuid {
-        let id = Uuid::new_v4();
-        let env = Envelope {
+    /// Its envelope as message `id`, from 192.0.2.10 through the Default connector.
+    pub fn envelope(&self, id: Uuid) -> Envelope {
+        Envelope {
             id,
             server: SERVER.into(),
             from: self.from.into(),
             recipients: self
                 .recipients
-                .into_iter()
+                .iter()
                 .map(|address| EnvelopeRecipient {
-                    address,
+                    address: address.clone(),
                     orcpt: None,
                     notify: None,
                     disposition: Disposition::Relay,
@@ -74,7 +73,13 @@ impl<'a> Held<'a> {
             body_type: None,
             smtp_utf8: false,
             shadow: None,
-        };
+        }
+    }
+
+    /// Accepted on `setup`'s server from 192.0.2.10 through its Default connector.
+    pub async fn accept(self, setup: &Setup) -> Uuid {
+        let id = Uuid::new_v4();
+        let env = self.envelope(id);
         let spool = Spool::open(setup.data_dir.path()).unwrap();
         queue::accept(&setup.pool, &spool, &env, self.header, self.body)
             .await

@@ -12,7 +12,9 @@ use crate::org::rights::Rights;
 use crate::org::{AcceptedDomain, Account, Org, OrgError, Recipient};
 use crate::transport::categorizer::{self, Verdict};
 use crate::transport::queue::manager::AckWaiter;
-use crate::transport::queue::{self, AcceptError, Envelope, Incoming, QueueManager, Submitted};
+use crate::transport::queue::{
+    self, AcceptError, Committer, Envelope, Incoming, QueueManager, Submitted,
+};
 use crate::transport::recipient_callout::{Callouts, Known};
 use crate::transport::shadow::primary::{self, ShadowError};
 
@@ -146,6 +148,8 @@ impl Directory for PgValidatingDirectory {
 pub struct PgIntake {
     pub pool: PgPool,
     pub queue: QueueManager,
+    /// Commits accepted messages' rows in shared transactions (`queue::commit`).
+    pub committer: Committer,
 }
 
 impl Intake for PgIntake {
@@ -154,7 +158,7 @@ impl Intake for PgIntake {
         env: &'a Envelope,
         body: Incoming,
     ) -> BoxFuture<'a, Result<i64, AcceptError>> {
-        Box::pin(queue::accept_incoming(&self.pool, env, body))
+        Box::pin(queue::accept_incoming(&self.committer, env, body))
     }
 
     fn submit(&self, m: Submitted) {

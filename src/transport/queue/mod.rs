@@ -1,5 +1,6 @@
 //! The queue is the only writer of messages: bodies in the spool, metadata in PostgreSQL.
 
+pub mod commit;
 pub mod manager;
 pub mod ops;
 pub mod spool;
@@ -7,6 +8,7 @@ pub mod status;
 pub mod store;
 pub mod writer;
 
+pub use commit::Committer;
 pub use manager::{QueueManager, Submitted};
 pub use spool::{Incoming, Spool};
 pub use status::{QueueStatus, RecipientStatus};

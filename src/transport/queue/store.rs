@@ -1,4 +1,5 @@
-//! Accepting a message: spool the body durably, then commit its rows in one transaction.
+//! Accepting a message: spool the body durably, then commit its rows (in a transaction shared
+//! with the other sessions committing meanwhile, `commit.rs`).
 
 use std::net::IpAddr;
 
@@ -6,6 +7,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::Spool;
+use super::commit::{CommitError, Committer, commit_one};
 use super::spool::Incoming;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,14 +22,6 @@ pub enum AcceptError {
     CommitUnknown(sqlx::Error),
     #[error("message of {0} bytes is too large to queue")]
     TooLarge(u64),
-}
-
-/// Why the rows were not committed.
-enum CommitError {
-    /// Nothing was committed: the statement failed, or the server refused the COMMIT.
-    Definite(sqlx::Error),
-    /// The COMMIT was sent and no answer came back.
-    Unknown(sqlx::Error),
 }
 
 /// Where the categorizer sent a recipient.
@@ -84,7 +78,8 @@ pub struct ShadowOrigin {
     pub context: String,
 }
 
-/// Makes a message whole in memory durable (a DSN); returns its InternalId.
+/// Makes a message whole in memory durable (a DSN), its rows committed in a transaction of
+/// their own; returns its InternalId.
 pub async fn accept(
     pool: &PgPool,
     spool: &Spool,
@@ -99,22 +94,39 @@ pub async fn accept(
         all.extend_from_slice(&body);
         all
     };
-    accept_incoming(pool, env, spool.incoming_from(env.id, bytes)).await
+    let mut body = spool.incoming_from(env.id, bytes);
+    let size = make_durable(env, &mut body).await?;
+    settle(commit_one(pool, env, size).await, body)
 }
 
-/// Makes a received body durable, then commits the message's rows in one transaction; returns
-/// its InternalId. Only after this returns may the 250 be sent. The body is removed when nothing
-/// was committed, and kept when the commit's outcome is unknown: deleting it then could leave a
-/// committed message without a body.
+/// Makes a received body durable, then commits the message's rows with those of the other
+/// sessions committing meanwhile (`Committer`); returns its InternalId. Only after this returns
+/// may the 250 be sent.
 pub async fn accept_incoming(
-    pool: &PgPool,
+    committer: &Committer,
     env: &Envelope,
     mut body: Incoming,
 ) -> Result<i64, AcceptError> {
+    let size = make_durable(env, &mut body).await?;
+    committer.commit(env, size, body).await
+}
+
+/// The body on disk and fsynced; returns its size for the message row.
+async fn make_durable(env: &Envelope, body: &mut Incoming) -> Result<i64, AcceptError> {
     debug_assert_eq!(body.id(), env.id);
     let size = i64::try_from(body.len()).map_err(|_| AcceptError::TooLarge(body.len()))?;
     body.make_durable().await?;
-    match commit_rows(pool, env, size).await {
+    Ok(size)
+}
+
+/// The body after the commit: removed when nothing was committed, and kept when the rows are
+/// committed or the commit's outcome is unknown: deleting it then could leave a committed
+/// message without a body.
+pub(super) fn settle(
+    committed: Result<i64, CommitError>,
+    body: Incoming,
+) -> Result<i64, AcceptError> {
+    match committed {
         Ok(internal_id) => {
             body.keep();
             Ok(internal_id)
@@ -125,73 +137,4 @@ pub async fn accept_incoming(
             Err(AcceptError::CommitUnknown(e))
         }
     }
-}
-
-async fn commit_rows(pool: &PgPool, env: &Envelope, size: i64) -> Result<i64, CommitError> {
-    let mut tx = pool.begin().await.map_err(CommitError::Definite)?;
-    let internal_id = insert_rows(&mut tx, env, size)
-        .await
-        .map_err(CommitError::Definite)?;
-    match tx.commit().await {
-        Ok(()) => Ok(internal_id),
-        // The server answered: the transaction was rolled back.
-        Err(e @ sqlx::Error::Database(_)) => Err(CommitError::Definite(e)),
-        // The connection failed with the COMMIT sent or on its way.
-        Err(e) => Err(CommitError::Unknown(e)),
-    }
-}
-
-/// The message and recipient rows, in the caller's transaction. An error here is definite: the
-/// transaction is never committed.
-async fn insert_rows(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    env: &Envelope,
-    size: i64,
-) -> Result<i64, sqlx::Error> {
-    let (internal_id,): (i64,) = sqlx::query_as(
-        "INSERT INTO message (id, server, from_address, size, source_ip, receive_connector, helo, auth_user,
-                              internet_message_id, subject, env_id, ret, body_type, smtp_utf8,
-                              shadow_message_id, shadow_context)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) RETURNING internal_id",
-    )
-    .bind(env.id)
-    .bind(&env.server)
-    .bind(&env.from)
-    .bind(size)
-    .bind(env.source_ip.to_string())
-    .bind(&env.receive_connector)
-    .bind(&env.helo)
-    .bind(&env.auth_user)
-    .bind(&env.internet_message_id)
-    .bind(&env.subject)
-    .bind(&env.env_id)
-    .bind(&env.ret)
-    .bind(&env.body_type)
-    .bind(env.smtp_utf8)
-    .bind(env.shadow.as_ref().map(|s| s.message_id.as_str()))
-    .bind(env.shadow.as_ref().map(|s| s.context.as_str()))
-    .fetch_one(&mut **tx)
-    .await?;
-    let ordinals: Vec<i32> = (0..env.recipients.len() as i32).collect();
-    let addresses: Vec<&str> = env.recipients.iter().map(|r| r.address.as_str()).collect();
-    let orcpts: Vec<Option<&str>> = env.recipients.iter().map(|r| r.orcpt.as_deref()).collect();
-    let notifies: Vec<Option<&str>> = env.recipients.iter().map(|r| r.notify.as_deref()).collect();
-    let dispositions: Vec<&str> = env
-        .recipients
-        .iter()
-        .map(|r| r.disposition.name())
-        .collect();
-    sqlx::query(
-        "INSERT INTO message_recipient (message_id, ordinal, address, orcpt, notify, disposition)
-         SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::text[], $5::text[], $6::text[])",
-    )
-    .bind(env.id)
-    .bind(&ordinals)
-    .bind(&addresses)
-    .bind(&orcpts)
-    .bind(&notifies)
-    .bind(&dispositions)
-    .execute(&mut **tx)
-    .await?;
-    Ok(internal_id)
 }
