@@ -109,7 +109,10 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Pending>, queued: Arc
 }
 
 async fn commit_batch(pool: &PgPool, batch: Vec<Pending>) {
-    let rows: Vec<(&Envelope, i64)> = batch.iter().map(|p| (&p.env, p.size)).collect();
+    let rows: Vec<Row> = batch
+        .iter()
+        .map(|p| (&p.env, p.size, p.body.inline()))
+        .collect();
     match commit_rows(pool, &rows).await {
         Ok(ids) => {
             for p in batch {
@@ -121,7 +124,7 @@ async fn commit_batch(pool: &PgPool, batch: Vec<Pending>) {
         // so each is tried alone and only that one fails, as without batching.
         Err(CommitError::Definite(sqlx::Error::Database(_))) if batch.len() > 1 => {
             for p in batch {
-                let alone = commit_one(pool, &p.env, p.size).await;
+                let alone = commit_one(pool, &p.env, p.size, p.body.inline()).await;
                 let _ = p.done.send(settle(alone, p.body));
             }
         }
@@ -153,8 +156,9 @@ pub(super) async fn commit_one(
     pool: &PgPool,
     env: &Envelope,
     size: i64,
+    body: Option<&[u8]>,
 ) -> Result<i64, CommitError> {
-    let ids = commit_rows(pool, &[(env, size)]).await?;
+    let ids = commit_rows(pool, &[(env, size, body)]).await?;
     returned(ids.first().map(|(_, i)| *i))
 }
 
@@ -169,12 +173,12 @@ fn copy(e: &sqlx::Error) -> sqlx::Error {
     }
 }
 
-/// Commits the rows of `rows` (each message with its size) in one transaction; returns each
-/// message's id with its InternalId.
-async fn commit_rows(
-    pool: &PgPool,
-    rows: &[(&Envelope, i64)],
-) -> Result<Vec<(Uuid, i64)>, CommitError> {
+/// A message to commit: its envelope, its size, and its body when the row keeps it.
+type Row<'a> = (&'a Envelope, i64, Option<&'a [u8]>);
+
+/// Commits the rows of `rows` in one transaction; returns each message's id with its
+/// InternalId.
+async fn commit_rows(pool: &PgPool, rows: &[Row<'_>]) -> Result<Vec<(Uuid, i64)>, CommitError> {
     let mut tx = pool.begin().await.map_err(CommitError::Definite)?;
     let ids = insert_rows(&mut tx, rows)
         .await
@@ -192,9 +196,9 @@ async fn commit_rows(
 /// transaction. An error here is definite: the transaction is never committed.
 async fn insert_rows(
     tx: &mut Transaction<'_, Postgres>,
-    rows: &[(&Envelope, i64)],
+    rows: &[Row<'_>],
 ) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
-    let envs = || rows.iter().map(|(e, _)| *e);
+    let envs = || rows.iter().map(|(e, _, _)| *e);
     let text = |f: fn(&Envelope) -> Option<&str>| envs().map(f).collect::<Vec<_>>();
     let recipients = || envs().flat_map(|e| e.recipients.iter().map(move |r| (e.id, r)));
     let ordinals: Vec<i32> = envs()
@@ -206,11 +210,11 @@ async fn insert_rows(
         "WITH m AS (
              INSERT INTO message (id, server, from_address, size, source_ip, receive_connector,
                                   helo, auth_user, internet_message_id, subject, env_id, ret,
-                                  body_type, smtp_utf8, shadow_message_id, shadow_context)
+                                  body_type, smtp_utf8, shadow_message_id, shadow_context, body)
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[],
                                   $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
                                   $11::text[], $12::text[], $13::text[], $14::bool[], $15::text[],
-                                  $16::text[])
+                                  $16::text[], $23::bytea[])
              RETURNING id, internal_id),
          r AS (
              INSERT INTO message_recipient (message_id, ordinal, address, orcpt, notify, disposition)
@@ -221,7 +225,7 @@ async fn insert_rows(
     .bind(envs().map(|e| e.id).collect::<Vec<_>>())
     .bind(text(|e| Some(e.server.as_str())))
     .bind(text(|e| Some(e.from.as_str())))
-    .bind(rows.iter().map(|(_, size)| *size).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, size, _)| *size).collect::<Vec<_>>())
     .bind(envs().map(|e| e.source_ip.to_string()).collect::<Vec<_>>())
     .bind(text(|e| Some(e.receive_connector.as_str())))
     .bind(text(|e| Some(e.helo.as_str())))
@@ -244,6 +248,7 @@ async fn insert_rows(
             .map(|(_, r)| r.disposition.name())
             .collect::<Vec<_>>(),
     )
+    .bind(rows.iter().map(|(_, _, body)| *body).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await
 }
