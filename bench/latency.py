@@ -68,15 +68,20 @@ async def reply(reader, timeout, step):
     raise Failure(f"{step}: reply longer than {MAX_REPLY_LINES} lines")
 
 
+async def send(writer, data, timeout, step):
+    """Writes data and waits (bounded) until the transport has handed it to the kernel."""
+    writer.write(data)
+    try:
+        await asyncio.wait_for(writer.drain(), timeout)
+    except asyncio.TimeoutError:
+        raise Failure(f"{step}: write not taken within {timeout:g} s") from None
+    except ConnectionError as err:
+        raise Failure(f"{step}: {type(err).__name__}") from None
+
+
 async def expect(reader, writer, command, want, timeout, step):
     if command is not None:
-        writer.write(command)
-        try:
-            await asyncio.wait_for(writer.drain(), timeout)
-        except asyncio.TimeoutError:
-            raise Failure(f"{step}: write not taken within {timeout:g} s") from None
-        except ConnectionError as err:
-            raise Failure(f"{step}: {type(err).__name__}") from None
+        await send(writer, command, timeout, step)
     code = await reply(reader, timeout, step)
     if code != want:
         raise Failure(f"{step}: answered {code}")
@@ -99,13 +104,7 @@ async def one(args, index):
         await expect(reader, writer, f"MAIL FROM:<{args.sender}>\r\n".encode(), 250, t, "MAIL")
         await expect(reader, writer, f"RCPT TO:<{args.to}>\r\n".encode(), 250, t, "RCPT")
         await expect(reader, writer, b"DATA\r\n", 354, t, "DATA")
-        writer.write(body(index, args.size, args.sender, args.to))
-        try:
-            await asyncio.wait_for(writer.drain(), t)
-        except asyncio.TimeoutError:
-            raise Failure(f"body: not taken within {t:g} s") from None
-        except ConnectionError as err:
-            raise Failure(f"body: {type(err).__name__}") from None
+        await send(writer, body(index, args.size, args.sender, args.to), t, "body")
         start = time.perf_counter_ns()
         await expect(reader, writer, b"\r\n.\r\n", 250, t, "end of DATA")
         took = time.perf_counter_ns() - start
