@@ -343,7 +343,7 @@ async fn a_body_lost_while_stopped_is_reported_at_restart() {
     // Lost wherever it was kept: its spool file, or its row (a small body).
     let file = gw.data_dir().join("spool").join(format!("{id}.eml"));
     let _ = std::fs::remove_file(&file);
-    sqlx::query("UPDATE message SET body = NULL WHERE id = $1")
+    sqlx::query("DELETE FROM message_body WHERE id = $1")
         .bind(id)
         .execute(gw.pool())
         .await

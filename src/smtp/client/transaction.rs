@@ -299,14 +299,19 @@ async fn abandon(conn: &mut Conn, data: Option<&Reply>) {
 async fn write_body(conn: &mut Conn, message: &[u8]) -> Result<(), ClientError> {
     let mut stuffer = DotStuffer::default();
     let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 16);
-    for chunk in message.chunks(BODY_CHUNK) {
+    let mut chunks = message.chunks(BODY_CHUNK).peekable();
+    loop {
         out.clear();
-        stuffer.push(chunk, &mut out);
+        if let Some(chunk) = chunks.next() {
+            stuffer.push(chunk, &mut out);
+        }
+        // The terminator goes with the last piece: a small message is one write.
+        if chunks.peek().is_none() {
+            stuffer.finish(&mut out);
+            return conn.write(&out).await;
+        }
         conn.write(&out).await?;
     }
-    out.clear();
-    stuffer.finish(&mut out);
-    conn.write(&out).await
 }
 
 /// RFC 5321 §4.5.2 transparency across chunk boundaries. A dot is doubled after a bare CR or LF

@@ -210,12 +210,16 @@ async fn insert_rows(
         "WITH m AS (
              INSERT INTO message (id, server, from_address, size, source_ip, receive_connector,
                                   helo, auth_user, internet_message_id, subject, env_id, ret,
-                                  body_type, smtp_utf8, shadow_message_id, shadow_context, body)
+                                  body_type, smtp_utf8, shadow_message_id, shadow_context)
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[],
                                   $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
                                   $11::text[], $12::text[], $13::text[], $14::bool[], $15::text[],
-                                  $16::text[], $23::bytea[])
+                                  $16::text[])
              RETURNING id, internal_id),
+         b AS (
+             INSERT INTO message_body (id, body)
+             SELECT id, body FROM UNNEST($1::uuid[], $23::bytea[]) AS u(id, body)
+             WHERE body IS NOT NULL),
          r AS (
              INSERT INTO message_recipient (message_id, ordinal, address, orcpt, notify, disposition)
              SELECT * FROM UNNEST($17::uuid[], $18::int4[], $19::text[], $20::text[], $21::text[],

@@ -1,8 +1,8 @@
-//! Message bodies: a small one in its message row, a larger one on disk, one file per message,
-//! named by the message id.
+//! Message bodies: a small one in the queue database (`message_body`, migration 0024), a larger
+//! one on disk, one file per message, named by the message id.
 //!
-//! A body up to [`INLINE_MAX`] bytes that arrived whole in memory goes into its message row, in
-//! the statement that commits the rows: one commit makes both durable, and no file is created,
+//! A body up to [`INLINE_MAX`] bytes that arrived whole in memory goes into a `message_body`
+//! row (its "row" below), in the statement that commits the message's rows: one commit makes both durable, and no file is created,
 //! fsynced or unlinked (on the disks measured, those cost more than the rest of the message).
 //! It stays in memory ([`Held`]) until it is delivered, within a fixed budget.
 //!
@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// The largest body kept in its message row. With the row's other columns it stays within one
-/// PostgreSQL page (migration 0024), so it is stored as it is, uncompressed, in the heap.
+/// The largest body kept in its row. The row stays within one PostgreSQL page (migration 0024),
+/// so it is stored as it is, uncompressed, in the heap.
 pub const INLINE_MAX: usize = 7 * 1024;
 
 /// How many bytes of row-kept bodies stay in memory for their delivery. Past it a body is read
@@ -125,15 +125,14 @@ impl Spool {
         let Some(db) = &self.db else {
             return Err(io::ErrorKind::NotFound.into());
         };
-        let row: Option<(Option<Vec<u8>>,)> =
-            sqlx::query_as("SELECT body FROM message WHERE id = $1")
-                .bind(id)
-                .fetch_optional(db)
-                .await
-                .map_err(io::Error::other)?;
+        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT body FROM message_body WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await
+            .map_err(io::Error::other)?;
         match row {
-            Some((Some(body),)) => Ok(Body::Read(body)),
-            _ => Err(io::ErrorKind::NotFound.into()),
+            Some((body,)) => Ok(Body::Read(body)),
+            None => Err(io::ErrorKind::NotFound.into()),
         }
     }
 
@@ -205,6 +204,12 @@ impl Spool {
             .fetch_all(pool)
             .await?;
         let known: std::collections::HashSet<Uuid> = known.into_iter().map(|(id,)| id).collect();
+        // Rows of bodies whose message is gone (removed other than by the queue writer).
+        sqlx::query(
+            "DELETE FROM message_body b WHERE NOT EXISTS (SELECT 1 FROM message m WHERE m.id = b.id)",
+        )
+        .execute(pool)
+        .await?;
         let mut removed = 0;
         for id in on_disk.into_iter().filter(|id| !known.contains(id)) {
             self.remove(id)?;
@@ -339,7 +344,7 @@ impl Incoming {
         }
     }
 
-    /// The body the commit must write into the message row, when it goes there.
+    /// The body the commit must write into its row, when it goes there.
     pub fn inline(&self) -> Option<&[u8]> {
         self.inline.then_some(self.buf.as_slice())
     }

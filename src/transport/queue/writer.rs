@@ -377,10 +377,13 @@ async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
         .await?;
     }
     if !b.deletes.is_empty() {
-        sqlx::query("DELETE FROM message WHERE id = ANY($1)")
-            .bind(&b.deletes)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "WITH body AS (DELETE FROM message_body WHERE id = ANY($1))
+             DELETE FROM message WHERE id = ANY($1)",
+        )
+        .bind(&b.deletes)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await
 }

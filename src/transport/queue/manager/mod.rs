@@ -174,7 +174,7 @@ impl QueueManager {
         qm.load_shadow_queues().await?;
         // Bodies kept in their rows (spool.rs); every other body must be on disk.
         let in_row: Vec<(Uuid,)> =
-            sqlx::query_as("SELECT id FROM message WHERE server = $1 AND body IS NOT NULL")
+            sqlx::query_as("SELECT id FROM message JOIN message_body USING (id) WHERE server = $1")
                 .bind(&settings.server_name)
                 .fetch_all(&pool)
                 .await?;
