@@ -11,13 +11,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgPool, Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::Envelope;
 use super::spool::Incoming;
 use super::store::{AcceptError, settle};
+use crate::db::kept::KeptConnection;
 
 /// Most messages committed in one transaction.
 const MAX_BATCH: usize = 128;
@@ -95,7 +96,8 @@ impl Committer {
 }
 
 async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Pending>, queued: Arc<AtomicUsize>) {
-    while let Some(first) = rx.recv().await {
+    let mut conn = KeptConnection::new(pool.clone());
+    while let Some(first) = conn.recv(&mut rx).await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -104,16 +106,16 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Pending>, queued: Arc
             }
         }
         queued.fetch_sub(batch.len(), Ordering::SeqCst);
-        commit_batch(&pool, batch).await;
+        commit_batch(&pool, &mut conn, batch).await;
     }
 }
 
-async fn commit_batch(pool: &PgPool, batch: Vec<Pending>) {
+async fn commit_batch(pool: &PgPool, conn: &mut KeptConnection, batch: Vec<Pending>) {
     let rows: Vec<Row> = batch
         .iter()
         .map(|p| (&p.env, p.size, p.body.inline()))
         .collect();
-    match commit_rows(pool, &rows).await {
+    match commit_rows(conn, &rows).await {
         Ok(ids) => {
             for p in batch {
                 let id = ids.iter().find(|(id, _)| *id == p.env.id).map(|(_, i)| *i);
@@ -158,7 +160,7 @@ pub(super) async fn commit_one(
     size: i64,
     body: Option<&[u8]>,
 ) -> Result<i64, CommitError> {
-    let ids = commit_rows(pool, &[(env, size, body)]).await?;
+    let ids = commit_rows(&mut KeptConnection::new(pool.clone()), &[(env, size, body)]).await?;
     returned(ids.first().map(|(_, i)| *i))
 }
 
@@ -178,17 +180,44 @@ type Row<'a> = (&'a Envelope, i64, Option<&'a [u8]>);
 
 /// Commits the rows of `rows` in one transaction; returns each message's id with its
 /// InternalId.
-async fn commit_rows(pool: &PgPool, rows: &[Row<'_>]) -> Result<Vec<(Uuid, i64)>, CommitError> {
-    let mut tx = pool.begin().await.map_err(CommitError::Definite)?;
-    let ids = insert_rows(&mut tx, rows)
-        .await
-        .map_err(CommitError::Definite)?;
-    match tx.commit().await {
-        Ok(()) => Ok(ids),
-        // The server answered: the transaction was rolled back.
-        Err(e @ sqlx::Error::Database(_)) => Err(CommitError::Definite(e)),
-        // The connection failed with the COMMIT sent or on its way.
-        Err(e) => Err(CommitError::Unknown(e)),
+async fn commit_rows(
+    kept: &mut KeptConnection,
+    rows: &[Row<'_>],
+) -> Result<Vec<(Uuid, i64)>, CommitError> {
+    let result = commit_on(kept, rows).await;
+    if result.is_err() {
+        kept.failed();
+    }
+    result
+}
+
+async fn commit_on(
+    kept: &mut KeptConnection,
+    rows: &[Row<'_>],
+) -> Result<Vec<(Uuid, i64)>, CommitError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (conn, reused) = kept.get().await.map_err(CommitError::Definite)?;
+        let begun = conn.begin().await;
+        // A kept connection that broke while it waited (PostgreSQL restarted): nothing was
+        // written, so the batch goes again on a fresh one.
+        if begun.is_err() && reused && tries == 1 {
+            drop(begun);
+            kept.failed();
+            continue;
+        }
+        let mut tx = begun.map_err(CommitError::Definite)?;
+        let ids = insert_rows(&mut tx, rows)
+            .await
+            .map_err(CommitError::Definite)?;
+        return match tx.commit().await {
+            Ok(()) => Ok(ids),
+            // The server answered: the transaction was rolled back.
+            Err(e @ sqlx::Error::Database(_)) => Err(CommitError::Definite(e)),
+            // The connection failed with the COMMIT sent or on its way.
+            Err(e) => Err(CommitError::Unknown(e)),
+        };
     }
 }
 
