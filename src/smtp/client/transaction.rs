@@ -403,13 +403,7 @@ mod tests {
             out.extend_from_slice(b".\r\n");
             out
         }
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::smtp::proto::xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3000 {
             let message: Vec<u8> = (0..next() % 120)
                 .map(|_| b"a..\r\n"[(next() % 5) as usize])

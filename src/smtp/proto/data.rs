@@ -601,19 +601,13 @@ mod tests {
     #[test]
     fn runs_at_once_match_byte_by_byte() {
         let alphabet = b"ab.:\r\n\0";
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = super::super::xorshift(0x2545_f491_4f6c_dd1d);
         for _ in 0..3000 {
             let len = (next() % 200) as usize;
             let mut input: Vec<u8> = (0..len)
                 .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
                 .collect();
-            if next() % 2 == 0 {
+            if next().is_multiple_of(2) {
                 input.extend_from_slice(b"\r\n.\r\n");
             }
             let (max, max_hdr) = (next() % 220, next() % 60);

@@ -43,8 +43,11 @@ pub struct Spool {
 /// Row-kept bodies in memory, from their commit to their removal, within [`HELD_MAX`] bytes.
 #[derive(Debug, Default)]
 struct Held {
-    map: Mutex<(HashMap<Uuid, Arc<[u8]>>, usize)>,
+    map: Mutex<HeldBodies>,
 }
+
+/// The bodies held, and their bytes in all.
+type HeldBodies = (HashMap<Uuid, Arc<[u8]>>, usize);
 
 impl Held {
     fn insert(&self, id: Uuid, body: Vec<u8>) {
