@@ -76,7 +76,9 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
             return Err(e.into());
         }
     };
-    let spool = Spool::open(&common.data_dir).context("opening the spool")?;
+    let spool = Spool::open(&common.data_dir)
+        .context("opening the spool")?
+        .with_database(pool.clone());
     let orphans = spool.recover(&pool).await.context("recovering the spool")?;
     if orphans > 0 {
         tracing::info!("removed {orphans} spool files that were never acknowledged");

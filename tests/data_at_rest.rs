@@ -40,7 +40,7 @@ impl Permissive {
         }
     }
 
-    fn send(&self, to: &str) {
+    fn send(&self, to: &str, body: &str) {
         let (ok, out) = swaks(&[
             "--server",
             &self.smtp.to_string(),
@@ -49,7 +49,7 @@ impl Permissive {
             "--to",
             to,
             "--body",
-            "private matters",
+            body,
         ]);
         assert!(ok, "swaks failed: {out}");
     }
@@ -57,8 +57,9 @@ impl Permissive {
     /// One message delivered to a local Maildir, one waiting in the spool for a domain with no
     /// route; both leave files behind (Maildir, spool, tracking log, certificate).
     async fn leave_mail_on_disk(&self) {
-        self.send("administrator@contoso.test");
-        self.send("someone@nowhere.example");
+        self.send("administrator@contoso.test", "private matters");
+        // Larger than a body kept in its message row, so that it is a spool file.
+        self.send("someone@nowhere.example", &"private matters\n".repeat(1000));
         let maildir = self
             .data_dir
             .join("mailboxes/administrator@contoso.test/new");

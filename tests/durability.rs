@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// Eight threads send numbered messages until the gateway disappears; each 250 is printed.
+/// Every third message is larger than a body kept in the queue database, so both kinds of
+/// body (a `message_body` row, a spool file) are acknowledged when the plug is pulled.
 const SENDERS: &str = r#"
 import smtplib, sys, threading
 host, port = sys.argv[1], int(sys.argv[2])
@@ -17,7 +19,8 @@ lock = threading.Lock()
 def worker(t):
     for i in range(400):
         marker = "m-%d-%d" % (t, i)
-        body = "Subject: %s\r\n\r\n" % marker + ("line %s\r\n" % marker) * 200 + "end-of-%s\r\n" % marker
+        lines = 800 if i % 3 == 0 else 200
+        body = "Subject: %s\r\n\r\n" % marker + ("line %s\r\n" % marker) * lines + "end-of-%s\r\n" % marker
         try:
             s = smtplib.SMTP(host, port, timeout=10)
             s.sendmail("load@example.org", ["administrator@contoso.test"], body.encode())
@@ -115,4 +118,9 @@ async fn sigkill_while_sending_loses_no_acknowledged_message() {
         files, 0,
         "spool files left behind after every message was delivered"
     );
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM message_body")
+        .fetch_one(gw.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "bodies left in the queue database");
 }

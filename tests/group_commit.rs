@@ -190,3 +190,67 @@ async fn a_message_the_database_refuses_fails_alone() {
     );
     assert!(good_ids.iter().all(|id| spool.path(*id).exists()));
 }
+
+#[tokio::test]
+async fn a_small_body_is_committed_in_its_row_and_a_larger_one_is_a_file() {
+    use hubgate::transport::queue::spool::INLINE_MAX;
+    let s = Setup::new().await;
+    let spool = Spool::open(s.data_dir.path())
+        .unwrap()
+        .with_database(s.pool.clone());
+    let committer = Committer::start(s.pool.clone());
+    let mut sizes = Vec::new();
+    for (subject, len) in [("small", INLINE_MAX), ("large", INLINE_MAX + 1)] {
+        let env = envelope(subject);
+        let mut bytes = format!("Subject: {subject}\r\n\r\n").into_bytes();
+        bytes.resize(len, b'z');
+        let body = spool.incoming_from(env.id, bytes.clone());
+        queue::accept_incoming(&committer, &env, body)
+            .await
+            .expect("committed");
+        sizes.push((env.id, bytes));
+    }
+    let [(small, small_bytes), (large, large_bytes)] = <[_; 2]>::try_from(sizes).unwrap();
+
+    let in_row = |id: Uuid| {
+        let pool = s.pool.clone();
+        async move {
+            let body: Option<(Vec<u8>,)> =
+                sqlx::query_as("SELECT body FROM message_body WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap();
+            body.map(|(b,)| b)
+        }
+    };
+    assert_eq!(in_row(small).await.as_deref(), Some(&small_bytes[..]));
+    assert!(!spool.path(small).exists(), "no file for a body in its row");
+    assert_eq!(in_row(large).await, None);
+    assert_eq!(std::fs::read(spool.path(large)).unwrap(), large_bytes);
+
+    // Held in memory for delivery, and read back from the row by a spool that never held it
+    // (a restarted gateway).
+    assert_eq!(&*spool.body(small).await.unwrap(), &small_bytes[..]);
+    let fresh = Spool::open(s.data_dir.path())
+        .unwrap()
+        .with_database(s.pool.clone());
+    assert_eq!(&*fresh.body(small).await.unwrap(), &small_bytes[..]);
+    assert_eq!(&*fresh.body(large).await.unwrap(), &large_bytes[..]);
+
+    // Gone with its rows (as the queue writer deletes them).
+    sqlx::query(
+        "WITH body AS (DELETE FROM message_body WHERE id = ANY($1))
+         DELETE FROM message WHERE id = ANY($1)",
+    )
+    .bind([small, large])
+    .execute(&s.pool)
+    .await
+    .unwrap();
+    spool.remove(small).unwrap();
+    spool.remove(large).unwrap();
+    for id in [small, large] {
+        let e = spool.body(id).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
+}

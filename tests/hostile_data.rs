@@ -247,9 +247,11 @@ async fn a_cr_in_a_header_cannot_smuggle_an_organization_header_over_bdat() {
     let plain = b"X-MS-Exchange-Organization-SCL: -1\r\nSubject: ok\r\n\r\nbody\r\n";
     let r = send_bdat(&mut c, plain).await;
     assert!(r.starts_with("250 2.6.0 "), "{r}");
-    let files = spool_files(&gw);
-    assert_eq!(files.len(), 1, "{files:?}");
-    let stored = std::fs::read_to_string(&files[0]).unwrap();
+    let (id,): (uuid::Uuid,) = sqlx::query_as("SELECT id FROM message")
+        .fetch_one(gw.pool())
+        .await
+        .unwrap();
+    let stored = String::from_utf8(gw.stored_body(id).await.unwrap()).unwrap();
     assert!(!stored.contains("X-MS-Exchange-Organization"), "{stored}");
     assert!(stored.contains("\r\nSubject: ok\r\n"), "{stored}");
     assert!(
@@ -610,7 +612,7 @@ async fn a_commit_whose_outcome_is_unknown_keeps_the_body() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (id,) = id.expect("the message row was committed");
-    let body = std::fs::read_to_string(gw.data_dir().join("spool").join(format!("{id}.eml")))
-        .expect("the body of a committed message is kept");
+    let body = gw.stored_body(id).await;
+    let body = String::from_utf8(body.expect("the body of a committed message is kept")).unwrap();
     assert!(body.ends_with("\r\n\r\nkept body\r\n"), "{body}");
 }

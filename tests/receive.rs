@@ -71,8 +71,7 @@ async fn accepted_message_survives_a_restart_with_body_and_rows() {
             .unwrap();
     assert_eq!(addr, ADMIN);
     assert_eq!(disposition, "Mailbox");
-    let body =
-        std::fs::read_to_string(gw.data_dir().join("spool").join(format!("{id}.eml"))).unwrap();
+    let body = String::from_utf8(gw.stored_body(id).await.unwrap()).unwrap();
     assert!(body.starts_with("Received: from "), "{body}");
     assert!(body.contains("by hub1.contoso.test"), "{body}");
     assert!(body.contains("the body line 42\r\n"), "{body}");
@@ -523,13 +522,12 @@ async fn bdat_chunks_are_accepted() {
     c.send(part2).await;
     let r = c.reply().await;
     assert!(r.starts_with("250 2.6.0 "), "{r}");
-    // Held in the suspended queue: its rows and spool file stay for the look below.
+    // Held in the suspended queue: its rows and body stay for the look below.
     let (id,): (uuid::Uuid,) = sqlx::query_as("SELECT id FROM message")
         .fetch_one(gw.pool())
         .await
         .unwrap();
-    let body =
-        std::fs::read_to_string(gw.data_dir().join("spool").join(format!("{id}.eml"))).unwrap();
+    let body = String::from_utf8(gw.stored_body(id).await.unwrap()).unwrap();
     assert!(body.ends_with("\r\n\r\nfirst second\r\n"), "{body}");
 }
 

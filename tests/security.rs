@@ -155,8 +155,14 @@ async fn a_client_that_stops_mid_data_leaves_no_message() {
         .await
         .unwrap();
     assert_eq!(subjects, vec![(Some("whole".to_string()),)]);
+    // The whole one is small, kept in its row; the abandoned one left no file.
+    let (id,): (uuid::Uuid,) = sqlx::query_as("SELECT id FROM message")
+        .fetch_one(gw.pool())
+        .await
+        .unwrap();
+    assert!(gw.stored_body(id).await.is_some());
     let files = std::fs::read_dir(gw.data_dir().join("spool"))
         .unwrap()
         .count();
-    assert_eq!(files, 1);
+    assert_eq!(files, 0);
 }

@@ -54,9 +54,8 @@ async fn shadow_count(gw: &Gateway) -> usize {
         .count()
 }
 
-fn body_exists(gw: &Gateway, id: uuid::Uuid) -> bool {
-    let spool = hubgate::transport::queue::Spool::open(&gw.data_dir()).unwrap();
-    spool.path(id).exists()
+async fn body_exists(gw: &Gateway, id: uuid::Uuid) -> bool {
+    gw.stored_body(id).await.is_some()
 }
 
 /// Sends `n` messages over one SMTP session (Python smtplib).
@@ -96,7 +95,7 @@ async fn the_shadow_queue_holds_the_copy_until_the_primary_discards_it() {
     .await;
     let rows = recipients(&gw).await;
     let id = rows[0].0;
-    assert!(body_exists(&gw, id), "the body stays with the copy");
+    assert!(body_exists(&gw, id).await, "the body stays with the copy");
 
     // The wire: XSHADOW with this node's context, then XSHADOW=<message id> on MAIL, after SIZE.
     let connector_id: (uuid::Uuid,) =
@@ -161,7 +160,10 @@ async fn the_shadow_queue_holds_the_copy_until_the_primary_discards_it() {
     })
     .await;
     // The body goes right after the row's delete commits.
-    within(10, "the body file gone", || async { !body_exists(&gw, id) }).await;
+    within(10, "the body gone", || async {
+        !body_exists(&gw, id).await
+    })
+    .await;
     let queues = run(&gw, "Get-Queue").await;
     assert!(
         !queues
@@ -413,7 +415,7 @@ async fn broken_xshadow_replies_and_dropped_sessions_lose_nothing() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(matches!(rows[0].1.as_str(), "Ready" | "Retry"), "{rows:?}");
     assert_eq!(rows[0].2.as_deref(), Some("SmartHostConnectorDelivery"));
-    assert!(body_exists(&gw, rows[0].0));
+    assert!(body_exists(&gw, rows[0].0).await);
 }
 
 #[tokio::test]

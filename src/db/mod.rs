@@ -1,5 +1,6 @@
 //! The PostgreSQL pool, migrations, and the private cluster used when DATABASE_URL is unset.
 
+pub mod kept;
 pub mod managed;
 
 use std::time::Duration;

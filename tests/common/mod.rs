@@ -400,6 +400,14 @@ impl Gateway {
         self.setup.data_dir.path().to_path_buf()
     }
 
+    /// A queued message's body as the gateway keeps it: its spool file, or its row (a small
+    /// body); None once the message is gone.
+    pub async fn stored_body(&self, id: uuid::Uuid) -> Option<Vec<u8>> {
+        let spool = hubgate::transport::queue::Spool::open(&self.data_dir()).unwrap();
+        let spool = spool.with_database(self.pool().clone());
+        spool.body(id).await.ok().map(|b| b.to_vec())
+    }
+
     /// One series of the gateway's /metrics (`name{labels}`), as a scraper on loopback reads it
     /// from the console's listener; None when the series is absent.
     pub async fn metric(&self, series: &str) -> Option<f64> {

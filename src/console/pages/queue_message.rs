@@ -99,14 +99,11 @@ async fn header_text(st: &ConsoleState, e: &MessageInfo) -> String {
     let Some(dir) = st.data_dir.clone() else {
         return String::new();
     };
-    let id = e.id;
-    let bytes = tokio::task::spawn_blocking(move || {
-        crate::transport::queue::Spool::open(&dir).and_then(|s| s.read(id))
-    })
-    .await
-    .ok()
-    .and_then(|r| r.ok())
-    .unwrap_or_default();
+    let bytes = match crate::transport::queue::Spool::open(&dir) {
+        Ok(spool) => spool.with_database(st.pool.clone()).body(e.id).await.ok(),
+        Err(_) => None,
+    };
+    let bytes = bytes.as_deref().unwrap_or_default();
     let end = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -299,14 +299,19 @@ async fn abandon(conn: &mut Conn, data: Option<&Reply>) {
 async fn write_body(conn: &mut Conn, message: &[u8]) -> Result<(), ClientError> {
     let mut stuffer = DotStuffer::default();
     let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 16);
-    for chunk in message.chunks(BODY_CHUNK) {
+    let mut chunks = message.chunks(BODY_CHUNK).peekable();
+    loop {
         out.clear();
-        stuffer.push(chunk, &mut out);
+        if let Some(chunk) = chunks.next() {
+            stuffer.push(chunk, &mut out);
+        }
+        // The terminator goes with the last piece: a small message is one write.
+        if chunks.peek().is_none() {
+            stuffer.finish(&mut out);
+            return conn.write(&out).await;
+        }
         conn.write(&out).await?;
     }
-    out.clear();
-    stuffer.finish(&mut out);
-    conn.write(&out).await
 }
 
 /// RFC 5321 §4.5.2 transparency across chunk boundaries. A dot is doubled after a bare CR or LF
@@ -331,14 +336,24 @@ impl Default for DotStuffer {
 
 impl DotStuffer {
     pub(super) fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        for &b in bytes {
-            if b == b'.' && self.line_start {
+        // Only dots need a look: the bytes between them are copied as they are.
+        let mut copied = 0;
+        for dot in memchr::memchr_iter(b'.', bytes) {
+            let line_start = match dot.checked_sub(1) {
+                Some(before) => matches!(bytes[before], b'\r' | b'\n'),
+                None => self.line_start,
+            };
+            if line_start {
+                out.extend_from_slice(&bytes[copied..dot]);
                 out.push(b'.');
+                copied = dot;
             }
-            out.push(b);
-            self.line_start = b == b'\r' || b == b'\n';
-            self.prev = self.last;
-            self.last = Some(b);
+        }
+        out.extend_from_slice(&bytes[copied..]);
+        if let Some((&last, before)) = bytes.split_last() {
+            self.line_start = last == b'\r' || last == b'\n';
+            self.prev = before.last().copied().or(self.last);
+            self.last = Some(last);
         }
     }
 
@@ -364,6 +379,38 @@ mod tests {
         }
         s.finish(&mut out);
         out
+    }
+
+    /// Pseudo-random bodies in random pieces: the dot-stuffer that copies the runs between
+    /// dots writes what doubling dots one byte at a time writes.
+    #[test]
+    fn stuffing_runs_matches_byte_by_byte() {
+        fn bytewise(message: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            let (mut line_start, mut last, mut prev) = (true, None, None);
+            for &b in message {
+                if b == b'.' && line_start {
+                    out.push(b'.');
+                }
+                out.push(b);
+                line_start = b == b'\r' || b == b'\n';
+                prev = last;
+                last = Some(b);
+            }
+            if last.is_some() && !(prev == Some(b'\r') && last == Some(b'\n')) {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b".\r\n");
+            out
+        }
+        let mut next = crate::smtp::proto::xorshift(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..3000 {
+            let message: Vec<u8> = (0..next() % 120)
+                .map(|_| b"a..\r\n"[(next() % 5) as usize])
+                .collect();
+            let chunk = 1 + (next() % 17) as usize;
+            assert_eq!(stuff(&message, chunk), bytewise(&message), "{message:?}");
+        }
     }
 
     #[test]

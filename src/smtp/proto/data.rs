@@ -147,10 +147,40 @@ impl ContentCheck {
         }
     }
 
-    pub fn feed(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.byte(b);
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while let Some((&b, rest)) = bytes.split_first() {
+            let run = self.plain_run(bytes);
+            if run > 0 {
+                self.plain(&bytes[..run]);
+                bytes = &bytes[run..];
+            } else {
+                self.byte(b);
+                bytes = rest;
+            }
         }
+    }
+
+    /// How many leading bytes of `bytes` [`ContentCheck::plain`] may take at once: past the
+    /// header section, up to the next CR or LF (the only bytes whose meaning depends on their
+    /// neighbours). Zero when they must go one at a time.
+    fn plain_run(&self, bytes: &[u8]) -> usize {
+        if !self.header.done {
+            return 0;
+        }
+        memchr::memchr2(b'\r', b'\n', bytes).unwrap_or(bytes.len())
+    }
+
+    /// Bytes holding no CR and no LF, past the header section: what [`ContentCheck::byte`]
+    /// would conclude from each, at once. A message body is mostly such runs.
+    fn plain(&mut self, run: &[u8]) {
+        let out = &mut self.outcome;
+        out.size = out.size.saturating_add(run.len() as u64);
+        if out.size > self.max_size {
+            out.too_large = true;
+        }
+        out.bare_cr |= self.after_cr;
+        out.nul |= memchr::memchr(0, run).is_some();
+        self.after_cr = false;
     }
 
     fn byte(&mut self, b: u8) {
@@ -209,13 +239,39 @@ impl DataReader {
         if self.state == State::Done {
             return Some(0);
         }
-        for (i, &b) in input.iter().enumerate() {
+        let mut i = 0;
+        while let Some(&b) = input.get(i) {
+            // Inside a line, a run up to the next CR or LF can neither end the message nor be
+            // stuffing: it is taken whole.
+            let run = match self.state {
+                State::Mid => self.check.plain_run(&input[i..]),
+                _ => 0,
+            };
+            if run > 0 {
+                self.plain(&input[i..i + run], body);
+                i += run;
+                continue;
+            }
             self.step(b, body);
+            i += 1;
             if self.state == State::Done {
-                return Some(i + 1);
+                return Some(i);
             }
         }
         None
+    }
+
+    /// A run [`ContentCheck::plain_run`] allowed, kept as [`DataReader::emit`] keeps each byte:
+    /// the bytes within the size limit, none once a limit is passed.
+    fn plain(&mut self, run: &[u8], body: &mut Vec<u8>) {
+        let before = self.check.outcome.size;
+        let header_ok = !self.check.outcome.header_too_large;
+        self.check.plain(run);
+        if header_ok {
+            let room = self.check.max_size.saturating_sub(before);
+            let keep = usize::try_from(room).unwrap_or(usize::MAX).min(run.len());
+            body.extend_from_slice(&run[..keep]);
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -538,5 +594,57 @@ mod tests {
         assert!(check.outcome().bare_cr);
         check.feed(b"\n");
         assert_eq!(check.outcome().rejection(), None);
+    }
+
+    /// Pseudo-random messages over the bytes that matter (dots, CR, LF, NUL, a header's colon),
+    /// in random pieces: the run-at-once paths conclude what one byte at a time does.
+    #[test]
+    fn runs_at_once_match_byte_by_byte() {
+        let alphabet = b"ab.:\r\n\0";
+        let mut next = super::super::xorshift(0x2545_f491_4f6c_dd1d);
+        for _ in 0..3000 {
+            let len = (next() % 200) as usize;
+            let mut input: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            if next().is_multiple_of(2) {
+                input.extend_from_slice(b"\r\n.\r\n");
+            }
+            let (max, max_hdr) = (next() % 220, next() % 60);
+
+            let mut reference = DataReader::new(max, max_hdr);
+            let mut want = Vec::new();
+            let mut want_end = None;
+            for (i, &b) in input.iter().enumerate() {
+                reference.step(b, &mut want);
+                if reference.is_done() {
+                    want_end = Some(i + 1);
+                    break;
+                }
+            }
+            let mut check = ContentCheck::new(max, max_hdr);
+            for &b in &input {
+                check.byte(b);
+            }
+
+            let mut reader = DataReader::new(max, max_hdr);
+            let mut body = Vec::new();
+            let mut fed = 0;
+            let mut end = None;
+            let mut content = ContentCheck::new(max, max_hdr);
+            while fed < input.len() && end.is_none() {
+                let piece = 1 + (next() % 40) as usize;
+                let piece = &input[fed..(fed + piece).min(input.len())];
+                end = reader.feed(piece, &mut body).map(|n| fed + n);
+                fed += piece.len();
+            }
+            for piece in input.chunks(1 + (next() % 30) as usize) {
+                content.feed(piece);
+            }
+            assert_eq!(end, want_end, "{input:?}");
+            assert_eq!(body, want, "{input:?}");
+            assert_eq!(reader.outcome(), reference.outcome(), "{input:?}");
+            assert_eq!(content.outcome(), check.outcome(), "{input:?}");
+        }
     }
 }

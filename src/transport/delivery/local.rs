@@ -10,14 +10,15 @@ use crate::transport::queue::manager::{Attempt, Delivered, Lane, Outcome, body_l
 pub(super) async fn run(mailboxes: &Mailboxes, spool: &Spool, lane: &dyn Lane) {
     while let Some(job) = lane.next_job() {
         let mailboxes = mailboxes.clone();
-        let path = spool.path(job.message);
         let from = job.from.clone();
         let recipients = job.recipients.clone();
+        let id = job.message;
+        let content = spool.body(id).await;
         let results = tokio::task::spawn_blocking(move || {
-            let content = match std::fs::read(&path) {
+            let content = match content {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::error!("reading {}: {e}", path.display());
+                    tracing::error!("reading the body of {id}: {e}");
                     // A body missing for good is reported; any other read error may pass.
                     let lost = e.kind() == std::io::ErrorKind::NotFound;
                     let reply = if lost {

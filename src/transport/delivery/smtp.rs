@@ -281,7 +281,7 @@ async fn send_one(
     job: &Job,
     primary: Option<&Arc<Primary>>,
 ) -> (Vec<(i32, Outcome)>, bool) {
-    let body = match tokio::fs::read(agents.spool.path(job.message)).await {
+    let body = match agents.spool.body(job.message).await {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             tracing::error!("the body of {} is missing from the spool", job.message);

@@ -11,13 +11,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgPool, Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::Envelope;
 use super::spool::Incoming;
 use super::store::{AcceptError, settle};
+use crate::db::kept::KeptConnection;
 
 /// Most messages committed in one transaction.
 const MAX_BATCH: usize = 128;
@@ -95,7 +96,8 @@ impl Committer {
 }
 
 async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Pending>, queued: Arc<AtomicUsize>) {
-    while let Some(first) = rx.recv().await {
+    let mut conn = KeptConnection::new(pool.clone());
+    while let Some(first) = conn.recv(&mut rx).await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -104,13 +106,16 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Pending>, queued: Arc
             }
         }
         queued.fetch_sub(batch.len(), Ordering::SeqCst);
-        commit_batch(&pool, batch).await;
+        commit_batch(&pool, &mut conn, batch).await;
     }
 }
 
-async fn commit_batch(pool: &PgPool, batch: Vec<Pending>) {
-    let rows: Vec<(&Envelope, i64)> = batch.iter().map(|p| (&p.env, p.size)).collect();
-    match commit_rows(pool, &rows).await {
+async fn commit_batch(pool: &PgPool, conn: &mut KeptConnection, batch: Vec<Pending>) {
+    let rows: Vec<Row> = batch
+        .iter()
+        .map(|p| (&p.env, p.size, p.body.inline()))
+        .collect();
+    match commit_rows(conn, &rows).await {
         Ok(ids) => {
             for p in batch {
                 let id = ids.iter().find(|(id, _)| *id == p.env.id).map(|(_, i)| *i);
@@ -121,7 +126,7 @@ async fn commit_batch(pool: &PgPool, batch: Vec<Pending>) {
         // so each is tried alone and only that one fails, as without batching.
         Err(CommitError::Definite(sqlx::Error::Database(_))) if batch.len() > 1 => {
             for p in batch {
-                let alone = commit_one(pool, &p.env, p.size).await;
+                let alone = commit_one(pool, &p.env, p.size, p.body.inline()).await;
                 let _ = p.done.send(settle(alone, p.body));
             }
         }
@@ -153,8 +158,9 @@ pub(super) async fn commit_one(
     pool: &PgPool,
     env: &Envelope,
     size: i64,
+    body: Option<&[u8]>,
 ) -> Result<i64, CommitError> {
-    let ids = commit_rows(pool, &[(env, size)]).await?;
+    let ids = commit_rows(&mut KeptConnection::new(pool.clone()), &[(env, size, body)]).await?;
     returned(ids.first().map(|(_, i)| *i))
 }
 
@@ -169,22 +175,49 @@ fn copy(e: &sqlx::Error) -> sqlx::Error {
     }
 }
 
-/// Commits the rows of `rows` (each message with its size) in one transaction; returns each
-/// message's id with its InternalId.
+/// A message to commit: its envelope, its size, and its body when the row keeps it.
+type Row<'a> = (&'a Envelope, i64, Option<&'a [u8]>);
+
+/// Commits the rows of `rows` in one transaction; returns each message's id with its
+/// InternalId.
 async fn commit_rows(
-    pool: &PgPool,
-    rows: &[(&Envelope, i64)],
+    kept: &mut KeptConnection,
+    rows: &[Row<'_>],
 ) -> Result<Vec<(Uuid, i64)>, CommitError> {
-    let mut tx = pool.begin().await.map_err(CommitError::Definite)?;
-    let ids = insert_rows(&mut tx, rows)
-        .await
-        .map_err(CommitError::Definite)?;
-    match tx.commit().await {
-        Ok(()) => Ok(ids),
-        // The server answered: the transaction was rolled back.
-        Err(e @ sqlx::Error::Database(_)) => Err(CommitError::Definite(e)),
-        // The connection failed with the COMMIT sent or on its way.
-        Err(e) => Err(CommitError::Unknown(e)),
+    let result = commit_on(kept, rows).await;
+    if result.is_err() {
+        kept.failed();
+    }
+    result
+}
+
+async fn commit_on(
+    kept: &mut KeptConnection,
+    rows: &[Row<'_>],
+) -> Result<Vec<(Uuid, i64)>, CommitError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (conn, reused) = kept.get().await.map_err(CommitError::Definite)?;
+        let begun = conn.begin().await;
+        // A kept connection that broke while it waited (PostgreSQL restarted): nothing was
+        // written, so the batch goes again on a fresh one.
+        if begun.is_err() && reused && tries == 1 {
+            drop(begun);
+            kept.failed();
+            continue;
+        }
+        let mut tx = begun.map_err(CommitError::Definite)?;
+        let ids = insert_rows(&mut tx, rows)
+            .await
+            .map_err(CommitError::Definite)?;
+        return match tx.commit().await {
+            Ok(()) => Ok(ids),
+            // The server answered: the transaction was rolled back.
+            Err(e @ sqlx::Error::Database(_)) => Err(CommitError::Definite(e)),
+            // The connection failed with the COMMIT sent or on its way.
+            Err(e) => Err(CommitError::Unknown(e)),
+        };
     }
 }
 
@@ -192,9 +225,9 @@ async fn commit_rows(
 /// transaction. An error here is definite: the transaction is never committed.
 async fn insert_rows(
     tx: &mut Transaction<'_, Postgres>,
-    rows: &[(&Envelope, i64)],
+    rows: &[Row<'_>],
 ) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
-    let envs = || rows.iter().map(|(e, _)| *e);
+    let envs = || rows.iter().map(|(e, _, _)| *e);
     let text = |f: fn(&Envelope) -> Option<&str>| envs().map(f).collect::<Vec<_>>();
     let recipients = || envs().flat_map(|e| e.recipients.iter().map(move |r| (e.id, r)));
     let ordinals: Vec<i32> = envs()
@@ -212,6 +245,10 @@ async fn insert_rows(
                                   $11::text[], $12::text[], $13::text[], $14::bool[], $15::text[],
                                   $16::text[])
              RETURNING id, internal_id),
+         b AS (
+             INSERT INTO message_body (id, body)
+             SELECT id, body FROM UNNEST($1::uuid[], $23::bytea[]) AS u(id, body)
+             WHERE body IS NOT NULL),
          r AS (
              INSERT INTO message_recipient (message_id, ordinal, address, orcpt, notify, disposition)
              SELECT * FROM UNNEST($17::uuid[], $18::int4[], $19::text[], $20::text[], $21::text[],
@@ -221,7 +258,7 @@ async fn insert_rows(
     .bind(envs().map(|e| e.id).collect::<Vec<_>>())
     .bind(text(|e| Some(e.server.as_str())))
     .bind(text(|e| Some(e.from.as_str())))
-    .bind(rows.iter().map(|(_, size)| *size).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, size, _)| *size).collect::<Vec<_>>())
     .bind(envs().map(|e| e.source_ip.to_string()).collect::<Vec<_>>())
     .bind(text(|e| Some(e.receive_connector.as_str())))
     .bind(text(|e| Some(e.helo.as_str())))
@@ -244,6 +281,7 @@ async fn insert_rows(
             .map(|(_, r)| r.disposition.name())
             .collect::<Vec<_>>(),
     )
+    .bind(rows.iter().map(|(_, _, body)| *body).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await
 }

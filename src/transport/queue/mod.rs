@@ -1,4 +1,4 @@
-//! The queue is the only writer of messages: bodies in the spool, metadata in PostgreSQL.
+//! The queue is the only writer of messages: bodies (in rows or the spool) and metadata.
 
 pub mod commit;
 pub mod manager;

@@ -1,29 +1,142 @@
-//! Message bodies on disk, one file per message, named by the message id.
+//! Message bodies: a small one in the queue database (`message_body`, migration 0024), a larger
+//! one on disk, one file per message, named by the message id.
 //!
-//! A body is written and fsynced (file and directory) before its rows are committed, so every
-//! committed row has a whole body. A crash between the two leaves an orphan file that `recover`
-//! removes at start-up: such a message never got its 250.
+//! A body up to [`INLINE_MAX`] bytes that arrived whole in memory goes into a `message_body`
+//! row (its "row" below), in the statement that commits the message's rows: one commit makes both durable, and no file is created,
+//! fsynced or unlinked (on the disks measured, those cost more than the rest of the message).
+//! It stays in memory ([`Held`]) until it is delivered, within a fixed budget.
+//!
+//! A larger body is written and fsynced (file and directory) before its rows are committed, so
+//! every committed row has a whole body. A crash between the two leaves an orphan file that
+//! `recover` removes at start-up: such a message never got its 250.
 //!
 //! A body arriving over SMTP is streamed to its file as it comes ([`Incoming`]), so a session
 //! costs a small fixed buffer however large the message.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::ops::Deref;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use sqlx::PgPool;
 use uuid::Uuid;
+
+/// The largest body kept in its row. The row stays within one PostgreSQL page (migration 0024),
+/// so it is stored as it is, uncompressed, in the heap.
+pub const INLINE_MAX: usize = 7 * 1024;
+
+/// How many bytes of row-kept bodies stay in memory for their delivery. Past it a body is read
+/// back from its row when it is sent; a long queue (a next hop down) costs no more than this.
+const HELD_MAX: usize = 32 * 1024 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct Spool {
     dir: PathBuf,
+    /// Set by [`Spool::with_database`]: bodies may then live in their rows.
+    db: Option<PgPool>,
+    held: Arc<Held>,
+}
+
+/// Row-kept bodies in memory, from their commit to their removal, within [`HELD_MAX`] bytes.
+#[derive(Debug, Default)]
+struct Held {
+    map: Mutex<HeldBodies>,
+}
+
+/// The bodies held, and their bytes in all.
+type HeldBodies = (HashMap<Uuid, Arc<[u8]>>, usize);
+
+impl Held {
+    fn insert(&self, id: Uuid, body: Vec<u8>) {
+        let mut held = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, bytes) = &mut *held;
+        if let Some(total) = bytes.checked_add(body.len())
+            && total <= HELD_MAX
+        {
+            *bytes = total;
+            map.insert(id, Arc::from(body));
+        }
+    }
+
+    fn get(&self, id: Uuid) -> Option<Arc<[u8]>> {
+        let held = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        held.0.get(&id).cloned()
+    }
+
+    /// Forgets `id`; true when it was held (its body is in its row, not on disk).
+    fn remove(&self, id: Uuid) -> bool {
+        let mut held = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, bytes) = &mut *held;
+        match map.remove(&id) {
+            Some(b) => {
+                *bytes = bytes.saturating_sub(b.len());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A committed message's body, as it will be sent.
+#[derive(Clone, Debug)]
+pub enum Body {
+    Held(Arc<[u8]>),
+    Read(Vec<u8>),
+}
+
+impl Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Body::Held(b) => b,
+            Body::Read(b) => b,
+        }
+    }
 }
 
 impl Spool {
     pub fn open(data_dir: &Path) -> io::Result<Spool> {
         let dir = data_dir.join("spool");
         crate::fsmode::private_dir_all(&dir)?;
-        Ok(Spool { dir })
+        Ok(Spool {
+            dir,
+            db: None,
+            held: Arc::default(),
+        })
+    }
+
+    /// The same spool with the queue database, where small bodies are kept in their rows
+    /// (written by the commit of the rows, read back by [`Spool::body`]).
+    pub fn with_database(mut self, pool: PgPool) -> Spool {
+        self.db = Some(pool);
+        self
+    }
+
+    /// The body of a committed message: held in memory, its file, or its row. NotFound when
+    /// it is in none of them (lost).
+    pub async fn body(&self, id: Uuid) -> io::Result<Body> {
+        if let Some(b) = self.held.get(id) {
+            return Ok(Body::Held(b));
+        }
+        match tokio::fs::read(self.path(id)).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => return other.map(Body::Read),
+        }
+        let Some(db) = &self.db else {
+            return Err(io::ErrorKind::NotFound.into());
+        };
+        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT body FROM message_body WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await
+            .map_err(io::Error::other)?;
+        match row {
+            Some((body,)) => Ok(Body::Read(body)),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
     }
 
     /// The spool directory (its disk is what back pressure watches).
@@ -48,13 +161,18 @@ impl Spool {
         body
     }
 
+    /// Removes the body of a message whose rows are gone (a row-kept body went with them).
     pub fn remove(&self, id: Uuid) -> io::Result<()> {
+        if self.held.remove(id) {
+            return Ok(());
+        }
         match fs::remove_file(self.path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
     }
 
+    /// The body's file (a body kept in its row has none: see [`Spool::body`]).
     pub fn read(&self, id: Uuid) -> io::Result<Vec<u8>> {
         fs::read(self.path(id))
     }
@@ -89,6 +207,12 @@ impl Spool {
             .fetch_all(pool)
             .await?;
         let known: std::collections::HashSet<Uuid> = known.into_iter().map(|(id,)| id).collect();
+        // Rows of bodies whose message is gone (removed other than by the queue writer).
+        sqlx::query(
+            "DELETE FROM message_body b WHERE NOT EXISTS (SELECT 1 FROM message m WHERE m.id = b.id)",
+        )
+        .execute(pool)
+        .await?;
         let mut removed = 0;
         for id in on_disk.into_iter().filter(|id| !known.contains(id)) {
             self.remove(id)?;
@@ -114,6 +238,8 @@ pub struct Incoming {
     file: Option<File>,
     /// The file may exist on disk: dropping must remove it.
     on_disk: bool,
+    /// Made durable in its row: the commit writes `buf` with the message.
+    inline: bool,
     len: u64,
     error: Option<io::Error>,
 }
@@ -126,6 +252,7 @@ impl Incoming {
             buf,
             file: None,
             on_disk: false,
+            inline: false,
             len: 0,
             error: None,
         }
@@ -202,9 +329,13 @@ impl Incoming {
     }
 
     /// Writes the rest and makes the body durable (fdatasync, then the directory's fsync): after
-    /// this, a crash cannot lose it.
+    /// this, a crash cannot lose it. A small body of a spool with a database is left for the
+    /// commit of its rows instead ([`Incoming::inline`]).
     pub async fn make_durable(&mut self) -> io::Result<()> {
-        if self.error.is_none() {
+        if self.error.is_none() && self.file.is_none() && self.buf.len() <= INLINE_MAX {
+            self.inline = self.spool.db.is_some();
+        }
+        if self.error.is_none() && !self.inline {
             self.spill(true).await;
         }
         match self.error.take() {
@@ -216,9 +347,19 @@ impl Incoming {
         }
     }
 
-    /// The body stays on disk whatever happens to this value now.
-    pub fn keep(mut self) {
+    /// The body the commit must write into its row, when it goes there.
+    pub fn inline(&self) -> Option<&[u8]> {
+        self.inline.then_some(self.buf.as_slice())
+    }
+
+    /// The body stays on disk whatever happens to this value now. `committed`: the rows are
+    /// known to be committed, so a row-kept body is held in memory for its delivery.
+    pub fn keep(mut self, committed: bool) {
         self.on_disk = false;
+        if self.inline && committed {
+            let body = std::mem::take(&mut self.buf);
+            self.spool.held.insert(self.id, body);
+        }
     }
 }
 
@@ -252,7 +393,7 @@ mod tests {
         small.write(b"Subject: s\r\n\r\nhi\r\n").await;
         assert_eq!(files(tmp.path()), 0);
         small.make_durable().await.unwrap();
-        small.keep();
+        small.keep(true);
         assert_eq!(spool.read(id).unwrap(), b"Subject: s\r\n\r\nhi\r\n");
 
         // Large: written in pieces as it comes; the whole of it lands in order.
@@ -268,7 +409,7 @@ mod tests {
         assert_eq!(files(tmp.path()), 2);
         assert!(large.buf.len() <= SPILL);
         large.make_durable().await.unwrap();
-        large.keep();
+        large.keep(true);
         assert_eq!(spool.read(id).unwrap(), want);
 
         // Dropped, spilled or made durable, without keep: gone.

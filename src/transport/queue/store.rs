@@ -96,7 +96,7 @@ pub async fn accept(
     };
     let mut body = spool.incoming_from(env.id, bytes);
     let size = make_durable(env, &mut body).await?;
-    settle(commit_one(pool, env, size).await, body)
+    settle(commit_one(pool, env, size, body.inline()).await, body)
 }
 
 /// Makes a received body durable, then commits the message's rows with those of the other
@@ -111,7 +111,7 @@ pub async fn accept_incoming(
     committer.commit(env, size, body).await
 }
 
-/// The body on disk and fsynced; returns its size for the message row.
+/// The body on disk and fsynced, or left for the row (small); returns its size for the row.
 async fn make_durable(env: &Envelope, body: &mut Incoming) -> Result<i64, AcceptError> {
     debug_assert_eq!(body.id(), env.id);
     let size = i64::try_from(body.len()).map_err(|_| AcceptError::TooLarge(body.len()))?;
@@ -128,12 +128,12 @@ pub(super) fn settle(
 ) -> Result<i64, AcceptError> {
     match committed {
         Ok(internal_id) => {
-            body.keep();
+            body.keep(true);
             Ok(internal_id)
         }
         Err(CommitError::Definite(e)) => Err(e.into()),
         Err(CommitError::Unknown(e)) => {
-            body.keep();
+            body.keep(false);
             Err(AcceptError::CommitUnknown(e))
         }
     }

@@ -15,12 +15,13 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{QueueStatus, RecipientStatus, Spool};
+use crate::db::kept::KeptConnection;
 
 /// Most writes gathered into one transaction.
 const MAX_BATCH: usize = 2048;
@@ -181,10 +182,11 @@ pub async fn run(pool: PgPool, spool: Spool, mut rx: mpsc::UnboundedReceiver<Wri
         }
     });
     let mut carried: Option<Write> = None;
+    let mut conn = KeptConnection::new(pool.clone());
     loop {
         let first = match carried.take() {
             Some(w) => w,
-            None => match rx.recv().await {
+            None => match conn.recv(&mut rx).await {
                 Some(w) => w,
                 None => break,
             },
@@ -214,7 +216,7 @@ pub async fn run(pool: PgPool, spool: Spool, mut rx: mpsc::UnboundedReceiver<Wri
             }
         }
         if batch.has_writes() {
-            write_with_retries(&pool, &unlink, &batch).await;
+            write_with_retries(&mut conn, &unlink, &batch).await;
         }
         for tx in batch.flushes.drain(..) {
             let _ = tx.send(());
@@ -225,13 +227,13 @@ pub async fn run(pool: PgPool, spool: Spool, mut rx: mpsc::UnboundedReceiver<Wri
 }
 
 async fn write_with_retries(
-    pool: &PgPool,
+    conn: &mut KeptConnection,
     unlink: &mpsc::UnboundedSender<Vec<Uuid>>,
     batch: &Batch,
 ) {
     let mut refused = 0u32;
     for attempt in 1u64.. {
-        let e = match write(pool, batch).await {
+        let e = match write(conn, batch).await {
             Ok(()) => {
                 if attempt > 1 {
                     tracing::info!("queue state written after {attempt} attempts");
@@ -248,7 +250,10 @@ async fn write_with_retries(
                 tracing::info!("queue state after the stop not written, the next start redoes it");
                 return;
             }
-            Err(e) => e,
+            Err(e) => {
+                conn.failed();
+                e
+            }
         };
         if !unreachable(&e) {
             refused += 1;
@@ -278,8 +283,8 @@ fn unreachable(e: &sqlx::Error) -> bool {
     }
 }
 
-async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+async fn write(conn: &mut KeptConnection, b: &Batch) -> Result<(), sqlx::Error> {
+    let mut tx = conn.get().await?.0.begin().await?;
     if !b.routed.is_empty() {
         sqlx::query(
             "UPDATE message_recipient r SET queue_id = u.q, route_address = u.ra
@@ -377,10 +382,13 @@ async fn write(pool: &PgPool, b: &Batch) -> Result<(), sqlx::Error> {
         .await?;
     }
     if !b.deletes.is_empty() {
-        sqlx::query("DELETE FROM message WHERE id = ANY($1)")
-            .bind(&b.deletes)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "WITH body AS (DELETE FROM message_body WHERE id = ANY($1))
+             DELETE FROM message WHERE id = ANY($1)",
+        )
+        .bind(&b.deletes)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await
 }
@@ -524,7 +532,7 @@ mod tests {
         let mut batch = Batch::default();
         batch.add(Write::Delete(Uuid::now_v7()));
         let started = std::time::Instant::now();
-        write_with_retries(&pool, &unlink, &batch).await;
+        write_with_retries(&mut KeptConnection::new(pool), &unlink, &batch).await;
         assert!(
             started.elapsed() < Duration::from_millis(150),
             "took {:?}",

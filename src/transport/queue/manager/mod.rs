@@ -172,12 +172,20 @@ impl QueueManager {
                 .await?;
         qm.state().poisoned = poisoned.into_iter().map(|(id,)| id).collect();
         qm.load_shadow_queues().await?;
+        // Bodies kept in their rows (spool.rs); every other body must be on disk.
+        let in_row: Vec<(Uuid,)> =
+            sqlx::query_as("SELECT id FROM message JOIN message_body USING (id) WHERE server = $1")
+                .bind(&settings.server_name)
+                .fetch_all(&pool)
+                .await?;
+        let in_row: std::collections::HashSet<Uuid> = in_row.into_iter().map(|(id,)| id).collect();
         for mut m in load_pending(&pool, &settings.server_name, None).await? {
             // Rows committed without a body (a commit whose outcome was unknown and whose body
             // was lost, or disk damage): they can only be reported, never delivered.
-            m.body_lost = !tokio::fs::try_exists(qm.inner.spool.path(m.id))
-                .await
-                .unwrap_or(true);
+            m.body_lost = !in_row.contains(&m.id)
+                && !tokio::fs::try_exists(qm.inner.spool.path(m.id))
+                    .await
+                    .unwrap_or(true);
             if m.body_lost {
                 tracing::error!(
                     "message {} has no body in the spool: its recipients are reported as failed",

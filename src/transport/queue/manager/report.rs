@@ -137,7 +137,7 @@ impl QueueManager {
     }
 
     pub(super) async fn read_body(&self, id: Uuid) -> std::io::Result<Vec<u8>> {
-        tokio::fs::read(self.inner.spool.path(id)).await
+        Ok(self.inner.spool.body(id).await?.to_vec())
     }
 
     /// Accepts a DSN as a new message from the null sender, durably, and queues it.

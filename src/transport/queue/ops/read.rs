@@ -645,13 +645,18 @@ pub async fn read_message<'c>(
     let mut conn = db.acquire().await?;
     let (id, entries) = named_message(&mut conn, server, identity).await?;
     let message = entries[0].id;
-    let (suspended,): (bool,) =
-        sqlx::query_as("SELECT suspended OR poison FROM message WHERE id = $1")
-            .bind(message)
-            .fetch_one(&mut *conn)
-            .await?;
+    let (suspended, in_row): (bool, Option<Vec<u8>>) = sqlx::query_as(
+        "SELECT suspended OR poison, (SELECT body FROM message_body b WHERE b.id = m.id)
+             FROM message m WHERE id = $1",
+    )
+    .bind(message)
+    .fetch_one(&mut *conn)
+    .await?;
     if !suspended {
         return Err(QueueError::NotSuspended(id.to_string()));
+    }
+    if let Some(bytes) = in_row {
+        return Ok((id, bytes));
     }
     let data_dir = data_dir.to_path_buf();
     let bytes = tokio::task::spawn_blocking(move || Spool::open(&data_dir)?.read(message))
