@@ -108,6 +108,7 @@ async def one(args, index):
         start = time.perf_counter_ns()
         await expect(reader, writer, b"\r\n.\r\n", 250, t, "end of DATA")
         took = time.perf_counter_ns() - start
+        args.each.append((start, took))
         # The message is accepted; QUIT is politeness, and its answer is not measured.
         try:
             await expect(reader, writer, b"QUIT\r\n", 221, min(t, 5.0), "QUIT")
@@ -172,7 +173,9 @@ def main():
     parser.add_argument("--from", dest="sender", default="bench@example.org")
     parser.add_argument("--to", default="rcpt@example.test")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per step")
+    parser.add_argument("--each", help="file for every answered message's start and time (ns)")
     args = parser.parse_args()
+    each_path, args.each = args.each, []
     if not 0 < args.port < 65536:
         parser.error(f"--port {args.port} is not a TCP port")
     if not 0 < args.timeout <= 3600:
@@ -191,6 +194,12 @@ def main():
         figures[f"p{p}"] = f"{percentile(latencies, total, p):.2f}"
     figures["max"] = f"{percentile(latencies, total, 100):.2f}"
     print(" ".join(f"{key}={value}" for key, value in figures.items()))
+    if each_path:
+        # Start times from the first message's, so that slow ones can be placed in the run.
+        first = min((start for start, _ in args.each), default=0)
+        with open(each_path, "w", encoding="ascii") as out:
+            for start, took in sorted(args.each):
+                out.write(f"{start - first} {took}\n")
     for reason, count in failures.most_common():
         print(f"failure {count} {reason}")
     return 0 if latencies else 1

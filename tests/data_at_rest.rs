@@ -80,8 +80,11 @@ impl Drop for Permissive {
     }
 }
 
+/// Files in `dir` (`spool/` also holds `free/`, removed bodies' files kept for reuse).
 fn count(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(dir)
+        .map(|d| d.filter(|e| e.as_ref().unwrap().path().is_file()).count())
+        .unwrap_or(0)
 }
 
 /// Every directory and file under `root`, `root` included.

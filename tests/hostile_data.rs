@@ -45,9 +45,13 @@ async fn suspend_mailbox_delivery(setup: &Setup) {
         .await;
 }
 
+/// Bodies on disk (not the removed ones' files kept in `spool/free/` for reuse).
 fn spool_files(gw: &Gateway) -> Vec<std::path::PathBuf> {
     match std::fs::read_dir(gw.data_dir().join("spool")) {
-        Ok(dir) => dir.map(|e| e.unwrap().path()).collect(),
+        Ok(dir) => dir
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect(),
         Err(_) => Vec::new(),
     }
 }

@@ -3,6 +3,7 @@
 pub mod commit;
 pub mod manager;
 pub mod ops;
+pub mod recycle;
 pub mod spool;
 pub mod status;
 pub mod store;

@@ -24,6 +24,8 @@ use std::sync::{Arc, Mutex};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::recycle::Recycler;
+
 /// The largest body kept in its row. The row stays within one PostgreSQL page (migration 0024),
 /// so it is stored as it is, uncompressed, in the heap.
 pub const INLINE_MAX: usize = 7 * 1024;
@@ -38,6 +40,7 @@ pub struct Spool {
     /// Set by [`Spool::with_database`]: bodies may then live in their rows.
     db: Option<PgPool>,
     held: Arc<Held>,
+    recycler: Arc<Recycler>,
 }
 
 /// Row-kept bodies in memory, from their commit to their removal, within [`HELD_MAX`] bytes.
@@ -101,10 +104,12 @@ impl Spool {
     pub fn open(data_dir: &Path) -> io::Result<Spool> {
         let dir = data_dir.join("spool");
         crate::fsmode::private_dir_all(&dir)?;
+        let recycler = Arc::new(Recycler::open(&dir)?);
         Ok(Spool {
             dir,
             db: None,
             held: Arc::default(),
+            recycler,
         })
     }
 
@@ -161,15 +166,27 @@ impl Spool {
         body
     }
 
-    /// Removes the body of a message whose rows are gone (a row-kept body went with them).
+    /// Removes the body of a message whose rows are gone (a row-kept body went with them). Its
+    /// file goes to the free list for a later body ([`Recycler`]), or is unlinked.
     pub fn remove(&self, id: Uuid) -> io::Result<()> {
         if self.held.remove(id) {
             return Ok(());
         }
-        match fs::remove_file(self.path(id)) {
+        let path = self.path(id);
+        let gone = match self.recycler.keep(id, &path) {
+            Ok(true) => Ok(()),
+            Ok(false) => fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        match gone {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Files of removed bodies kept for reuse.
+    pub fn recycled(&self) -> usize {
+        self.recycler.len()
     }
 
     /// The body's file (a body kept in its row has none: see [`Spool::body`]).
@@ -198,9 +215,12 @@ impl Spool {
     pub async fn recover(&self, pool: &sqlx::PgPool) -> Result<usize, super::AcceptError> {
         let on_disk = {
             let s = self.clone();
-            tokio::task::spawn_blocking(move || s.list())
-                .await
-                .map_err(|e| super::AcceptError::Io(io::Error::other(e)))??
+            tokio::task::spawn_blocking(move || {
+                s.recycler.clear()?;
+                s.list()
+            })
+            .await
+            .map_err(|e| super::AcceptError::Io(io::Error::other(e)))??
         };
         let known: Vec<(Uuid,)> = sqlx::query_as("SELECT id FROM message WHERE id = ANY($1)")
             .bind(&on_disk)
@@ -240,6 +260,8 @@ pub struct Incoming {
     on_disk: bool,
     /// Made durable in its row: the commit writes `buf` with the message.
     inline: bool,
+    /// The file is a removed body's, written over from its start: its length before.
+    reused: u64,
     len: u64,
     error: Option<io::Error>,
 }
@@ -253,6 +275,7 @@ impl Incoming {
             file: None,
             on_disk: false,
             inline: false,
+            reused: 0,
             len: 0,
             error: None,
         }
@@ -291,36 +314,50 @@ impl Incoming {
     async fn spill(&mut self, sync: bool) {
         let path = self.spool.path(self.id);
         let dir = self.spool.dir.clone();
+        let recycler = self.spool.recycler.clone();
         let file = self.file.take();
         let mut buf = std::mem::take(&mut self.buf);
+        // Every byte appended so far is in the file after this write: its length.
+        let (total, reused) = (self.len, self.reused);
         // Set before the file exists, so that a drop while the write runs removes it. (Were the
         // session's task cancelled before the blocking task created the file, it would be left
         // as a body without rows, which the start-up recovery removes.)
         self.on_disk = true;
         let done = tokio::task::spawn_blocking(move || {
             let result = (|| {
-                let mut f = match file {
-                    Some(f) => f,
-                    None => OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&path)?,
+                let (mut f, reused) = match file {
+                    Some(f) => (f, reused),
+                    None => match recycler.take(&path) {
+                        Some((f, len)) => (f, len),
+                        None => (
+                            OpenOptions::new()
+                                .write(true)
+                                .create_new(true)
+                                .mode(0o600)
+                                .open(&path)?,
+                            0,
+                        ),
+                    },
                 };
                 f.write_all(&buf)?;
                 if sync {
+                    // A reused file may go on past this body: what is left of the one before.
+                    if reused > total {
+                        f.set_len(total)?;
+                    }
                     f.sync_data()?;
                     File::open(&dir)?.sync_all()?;
                 }
-                Ok(f)
+                Ok((f, reused))
             })();
             buf.clear();
             (result, buf)
         })
         .await;
         match done {
-            Ok((Ok(f), buf)) => {
+            Ok((Ok((f, reused)), buf)) => {
                 self.file = Some(f);
+                self.reused = reused;
                 self.buf = buf;
             }
             Ok((Err(e), _)) => self.error = Some(e),
@@ -376,10 +413,75 @@ impl Drop for Incoming {
 
 #[cfg(test)]
 mod tests {
+    use super::super::recycle::{COUNT_MAX, FILE_MAX};
     use super::*;
 
+    /// Bodies on disk (the files in `spool/`, not those kept in `spool/free/` for reuse).
     fn files(dir: &Path) -> usize {
-        fs::read_dir(dir.join("spool")).unwrap().count()
+        fs::read_dir(dir.join("spool"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().is_file())
+            .count()
+    }
+
+    async fn durable(spool: &Spool, body: &[u8]) -> Uuid {
+        let id = Uuid::now_v7();
+        let mut incoming = spool.incoming(id);
+        incoming.write(body).await;
+        incoming.make_durable().await.unwrap();
+        incoming.keep(true);
+        id
+    }
+
+    #[tokio::test]
+    async fn a_removed_body_s_file_is_written_over_by_the_next_and_cut_to_its_length() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        let free = tmp.path().join("spool/free");
+        let ino = |id| fs::metadata(spool.path(id)).unwrap().ino();
+
+        let first = durable(&spool, &vec![b'a'; 100_000]).await;
+        let inode = ino(first);
+        spool.remove(first).unwrap();
+        assert!(!spool.path(first).exists());
+        assert_eq!(
+            (spool.recycled(), fs::read_dir(&free).unwrap().count()),
+            (1, 1)
+        );
+
+        // The next body takes that file: the same inode, holding the new body and nothing after.
+        let second = durable(&spool, &vec![b'b'; 5_000]).await;
+        assert_eq!(ino(second), inode);
+        assert_eq!(spool.read(second).unwrap(), vec![b'b'; 5_000]);
+        assert_eq!(spool.recycled(), 0);
+        // A longer one spills in pieces over a reused file and ends whole.
+        spool.remove(second).unwrap();
+        let third = durable(&spool, &vec![b'c'; 3 * SPILL + 7]).await;
+        assert_eq!(ino(third), inode);
+        assert_eq!(spool.read(third).unwrap(), vec![b'c'; 3 * SPILL + 7]);
+
+        // At most COUNT_MAX files are kept, and none over FILE_MAX; the rest are unlinked.
+        let big = durable(&spool, &vec![b'd'; FILE_MAX as usize + 1]).await;
+        spool.remove(big).unwrap();
+        assert_eq!(spool.recycled(), 0);
+        let mut ids = vec![third];
+        for _ in 0..COUNT_MAX + 2 {
+            ids.push(durable(&spool, b"Subject: s\r\n\r\nhi\r\n").await);
+        }
+        for id in ids {
+            spool.remove(id).unwrap();
+        }
+        assert_eq!(files(tmp.path()), 0);
+        assert_eq!(spool.recycled(), COUNT_MAX);
+        assert_eq!(fs::read_dir(&free).unwrap().count(), COUNT_MAX);
+
+        // The start-up recovery empties the list.
+        assert_eq!(spool.recycler.clear().unwrap(), COUNT_MAX);
+        assert_eq!(
+            (spool.recycled(), fs::read_dir(&free).unwrap().count()),
+            (0, 0)
+        );
     }
 
     #[tokio::test]
