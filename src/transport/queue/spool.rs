@@ -2,13 +2,15 @@
 //! one on disk, one file per message, named by the message id.
 //!
 //! A body up to [`INLINE_MAX`] bytes that arrived whole in memory goes into a `message_body`
-//! row (its "row" below), in the statement that commits the message's rows: one commit makes both durable, and no file is created,
-//! fsynced or unlinked (on the disks measured, those cost more than the rest of the message).
+//! row (its "row" below), in the statement that commits the message's rows: one commit makes
+//! both durable, and no file is created, fsynced or unlinked (on the disks measured, those cost
+//! more than the rest of the message).
 //! It stays in memory ([`Held`]) until it is delivered, within a fixed budget.
 //!
 //! A larger body is written and fsynced (file and directory) before its rows are committed, so
 //! every committed row has a whole body. A crash between the two leaves an orphan file that
-//! `recover` removes at start-up: such a message never got its 250.
+//! `recover` removes at start-up: such a message never got its 250. The file may be a removed
+//! body's, written over (`recycle.rs`).
 //!
 //! A body arriving over SMTP is streamed to its file as it comes ([`Incoming`]), so a session
 //! costs a small fixed buffer however large the message.
@@ -210,8 +212,9 @@ impl Spool {
         Ok(ids)
     }
 
-    /// Removes bodies whose rows were never committed (a crash before the 250). Call before listening.
-    /// The other half, rows whose body is missing, the queue manager reports (NDR) as it loads them.
+    /// Removes bodies whose rows were never committed (a crash before the 250), and the files
+    /// kept for reuse. Call before listening. The other half, rows whose body is missing, the
+    /// queue manager reports (NDR) as it loads them.
     pub async fn recover(&self, pool: &sqlx::PgPool) -> Result<usize, super::AcceptError> {
         let on_disk = {
             let s = self.clone();
@@ -229,7 +232,8 @@ impl Spool {
         let known: std::collections::HashSet<Uuid> = known.into_iter().map(|(id,)| id).collect();
         // Rows of bodies whose message is gone (removed other than by the queue writer).
         sqlx::query(
-            "DELETE FROM message_body b WHERE NOT EXISTS (SELECT 1 FROM message m WHERE m.id = b.id)",
+            "DELETE FROM message_body b
+             WHERE NOT EXISTS (SELECT 1 FROM message m WHERE m.id = b.id)",
         )
         .execute(pool)
         .await?;
