@@ -58,8 +58,9 @@ impl Recycler {
         let mut removed = 0;
         for entry in fs::read_dir(&self.dir)? {
             match fs::remove_file(entry?.path()) {
+                Ok(()) => removed += 1,
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => removed += 1,
+                Err(_) => {}
             }
         }
         Ok(removed)
@@ -76,6 +77,10 @@ impl Recycler {
     /// Moves the removed body `id` at `path` into the free list. False when it is not kept (too
     /// large, the list full, or the move failed): the caller unlinks it. NotFound: no such file.
     pub fn keep(&self, id: Uuid, path: &Path) -> io::Result<bool> {
+        // A full list is the common case of a bulk removal: no stat for it.
+        if self.list().len() >= COUNT_MAX {
+            return Ok(false);
+        }
         let len = fs::metadata(path)?.len();
         if len > FILE_MAX {
             return Ok(false);
